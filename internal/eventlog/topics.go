@@ -1,0 +1,85 @@
+package eventlog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+
+	"shopstream/schemas"
+)
+
+// EnsureTopics creates every event-log topic that does not exist yet, with
+// its partition count and infinite retention (retention.ms=-1), and the
+// replication factor given (-1 for the broker's default). Existing topics
+// are left as they are. Safe to run from several instances at once.
+func EnsureTopics(ctx context.Context, adm *kadm.Client, replication int16) error {
+	configs := map[string]*string{"retention.ms": ptr("-1"), "retention.bytes": ptr("-1")}
+	for _, spec := range schemas.Topics() {
+		resp, err := adm.CreateTopic(ctx, spec.Partitions, replication, configs, spec.Name)
+		if err == nil {
+			err = resp.Err
+		}
+		if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+			return fmt.Errorf("create topic %s: %w", spec.Name, err)
+		}
+	}
+	return nil
+}
+
+func ptr(s string) *string { return &s }
+
+// TopicOffsets is one event-log topic as `shop topics` shows it.
+type TopicOffsets struct {
+	Name       string
+	Partitions int
+	EndOffsets []int64 // per partition
+	Records    int64   // sum of end offsets minus start offsets
+}
+
+// DescribeTopics lists the event-log topics with their partitions and end
+// offsets, in the contract's order, each followed by its dead-letter topic
+// when one exists. A contract topic missing from the cluster is listed with
+// zero partitions.
+func DescribeTopics(ctx context.Context, adm *kadm.Client) ([]TopicOffsets, error) {
+	existing, err := adm.ListTopics(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list topics: %w", err)
+	}
+	var names []string
+	for _, spec := range schemas.Topics() {
+		names = append(names, spec.Name)
+		if existing.Has(spec.Name + schemas.DLQSuffix) {
+			names = append(names, spec.Name+schemas.DLQSuffix)
+		}
+	}
+	ends, err := adm.ListEndOffsets(ctx, names...)
+	if err != nil {
+		return nil, fmt.Errorf("list end offsets: %w", err)
+	}
+	starts, err := adm.ListStartOffsets(ctx, names...)
+	if err != nil {
+		return nil, fmt.Errorf("list start offsets: %w", err)
+	}
+	out := make([]TopicOffsets, 0, len(names))
+	for _, n := range names {
+		t := TopicOffsets{Name: n}
+		if existing.Has(n) {
+			t.Partitions = len(existing[n].Partitions)
+			t.EndOffsets = make([]int64, t.Partitions)
+		}
+		for p := range t.Partitions {
+			end, ok := ends.Lookup(n, int32(p))
+			if !ok || end.Err != nil {
+				return nil, fmt.Errorf("end offset of %s/%d: %v", n, p, end.Err)
+			}
+			start, _ := starts.Lookup(n, int32(p))
+			t.EndOffsets[p] = end.Offset
+			t.Records += end.Offset - start.Offset
+		}
+		out = append(out, t)
+	}
+	return out, nil
+}

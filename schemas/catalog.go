@@ -1,0 +1,244 @@
+package schemas
+
+import (
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"maps"
+	"regexp"
+	"slices"
+	"strconv"
+
+	"github.com/linkedin/goavro/v2"
+)
+
+//go:embed avro/*.avsc
+var avroFiles embed.FS
+
+// ErrUnknownSchema is returned for a writer schema that matches no known
+// version of any event type: the record cannot be read by this build.
+var ErrUnknownSchema = errors.New("unknown writer schema")
+
+// Upcaster lifts the generic (goavro native) value of one version of an
+// event to the next version. It must not keep or mutate its argument.
+type Upcaster func(old map[string]any) (map[string]any, error)
+
+// definition is one event type of the contract: its topic, its current
+// version, a constructor of its Go form and the upcasters from each older
+// version to the next.
+type definition struct {
+	topic     string
+	current   int
+	newEvent  func() Event
+	upcasters map[int]Upcaster
+}
+
+func definitions() []definition {
+	one := func(topic string, e func() Event) definition {
+		return definition{topic: topic, current: 1, newEvent: e}
+	}
+	return []definition{
+		one(TopicCustomers, func() Event { return &CustomerSignedUp{} }),
+		{topic: TopicProducts, current: 2, newEvent: func() Event { return &ProductRegistered{} },
+			upcasters: map[int]Upcaster{1: upcastProductRegisteredV1}},
+		one(TopicProducts, func() Event { return &ProductRestocked{} }),
+		one(TopicProducts, func() Event { return &PhotoWasAdded{} }),
+		one(TopicStock, func() Event { return &StockReserved{} }),
+		one(TopicStock, func() Event { return &StockReservationRejected{} }),
+		one(TopicStock, func() Event { return &StockReleased{} }),
+		one(TopicStock, func() Event { return &ProductSoldOut{} }),
+		one(TopicCarts, func() Event { return &ItemAddedToCart{} }),
+		one(TopicCarts, func() Event { return &ItemRemovedFromCart{} }),
+		one(TopicOrders, func() Event { return &OrderPlaced{} }),
+		one(TopicOrders, func() Event { return &OrderConfirmed{} }),
+		one(TopicOrders, func() Event { return &OrderCancelled{} }),
+		one(TopicPayments, func() Event { return &PaymentRequested{} }),
+		one(TopicPayments, func() Event { return &PaymentSucceeded{} }),
+		one(TopicPayments, func() Event { return &PaymentFailed{} }),
+		one(TopicSepaRequests, func() Event { return &SepaTransferRequested{} }),
+		one(TopicInvoices, func() Event { return &InvoiceIssued{} }),
+		one(TopicEmails, func() Event { return &EmailRequested{} }),
+		one(TopicEmails, func() Event { return &EmailSent{} }),
+		one(TopicReviews, func() Event { return &ReviewAdded{} }),
+	}
+}
+
+// upcastProductRegisteredV1 renames quantity → initial_stock and
+// photo → photo_url, and fills the new currency field with its default.
+func upcastProductRegisteredV1(old map[string]any) (map[string]any, error) {
+	out := maps.Clone(old)
+	out["initial_stock"] = old["quantity"]
+	out["photo_url"] = old["photo"]
+	out["currency"] = "EUR"
+	delete(out, "quantity")
+	delete(out, "photo")
+	return out, nil
+}
+
+// Version is one version of one event type's Avro schema.
+type Version struct {
+	Type   *Type
+	Number int
+	Schema string // the .avsc text, as registered
+	Codec  *goavro.Codec
+}
+
+// Type is one event type of the contract.
+type Type struct {
+	Name     string // Avro full name, e.g. shop.catalog.ProductRegistered
+	Topic    string
+	versions map[int]*Version
+	current  int
+	def      definition
+}
+
+// Current is the version this build writes and every read is upcast to.
+func (t *Type) Current() *Version { return t.versions[t.current] }
+
+// Version returns version n of the type's schema.
+func (t *Type) Version(n int) (*Version, bool) { v, ok := t.versions[n]; return v, ok }
+
+// Versions returns every version, oldest first.
+func (t *Type) Versions() []*Version {
+	out := make([]*Version, 0, len(t.versions))
+	for _, n := range slices.Sorted(maps.Keys(t.versions)) {
+		out = append(out, t.versions[n])
+	}
+	return out
+}
+
+// Upcast lifts a generic value of version from to the current version,
+// one step at a time.
+func (t *Type) Upcast(from int, native map[string]any) (map[string]any, error) {
+	for v := from; v < t.current; v++ {
+		up := t.def.upcasters[v]
+		next, err := up(native)
+		if err != nil {
+			return nil, fmt.Errorf("upcast %s v%d to v%d: %w", t.Name, v, v+1, err)
+		}
+		native = next
+	}
+	return native, nil
+}
+
+// ToEvent turns a generic value of the current version into the Go event.
+func (t *Type) ToEvent(native map[string]any) (Event, error) {
+	ev := t.def.newEvent()
+	if err := fromNative(native, ev); err != nil {
+		return nil, fmt.Errorf("%s: %w", t.Name, err)
+	}
+	return derefEvent(ev), nil
+}
+
+// Catalog is every event type of the contract, loaded from the embedded
+// schemas. It is immutable and safe for concurrent use.
+type Catalog struct {
+	types     map[string]*Type
+	canonical map[string]*Version
+}
+
+var fileName = regexp.MustCompile(`^(.+)\.v([0-9]+)\.avsc$`)
+
+// Load parses the embedded schemas and checks them against the definitions:
+// every definition has versions 1..current and an upcaster for each step,
+// every file belongs to a definition, and no two versions share a canonical
+// form (a writer schema must identify exactly one version).
+func Load() (*Catalog, error) {
+	c := &Catalog{types: map[string]*Type{}, canonical: map[string]*Version{}}
+	for _, d := range definitions() {
+		name := d.newEvent().EventType()
+		if _, dup := c.types[name]; dup {
+			return nil, fmt.Errorf("event type %s defined twice", name)
+		}
+		c.types[name] = &Type{Name: name, Topic: d.topic, versions: map[int]*Version{}, current: d.current, def: d}
+	}
+	entries, err := fs.ReadDir(avroFiles, "avro")
+	if err != nil {
+		return nil, fmt.Errorf("read embedded schemas: %w", err)
+	}
+	for _, e := range entries {
+		m := fileName.FindStringSubmatch(e.Name())
+		if m == nil {
+			return nil, fmt.Errorf("schema file %s: name must be <full name>.v<N>.avsc", e.Name())
+		}
+		t, ok := c.types[m[1]]
+		if !ok {
+			return nil, fmt.Errorf("schema file %s: no event type %s is defined", e.Name(), m[1])
+		}
+		n, _ := strconv.Atoi(m[2])
+		text, err := avroFiles.ReadFile("avro/" + e.Name())
+		if err != nil {
+			return nil, err
+		}
+		codec, err := goavro.NewCodec(string(text))
+		if err != nil {
+			return nil, fmt.Errorf("schema file %s: %w", e.Name(), err)
+		}
+		v := &Version{Type: t, Number: n, Schema: string(text), Codec: codec}
+		if other, dup := c.canonical[codec.CanonicalSchema()]; dup {
+			return nil, fmt.Errorf("%s v%d and %s v%d have the same canonical form", t.Name, n, other.Type.Name, other.Number)
+		}
+		c.canonical[codec.CanonicalSchema()] = v
+		t.versions[n] = v
+	}
+	for _, t := range c.types {
+		for n := 1; n <= t.current; n++ {
+			if _, ok := t.versions[n]; !ok {
+				return nil, fmt.Errorf("%s: schema version %d is missing", t.Name, n)
+			}
+			if n < t.current && t.def.upcasters[n] == nil {
+				return nil, fmt.Errorf("%s: no upcaster from v%d to v%d", t.Name, n, n+1)
+			}
+		}
+		if len(t.versions) != t.current {
+			return nil, fmt.Errorf("%s: schema files beyond current version %d", t.Name, t.current)
+		}
+	}
+	return c, nil
+}
+
+// Type returns the event type with the given Avro full name.
+func (c *Catalog) Type(name string) (*Type, bool) { t, ok := c.types[name]; return t, ok }
+
+// TypeOf returns the type of a Go event.
+func (c *Catalog) TypeOf(ev Event) (*Type, error) {
+	t, ok := c.types[ev.EventType()]
+	if !ok {
+		return nil, fmt.Errorf("event type %s is not in the catalog", ev.EventType())
+	}
+	return t, nil
+}
+
+// Types returns every event type, sorted by name.
+func (c *Catalog) Types() []*Type {
+	out := make([]*Type, 0, len(c.types))
+	for _, n := range slices.Sorted(maps.Keys(c.types)) {
+		out = append(out, c.types[n])
+	}
+	return out
+}
+
+// Identify finds the known version whose canonical form equals the given
+// writer schema's. It returns ErrUnknownSchema when none does.
+func (c *Catalog) Identify(writer *goavro.Codec) (*Version, error) {
+	v, ok := c.canonical[writer.CanonicalSchema()]
+	if !ok {
+		return nil, ErrUnknownSchema
+	}
+	return v, nil
+}
+
+// Native turns a Go event into the generic value of its current version,
+// ready for goavro.
+func (c *Catalog) Native(ev Event) (*Version, map[string]any, error) {
+	t, err := c.TypeOf(ev)
+	if err != nil {
+		return nil, nil, err
+	}
+	m, err := toNative(ev)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", t.Name, err)
+	}
+	return t.Current(), m, nil
+}
