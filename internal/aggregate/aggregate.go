@@ -1,0 +1,171 @@
+// Package aggregate stores the write-side state of aggregates in
+// PostgreSQL and appends their events to the outbox, in one transaction.
+//
+// A state row is (id, version, state as JSON). Update reads the row, lets a
+// pure decide function compute the new state and events, and writes the
+// row only if its version is still the one read (optimistic concurrency);
+// on a concurrent update it reads again and retries, a bounded number of
+// times. The version of an aggregate counts its events: each event carries
+// the aggregate version it produced, which read models use as an
+// idempotency guard.
+package aggregate
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"shopstream/internal/eventlog"
+	"shopstream/internal/outbox"
+	"shopstream/producers/command"
+	"shopstream/schemas"
+)
+
+// MaxAttempts bounds the retries of an update that lost a version race.
+const MaxAttempts = 5
+
+// TableSQL is the DDL of a state table, for a context's migrations.
+func TableSQL(table string) string {
+	return fmt.Sprintf(`CREATE TABLE %s (
+		id         text PRIMARY KEY,
+		version    bigint NOT NULL CHECK (version > 0),
+		state      jsonb NOT NULL,
+		updated_at timestamptz NOT NULL DEFAULT now())`, table)
+}
+
+// Store keeps the aggregates of one type.
+type Store[S any] struct {
+	pool   *pgxpool.Pool
+	serde  *eventlog.Serde
+	table  string // schema-qualified table created with TableSQL
+	topic  string // the aggregate type's topic
+	source string // CloudEvents source, e.g. shopstream/catalog
+	now    func() time.Time
+}
+
+// NewStore returns a store of aggregates of one type.
+func NewStore[S any](pool *pgxpool.Pool, serde *eventlog.Serde, table, topic, source string) *Store[S] {
+	return &Store[S]{pool: pool, serde: serde, table: table, topic: topic, source: source, now: time.Now}
+}
+
+// Decide is the pure part of a command: given the current state (the zero
+// S and version 0 when the aggregate does not exist), the new state and the
+// events, or an error and no change.
+type Decide[S any] func(state S, version int64) (S, []schemas.Event, error)
+
+// Update runs decide on aggregate id and saves the result with its events.
+// It returns the aggregate's version after the command. A decide that
+// returns no event changes nothing.
+func (s *Store[S]) Update(ctx context.Context, id string, meta command.Meta, decide Decide[S]) (int64, error) {
+	for attempt := 1; ; attempt++ {
+		v, err := s.update(ctx, id, meta, decide)
+		if !errors.Is(err, command.ErrVersion) || attempt == MaxAttempts {
+			return v, err
+		}
+	}
+}
+
+func (s *Store[S]) update(ctx context.Context, id string, meta command.Meta, decide Decide[S]) (int64, error) {
+	var version int64
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var state S
+		var raw []byte
+		err := tx.QueryRow(ctx, `SELECT version, state FROM `+s.table+` WHERE id = $1`, id).Scan(&version, &raw)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			version = 0
+		case err != nil:
+			return fmt.Errorf("load %s %s: %w", s.table, id, err)
+		default:
+			if err := json.Unmarshal(raw, &state); err != nil {
+				return fmt.Errorf("decode %s %s: %w", s.table, id, err)
+			}
+		}
+		next, events, err := decide(state, version)
+		if err != nil || len(events) == 0 {
+			return err
+		}
+		old := version
+		version += int64(len(events))
+		if err := s.save(ctx, tx, id, old, version, next); err != nil {
+			return err
+		}
+		recs, err := s.records(ctx, id, old, meta, events)
+		if err != nil {
+			return err
+		}
+		return outbox.Append(ctx, tx, recs...)
+	})
+	return version, err
+}
+
+func (s *Store[S]) save(ctx context.Context, tx pgx.Tx, id string, old, version int64, state S) error {
+	raw, err := json.Marshal(state)
+	if err != nil {
+		return fmt.Errorf("encode %s %s: %w", s.table, id, err)
+	}
+	var q string
+	if old == 0 {
+		q = `INSERT INTO ` + s.table + ` (id, version, state) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING`
+	} else {
+		q = `UPDATE ` + s.table + ` SET version = $2, state = $3, updated_at = now() WHERE id = $1 AND version = $4`
+	}
+	args := []any{id, version, raw}
+	if old != 0 {
+		args = append(args, old)
+	}
+	tag, err := tx.Exec(ctx, q, args...)
+	if err != nil {
+		return fmt.Errorf("save %s %s: %w", s.table, id, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("save %s %s at version %d: %w", s.table, id, old, command.ErrVersion)
+	}
+	return nil
+}
+
+func (s *Store[S]) records(ctx context.Context, id string, old int64, meta command.Meta, events []schemas.Event) ([]*kgo.Record, error) {
+	recs := make([]*kgo.Record, len(events))
+	now := s.now().UTC()
+	for i, ev := range events {
+		value, err := s.serde.Encode(ctx, s.topic, ev)
+		if err != nil {
+			return nil, err
+		}
+		eventID, err := uuid.NewV7()
+		if err != nil {
+			return nil, err
+		}
+		m := eventlog.Metadata{
+			EventID: eventID.String(), Type: ev.EventType(), Source: s.source,
+			AggregateID: id, AggregateVersion: old + int64(i) + 1, OccurredAt: now,
+			CorrelationID: meta.CorrelationID, CausationID: meta.CausationID, TraceParent: meta.TraceParent,
+		}
+		recs[i] = &kgo.Record{Topic: s.topic, Key: []byte(id), Value: value, Headers: m.Headers()}
+	}
+	return recs, nil
+}
+
+// Load reads an aggregate's state without changing it; found is false when
+// it does not exist.
+func (s *Store[S]) Load(ctx context.Context, id string) (state S, version int64, found bool, err error) {
+	var raw []byte
+	err = s.pool.QueryRow(ctx, `SELECT version, state FROM `+s.table+` WHERE id = $1`, id).Scan(&version, &raw)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return state, 0, false, nil
+	}
+	if err != nil {
+		return state, 0, false, fmt.Errorf("load %s %s: %w", s.table, id, err)
+	}
+	if err := json.Unmarshal(raw, &state); err != nil {
+		return state, 0, false, fmt.Errorf("decode %s %s: %w", s.table, id, err)
+	}
+	return state, version, true, nil
+}

@@ -1,0 +1,39 @@
+// Package command holds what every write service shares: the errors a
+// command handler returns, which the gateway maps to HTTP statuses, and the
+// metadata a command carries into the events it causes.
+package command
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Sentinel errors callers branch on with errors.Is.
+var (
+	ErrInvalid  = errors.New("invalid command")   // 422: the command breaks a rule
+	ErrNotFound = errors.New("not found")         // 404: an id names nothing
+	ErrConflict = errors.New("conflict")          // 409: the state forbids it
+	ErrVersion  = errors.New("concurrent update") // retried; 409 if retries run out
+)
+
+// FieldError says which field of a command is wrong and why. It wraps
+// ErrInvalid.
+type FieldError struct {
+	Field  string
+	Reason string
+}
+
+func (e *FieldError) Error() string { return fmt.Sprintf("%s: %s", e.Field, e.Reason) }
+
+// Unwrap makes a FieldError an ErrInvalid.
+func (e *FieldError) Unwrap() error { return ErrInvalid }
+
+// Invalid returns a FieldError.
+func Invalid(field, reason string) error { return &FieldError{Field: field, Reason: reason} }
+
+// Meta is what a command passes on to the events it causes.
+type Meta struct {
+	CorrelationID string // the request that started the chain
+	CausationID   string // the request (or event) that caused this command
+	TraceParent   string // W3C traceparent of the request, if traced
+}

@@ -1,0 +1,58 @@
+// Package reviews is the write service of product reviews. It turns review
+// commands into ReviewAdded events on shop.reviews.v1, keyed by product id,
+// through the PostgreSQL write model (schema "reviews": one aggregate per
+// product holding its reviews so far) and the transactional outbox.
+package reviews
+
+import (
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+
+	"shopstream/producers/command"
+	"shopstream/schemas"
+)
+
+// ProductReviews is the write-side state of a product's reviews.
+type ProductReviews struct {
+	Count int64 `json:"count"`
+}
+
+// AddReview rates a product.
+type AddReview struct {
+	ReviewID   string
+	ProductID  string
+	CustomerID string
+	Rating     int
+	Comment    string
+}
+
+// MaxComment is the longest comment accepted, in characters.
+const MaxComment = 2000
+
+// Decide is the pure rule of reviews.
+func Decide(_ ProductReviews, cmd AddReview) ([]schemas.Event, error) {
+	if _, err := uuid.Parse(cmd.CustomerID); err != nil {
+		return nil, command.Invalid("customer_id", "must be a UUID")
+	}
+	if cmd.Rating < 1 || cmd.Rating > 5 {
+		return nil, command.Invalid("rating", "must be an integer from 1 to 5")
+	}
+	if utf8.RuneCountInString(cmd.Comment) > MaxComment {
+		return nil, command.Invalid("comment", "must be at most 2000 characters")
+	}
+	return []schemas.Event{schemas.ReviewAdded{
+		ReviewID: cmd.ReviewID, ProductID: cmd.ProductID, CustomerID: cmd.CustomerID,
+		Rating: int32(cmd.Rating), Comment: cmd.Comment,
+	}}, nil
+}
+
+// Evolve folds events into the state.
+func Evolve(s ProductReviews, events ...schemas.Event) ProductReviews {
+	for _, e := range events {
+		if _, ok := e.(schemas.ReviewAdded); ok {
+			s.Count++
+		}
+	}
+	return s
+}

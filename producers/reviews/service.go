@@ -1,0 +1,59 @@
+package reviews
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"shopstream/internal/aggregate"
+	"shopstream/internal/eventlog"
+	"shopstream/internal/pgdb"
+	"shopstream/producers/command"
+	"shopstream/schemas"
+)
+
+// Source is the CloudEvents source of review events.
+const Source = "shopstream/reviews"
+
+// Migrations creates the reviews schema.
+func Migrations() []pgdb.Migration {
+	return []pgdb.Migration{{Context: "reviews", Version: 1,
+		SQL: `CREATE SCHEMA IF NOT EXISTS reviews; ` + aggregate.TableSQL("reviews.product_reviews")}}
+}
+
+// Products tells whether a product exists; the catalogue service is one.
+type Products interface {
+	Exists(ctx context.Context, productID string) (bool, error)
+}
+
+// Service handles review commands.
+type Service struct {
+	store    *aggregate.Store[ProductReviews]
+	products Products
+}
+
+// NewService returns the reviews service.
+func NewService(pool *pgxpool.Pool, serde *eventlog.Serde, products Products) *Service {
+	return &Service{
+		store:    aggregate.NewStore[ProductReviews](pool, serde, "reviews.product_reviews", schemas.TopicReviews, Source),
+		products: products,
+	}
+}
+
+// Add records a review of an existing product; ErrNotFound when the product
+// does not exist.
+func (s *Service) Add(ctx context.Context, meta command.Meta, cmd AddReview) error {
+	found, err := s.products.Exists(ctx, cmd.ProductID)
+	if err != nil {
+		return err
+	}
+	if !found {
+		return fmt.Errorf("product %s: %w", cmd.ProductID, command.ErrNotFound)
+	}
+	_, err = s.store.Update(ctx, cmd.ProductID, meta, func(st ProductReviews, _ int64) (ProductReviews, []schemas.Event, error) {
+		events, err := Decide(st, cmd)
+		return Evolve(st, events...), events, err
+	})
+	return err
+}

@@ -1,0 +1,107 @@
+// Package products projects the catalogue and its reviews into the
+// products read model: one MongoDB document per product with its current
+// title, price, photo, stock, rating (average and count) and latest
+// reviews. It consumes shop.catalog.products.v1 and shop.reviews.v1 (both
+// keyed by product id) in the consumer group shop.projector.products.v<N>.
+//
+// Apply is a pure fold. Each document remembers, per source stream, the
+// highest aggregate version it has applied, and skips an event at or below
+// it: replays and redeliveries leave the document unchanged.
+package products
+
+import (
+	"maps"
+	"time"
+
+	"shopstream/internal/eventlog"
+	"shopstream/projectors/runner"
+	"shopstream/schemas"
+)
+
+// Version of the projection; bump it to rebuild from the log on purpose.
+const Version = 1
+
+// LatestReviews is how many reviews a document keeps, newest first.
+const LatestReviews = 10
+
+// View is the read-model document of a product.
+type View struct {
+	Registered  bool             `bson:"registered"`
+	Title       string           `bson:"title"`
+	PriceCents  int64            `bson:"price_cents"`
+	Currency    string           `bson:"currency"`
+	Photo       string           `bson:"photo"`
+	Stock       int64            `bson:"stock"`
+	SoldOut     bool             `bson:"sold_out"`
+	RatingSum   int64            `bson:"rating_sum"`
+	RatingCount int64            `bson:"rating_count"`
+	Reviews     []Review         `bson:"reviews"`
+	Applied     map[string]int64 `bson:"applied"` // stream → last aggregate version applied
+}
+
+// Review is one review as shown with a product.
+type Review struct {
+	CustomerID string    `bson:"customer_id"`
+	Rating     int32     `bson:"rating"`
+	Comment    string    `bson:"comment"`
+	At         time.Time `bson:"at"`
+}
+
+// stream names the aggregate stream a topic carries for this projection.
+var streams = map[string]string{
+	schemas.TopicProducts: "product",
+	schemas.TopicReviews:  "reviews",
+}
+
+// Projection is the products projection.
+func Projection() runner.Projection[View] {
+	return runner.Projection[View]{
+		Name:    "products",
+		Version: Version,
+		Topics:  []string{schemas.TopicProducts, schemas.TopicReviews},
+		DocID:   func(env eventlog.Envelope) string { return env.Meta.AggregateID },
+		Apply:   Apply,
+	}
+}
+
+// Apply folds one event into a product document.
+func Apply(v View, env eventlog.Envelope) View {
+	stream, ok := streams[env.Topic]
+	if !ok || env.Meta.AggregateVersion <= v.Applied[stream] {
+		return v
+	}
+	v.Applied = maps.Clone(v.Applied)
+	if v.Applied == nil {
+		v.Applied = map[string]int64{}
+	}
+	v.Applied[stream] = env.Meta.AggregateVersion
+	switch e := env.Event.(type) {
+	case schemas.ProductRegistered:
+		v.Registered = true
+		v.Title, v.PriceCents, v.Currency = e.Title, e.PriceCents, e.Currency
+		v.Stock = int64(e.InitialStock)
+		if e.PhotoURL != nil {
+			v.Photo = *e.PhotoURL
+		}
+	case schemas.ProductRestocked:
+		v.Stock += int64(e.Quantity)
+	case schemas.PhotoWasAdded:
+		v.Photo = e.PhotoURL
+	case schemas.ReviewAdded:
+		v.RatingSum += int64(e.Rating)
+		v.RatingCount++
+		r := Review{CustomerID: e.CustomerID, Rating: e.Rating, Comment: e.Comment, At: env.Meta.OccurredAt.UTC().Truncate(time.Millisecond)}
+		v.Reviews = append([]Review{r}, v.Reviews[:min(len(v.Reviews), LatestReviews-1)]...)
+	}
+	v.SoldOut = v.Registered && v.Stock <= 0
+	return v
+}
+
+// Average is the mean rating, or nil without reviews.
+func (v View) Average() *float64 {
+	if v.RatingCount == 0 {
+		return nil
+	}
+	a := float64(v.RatingSum) / float64(v.RatingCount)
+	return &a
+}

@@ -1,0 +1,200 @@
+// Package runner holds the plumbing every projector shares: consume the
+// projection's topics in a consumer group, decode the records (upcast to the
+// current event versions), fold them into documents with the projection's
+// pure Apply, write the changed documents to MongoDB in chunked bulk writes,
+// and only then commit the offsets (the checkpoint).
+//
+// Guarantees: at-least-once input, exactly-once effect. A batch is applied
+// as: load the touched documents, fold every event in order, replace each
+// document with a filter on the revision it was loaded at. The folds skip
+// events whose aggregate version a document has already seen, so a
+// redelivered or replayed event changes nothing; the revision filter makes
+// a concurrent writer (a rebalance handing a partition over mid-batch) lose
+// cleanly, after which the batch is folded again from fresh documents.
+// Offsets are committed only after the write, so a crash replays the batch.
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+
+	"shopstream/internal/docstore"
+	"shopstream/internal/eventlog"
+)
+
+// Projection describes one read model. V is its document type, without _id
+// (the runner stores documents as {_id, _rev, ...V}).
+type Projection[V any] struct {
+	Name    string   // e.g. "products"
+	Version int      // bump to ask for a rebuild: new group, new collection
+	Topics  []string // topics it folds
+	// DocID names the document an event changes; "" ignores the event.
+	DocID func(env eventlog.Envelope) string
+	// Apply folds one event into a document. Pure; it must leave the
+	// document unchanged for an event it has already applied.
+	Apply func(doc V, env eventlog.Envelope) V
+}
+
+// Group is the projection's consumer group.
+func (p Projection[V]) Group() string { return fmt.Sprintf("shop.projector.%s.v%d", p.Name, p.Version) }
+
+// Collection is the projection's MongoDB collection.
+func (p Projection[V]) Collection() string { return fmt.Sprintf("%s_v%d", p.Name, p.Version) }
+
+// Document is how a document is stored.
+type Document[V any] struct {
+	ID   string `bson:"_id"`
+	Rev  int64  `bson:"_rev"`
+	View V      `bson:",inline"`
+}
+
+// Runner runs one projection.
+type Runner[V any] struct {
+	p     Projection[V]
+	serde *eventlog.Serde
+	store *docstore.Store
+	log   *slog.Logger
+}
+
+// New returns a runner of p writing through store.
+func New[V any](p Projection[V], serde *eventlog.Serde, store *docstore.Store, log *slog.Logger) *Runner[V] {
+	return &Runner[V]{p: p, serde: serde, store: store, log: log.With("component", "projector", "projection", p.Name)}
+}
+
+// ClientOpts are the consumer options the runner needs; the caller adds
+// the seed brokers and anything else (logging, metrics).
+func (r *Runner[V]) ClientOpts() []kgo.Opt {
+	return []kgo.Opt{
+		kgo.ConsumerGroup(r.p.Group()),
+		kgo.ConsumeTopics(r.p.Topics...),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.DisableAutoCommit(),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.FetchMaxWait(250 * time.Millisecond),
+	}
+}
+
+// Run consumes with client (built with ClientOpts) until ctx ends.
+func (r *Runner[V]) Run(ctx context.Context, client *kgo.Client) error {
+	for {
+		fs := client.PollRecords(ctx, 2000)
+		if ctx.Err() != nil {
+			client.AllowRebalance()
+			return nil
+		}
+		fs.EachError(func(topic string, p int32, err error) {
+			r.log.Warn("fetch error", "topic", topic, "partition", p, "err", err)
+		})
+		recs := fs.Records()
+		if len(recs) > 0 {
+			if err := r.applyWithRetry(ctx, recs); err != nil {
+				client.AllowRebalance()
+				if ctx.Err() != nil {
+					return nil
+				}
+				return err
+			}
+			if err := client.CommitRecords(ctx, recs...); err != nil && ctx.Err() == nil {
+				r.log.Warn("commit failed; the batch will be replayed after a restart", "err", err)
+			}
+		}
+		client.AllowRebalance()
+	}
+}
+
+// applyWithRetry applies a batch, retrying transient failures with backoff
+// until ctx ends; nothing is skipped.
+func (r *Runner[V]) applyWithRetry(ctx context.Context, recs []*kgo.Record) error {
+	backoff := 50 * time.Millisecond
+	for {
+		err := r.Apply(ctx, recs)
+		if err == nil || ctx.Err() != nil {
+			return err
+		}
+		r.log.Warn("batch failed; retrying", "records", len(recs), "err", err, "backoff", backoff)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// Apply folds a batch of records into the collection. Poison records are
+// logged and skipped (they never become readable by retrying); a registry
+// outage or a write failure returns an error and the whole batch can be
+// applied again.
+func (r *Runner[V]) Apply(ctx context.Context, recs []*kgo.Record) error {
+	var order []string
+	byDoc := map[string][]eventlog.Envelope{}
+	for _, rec := range recs {
+		env, err := r.serde.Read(ctx, rec)
+		if errors.Is(err, eventlog.ErrPoison) {
+			r.log.Error("poison record skipped", "topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "err", err)
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		id := r.p.DocID(env)
+		if id == "" {
+			continue
+		}
+		if _, seen := byDoc[id]; !seen {
+			order = append(order, id)
+		}
+		byDoc[id] = append(byDoc[id], env)
+	}
+	if len(order) == 0 {
+		return nil
+	}
+	current, err := r.load(ctx, order)
+	if err != nil {
+		return err
+	}
+	models := make([]mongo.WriteModel, 0, len(order))
+	for _, id := range order {
+		doc := current[id]
+		next := doc.View
+		for _, env := range byDoc[id] {
+			next = r.p.Apply(next, env)
+		}
+		models = append(models, mongo.NewReplaceOneModel().
+			SetFilter(bson.D{{Key: "_id", Value: id}, {Key: "_rev", Value: doc.Rev}}).
+			SetReplacement(Document[V]{ID: id, Rev: doc.Rev + 1, View: next}).
+			SetUpsert(true))
+	}
+	if _, err := r.store.BulkWrite(ctx, r.p.Collection(), models); err != nil {
+		return fmt.Errorf("write %d documents: %w", len(models), err)
+	}
+	return nil
+}
+
+// load reads the documents of a batch; absent ones are zero at revision 0.
+func (r *Runner[V]) load(ctx context.Context, ids []string) (map[string]Document[V], error) {
+	out := make(map[string]Document[V], len(ids))
+	coll := r.store.Collection(r.p.Collection())
+	for lo := 0; lo < len(ids); lo += docstore.DefaultChunk {
+		chunk := ids[lo:min(lo+docstore.DefaultChunk, len(ids))]
+		cur, err := coll.Find(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: chunk}}}})
+		if err != nil {
+			return nil, fmt.Errorf("load documents: %w", err)
+		}
+		var docs []Document[V]
+		if err := cur.All(ctx, &docs); err != nil {
+			return nil, fmt.Errorf("load documents: %w", err)
+		}
+		for _, d := range docs {
+			out[d.ID] = d
+		}
+	}
+	return out, nil
+}
