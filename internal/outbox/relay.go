@@ -73,8 +73,8 @@ func (r *Relay) lead(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	// The session (and so the lock) must not go back to the pool.
-	defer conn.Hijack().Close(context.WithoutCancel(ctx))
+	// The session (and so the lock) must not go back to the pool: close it.
+	defer func() { _ = conn.Hijack().Close(context.WithoutCancel(ctx)) }()
 	for {
 		var got bool
 		if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, lockKey).Scan(&got); err != nil {

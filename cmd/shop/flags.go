@@ -1,0 +1,91 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"sort"
+	"strings"
+)
+
+// newFlags returns a flag set whose errors name the flag and go to stderr.
+func newFlags(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("shop "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return fs
+}
+
+// envName is the environment variable of a flag: --data-dir → SHOP_DATA_DIR.
+func envName(flagName string) string {
+	return "SHOP_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// parse reads args, then fills every flag not given on the command line
+// from its SHOP_* variable. A bad value names the flag and the variable.
+func parse(fs *flag.FlagSet, args []string, getenv func(string) string) error {
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%s: unexpected argument %q", fs.Name(), fs.Arg(0))
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		if set[f.Name] || err != nil {
+			return
+		}
+		if v := getenv(envName(f.Name)); v != "" {
+			if e := fs.Set(f.Name, v); e != nil {
+				err = fmt.Errorf("%s=%q (flag --%s): %w", envName(f.Name), v, f.Name, e)
+			}
+		}
+	})
+	return err
+}
+
+// printConfig writes every flag's value, masking passwords in URLs and any
+// flag whose name says it is a secret.
+func printConfig(w io.Writer, fs *flag.FlagSet) {
+	var lines []string
+	fs.VisitAll(func(f *flag.Flag) {
+		lines = append(lines, fmt.Sprintf("  --%s=%s", f.Name, mask(f.Name, f.Value.String())))
+	})
+	sort.Strings(lines)
+	fmt.Fprintf(w, "%s configuration:\n%s\n", fs.Name(), strings.Join(lines, "\n"))
+}
+
+func mask(name, v string) string {
+	if strings.Contains(name, "password") || strings.Contains(name, "secret") || strings.Contains(name, "token") {
+		if v == "" {
+			return ""
+		}
+		return "xxxxx"
+	}
+	if u, err := url.Parse(v); err == nil && u.User != nil {
+		if _, has := u.User.Password(); has {
+			return u.Redacted()
+		}
+	}
+	return v
+}
+
+// listFlag is a comma-separated list flag.
+type listFlag []string
+
+func (l *listFlag) String() string { return strings.Join(*l, ",") }
+
+func (l *listFlag) Set(s string) error {
+	*l = nil
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			*l = append(*l, p)
+		}
+	}
+	if len(*l) == 0 {
+		return fmt.Errorf("empty list")
+	}
+	return nil
+}

@@ -1,0 +1,76 @@
+// Command shop is the one binary of shopstream. Subcommands:
+//
+//	shop dev      every component plus embedded infrastructure, for a laptop
+//	shop run      chosen components against real infrastructure
+//	shop topics   the event-log topics with partitions and end offsets
+//	shop migrate  apply the PostgreSQL migrations
+//
+// Every flag can also be set by an environment variable SHOP_<FLAG>, with
+// dashes as underscores (--data-dir → SHOP_DATA_DIR); a flag on the command
+// line wins. The configuration is printed at start, secrets masked.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "shop:", err)
+		}
+		stop()
+		os.Exit(2)
+	}
+}
+
+const usage = `usage: shop <command> [flags]
+
+commands:
+  dev       run every component with embedded Kafka, schema registry, MongoDB (FerretDB) and PostgreSQL
+  run       run --components against real infrastructure
+  topics    list the event-log topics with partitions and end offsets
+  migrate   apply the PostgreSQL migrations
+
+Run 'shop <command> -h' for its flags.`
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprintln(stderr, usage)
+		return errors.New("no command given")
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "dev":
+		return runDev(ctx, rest, getenv, stdout, stderr)
+	case "run":
+		return runRun(ctx, rest, getenv, stdout, stderr)
+	case "topics":
+		return runTopics(ctx, rest, getenv, stdout, stderr)
+	case "migrate":
+		return runMigrate(ctx, rest, getenv, stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprintln(stdout, usage)
+		return nil
+	}
+	fmt.Fprintln(stderr, usage)
+	return fmt.Errorf("unknown command %q", cmd)
+}
+
+func newLogger(w io.Writer, level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+}

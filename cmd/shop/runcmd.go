@@ -1,0 +1,54 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"io"
+	"strings"
+
+	"shopstream/internal/app"
+)
+
+// infraFlags are the flags that name real infrastructure.
+type infraFlags struct {
+	brokers     listFlag
+	registryURL *string
+	mongoURI    *string
+	mongoDB     *string
+	postgresURL *string
+}
+
+func addInfraFlags(fs *flag.FlagSet) *infraFlags {
+	f := &infraFlags{brokers: listFlag{"127.0.0.1:9092"}}
+	fs.Var(&f.brokers, "brokers", "Kafka seed brokers, comma-separated")
+	f.registryURL = fs.String("registry-url", "http://127.0.0.1:8081", "schema registry URL (Confluent API)")
+	f.mongoURI = fs.String("mongo-uri", "mongodb://127.0.0.1:27017/", "MongoDB URI")
+	f.mongoDB = fs.String("mongo-db", "shop", "MongoDB database of the read models")
+	f.postgresURL = fs.String("postgres-url", "postgres://shop@127.0.0.1:5432/shop?sslmode=disable", "PostgreSQL URL of the write model")
+	return f
+}
+
+func runRun(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := newFlags("run", stderr)
+	infra := addInfraFlags(fs)
+	components := fs.String("components", "all", "components to run, comma-separated: all, or "+strings.Join(app.Components(), ", "))
+	httpAddr := fs.String("http", ":8080", "address of the HTTP gateway")
+	replication := fs.Int("replication", -1, "replication factor of topics created at start (-1: broker default)")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	if err := parse(fs, args, getenv); err != nil {
+		return err
+	}
+	comps, err := app.ParseComponents(*components)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(stderr, *logLevel)
+	if err != nil {
+		return err
+	}
+	printConfig(stdout, fs)
+	return app.Run(ctx, app.Config{
+		Brokers: infra.brokers, RegistryURL: *infra.registryURL, MongoURI: *infra.mongoURI, MongoDB: *infra.mongoDB,
+		PostgresURL: *infra.postgresURL, HTTPAddr: *httpAddr, Components: comps, Replication: int16(*replication), Logger: log,
+	})
+}

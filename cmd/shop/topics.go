@@ -1,0 +1,87 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"shopstream/internal/app"
+	"shopstream/internal/devstack"
+	"shopstream/internal/eventlog"
+	"shopstream/internal/pgdb"
+)
+
+func runTopics(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := newFlags("topics", stderr)
+	var brokers listFlag
+	fs.Var(&brokers, "brokers", "Kafka seed brokers, comma-separated (default: the running `shop dev` of --data-dir)")
+	dataDir := fs.String("data-dir", ".shop", "data directory of a running `shop dev`, used when --brokers is not given")
+	if err := parse(fs, args, getenv); err != nil {
+		return err
+	}
+	if len(brokers) == 0 {
+		e, err := devstack.ReadEndpoints(*dataDir)
+		if err != nil {
+			return fmt.Errorf("%w; or give --brokers", err)
+		}
+		brokers = e.Brokers
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		return fmt.Errorf("--brokers: %w", err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	topics, err := eventlog.DescribeTopics(ctx, kadm.NewClient(cl))
+	if err != nil {
+		return fmt.Errorf("cluster %s: %w", strings.Join(brokers, ","), err)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "TOPIC\tPARTITIONS\tRECORDS\tEND OFFSETS")
+	for _, t := range topics {
+		if t.Partitions == 0 {
+			fmt.Fprintf(tw, "%s\t-\t-\t(missing)\n", t.Name)
+			continue
+		}
+		ends := make([]string, len(t.EndOffsets))
+		for i, o := range t.EndOffsets {
+			ends[i] = fmt.Sprint(o)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\n", t.Name, t.Partitions, t.Records, strings.Join(ends, " "))
+	}
+	return tw.Flush()
+}
+
+func runMigrate(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := newFlags("migrate", stderr)
+	url := fs.String("postgres-url", "", "PostgreSQL URL of the write model (default: the running `shop dev` of --data-dir)")
+	dataDir := fs.String("data-dir", ".shop", "data directory of a running `shop dev`, used when --postgres-url is not given")
+	if err := parse(fs, args, getenv); err != nil {
+		return err
+	}
+	if *url == "" {
+		e, err := devstack.ReadEndpoints(*dataDir)
+		if err != nil {
+			return fmt.Errorf("%w; or give --postgres-url", err)
+		}
+		*url = e.PostgresURL
+	}
+	pool, err := pgdb.Connect(ctx, *url)
+	if err != nil {
+		return fmt.Errorf("--postgres-url: %w", err)
+	}
+	defer pool.Close()
+	n, err := pgdb.Migrate(ctx, pool, app.Migrations())
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "applied %d migrations (%d known)\n", n, len(app.Migrations()))
+	return nil
+}

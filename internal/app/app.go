@@ -1,0 +1,223 @@
+// Package app wires the shop's components to their infrastructure and runs
+// them: the same code serves `shop dev` (every component, embedded
+// infrastructure) and `shop run --components=…` (chosen components against
+// real Kafka, schema registry, MongoDB and PostgreSQL). Run returns when its
+// context ends, after every component stopped; a component that fails
+// stops the others and its error is returned.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sr"
+	"github.com/twmb/franz-go/plugin/kslog"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"shopstream/internal/docstore"
+	"shopstream/internal/eventlog"
+	"shopstream/internal/gateway"
+	"shopstream/internal/outbox"
+	"shopstream/internal/pgdb"
+	"shopstream/producers/catalog"
+	"shopstream/producers/reviews"
+	"shopstream/projectors/products"
+	"shopstream/projectors/runner"
+	"shopstream/schemas"
+)
+
+// Component names, for --components.
+const (
+	Gateway           = "gateway"
+	OutboxRelay       = "outbox-relay"
+	ProjectorProducts = "projector-products"
+)
+
+// Components lists every component, in start order.
+func Components() []string { return []string{OutboxRelay, ProjectorProducts, Gateway} }
+
+// ParseComponents reads a comma-separated list ("all" for every one).
+func ParseComponents(s string) ([]string, error) {
+	if s == "" || s == "all" {
+		return Components(), nil
+	}
+	var out []string
+	for _, c := range strings.Split(s, ",") {
+		c = strings.TrimSpace(c)
+		if !slices.Contains(Components(), c) {
+			return nil, fmt.Errorf("unknown component %q (known: %s)", c, strings.Join(Components(), ", "))
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// Config is what Run needs.
+type Config struct {
+	Brokers     []string
+	RegistryURL string
+	MongoURI    string
+	MongoDB     string
+	PostgresURL string
+	HTTPAddr    string
+	Components  []string
+	// Replication is the replication factor of topics it creates; -1 for
+	// the broker default.
+	Replication int16
+	Logger      *slog.Logger
+	// OnReady, if set, is called once every component runs, with the
+	// address the gateway listens on ("" without a gateway).
+	OnReady func(httpAddr string)
+}
+
+// Run starts the configured components and blocks until ctx ends.
+func Run(ctx context.Context, cfg Config) error {
+	log := cfg.Logger
+	has := func(c string) bool { return slices.Contains(cfg.Components, c) }
+
+	cat, err := schemas.Load()
+	if err != nil {
+		return err
+	}
+	reg, err := sr.NewClient(sr.URLs(cfg.RegistryURL))
+	if err != nil {
+		return fmt.Errorf("schema registry: %w", err)
+	}
+	serde := eventlog.NewSerde(reg, cat)
+	if err := serde.RegisterAll(ctx); err != nil {
+		return err
+	}
+	kopts := []kgo.Opt{kgo.SeedBrokers(cfg.Brokers...), kgo.WithLogger(kslog.New(log.With("component", "kafka-client")))}
+	admin, err := kgo.NewClient(kopts...)
+	if err != nil {
+		return fmt.Errorf("kafka: %w", err)
+	}
+	defer admin.Close()
+	if err := eventlog.EnsureTopics(ctx, kadm.NewClient(admin), cfg.Replication); err != nil {
+		return err
+	}
+
+	pool, err := pgdb.Connect(ctx, cfg.PostgresURL)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	if _, err := pgdb.Migrate(ctx, pool, Migrations()); err != nil {
+		return err
+	}
+	mc, err := mongo.Connect(options.Client().ApplyURI(cfg.MongoURI))
+	if err != nil {
+		return fmt.Errorf("mongodb: %w", err)
+	}
+	defer mc.Disconnect(context.WithoutCancel(ctx)) //nolint:errcheck // best effort at exit
+	db := mc.Database(cfg.MongoDB)
+
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var wg sync.WaitGroup
+	alive := map[string]*atomic.Bool{}
+	start := func(name string, run func(context.Context) error) {
+		flag := &atomic.Bool{}
+		flag.Store(true)
+		alive[name] = flag
+		wg.Go(func() {
+			defer flag.Store(false)
+			if err := run(ctx); err != nil && ctx.Err() == nil {
+				cancel(fmt.Errorf("%s: %w", name, err))
+			}
+		})
+	}
+
+	if has(OutboxRelay) {
+		prod, err := kgo.NewClient(append(kopts, kgo.ProducerLinger(2*time.Millisecond))...)
+		if err != nil {
+			return err
+		}
+		defer prod.Close()
+		relay := outbox.NewRelay(pool, prod, outbox.RelayConfig{Logger: log})
+		start(OutboxRelay, relay.Run)
+	}
+	if has(ProjectorProducts) {
+		r := runner.New(products.Projection(), serde, docstore.New(db), log)
+		cons, err := kgo.NewClient(append(kopts, r.ClientOpts()...)...)
+		if err != nil {
+			return err
+		}
+		defer cons.Close()
+		start(ProjectorProducts, func(ctx context.Context) error { return r.Run(ctx, cons) })
+	}
+	httpAddr := ""
+	if has(Gateway) {
+		checks := infraChecks(admin, reg, mc, pool)
+		for _, name := range cfg.Components {
+			if flag := alive[name]; flag != nil {
+				checks = append(checks, gateway.Check{Name: name, Check: func(context.Context) error {
+					if !flag.Load() {
+						return errors.New("stopped")
+					}
+					return nil
+				}})
+			}
+		}
+		catalogSvc := catalog.NewService(pool, serde)
+		gw := gateway.New(gateway.Deps{
+			Catalog: catalogSvc, Reviews: reviews.NewService(pool, serde, catalogSvc),
+			Products: products.NewReader(db), Checks: checks, Logger: log,
+		})
+		ln, err := net.Listen("tcp", cfg.HTTPAddr)
+		if err != nil {
+			return fmt.Errorf("listen --http %s: %w", cfg.HTTPAddr, err)
+		}
+		httpAddr = ln.Addr().String()
+		srv := &http.Server{Handler: gw, ReadHeaderTimeout: 10 * time.Second}
+		start(Gateway, func(ctx context.Context) error {
+			go func() {
+				<-ctx.Done()
+				sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+				defer scancel()
+				_ = srv.Shutdown(sctx)
+			}()
+			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		})
+	}
+	log.Info("components running", "components", cfg.Components, "http", httpAddr)
+	if cfg.OnReady != nil {
+		cfg.OnReady(httpAddr)
+	}
+	<-ctx.Done()
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
+}
+
+// Migrations are every context's migrations, in order.
+func Migrations() []pgdb.Migration {
+	return slices.Concat(outbox.Migrations(), catalog.Migrations(), reviews.Migrations())
+}
+
+func infraChecks(k *kgo.Client, reg *sr.Client, mc *mongo.Client, pool *pgxpool.Pool) []gateway.Check {
+	return []gateway.Check{
+		{Name: "kafka", Check: k.Ping},
+		{Name: "schema-registry", Check: func(ctx context.Context) error { _, err := reg.Subjects(ctx); return err }},
+		{Name: "mongodb", Check: func(ctx context.Context) error { return mc.Ping(ctx, nil) }},
+		{Name: "postgres", Check: pool.Ping},
+	}
+}

@@ -1,0 +1,76 @@
+package gateway
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+)
+
+// maxBody is the largest request body accepted.
+const maxBody = 1 << 20
+
+// decodeJSON reads a JSON object into dst, strictly: JSON content type,
+// one object, no unknown field, at most maxBody bytes. On failure it has
+// written the problem (400, 413 or 415) and returns false.
+func decodeJSON(w http.ResponseWriter, r *http.Request, dst any) bool {
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
+			writeProblem(w, r, http.StatusUnsupportedMediaType, "unsupported-media-type", "send application/json")
+			return false
+		}
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(dst)
+	if err == nil && dec.More() {
+		err = errors.New("more than one JSON value")
+	}
+	if err == nil {
+		if _, extra := dec.Token(); extra != io.EOF {
+			err = errors.New("trailing data after the JSON object")
+		}
+	}
+	if err == nil {
+		return true
+	}
+	var tooBig *http.MaxBytesError
+	var typeErr *json.UnmarshalTypeError
+	var syntaxErr *json.SyntaxError
+	switch {
+	case errors.As(err, &tooBig):
+		writeProblem(w, r, http.StatusRequestEntityTooLarge, "too-large", fmt.Sprintf("the body must be at most %d bytes", maxBody))
+	case errors.As(err, &typeErr):
+		writeProblem(w, r, http.StatusBadRequest, "malformed", fmt.Sprintf("field %s must be a %s", typeErr.Field, typeErr.Type),
+			FieldProblem{Field: typeErr.Field, Reason: "must be a " + typeErr.Type.String()})
+	case errors.As(err, &syntaxErr), errors.Is(err, io.ErrUnexpectedEOF):
+		writeProblem(w, r, http.StatusBadRequest, "malformed", "the body is not valid JSON")
+	case errors.Is(err, io.EOF):
+		writeProblem(w, r, http.StatusBadRequest, "malformed", "the body is empty; send a JSON object")
+	default:
+		writeProblem(w, r, http.StatusBadRequest, "malformed", err.Error())
+	}
+	return false
+}
+
+// field is a required field and whether the request has it.
+type field struct {
+	name    string
+	present bool
+}
+
+// required reports the first missing required field as a 422 and returns
+// false, or returns true when all are present.
+func required(w http.ResponseWriter, r *http.Request, fields ...field) bool {
+	for _, f := range fields {
+		if !f.present {
+			writeProblem(w, r, http.StatusUnprocessableEntity, "invalid", f.name+" is required", FieldProblem{Field: f.name, Reason: "is required"})
+			return false
+		}
+	}
+	return true
+}

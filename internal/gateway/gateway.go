@@ -1,0 +1,222 @@
+// Package gateway is the shop's HTTP front door: it turns requests into
+// commands for the write services (producers/…) and serves queries from the
+// MongoDB read models only, never from the write model. Bad input gets an
+// RFC 9457 problem (400 malformed, 404 unknown id, 409 conflict, 413, 415,
+// 422 invalid) and never reaches a command, so it appends no event.
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/google/uuid"
+
+	"shopstream/producers/catalog"
+	"shopstream/producers/command"
+	"shopstream/producers/reviews"
+	"shopstream/projectors/products"
+)
+
+// Check is one part the shop needs, for /healthz.
+type Check struct {
+	Name  string
+	Check func(ctx context.Context) error
+}
+
+// Deps are what the gateway calls.
+type Deps struct {
+	Catalog  *catalog.Service
+	Reviews  *reviews.Service
+	Products *products.Reader
+	Checks   []Check
+	Logger   *slog.Logger
+}
+
+// Gateway serves the shop's HTTP API.
+type Gateway struct {
+	d   Deps
+	log *slog.Logger
+	mux *http.ServeMux
+}
+
+// New returns the gateway's handler.
+func New(d Deps) *Gateway {
+	g := &Gateway{d: d, log: d.Logger.With("component", "gateway"), mux: http.NewServeMux()}
+	g.mux.HandleFunc("GET /healthz", g.healthz)
+	g.mux.HandleFunc("POST /products", g.registerProduct)
+	g.mux.HandleFunc("POST /products/{id}/restock", g.restockProduct)
+	g.mux.HandleFunc("POST /products/{id}/reviews", g.addReview)
+	g.mux.HandleFunc("GET /products/{id}", g.getProduct)
+	return g
+}
+
+// ServeHTTP routes a request; unknown routes get a 404 problem.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if _, pattern := g.mux.Handler(r); pattern == "" {
+		writeProblem(w, r, http.StatusNotFound, "no-route", "no route for "+r.Method+" "+r.URL.Path)
+		return
+	}
+	g.mux.ServeHTTP(w, r)
+}
+
+// meta derives a command's metadata from the request: the correlation id
+// (X-Correlation-ID, or a new one, echoed in the response) and traceparent.
+func meta(w http.ResponseWriter, r *http.Request) command.Meta {
+	corr := r.Header.Get("X-Correlation-ID")
+	if _, err := uuid.Parse(corr); err != nil {
+		corr = uuid.NewString()
+	}
+	w.Header().Set("X-Correlation-ID", corr)
+	return command.Meta{CorrelationID: corr, CausationID: corr, TraceParent: r.Header.Get("traceparent")}
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func (g *Gateway) healthz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	status, code := map[string]string{}, http.StatusOK
+	for _, c := range g.d.Checks {
+		if err := c.Check(ctx); err != nil {
+			status[c.Name], code = err.Error(), http.StatusServiceUnavailable
+			continue
+		}
+		status[c.Name] = "ok"
+	}
+	writeJSON(w, code, map[string]any{"status": map[bool]string{true: "ok", false: "unavailable"}[code == http.StatusOK], "checks": status})
+}
+
+// validID reports whether s is an id this shop could have issued; an id
+// that is not is answered like an unknown one.
+func validID(s string) bool { _, err := uuid.Parse(s); return err == nil }
+
+type registerProductRequest struct {
+	Title      *string `json:"title"`
+	PriceCents *int64  `json:"price_cents"`
+	Quantity   *int64  `json:"quantity"`
+	Photo      *string `json:"photo"`
+}
+
+func (g *Gateway) registerProduct(w http.ResponseWriter, r *http.Request) {
+	var req registerProductRequest
+	if !decodeJSON(w, r, &req) || !required(w, r,
+		field{"title", req.Title != nil}, field{"price_cents", req.PriceCents != nil}, field{"quantity", req.Quantity != nil}) {
+		return
+	}
+	id := uuid.Must(uuid.NewV7()).String()
+	cmd := catalog.RegisterProduct{ProductID: id, Title: *req.Title, PriceCents: *req.PriceCents, Quantity: *req.Quantity}
+	if req.Photo != nil {
+		cmd.Photo = *req.Photo
+	}
+	if err := g.d.Catalog.Handle(r.Context(), meta(w, r), cmd); err != nil {
+		writeError(w, r, g.log, err)
+		return
+	}
+	w.Header().Set("Location", "/products/"+id)
+	writeJSON(w, http.StatusCreated, map[string]string{"id": id})
+}
+
+type restockRequest struct {
+	Quantity *int64 `json:"quantity"`
+}
+
+func (g *Gateway) restockProduct(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if !validID(id) {
+		writeProblem(w, r, http.StatusNotFound, "not-found", "no product "+id)
+		return
+	}
+	var req restockRequest
+	if !decodeJSON(w, r, &req) || !required(w, r, field{"quantity", req.Quantity != nil}) {
+		return
+	}
+	if err := g.d.Catalog.Handle(r.Context(), meta(w, r), catalog.RestockProduct{ProductID: id, Quantity: *req.Quantity}); err != nil {
+		writeError(w, r, g.log, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"id": id})
+}
+
+type addReviewRequest struct {
+	CustomerID *string `json:"customer_id"`
+	Rating     *int    `json:"rating"`
+	Comment    *string `json:"comment"`
+}
+
+func (g *Gateway) addReview(w http.ResponseWriter, r *http.Request) {
+	productID := r.PathValue("id")
+	if !validID(productID) {
+		writeProblem(w, r, http.StatusNotFound, "not-found", "no product "+productID)
+		return
+	}
+	var req addReviewRequest
+	if !decodeJSON(w, r, &req) || !required(w, r, field{"customer_id", req.CustomerID != nil}, field{"rating", req.Rating != nil}) {
+		return
+	}
+	id := uuid.Must(uuid.NewV7()).String()
+	cmd := reviews.AddReview{ReviewID: id, ProductID: productID, CustomerID: *req.CustomerID, Rating: *req.Rating}
+	if req.Comment != nil {
+		cmd.Comment = *req.Comment
+	}
+	if err := g.d.Reviews.Add(r.Context(), meta(w, r), cmd); err != nil {
+		writeError(w, r, g.log, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, map[string]string{"id": id})
+}
+
+// productResponse is the JSON of GET /products/{id}.
+type productResponse struct {
+	ID         string           `json:"id"`
+	Title      string           `json:"title"`
+	PriceCents int64            `json:"price_cents"`
+	Currency   string           `json:"currency"`
+	Photo      string           `json:"photo,omitempty"`
+	Stock      int64            `json:"stock"`
+	SoldOut    bool             `json:"sold_out"`
+	Rating     ratingResponse   `json:"rating"`
+	Reviews    []reviewResponse `json:"reviews"`
+}
+
+type ratingResponse struct {
+	Average *float64 `json:"average"` // null without reviews
+	Count   int64    `json:"count"`
+}
+
+type reviewResponse struct {
+	CustomerID string    `json:"customer_id"`
+	Rating     int32     `json:"rating"`
+	Comment    string    `json:"comment"`
+	At         time.Time `json:"at"`
+}
+
+func (g *Gateway) getProduct(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if !validID(id) {
+		writeProblem(w, r, http.StatusNotFound, "not-found", "no product "+id)
+		return
+	}
+	v, found, err := g.d.Products.Get(r.Context(), id)
+	if err != nil {
+		writeError(w, r, g.log, err)
+		return
+	}
+	if !found {
+		writeProblem(w, r, http.StatusNotFound, "not-found", "no product "+id)
+		return
+	}
+	resp := productResponse{ID: id, Title: v.Title, PriceCents: v.PriceCents, Currency: v.Currency, Photo: v.Photo,
+		Stock: v.Stock, SoldOut: v.SoldOut, Rating: ratingResponse{Average: v.Average(), Count: v.RatingCount},
+		Reviews: make([]reviewResponse, 0, len(v.Reviews))}
+	for _, rv := range v.Reviews {
+		resp.Reviews = append(resp.Reviews, reviewResponse{CustomerID: rv.CustomerID, Rating: rv.Rating, Comment: rv.Comment, At: rv.At})
+	}
+	writeJSON(w, http.StatusOK, resp)
+}

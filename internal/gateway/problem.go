@@ -1,0 +1,58 @@
+package gateway
+
+import (
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+
+	"shopstream/producers/command"
+)
+
+// Problem is an RFC 9457 problem details body (application/problem+json).
+type Problem struct {
+	Type     string         `json:"type"`
+	Title    string         `json:"title"`
+	Status   int            `json:"status"`
+	Detail   string         `json:"detail,omitempty"`
+	Instance string         `json:"instance,omitempty"`
+	Errors   []FieldProblem `json:"errors,omitempty"`
+}
+
+// FieldProblem names a wrong field of a request.
+type FieldProblem struct {
+	Field  string `json:"field"`
+	Reason string `json:"reason"`
+}
+
+func writeProblem(w http.ResponseWriter, r *http.Request, status int, kind, detail string, fields ...FieldProblem) {
+	p := Problem{
+		Type: "https://shopstream.dev/problems/" + kind, Title: http.StatusText(status), Status: status,
+		Detail: detail, Instance: r.URL.Path, Errors: fields,
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(p)
+}
+
+// writeError maps a command error to its problem: 422 invalid, 404 not
+// found, 409 conflict; anything else is our fault, logged, and a 500 that
+// says nothing of the cause.
+func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
+	var fe *command.FieldError
+	switch {
+	case errors.As(err, &fe):
+		writeProblem(w, r, http.StatusUnprocessableEntity, "invalid", fe.Error(), FieldProblem{Field: fe.Field, Reason: fe.Reason})
+	case errors.Is(err, command.ErrInvalid):
+		writeProblem(w, r, http.StatusUnprocessableEntity, "invalid", err.Error())
+	case errors.Is(err, command.ErrNotFound):
+		writeProblem(w, r, http.StatusNotFound, "not-found", err.Error())
+	case errors.Is(err, command.ErrConflict), errors.Is(err, command.ErrVersion):
+		writeProblem(w, r, http.StatusConflict, "conflict", err.Error())
+	case errors.Is(err, r.Context().Err()):
+		writeProblem(w, r, http.StatusServiceUnavailable, "unavailable", "the request was cancelled")
+	default:
+		log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		writeProblem(w, r, http.StatusInternalServerError, "internal", "the shop could not handle this request; it has been logged")
+	}
+}
