@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -14,10 +15,14 @@ import (
 // EnsureTopics creates every event-log topic that does not exist yet, with
 // its partition count and infinite retention (retention.ms=-1), and the
 // replication factor given (-1 for the broker's default). Existing topics
-// are left as they are. Safe to run from several instances at once.
+// are left as they are. Safe to run from several instances at once. It
+// returns once every topic has a leader for every partition (creation is
+// asynchronous on a real cluster), or with ctx's error.
 func EnsureTopics(ctx context.Context, adm *kadm.Client, replication int16) error {
 	configs := map[string]*string{"retention.ms": ptr("-1"), "retention.bytes": ptr("-1")}
+	var names []string
 	for _, spec := range schemas.Topics() {
+		names = append(names, spec.Name)
 		resp, err := adm.CreateTopic(ctx, spec.Partitions, replication, configs, spec.Name)
 		if err == nil {
 			err = resp.Err
@@ -26,7 +31,35 @@ func EnsureTopics(ctx context.Context, adm *kadm.Client, replication int16) erro
 			return fmt.Errorf("create topic %s: %w", spec.Name, err)
 		}
 	}
-	return nil
+	return waitForLeaders(ctx, adm, names)
+}
+
+// waitForLeaders polls metadata until every partition of topics has a leader.
+func waitForLeaders(ctx context.Context, adm *kadm.Client, topics []string) error {
+	for {
+		details, err := adm.ListTopics(ctx, topics...)
+		ready := err == nil
+		for _, name := range topics {
+			d, ok := details[name]
+			if !ok || d.Err != nil || len(d.Partitions) == 0 {
+				ready = false
+				continue
+			}
+			for _, p := range d.Partitions {
+				if p.Err != nil || p.Leader < 0 {
+					ready = false
+				}
+			}
+		}
+		if ready {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("topics not ready: %w (last error: %v)", ctx.Err(), err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 func ptr(s string) *string { return &s }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"shopstream/internal/embedded/kafka"
@@ -114,7 +115,12 @@ func Consume(t testing.TB, brokers []string, from map[string]map[int32]kgo.Offse
 		if ctx.Err() != nil {
 			t.Fatalf("consumed %d of %d records before the timeout", len(out), n)
 		}
-		fs.EachError(func(topic string, p int32, err error) { t.Fatalf("fetch %s/%d: %v", topic, p, err) })
+		fs.EachError(func(topic string, p int32, err error) {
+			if !kerr.IsRetriable(err) {
+				t.Fatalf("fetch %s/%d: %v", topic, p, err)
+			}
+			t.Logf("fetch %s/%d: %v (retrying)", topic, p, err)
+		})
 		out = append(out, fs.Records()...)
 	}
 	return out
