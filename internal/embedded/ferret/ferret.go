@@ -1,0 +1,189 @@
+// Package ferret runs an embedded, MongoDB wire-compatible server (FerretDB
+// with its SQLite backend) inside the current process.
+//
+// It is meant for tests and single-node development setups: clients talk to
+// it with the official MongoDB driver exactly as they would to a real MongoDB.
+package ferret
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/FerretDB/FerretDB/ferretdb"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+)
+
+// DefaultAddr is the listen address used when Config.Addr is empty.
+const DefaultAddr = "127.0.0.1:0"
+
+// Config configures an embedded server.
+type Config struct {
+	// Dir is the SQLite data directory. It is created if missing; data
+	// written to it survives restarts of a server using the same Dir.
+	Dir string
+
+	// Addr is the TCP listen address, e.g. "127.0.0.1:0" (the default,
+	// picks a free port) or "127.0.0.1:27018".
+	Addr string
+
+	// Logger optionally receives FerretDB's own logs, filtered to Error
+	// level (FerretDB logs every connection at Info, and every command it
+	// does not support, such as the driver's endSessions at disconnect, at
+	// Warn). If nil, FerretDB's logs are discarded.
+	Logger *slog.Logger
+}
+
+// Server is a running embedded FerretDB instance.
+type Server struct {
+	uri    string
+	cancel context.CancelFunc
+	done   chan struct{} // closed when FerretDB's Run has returned
+	once   sync.Once
+}
+
+// Start starts an embedded server and returns once it answers a ping sent
+// through the official MongoDB driver. ctx bounds startup only; the server
+// keeps running until Stop is called.
+func Start(ctx context.Context, cfg Config) (*Server, error) {
+	if cfg.Dir == "" {
+		return nil, errors.New("ferret: Config.Dir is required")
+	}
+	dir, err := filepath.Abs(cfg.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("ferret: data dir: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("ferret: create data dir: %w", err)
+	}
+	addr := cfg.Addr
+	if addr == "" {
+		addr = DefaultAddr
+	}
+
+	// Build "file:/abs/dir/" with proper escaping of unusual characters.
+	sqliteURL := (&url.URL{Scheme: "file", Path: filepath.ToSlash(dir) + "/"}).String()
+
+	f, err := ferretdb.New(&ferretdb.Config{
+		Listener:  ferretdb.ListenerConfig{TCP: addr},
+		Logger:    errorLogger(cfg.Logger),
+		Handler:   "sqlite",
+		SQLiteURL: sqliteURL,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("ferret: %w", err)
+	}
+
+	runCtx, cancel := context.WithCancel(context.Background())
+	s := &Server{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		_ = f.Run(runCtx) // always returns nil; closes listener, conns and backend
+	}()
+
+	// The TCP listener is already bound by ferretdb.New, so MongoDBURI does
+	// not block here.
+	uri, err := clientURI(f.MongoDBURI())
+	if err != nil {
+		_ = s.Stop(context.Background())
+		return nil, fmt.Errorf("ferret: %w", err)
+	}
+	s.uri = uri
+
+	if err := ping(ctx, uri); err != nil {
+		_ = s.Stop(context.Background())
+		return nil, fmt.Errorf("ferret: server at %s did not answer ping: %w", uri, err)
+	}
+	return s, nil
+}
+
+// URI returns the connection string, e.g. "mongodb://127.0.0.1:PORT/".
+func (s *Server) URI() string { return s.uri }
+
+// Stop stops the server and waits until its listener, client connections
+// and SQLite backend are closed. Clients that are still connected are given
+// up to a few seconds to disconnect. If ctx ends first, Stop returns
+// ctx.Err() while shutdown continues in the background. Stop is safe to call
+// more than once and from several goroutines.
+func (s *Server) Stop(ctx context.Context) error {
+	s.once.Do(s.cancel)
+	select {
+	case <-s.done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("ferret: stop: %w", ctx.Err())
+	}
+}
+
+// clientURI rewrites an unspecified listen host (0.0.0.0, ::) to loopback so
+// the URI is dialable.
+func clientURI(raw string) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", err
+	}
+	host, port, err := net.SplitHostPort(u.Host)
+	if err != nil {
+		return "", err
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		u.Host = net.JoinHostPort("127.0.0.1", port)
+	}
+	return u.String(), nil
+}
+
+func ping(ctx context.Context, uri string) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+	}
+	client, err := mongo.Connect(options.Client().ApplyURI(uri).SetServerSelectionTimeout(10 * time.Second))
+	if err != nil {
+		return err
+	}
+	defer func() { _ = client.Disconnect(context.Background()) }()
+	return client.Ping(ctx, nil)
+}
+
+// errorLogger returns a logger that forwards records at Error level
+// to l, or discards everything if l is nil.
+func errorLogger(l *slog.Logger) *slog.Logger {
+	if l == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return slog.New(minLevelHandler{min: slog.LevelError, h: l.Handler()})
+}
+
+// minLevelHandler drops records below min before they reach h.
+type minLevelHandler struct {
+	min slog.Level
+	h   slog.Handler
+}
+
+func (m minLevelHandler) Enabled(ctx context.Context, lvl slog.Level) bool {
+	return lvl >= m.min && m.h.Enabled(ctx, lvl)
+}
+
+func (m minLevelHandler) Handle(ctx context.Context, r slog.Record) error {
+	if r.Level < m.min {
+		return nil
+	}
+	return m.h.Handle(ctx, r)
+}
+
+func (m minLevelHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return minLevelHandler{min: m.min, h: m.h.WithAttrs(attrs)}
+}
+
+func (m minLevelHandler) WithGroup(name string) slog.Handler {
+	return minLevelHandler{min: m.min, h: m.h.WithGroup(name)}
+}
