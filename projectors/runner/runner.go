@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -167,10 +168,16 @@ func (r *Runner[V]) Apply(ctx context.Context, recs []*kgo.Record) error {
 		for _, env := range byDoc[id] {
 			next = r.p.Apply(next, env)
 		}
+		if doc.Rev > 0 && reflect.DeepEqual(next, doc.View) {
+			continue // a redelivery: nothing to write
+		}
 		models = append(models, mongo.NewReplaceOneModel().
 			SetFilter(bson.D{{Key: "_id", Value: id}, {Key: "_rev", Value: doc.Rev}}).
 			SetReplacement(Document[V]{ID: id, Rev: doc.Rev + 1, View: next}).
 			SetUpsert(true))
+	}
+	if len(models) == 0 {
+		return nil
 	}
 	if _, err := r.store.BulkWrite(ctx, r.p.Collection(), models); err != nil {
 		return fmt.Errorf("write %d documents: %w", len(models), err)
