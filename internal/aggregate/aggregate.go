@@ -24,12 +24,21 @@ import (
 
 	"shopstream/internal/eventlog"
 	"shopstream/internal/outbox"
+	"shopstream/internal/pgdb"
 	"shopstream/producers/command"
 	"shopstream/schemas"
 )
 
 // MaxAttempts bounds the retries of an update that lost a version race.
 const MaxAttempts = 5
+
+// Migration is the first migration of a context whose aggregates live in
+// one state table: it creates the context's schema and the table
+// "<context>.<table>".
+func Migration(context, table string) pgdb.Migration {
+	return pgdb.Migration{Context: context, Version: 1,
+		SQL: fmt.Sprintf("CREATE SCHEMA IF NOT EXISTS %s; %s", context, TableSQL(context+"."+table))}
+}
 
 // TableSQL is the DDL of a state table, for a context's migrations.
 func TableSQL(table string) string {

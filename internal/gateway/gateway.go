@@ -93,9 +93,16 @@ func (g *Gateway) healthz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, code, map[string]any{"status": map[bool]string{true: "ok", false: "unavailable"}[code == http.StatusOK], "checks": status})
 }
 
-// validID reports whether s is an id this shop could have issued; an id
-// that is not is answered like an unknown one.
-func validID(s string) bool { _, err := uuid.Parse(s); return err == nil }
+// pathID returns the {id} of the path. An id this shop could not have
+// issued (not a UUID) is answered like an unknown one: 404, and false.
+func pathID(w http.ResponseWriter, r *http.Request, what string) (string, bool) {
+	id := r.PathValue("id")
+	if _, err := uuid.Parse(id); err != nil {
+		writeProblem(w, r, http.StatusNotFound, "not-found", "no "+what+" "+id)
+		return "", false
+	}
+	return id, true
+}
 
 type registerProductRequest struct {
 	Title      *string `json:"title"`
@@ -128,9 +135,8 @@ type restockRequest struct {
 }
 
 func (g *Gateway) restockProduct(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
-	if !validID(id) {
-		writeProblem(w, r, http.StatusNotFound, "not-found", "no product "+id)
+	id, ok := pathID(w, r, "product")
+	if !ok {
 		return
 	}
 	var req restockRequest
@@ -151,9 +157,8 @@ type addReviewRequest struct {
 }
 
 func (g *Gateway) addReview(w http.ResponseWriter, r *http.Request) {
-	productID := r.PathValue("id")
-	if !validID(productID) {
-		writeProblem(w, r, http.StatusNotFound, "not-found", "no product "+productID)
+	productID, ok := pathID(w, r, "product")
+	if !ok {
 		return
 	}
 	var req addReviewRequest
@@ -198,9 +203,8 @@ type reviewResponse struct {
 }
 
 func (g *Gateway) getProduct(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
-	if !validID(id) {
-		writeProblem(w, r, http.StatusNotFound, "not-found", "no product "+id)
+	id, ok := pathID(w, r, "product")
+	if !ok {
 		return
 	}
 	v, found, err := g.d.Products.Get(r.Context(), id)

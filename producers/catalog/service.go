@@ -17,8 +17,7 @@ const Source = "shopstream/catalog"
 
 // Migrations creates the catalog schema.
 func Migrations() []pgdb.Migration {
-	return []pgdb.Migration{{Context: "catalog", Version: 1,
-		SQL: `CREATE SCHEMA IF NOT EXISTS catalog; ` + aggregate.TableSQL("catalog.products")}}
+	return []pgdb.Migration{aggregate.Migration("catalog", "products")}
 }
 
 // Service handles the catalogue's commands.

@@ -18,8 +18,7 @@ const Source = "shopstream/reviews"
 
 // Migrations creates the reviews schema.
 func Migrations() []pgdb.Migration {
-	return []pgdb.Migration{{Context: "reviews", Version: 1,
-		SQL: `CREATE SCHEMA IF NOT EXISTS reviews; ` + aggregate.TableSQL("reviews.product_reviews")}}
+	return []pgdb.Migration{aggregate.Migration("reviews", "product_reviews")}
 }
 
 // Products tells whether a product exists; the catalogue service is one.
