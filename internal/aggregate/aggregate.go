@@ -19,6 +19,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -28,6 +29,9 @@ import (
 	"shopstream/producers/command"
 	"shopstream/schemas"
 )
+
+// uniqueViolation is PostgreSQL's SQLSTATE for a unique constraint refusal.
+const uniqueViolation = "23505"
 
 // MaxAttempts bounds the retries of an update that lost a version race.
 const MaxAttempts = 5
@@ -131,6 +135,12 @@ func (s *Store[S]) save(ctx context.Context, tx pgx.Tx, id string, old, version 
 		args = append(args, old)
 	}
 	tag, err := tx.Exec(ctx, q, args...)
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == uniqueViolation {
+		// A unique constraint of the context (not the id: that one is
+		// handled by ON CONFLICT) refuses the new state.
+		return fmt.Errorf("save %s %s: %s: %w", s.table, id, pgErr.ConstraintName, command.ErrConflict)
+	}
 	if err != nil {
 		return fmt.Errorf("save %s %s: %w", s.table, id, err)
 	}

@@ -33,6 +33,7 @@ import (
 	"shopstream/internal/outbox"
 	"shopstream/internal/pgdb"
 	"shopstream/producers/catalog"
+	"shopstream/producers/customers"
 	"shopstream/producers/reviews"
 	"shopstream/projectors/products"
 	"shopstream/projectors/runner"
@@ -174,7 +175,8 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		catalogSvc := catalog.NewService(pool, serde)
 		gw := gateway.New(gateway.Deps{
-			Catalog: catalogSvc, Reviews: reviews.NewService(pool, serde, catalogSvc),
+			Customers: customers.NewService(pool, serde),
+			Catalog:   catalogSvc, Reviews: reviews.NewService(pool, serde, catalogSvc),
 			Products: products.NewReader(db), Checks: checks, Logger: log,
 		})
 		ln, err := net.Listen("tcp", cfg.HTTPAddr)
@@ -210,7 +212,7 @@ func Run(ctx context.Context, cfg Config) error {
 
 // Migrations are every context's migrations, in order.
 func Migrations() []pgdb.Migration {
-	return slices.Concat(outbox.Migrations(), catalog.Migrations(), reviews.Migrations())
+	return slices.Concat(outbox.Migrations(), customers.Migrations(), catalog.Migrations(), reviews.Migrations())
 }
 
 func infraChecks(k *kgo.Client, reg *sr.Client, mc *mongo.Client, pool *pgxpool.Pool) []gateway.Check {

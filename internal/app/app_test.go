@@ -280,3 +280,52 @@ func TestBadInputIsRefusedAndAppendsNothing(t *testing.T) {
 		t.Fatalf("topics grew from %v to %v", before, after)
 	}
 }
+
+// One email, one account: a second sign-up with the same email (any case)
+// is a 409 problem, and of 20 concurrent sign-ups with one new email exactly
+// one is accepted; only accepted sign-ups reach the log.
+func TestSignUpEmailIsUniqueUnderConcurrency(t *testing.T) {
+	s := startShop(t, t.TempDir())
+	if code, body := s.post("/customers", `{"email": "zizou@example.org", "name": "Zinédine"}`); code != http.StatusCreated {
+		t.Fatalf("sign up: %d %v", code, body)
+	}
+	code, h, body := s.do(http.MethodPost, "/customers", "application/json", `{"email": "ZIZOU@example.org", "name": "Other"}`)
+	if code != http.StatusConflict || h.Get("Content-Type") != "application/problem+json" {
+		t.Fatalf("same email again: %d %s", code, body)
+	}
+	codes := make(chan int, 20)
+	for i := range 20 {
+		go func() {
+			c, _ := s.post("/customers", fmt.Sprintf(`{"email": "raggio@example.org", "name": "Raggio %d"}`, i))
+			codes <- c
+		}()
+	}
+	count := map[int]int{}
+	for range 20 {
+		count[<-codes]++
+	}
+	if count[http.StatusCreated] != 1 || count[http.StatusConflict] != 19 {
+		t.Fatalf("concurrent sign-ups: %v, want one 201 and nineteen 409", count)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		cl, err := kgo.NewClient(kgo.SeedBrokers(s.stack.Endpoints.Brokers...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ends, err := kadm.NewClient(cl).ListEndOffsets(context.Background(), schemas.TopicCustomers)
+		cl.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n int64
+		ends.Each(func(o kadm.ListedOffset) { n += o.Offset })
+		if n == 2 {
+			return
+		}
+		if n > 2 || time.Now().After(deadline) {
+			t.Fatalf("%d CustomerSignedUp records, want 2", n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -16,6 +16,7 @@ import (
 
 	"shopstream/producers/catalog"
 	"shopstream/producers/command"
+	"shopstream/producers/customers"
 	"shopstream/producers/reviews"
 	"shopstream/projectors/products"
 )
@@ -28,11 +29,12 @@ type Check struct {
 
 // Deps are what the gateway calls.
 type Deps struct {
-	Catalog  *catalog.Service
-	Reviews  *reviews.Service
-	Products *products.Reader
-	Checks   []Check
-	Logger   *slog.Logger
+	Customers *customers.Service
+	Catalog   *catalog.Service
+	Reviews   *reviews.Service
+	Products  *products.Reader
+	Checks    []Check
+	Logger    *slog.Logger
 }
 
 // Gateway serves the shop's HTTP API.
@@ -46,6 +48,7 @@ type Gateway struct {
 func New(d Deps) *Gateway {
 	g := &Gateway{d: d, log: d.Logger.With("component", "gateway"), mux: http.NewServeMux()}
 	g.mux.HandleFunc("GET /healthz", g.healthz)
+	g.mux.HandleFunc("POST /customers", g.signUp)
 	g.mux.HandleFunc("POST /products", g.registerProduct)
 	g.mux.HandleFunc("POST /products/{id}/restock", g.restockProduct)
 	g.mux.HandleFunc("POST /products/{id}/reviews", g.addReview)
@@ -102,6 +105,26 @@ func pathID(w http.ResponseWriter, r *http.Request, what string) (string, bool) 
 		return "", false
 	}
 	return id, true
+}
+
+type signUpRequest struct {
+	Email *string `json:"email"`
+	Name  *string `json:"name"`
+}
+
+func (g *Gateway) signUp(w http.ResponseWriter, r *http.Request) {
+	var req signUpRequest
+	if !decodeJSON(w, r, &req) || !required(w, r, field{"email", req.Email != nil}, field{"name", req.Name != nil}) {
+		return
+	}
+	id := uuid.Must(uuid.NewV7()).String()
+	err := g.d.Customers.SignUp(r.Context(), meta(w, r), customers.SignUp{CustomerID: id, Email: *req.Email, Name: *req.Name})
+	if err != nil {
+		writeError(w, r, g.log, err)
+		return
+	}
+	w.Header().Set("Location", "/customers/"+id)
+	writeJSON(w, http.StatusCreated, map[string]string{"id": id})
 }
 
 type registerProductRequest struct {

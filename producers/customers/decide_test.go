@@ -1,0 +1,47 @@
+package customers
+
+import (
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+
+	"shopstream/producers/command"
+	"shopstream/schemas"
+)
+
+func TestDecide(t *testing.T) {
+	ok := SignUp{CustomerID: "c", Email: " Zizou@Example.org ", Name: " Zinédine "}
+	with := func(f func(*SignUp)) SignUp { c := ok; f(&c); return c }
+	signedUp := []schemas.Event{schemas.CustomerSignedUp{CustomerID: "c", Email: "zizou@example.org", Name: "Zinédine"}}
+	cases := []struct {
+		name  string
+		given []schemas.Event
+		when  SignUp
+		then  []schemas.Event
+		err   error
+		field string
+	}{
+		{name: "sign up", when: ok, then: signedUp},
+		{name: "twice", given: signedUp, when: ok, err: command.ErrConflict},
+		{name: "not an email", when: with(func(c *SignUp) { c.Email = "zizou" }), err: command.ErrInvalid, field: "email"},
+		{name: "display name form", when: with(func(c *SignUp) { c.Email = "Zizou <z@example.org>" }), err: command.ErrInvalid, field: "email"},
+		{name: "no name", when: with(func(c *SignUp) { c.Name = " " }), err: command.ErrInvalid, field: "name"},
+		{name: "long name", when: with(func(c *SignUp) { c.Name = strings.Repeat("a", 201) }), err: command.ErrInvalid, field: "name"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got, err := Decide(Evolve(Customer{}, c.given...), int64(len(c.given)), c.when)
+			if !errors.Is(err, c.err) {
+				t.Fatalf("error %v, want %v", err, c.err)
+			}
+			var fe *command.FieldError
+			if c.field != "" && (!errors.As(err, &fe) || fe.Field != c.field) {
+				t.Fatalf("error %v does not name %s", err, c.field)
+			}
+			if !reflect.DeepEqual(got, c.then) {
+				t.Fatalf("events %#v, want %#v", got, c.then)
+			}
+		})
+	}
+}
