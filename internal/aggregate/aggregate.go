@@ -73,6 +73,15 @@ func NewStore[S any](pool *pgxpool.Pool, serde *eventlog.Serde, table, topic, so
 // events, or an error and no change.
 type Decide[S any] func(state S, version int64) (S, []schemas.Event, error)
 
+// Decision adapts a context's pure Decide and Evolve to the store: the
+// events decide returns, and the state evolved by them.
+func Decision[S any](decide func(S, int64) ([]schemas.Event, error), evolve func(S, ...schemas.Event) S) Decide[S] {
+	return func(state S, version int64) (S, []schemas.Event, error) {
+		events, err := decide(state, version)
+		return evolve(state, events...), events, err
+	}
+}
+
 // Update runs decide on aggregate id and saves the result with its events.
 // It returns the aggregate's version after the command. A decide that
 // returns no event changes nothing.
@@ -88,19 +97,11 @@ func (s *Store[S]) Update(ctx context.Context, id string, meta command.Meta, dec
 func (s *Store[S]) update(ctx context.Context, id string, meta command.Meta, decide Decide[S]) (int64, error) {
 	var version int64
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		var state S
-		var raw []byte
-		err := tx.QueryRow(ctx, `SELECT version, state FROM `+s.table+` WHERE id = $1`, id).Scan(&version, &raw)
-		switch {
-		case errors.Is(err, pgx.ErrNoRows):
-			version = 0
-		case err != nil:
-			return fmt.Errorf("load %s %s: %w", s.table, id, err)
-		default:
-			if err := json.Unmarshal(raw, &state); err != nil {
-				return fmt.Errorf("decode %s %s: %w", s.table, id, err)
-			}
+		state, v, _, err := s.load(ctx, tx, id)
+		if err != nil {
+			return err
 		}
+		version = v
 		next, events, err := decide(state, version)
 		if err != nil || len(events) == 0 {
 			return err
@@ -175,8 +176,16 @@ func (s *Store[S]) records(ctx context.Context, id string, old int64, meta comma
 // Load reads an aggregate's state without changing it; found is false when
 // it does not exist.
 func (s *Store[S]) Load(ctx context.Context, id string) (state S, version int64, found bool, err error) {
+	return s.load(ctx, s.pool, id)
+}
+
+// load reads a state row through q (the pool or a transaction); an absent
+// aggregate is the zero S at version 0.
+func (s *Store[S]) load(ctx context.Context, q interface {
+	QueryRow(context.Context, string, ...any) pgx.Row
+}, id string) (state S, version int64, found bool, err error) {
 	var raw []byte
-	err = s.pool.QueryRow(ctx, `SELECT version, state FROM `+s.table+` WHERE id = $1`, id).Scan(&version, &raw)
+	err = q.QueryRow(ctx, `SELECT version, state FROM `+s.table+` WHERE id = $1`, id).Scan(&version, &raw)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return state, 0, false, nil
 	}

@@ -82,6 +82,15 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
+// created answers 201 with the new resource's id, and its Location when
+// it has a route of its own.
+func created(w http.ResponseWriter, location, id string) {
+	if location != "" {
+		w.Header().Set("Location", location)
+	}
+	writeJSON(w, http.StatusCreated, map[string]string{"id": id})
+}
+
 func (g *Gateway) healthz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
@@ -123,8 +132,7 @@ func (g *Gateway) signUp(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, g.log, err)
 		return
 	}
-	w.Header().Set("Location", "/customers/"+id)
-	writeJSON(w, http.StatusCreated, map[string]string{"id": id})
+	created(w, "/customers/"+id, id)
 }
 
 type registerProductRequest struct {
@@ -149,8 +157,7 @@ func (g *Gateway) registerProduct(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, g.log, err)
 		return
 	}
-	w.Header().Set("Location", "/products/"+id)
-	writeJSON(w, http.StatusCreated, map[string]string{"id": id})
+	created(w, "/products/"+id, id)
 }
 
 type restockRequest struct {
@@ -197,7 +204,7 @@ func (g *Gateway) addReview(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, g.log, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, map[string]string{"id": id})
+	created(w, "", id)
 }
 
 // productResponse is the JSON of GET /products/{id}.

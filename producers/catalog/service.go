@@ -33,10 +33,8 @@ func NewService(pool *pgxpool.Pool, serde *eventlog.Serde) *Service {
 // Handle decides cmd against the product's current state and saves the
 // outcome with its events.
 func (s *Service) Handle(ctx context.Context, meta command.Meta, cmd Command) error {
-	_, err := s.products.Update(ctx, cmd.productID(), meta, func(p Product, version int64) (Product, []schemas.Event, error) {
-		events, err := Decide(p, version, cmd)
-		return Evolve(p, events...), events, err
-	})
+	_, err := s.products.Update(ctx, cmd.productID(), meta, aggregate.Decision(
+		func(p Product, version int64) ([]schemas.Event, error) { return Decide(p, version, cmd) }, Evolve))
 	return err
 }
 

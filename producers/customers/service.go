@@ -37,9 +37,7 @@ func NewService(pool *pgxpool.Pool, serde *eventlog.Serde) *Service {
 
 // SignUp creates the account; command.ErrConflict when the email is taken.
 func (s *Service) SignUp(ctx context.Context, meta command.Meta, cmd SignUp) error {
-	_, err := s.store.Update(ctx, cmd.CustomerID, meta, func(c Customer, version int64) (Customer, []schemas.Event, error) {
-		events, err := Decide(c, version, cmd)
-		return Evolve(c, events...), events, err
-	})
+	_, err := s.store.Update(ctx, cmd.CustomerID, meta, aggregate.Decision(
+		func(c Customer, version int64) ([]schemas.Event, error) { return Decide(c, version, cmd) }, Evolve))
 	return err
 }

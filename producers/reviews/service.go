@@ -50,9 +50,7 @@ func (s *Service) Add(ctx context.Context, meta command.Meta, cmd AddReview) err
 	if !found {
 		return fmt.Errorf("product %s: %w", cmd.ProductID, command.ErrNotFound)
 	}
-	_, err = s.store.Update(ctx, cmd.ProductID, meta, func(st ProductReviews, _ int64) (ProductReviews, []schemas.Event, error) {
-		events, err := Decide(st, cmd)
-		return Evolve(st, events...), events, err
-	})
+	_, err = s.store.Update(ctx, cmd.ProductID, meta, aggregate.Decision(
+		func(st ProductReviews, _ int64) ([]schemas.Event, error) { return Decide(st, cmd) }, Evolve))
 	return err
 }
