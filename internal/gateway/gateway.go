@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -39,22 +40,33 @@ type Deps struct {
 
 // Gateway serves the shop's HTTP API.
 type Gateway struct {
-	d   Deps
-	log *slog.Logger
-	mux *http.ServeMux
+	d      Deps
+	log    *slog.Logger
+	mux    *http.ServeMux
+	routes []string
 }
 
 // New returns the gateway's handler.
 func New(d Deps) *Gateway {
 	g := &Gateway{d: d, log: d.Logger.With("component", "gateway"), mux: http.NewServeMux()}
-	g.mux.HandleFunc("GET /healthz", g.healthz)
-	g.mux.HandleFunc("POST /customers", g.signUp)
-	g.mux.HandleFunc("POST /products", g.registerProduct)
-	g.mux.HandleFunc("POST /products/{id}/restock", g.restockProduct)
-	g.mux.HandleFunc("POST /products/{id}/reviews", g.addReview)
-	g.mux.HandleFunc("GET /products/{id}", g.getProduct)
+	g.handle("GET /healthz", g.healthz)
+	g.handle("POST /customers", g.signUp)
+	g.handle("POST /products", g.registerProduct)
+	g.handle("POST /products/{id}/restock", g.restockProduct)
+	g.handle("POST /products/{id}/reviews", g.addReview)
+	g.handle("GET /products/{id}", g.getProduct)
 	return g
 }
+
+// handle registers a route and remembers its pattern for Routes.
+func (g *Gateway) handle(pattern string, h http.HandlerFunc) {
+	g.routes = append(g.routes, pattern)
+	g.mux.HandleFunc(pattern, h)
+}
+
+// Routes lists the patterns the gateway serves ("METHOD /path/{param}"),
+// in registration order; the OpenAPI document must describe exactly these.
+func (g *Gateway) Routes() []string { return slices.Clone(g.routes) }
 
 // ServeHTTP routes a request; unknown routes get a 404 problem.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
