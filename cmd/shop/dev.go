@@ -19,6 +19,7 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 	mongoAddr := fs.String("mongo-addr", "127.0.0.1:0", "address of the embedded MongoDB-compatible server (FerretDB)")
 	pgPort := fs.Int("postgres-port", 0, "port of the embedded PostgreSQL (0: a free port)")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	shop := addShopFlags(fs)
 	if err := parse(fs, args, getenv); err != nil {
 		return err
 	}
@@ -45,7 +46,7 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 		fmt.Fprintln(stdout, "stopped")
 	}()
 	e := stack.Endpoints
-	return app.Run(ctx, app.Config{
+	return app.Run(ctx, shop.apply(app.Config{
 		Brokers: e.Brokers, RegistryURL: e.RegistryURL, MongoURI: e.MongoURI, MongoDB: "shop",
 		PostgresURL: e.PostgresURL, HTTPAddr: *httpAddr, Components: app.Components(), Replication: 1, Logger: log,
 		OnReady: func(addr string) {
@@ -56,5 +57,5 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 			fmt.Fprintf(stdout, "shop dev ready in %s\n  http:      %s\n  kafka:     %v\n  registry:  %s\n  mongodb:   %s\n  postgres:  %s\n",
 				time.Since(began).Round(time.Millisecond), e.HTTP, e.Brokers, e.RegistryURL, e.MongoURI, mask("postgres", e.PostgresURL))
 		},
-	})
+	}))
 }

@@ -35,6 +35,7 @@ func runRun(ctx context.Context, args []string, getenv func(string) string, stdo
 	httpAddr := fs.String("http", ":8080", "address of the HTTP gateway")
 	replication := fs.Int("replication", -1, "replication factor of topics created at start (-1: broker default)")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	shop := addShopFlags(fs)
 	if err := parse(fs, args, getenv); err != nil {
 		return err
 	}
@@ -47,8 +48,8 @@ func runRun(ctx context.Context, args []string, getenv func(string) string, stdo
 		return err
 	}
 	printConfig(stdout, fs)
-	return app.Run(ctx, app.Config{
+	return app.Run(ctx, shop.apply(app.Config{
 		Brokers: infra.brokers, RegistryURL: *infra.registryURL, MongoURI: *infra.mongoURI, MongoDB: *infra.mongoDB,
 		PostgresURL: *infra.postgresURL, HTTPAddr: *httpAddr, Components: comps, Replication: int16(*replication), Logger: log,
-	})
+	}))
 }

@@ -4,8 +4,9 @@
 // A state row is (id, version, state as JSON). Update reads the row, lets a
 // pure decide function compute the new state and events, and writes the
 // row only if its version is still the one read (optimistic concurrency);
-// on a concurrent update it reads again and retries, a bounded number of
-// times. The version of an aggregate counts its events: each event carries
+// a concurrent update makes the command fail with command.ErrVersion, which
+// the command bus retries a bounded number of times. Several aggregates can
+// change in one transaction (Transact), with the request's idempotency key. The version of an aggregate counts its events: each event carries
 // the aggregate version it produced, which read models use as an
 // idempotency guard.
 package aggregate
@@ -24,6 +25,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"shopstream/internal/eventlog"
+	"shopstream/internal/idempotency"
 	"shopstream/internal/outbox"
 	"shopstream/internal/pgdb"
 	"shopstream/producers/command"
@@ -32,9 +34,6 @@ import (
 
 // uniqueViolation is PostgreSQL's SQLSTATE for a unique constraint refusal.
 const uniqueViolation = "23505"
-
-// MaxAttempts bounds the retries of an update that lost a version race.
-const MaxAttempts = 5
 
 // Migration is the first migration of a context whose aggregates live in
 // one state table: it creates the context's schema and the table
@@ -82,42 +81,61 @@ func Decision[S any](decide func(S, int64) ([]schemas.Event, error), evolve func
 	}
 }
 
-// Update runs decide on aggregate id and saves the result with its events.
-// It returns the aggregate's version after the command. A decide that
-// returns no event changes nothing.
-func (s *Store[S]) Update(ctx context.Context, id string, meta command.Meta, decide Decide[S]) (int64, error) {
-	for attempt := 1; ; attempt++ {
-		v, err := s.update(ctx, id, meta, decide)
-		if !errors.Is(err, command.ErrVersion) || attempt == MaxAttempts {
-			return v, err
+// Transact runs fn in one PostgreSQL transaction and records the result
+// under the request's idempotency key (if any) in that same transaction, so
+// a command's state, events and key commit together or not at all. fn
+// applies one or more aggregates with Store.Apply.
+func Transact(ctx context.Context, pool *pgxpool.Pool, meta command.Meta, fn func(tx pgx.Tx) (command.Result, error)) (command.Result, error) {
+	var res command.Result
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		var err error
+		if res, err = fn(tx); err != nil {
+			return err
 		}
+		return idempotency.Record(ctx, tx, meta, res)
+	})
+	if err != nil {
+		return command.Result{}, err
 	}
+	return res, nil
 }
 
-func (s *Store[S]) update(ctx context.Context, id string, meta command.Meta, decide Decide[S]) (int64, error) {
-	var version int64
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		state, v, _, err := s.load(ctx, tx, id)
+// Update is the common command: Apply decide to one aggregate in its own
+// transaction (Transact), answering with result of the new state.
+func (s *Store[S]) Update(ctx context.Context, id string, meta command.Meta, decide Decide[S], result func(S, int64) command.Result) (command.Result, error) {
+	return Transact(ctx, s.pool, meta, func(tx pgx.Tx) (command.Result, error) {
+		state, version, err := s.Apply(ctx, tx, id, meta, decide)
 		if err != nil {
-			return err
+			return command.Result{}, err
 		}
-		version = v
-		next, events, err := decide(state, version)
-		if err != nil || len(events) == 0 {
-			return err
-		}
-		old := version
-		version += int64(len(events))
-		if err := s.save(ctx, tx, id, old, version, next); err != nil {
-			return err
-		}
-		recs, err := s.records(ctx, id, old, meta, events)
-		if err != nil {
-			return err
-		}
-		return outbox.Append(ctx, tx, recs...)
+		return result(state, version), nil
 	})
-	return version, err
+}
+
+// Apply runs decide on aggregate id within tx: it loads the state, saves
+// the new one if its version has not changed meanwhile (command.ErrVersion
+// otherwise, for the command bus to retry) and appends the events to the
+// outbox. It returns the state and version after the command; a decide that
+// returns no event changes nothing.
+func (s *Store[S]) Apply(ctx context.Context, tx pgx.Tx, id string, meta command.Meta, decide Decide[S]) (S, int64, error) {
+	state, version, _, err := s.load(ctx, tx, id)
+	if err != nil {
+		return state, version, err
+	}
+	next, events, err := decide(state, version)
+	if err != nil || len(events) == 0 {
+		return state, version, err
+	}
+	old := version
+	version += int64(len(events))
+	if err := s.save(ctx, tx, id, old, version, next); err != nil {
+		return state, old, err
+	}
+	recs, err := s.records(ctx, id, old, meta, events)
+	if err != nil {
+		return state, old, err
+	}
+	return next, version, outbox.Append(ctx, tx, recs...)
 }
 
 func (s *Store[S]) save(ctx context.Context, tx pgx.Tx, id string, old, version int64, state S) error {

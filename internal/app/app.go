@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
@@ -30,9 +31,11 @@ import (
 	"shopstream/internal/docstore"
 	"shopstream/internal/eventlog"
 	"shopstream/internal/gateway"
+	"shopstream/internal/idempotency"
 	"shopstream/internal/outbox"
 	"shopstream/internal/pgdb"
 	"shopstream/producers/catalog"
+	"shopstream/producers/command"
 	"shopstream/producers/customers"
 	"shopstream/producers/reviews"
 	"shopstream/projectors/products"
@@ -75,6 +78,9 @@ type Config struct {
 	PostgresURL string
 	HTTPAddr    string
 	Components  []string
+	// MaxInFlight bounds the commands the gateway runs at once; more get
+	// 429 at once. 0 means DefaultMaxInFlight.
+	MaxInFlight int
 	// Replication is the replication factor of topics it creates; -1 for
 	// the broker default.
 	Replication int16
@@ -126,6 +132,7 @@ func Run(ctx context.Context, cfg Config) error {
 	defer mc.Disconnect(context.WithoutCancel(ctx)) //nolint:errcheck // best effort at exit
 	db := mc.Database(cfg.MongoDB)
 
+	metrics := prometheus.NewRegistry()
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var wg sync.WaitGroup
@@ -173,11 +180,8 @@ func Run(ctx context.Context, cfg Config) error {
 				}})
 			}
 		}
-		catalogSvc := catalog.NewService(pool, serde)
 		gw := gateway.New(gateway.Deps{
-			Customers: customers.NewService(pool, serde),
-			Catalog:   catalogSvc, Reviews: reviews.NewService(pool, serde, catalogSvc),
-			Products: products.NewReader(db), Checks: checks, Logger: log,
+			Commands: commandBus(pool, serde, cfg, metrics), Products: products.NewReader(db), Checks: checks, Logger: log,
 		})
 		ln, err := net.Listen("tcp", cfg.HTTPAddr)
 		if err != nil {
@@ -212,7 +216,35 @@ func Run(ctx context.Context, cfg Config) error {
 
 // Migrations are every context's migrations, in order.
 func Migrations() []pgdb.Migration {
-	return slices.Concat(outbox.Migrations(), customers.Migrations(), catalog.Migrations(), reviews.Migrations())
+	return slices.Concat(outbox.Migrations(), idempotency.Migrations(),
+		customers.Migrations(), catalog.Migrations(), reviews.Migrations())
+}
+
+// DefaultMaxInFlight is how many commands one instance runs at once before
+// it sheds load with 429s.
+const DefaultMaxInFlight = 64
+
+// commandBus wires every write context's handlers behind the middlewares,
+// outermost first: logging, metrics, validation (no I/O for a malformed
+// command), load shedding, idempotency, retry of version conflicts.
+func commandBus(pool *pgxpool.Pool, serde *eventlog.Serde, cfg Config, reg prometheus.Registerer) *command.Bus {
+	maxInFlight := cfg.MaxInFlight
+	if maxInFlight <= 0 {
+		maxInFlight = DefaultMaxInFlight
+	}
+	bus := command.NewBus(
+		command.Logging(cfg.Logger.With("component", "commands")),
+		command.Metrics(reg),
+		command.Validation(),
+		command.Shed(maxInFlight),
+		idempotency.Middleware(pool),
+		command.Retry(5),
+	)
+	catalogSvc := catalog.NewService(pool, serde)
+	catalogSvc.Register(bus)
+	customers.NewService(pool, serde).Register(bus)
+	reviews.NewService(pool, serde, catalogSvc).Register(bus)
+	return bus
 }
 
 func infraChecks(k *kgo.Client, reg *sr.Client, mc *mongo.Client, pool *pgxpool.Pool) []gateway.Check {

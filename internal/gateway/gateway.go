@@ -30,31 +30,32 @@ type Check struct {
 
 // Deps are what the gateway calls.
 type Deps struct {
-	Customers *customers.Service
-	Catalog   *catalog.Service
-	Reviews   *reviews.Service
-	Products  *products.Reader
+	Commands *command.Bus // every context's command handlers
+	Products *products.Reader
 	Checks    []Check
 	Logger    *slog.Logger
 }
 
 // Gateway serves the shop's HTTP API.
 type Gateway struct {
-	d      Deps
-	log    *slog.Logger
-	mux    *http.ServeMux
-	routes []string
+	d       Deps
+	log     *slog.Logger
+	mux     *http.ServeMux
+	handler http.Handler // mux behind the request-wide concerns
+	routes  []string
 }
 
 // New returns the gateway's handler.
 func New(d Deps) *Gateway {
 	g := &Gateway{d: d, log: d.Logger.With("component", "gateway"), mux: http.NewServeMux()}
 	g.handle("GET /healthz", g.healthz)
+	g.handle("GET /openapi.json", g.openAPI)
 	g.handle("POST /customers", g.signUp)
 	g.handle("POST /products", g.registerProduct)
 	g.handle("POST /products/{id}/restock", g.restockProduct)
 	g.handle("POST /products/{id}/reviews", g.addReview)
 	g.handle("GET /products/{id}", g.getProduct)
+	g.handler = withIdempotencyKey(g.mux)
 	return g
 }
 
@@ -74,7 +75,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, http.StatusNotFound, "no-route", "no route for "+r.Method+" "+r.URL.Path)
 		return
 	}
-	g.mux.ServeHTTP(w, r)
+	g.handler.ServeHTTP(w, r)
 }
 
 // meta derives a command's metadata from the request: the correlation id
@@ -85,22 +86,30 @@ func meta(w http.ResponseWriter, r *http.Request) command.Meta {
 		corr = uuid.NewString()
 	}
 	w.Header().Set("X-Correlation-ID", corr)
-	return command.Meta{CorrelationID: corr, CausationID: corr, TraceParent: r.Header.Get("traceparent")}
+	return command.Meta{CorrelationID: corr, CausationID: corr, TraceParent: r.Header.Get("traceparent"), Idempotency: idempotencyKey(r)}
+}
+
+// dispatch sends cmd through the command bus and answers with its result
+// or its problem.
+func (g *Gateway) dispatch(w http.ResponseWriter, r *http.Request, cmd command.Command) {
+	res, err := g.d.Commands.Dispatch(r.Context(), meta(w, r), cmd)
+	if err != nil {
+		writeError(w, r, g.log, err)
+		return
+	}
+	if res.Location != "" {
+		w.Header().Set("Location", res.Location)
+	}
+	if res.Replayed {
+		w.Header().Set(headerReplayed, "true")
+	}
+	writeJSON(w, res.Status, res.Body)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
-}
-
-// created answers 201 with the new resource's id, and its Location when
-// it has a route of its own.
-func created(w http.ResponseWriter, location, id string) {
-	if location != "" {
-		w.Header().Set("Location", location)
-	}
-	writeJSON(w, http.StatusCreated, map[string]string{"id": id})
 }
 
 func (g *Gateway) healthz(w http.ResponseWriter, r *http.Request) {
@@ -138,14 +147,11 @@ func (g *Gateway) signUp(w http.ResponseWriter, r *http.Request) {
 	if !decodeJSON(w, r, &req) || !required(w, r, field{"email", req.Email != nil}, field{"name", req.Name != nil}) {
 		return
 	}
-	id := uuid.Must(uuid.NewV7()).String()
-	err := g.d.Customers.SignUp(r.Context(), meta(w, r), customers.SignUp{CustomerID: id, Email: *req.Email, Name: *req.Name})
-	if err != nil {
-		writeError(w, r, g.log, err)
-		return
-	}
-	created(w, "/customers/"+id, id)
+	g.dispatch(w, r, customers.SignUp{CustomerID: newID(), Email: *req.Email, Name: *req.Name})
 }
+
+// newID is the id of a new aggregate: a UUIDv7, so ids sort by creation.
+func newID() string { return uuid.Must(uuid.NewV7()).String() }
 
 type registerProductRequest struct {
 	Title      *string `json:"title"`
@@ -160,16 +166,11 @@ func (g *Gateway) registerProduct(w http.ResponseWriter, r *http.Request) {
 		field{"title", req.Title != nil}, field{"price_cents", req.PriceCents != nil}, field{"quantity", req.Quantity != nil}) {
 		return
 	}
-	id := uuid.Must(uuid.NewV7()).String()
-	cmd := catalog.RegisterProduct{ProductID: id, Title: *req.Title, PriceCents: *req.PriceCents, Quantity: *req.Quantity}
+	cmd := catalog.RegisterProduct{ProductID: newID(), Title: *req.Title, PriceCents: *req.PriceCents, Quantity: *req.Quantity}
 	if req.Photo != nil {
 		cmd.Photo = *req.Photo
 	}
-	if err := g.d.Catalog.Handle(r.Context(), meta(w, r), cmd); err != nil {
-		writeError(w, r, g.log, err)
-		return
-	}
-	created(w, "/products/"+id, id)
+	g.dispatch(w, r, cmd)
 }
 
 type restockRequest struct {
@@ -185,11 +186,7 @@ func (g *Gateway) restockProduct(w http.ResponseWriter, r *http.Request) {
 	if !decodeJSON(w, r, &req) || !required(w, r, field{"quantity", req.Quantity != nil}) {
 		return
 	}
-	if err := g.d.Catalog.Handle(r.Context(), meta(w, r), catalog.RestockProduct{ProductID: id, Quantity: *req.Quantity}); err != nil {
-		writeError(w, r, g.log, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]string{"id": id})
+	g.dispatch(w, r, catalog.RestockProduct{ProductID: id, Quantity: *req.Quantity})
 }
 
 type addReviewRequest struct {
@@ -207,16 +204,11 @@ func (g *Gateway) addReview(w http.ResponseWriter, r *http.Request) {
 	if !decodeJSON(w, r, &req) || !required(w, r, field{"customer_id", req.CustomerID != nil}, field{"rating", req.Rating != nil}) {
 		return
 	}
-	id := uuid.Must(uuid.NewV7()).String()
-	cmd := reviews.AddReview{ReviewID: id, ProductID: productID, CustomerID: *req.CustomerID, Rating: *req.Rating}
+	cmd := reviews.AddReview{ReviewID: newID(), ProductID: productID, CustomerID: *req.CustomerID, Rating: *req.Rating}
 	if req.Comment != nil {
 		cmd.Comment = *req.Comment
 	}
-	if err := g.d.Reviews.Add(r.Context(), meta(w, r), cmd); err != nil {
-		writeError(w, r, g.log, err)
-		return
-	}
-	created(w, "", id)
+	g.dispatch(w, r, cmd)
 }
 
 // productResponse is the JSON of GET /products/{id}.

@@ -47,6 +47,9 @@ func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 		writeProblem(w, r, http.StatusUnprocessableEntity, "invalid", err.Error())
 	case errors.Is(err, command.ErrNotFound):
 		writeProblem(w, r, http.StatusNotFound, "not-found", err.Error())
+	case errors.Is(err, command.ErrOverloaded):
+		w.Header().Set("Retry-After", "1")
+		writeProblem(w, r, http.StatusTooManyRequests, "overloaded", "the shop is busy; retry in a second")
 	case errors.Is(err, command.ErrConflict), errors.Is(err, command.ErrVersion):
 		writeProblem(w, r, http.StatusConflict, "conflict", err.Error())
 	case errors.Is(err, r.Context().Err()):

@@ -6,6 +6,7 @@
 package catalog
 
 import (
+	"fmt"
 	"net/url"
 	"strings"
 	"unicode/utf8"
@@ -43,6 +44,38 @@ type RestockProduct struct {
 func (c RegisterProduct) productID() string { return c.ProductID }
 func (c RestockProduct) productID() string  { return c.ProductID }
 
+// CommandName names the command on the bus.
+func (RegisterProduct) CommandName() string { return "catalog.RegisterProduct" }
+
+// CommandName names the command on the bus.
+func (RestockProduct) CommandName() string { return "catalog.RestockProduct" }
+
+// Validate checks the fields on their own.
+func (c RegisterProduct) Validate() error {
+	title := strings.TrimSpace(c.Title)
+	switch {
+	case title == "":
+		return command.Invalid("title", "must not be empty")
+	case utf8.RuneCountInString(title) > MaxTitle:
+		return command.Invalid("title", "must be at most 200 characters")
+	case c.PriceCents <= 0 || c.PriceCents > MaxPrice:
+		return command.Invalid("price_cents", "must be between 1 and 100000000")
+	case c.Quantity < 0 || c.Quantity > MaxQuantity:
+		return command.Invalid("quantity", "must be between 0 and 1000000")
+	case c.Photo != "" && !isWebURL(c.Photo):
+		return command.Invalid("photo", "must be an absolute http or https URL")
+	}
+	return nil
+}
+
+// Validate checks the fields on their own.
+func (c RestockProduct) Validate() error {
+	if c.Quantity <= 0 || c.Quantity > MaxQuantity {
+		return command.Invalid("quantity", "must be between 1 and 1000000")
+	}
+	return nil
+}
+
 // Limits of a product's fields.
 const (
 	MaxTitle    = 200
@@ -58,31 +91,23 @@ func Decide(p Product, version int64, cmd Command) ([]schemas.Event, error) {
 		if version > 0 {
 			return nil, command.ErrConflict
 		}
-		title := strings.TrimSpace(c.Title)
-		switch {
-		case title == "":
-			return nil, command.Invalid("title", "must not be empty")
-		case utf8.RuneCountInString(title) > MaxTitle:
-			return nil, command.Invalid("title", "must be at most 200 characters")
-		case c.PriceCents <= 0 || c.PriceCents > MaxPrice:
-			return nil, command.Invalid("price_cents", "must be between 1 and 100000000")
-		case c.Quantity < 0 || c.Quantity > MaxQuantity:
-			return nil, command.Invalid("quantity", "must be between 0 and 1000000")
+		if err := c.Validate(); err != nil {
+			return nil, err
 		}
-		ev := schemas.ProductRegistered{ProductID: c.ProductID, Title: title, PriceCents: c.PriceCents, Currency: "EUR", InitialStock: int32(c.Quantity)}
+		ev := schemas.ProductRegistered{ProductID: c.ProductID, Title: strings.TrimSpace(c.Title), PriceCents: c.PriceCents, Currency: "EUR", InitialStock: int32(c.Quantity)}
 		if c.Photo != "" {
-			if !isWebURL(c.Photo) {
-				return nil, command.Invalid("photo", "must be an absolute http or https URL")
-			}
 			ev.PhotoURL = &c.Photo
 		}
 		return []schemas.Event{ev}, nil
 	case RestockProduct:
 		if version == 0 {
-			return nil, command.ErrNotFound
+			return nil, fmt.Errorf("product %s: %w", c.ProductID, command.ErrNotFound)
 		}
-		if c.Quantity <= 0 || c.Quantity > MaxQuantity || p.Stock+c.Quantity > 100*MaxQuantity {
-			return nil, command.Invalid("quantity", "must be between 1 and 1000000")
+		if err := c.Validate(); err != nil {
+			return nil, err
+		}
+		if p.Stock+c.Quantity > 100*MaxQuantity {
+			return nil, command.Invalid("quantity", "would take the product over 100000000 units in all")
 		}
 		return []schemas.Event{schemas.ProductRestocked{ProductID: c.ProductID, Quantity: int32(c.Quantity)}}, nil
 	}

@@ -30,12 +30,29 @@ func NewService(pool *pgxpool.Pool, serde *eventlog.Serde) *Service {
 	return &Service{products: aggregate.NewStore[Product](pool, serde, "catalog.products", schemas.TopicProducts, Source)}
 }
 
-// Handle decides cmd against the product's current state and saves the
-// outcome with its events.
-func (s *Service) Handle(ctx context.Context, meta command.Meta, cmd Command) error {
-	_, err := s.products.Update(ctx, cmd.productID(), meta, aggregate.Decision(
-		func(p Product, version int64) ([]schemas.Event, error) { return Decide(p, version, cmd) }, Evolve))
-	return err
+// Register puts the catalogue's command handlers on the bus.
+func (s *Service) Register(b *command.Bus) {
+	command.Register(b, func(ctx context.Context, meta command.Meta, c RegisterProduct) (command.Result, error) {
+		return s.handle(ctx, meta, c, command.Created("/products/"+c.ProductID, c.ProductID))
+	})
+	command.Register(b, func(ctx context.Context, meta command.Meta, c RestockProduct) (command.Result, error) {
+		return s.handle(ctx, meta, c, command.OK(map[string]string{"id": c.ProductID}))
+	})
+}
+
+// handle decides cmd against the product's current state and saves the
+// outcome with its events, answering res.
+func (s *Service) handle(ctx context.Context, meta command.Meta, cmd Command, res command.Result) (command.Result, error) {
+	return s.products.Update(ctx, cmd.productID(), meta, aggregate.Decision(
+		func(p Product, version int64) ([]schemas.Event, error) { return Decide(p, version, cmd) }, Evolve),
+		func(Product, int64) command.Result { return res })
+}
+
+// Product returns a product's write-side state; found is false when it was
+// never registered.
+func (s *Service) Product(ctx context.Context, productID string) (p Product, found bool, err error) {
+	p, _, found, err = s.products.Load(ctx, productID)
+	return p, found, err
 }
 
 // Exists tells whether a product was registered.

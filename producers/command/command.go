@@ -36,4 +36,14 @@ type Meta struct {
 	CorrelationID string // the request that started the chain
 	CausationID   string // the request (or event) that caused this command
 	TraceParent   string // W3C traceparent of the request, if traced
+	// Idempotency is the request's Idempotency-Key, when it sent one: the
+	// command records it with its effect, in the same transaction.
+	Idempotency *IdempotencyKey
+}
+
+// IdempotencyKey is a client's key for one request and a hash of what the
+// request asked (method, path, body), to tell a retry from a misuse.
+type IdempotencyKey struct {
+	Key  string
+	Hash string
 }

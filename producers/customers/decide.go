@@ -27,6 +27,9 @@ type SignUp struct {
 	Name       string
 }
 
+// CommandName names the command on the bus.
+func (SignUp) CommandName() string { return "customers.SignUp" }
+
 // MaxName is the longest name accepted, in characters.
 const MaxName = 200
 

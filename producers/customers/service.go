@@ -35,9 +35,18 @@ func NewService(pool *pgxpool.Pool, serde *eventlog.Serde) *Service {
 	return &Service{store: aggregate.NewStore[Customer](pool, serde, "customers.customers", schemas.TopicCustomers, Source)}
 }
 
-// SignUp creates the account; command.ErrConflict when the email is taken.
-func (s *Service) SignUp(ctx context.Context, meta command.Meta, cmd SignUp) error {
-	_, err := s.store.Update(ctx, cmd.CustomerID, meta, aggregate.Decision(
-		func(c Customer, version int64) ([]schemas.Event, error) { return Decide(c, version, cmd) }, Evolve))
-	return err
+// Register puts the customer handlers on the bus.
+func (s *Service) Register(b *command.Bus) { command.Register(b, s.signUp) }
+
+// signUp creates the account; command.ErrConflict when the email is taken.
+func (s *Service) signUp(ctx context.Context, meta command.Meta, cmd SignUp) (command.Result, error) {
+	return s.store.Update(ctx, cmd.CustomerID, meta, aggregate.Decision(
+		func(c Customer, version int64) ([]schemas.Event, error) { return Decide(c, version, cmd) }, Evolve),
+		func(Customer, int64) command.Result { return command.Created("/customers/"+cmd.CustomerID, cmd.CustomerID) })
+}
+
+// Exists tells whether a customer signed up.
+func (s *Service) Exists(ctx context.Context, customerID string) (bool, error) {
+	_, _, found, err := s.store.Load(ctx, customerID)
+	return found, err
 }

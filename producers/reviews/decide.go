@@ -30,16 +30,26 @@ type AddReview struct {
 // MaxComment is the longest comment accepted, in characters.
 const MaxComment = 2000
 
+// CommandName names the command on the bus.
+func (AddReview) CommandName() string { return "reviews.AddReview" }
+
+// Validate checks the fields on their own.
+func (c AddReview) Validate() error {
+	switch {
+	case uuid.Validate(c.CustomerID) != nil:
+		return command.Invalid("customer_id", "must be a UUID")
+	case c.Rating < 1 || c.Rating > 5:
+		return command.Invalid("rating", "must be an integer from 1 to 5")
+	case utf8.RuneCountInString(c.Comment) > MaxComment:
+		return command.Invalid("comment", "must be at most 2000 characters")
+	}
+	return nil
+}
+
 // Decide is the pure rule of reviews.
 func Decide(_ ProductReviews, cmd AddReview) ([]schemas.Event, error) {
-	if _, err := uuid.Parse(cmd.CustomerID); err != nil {
-		return nil, command.Invalid("customer_id", "must be a UUID")
-	}
-	if cmd.Rating < 1 || cmd.Rating > 5 {
-		return nil, command.Invalid("rating", "must be an integer from 1 to 5")
-	}
-	if utf8.RuneCountInString(cmd.Comment) > MaxComment {
-		return nil, command.Invalid("comment", "must be at most 2000 characters")
+	if err := cmd.Validate(); err != nil {
+		return nil, err
 	}
 	return []schemas.Event{schemas.ReviewAdded{
 		ReviewID: cmd.ReviewID, ProductID: cmd.ProductID, CustomerID: cmd.CustomerID,

@@ -40,17 +40,20 @@ func NewService(pool *pgxpool.Pool, serde *eventlog.Serde, products Products) *S
 	}
 }
 
-// Add records a review of an existing product; ErrNotFound when the product
-// does not exist.
-func (s *Service) Add(ctx context.Context, meta command.Meta, cmd AddReview) error {
+// Register puts the review handlers on the bus.
+func (s *Service) Register(b *command.Bus) { command.Register(b, s.add) }
+
+// add records a review of an existing product; ErrNotFound when the
+// product does not exist.
+func (s *Service) add(ctx context.Context, meta command.Meta, cmd AddReview) (command.Result, error) {
 	found, err := s.products.Exists(ctx, cmd.ProductID)
 	if err != nil {
-		return err
+		return command.Result{}, err
 	}
 	if !found {
-		return fmt.Errorf("product %s: %w", cmd.ProductID, command.ErrNotFound)
+		return command.Result{}, fmt.Errorf("product %s: %w", cmd.ProductID, command.ErrNotFound)
 	}
-	_, err = s.store.Update(ctx, cmd.ProductID, meta, aggregate.Decision(
-		func(st ProductReviews, _ int64) ([]schemas.Event, error) { return Decide(st, cmd) }, Evolve))
-	return err
+	return s.store.Update(ctx, cmd.ProductID, meta, aggregate.Decision(
+		func(st ProductReviews, _ int64) ([]schemas.Event, error) { return Decide(st, cmd) }, Evolve),
+		func(ProductReviews, int64) command.Result { return command.Created("", cmd.ReviewID) })
 }
