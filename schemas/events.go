@@ -63,6 +63,14 @@ type StockReleased struct {
 	Reason    string `avro:"reason"`
 }
 
+// StockReceived: shop.inventory.stock.v1.
+type StockReceived struct {
+	ProductID      string `avro:"product_id"`
+	Quantity       int32  `avro:"quantity"`
+	Available      int32  `avro:"available"`
+	CatalogVersion int64  `avro:"catalog_version"`
+}
+
 // ProductSoldOut: shop.inventory.stock.v1.
 type ProductSoldOut struct {
 	ProductID string `avro:"product_id"`
@@ -79,6 +87,12 @@ type ItemAddedToCart struct {
 type ItemRemovedFromCart struct {
 	CustomerID string `avro:"customer_id"`
 	ProductID  string `avro:"product_id"`
+}
+
+// CartCheckedOut: shop.carts.v1.
+type CartCheckedOut struct {
+	CustomerID string `avro:"customer_id"`
+	OrderID    string `avro:"order_id"`
 }
 
 // OrderLine is one line of an OrderPlaced event.
@@ -179,6 +193,8 @@ func (PhotoWasAdded) EventType() string            { return "shop.catalog.PhotoW
 func (StockReserved) EventType() string            { return "shop.inventory.StockReserved" }
 func (StockReservationRejected) EventType() string { return "shop.inventory.StockReservationRejected" }
 func (StockReleased) EventType() string            { return "shop.inventory.StockReleased" }
+func (StockReceived) EventType() string            { return "shop.inventory.StockReceived" }
+func (CartCheckedOut) EventType() string           { return "shop.carts.CartCheckedOut" }
 func (ProductSoldOut) EventType() string           { return "shop.inventory.ProductSoldOut" }
 func (ItemAddedToCart) EventType() string          { return "shop.carts.ItemAddedToCart" }
 func (ItemRemovedFromCart) EventType() string      { return "shop.carts.ItemRemovedFromCart" }

@@ -32,8 +32,11 @@ import (
 	"shopstream/schemas"
 )
 
-// uniqueViolation is PostgreSQL's SQLSTATE for a unique constraint refusal.
-const uniqueViolation = "23505"
+// PostgreSQL's SQLSTATEs of a constraint refusing a row.
+const (
+	uniqueViolation = "23505"
+	checkViolation  = "23514"
+)
 
 // Migration is the first migration of a context whose aggregates live in
 // one state table: it creates the context's schema and the table
@@ -155,9 +158,9 @@ func (s *Store[S]) save(ctx context.Context, tx pgx.Tx, id string, old, version 
 	}
 	tag, err := tx.Exec(ctx, q, args...)
 	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && pgErr.Code == uniqueViolation {
-		// A unique constraint of the context (not the id: that one is
-		// handled by ON CONFLICT) refuses the new state.
+	if errors.As(err, &pgErr) && (pgErr.Code == uniqueViolation || pgErr.Code == checkViolation) {
+		// A constraint of the context (unique, check; not the id: that one
+		// is handled by ON CONFLICT) refuses the new state.
 		return fmt.Errorf("save %s %s: %s: %w", s.table, id, pgErr.ConstraintName, command.ErrConflict)
 	}
 	if err != nil {

@@ -34,9 +34,14 @@ import (
 	"shopstream/internal/idempotency"
 	"shopstream/internal/outbox"
 	"shopstream/internal/pgdb"
+	"shopstream/processors/consumer"
+	"shopstream/processors/stockfeed"
+	"shopstream/producers/carts"
 	"shopstream/producers/catalog"
 	"shopstream/producers/command"
 	"shopstream/producers/customers"
+	"shopstream/producers/inventory"
+	"shopstream/producers/orders"
 	"shopstream/producers/reviews"
 	"shopstream/projectors/products"
 	"shopstream/projectors/runner"
@@ -48,10 +53,11 @@ const (
 	Gateway           = "gateway"
 	OutboxRelay       = "outbox-relay"
 	ProjectorProducts = "projector-products"
+	StockFeed         = "stockfeed"
 )
 
 // Components lists every component, in start order.
-func Components() []string { return []string{OutboxRelay, ProjectorProducts, Gateway} }
+func Components() []string { return []string{OutboxRelay, StockFeed, ProjectorProducts, Gateway} }
 
 // ParseComponents reads a comma-separated list ("all" for every one).
 func ParseComponents(s string) ([]string, error) {
@@ -158,6 +164,17 @@ func Run(ctx context.Context, cfg Config) error {
 		relay := outbox.NewRelay(pool, prod, outbox.RelayConfig{Logger: log})
 		start(OutboxRelay, relay.Run)
 	}
+	if has(StockFeed) {
+		cfg := stockfeed.Config(inventory.NewService(pool, serde), serde)
+		cfg.Logger = log
+		c := consumer.New(cfg)
+		cons, err := kgo.NewClient(append(kopts, c.ClientOpts()...)...)
+		if err != nil {
+			return err
+		}
+		defer cons.Close()
+		start(StockFeed, func(ctx context.Context) error { return c.Run(ctx, cons) })
+	}
 	if has(ProjectorProducts) {
 		r := runner.New(products.Projection(), serde, docstore.New(db), log)
 		cons, err := kgo.NewClient(append(kopts, r.ClientOpts()...)...)
@@ -216,8 +233,8 @@ func Run(ctx context.Context, cfg Config) error {
 
 // Migrations are every context's migrations, in order.
 func Migrations() []pgdb.Migration {
-	return slices.Concat(outbox.Migrations(), idempotency.Migrations(),
-		customers.Migrations(), catalog.Migrations(), reviews.Migrations())
+	return slices.Concat(outbox.Migrations(), idempotency.Migrations(), customers.Migrations(), catalog.Migrations(),
+		inventory.Migrations(), carts.Migrations(), orders.Migrations(), reviews.Migrations())
 }
 
 // DefaultMaxInFlight is how many commands one instance runs at once before
@@ -241,9 +258,22 @@ func commandBus(pool *pgxpool.Pool, serde *eventlog.Serde, cfg Config, reg prome
 		command.Retry(5),
 	)
 	catalogSvc := catalog.NewService(pool, serde)
-	catalogSvc.Register(bus)
-	customers.NewService(pool, serde).Register(bus)
-	reviews.NewService(pool, serde, catalogSvc).Register(bus)
+	customersSvc := customers.NewService(pool, serde)
+	cartsSvc := carts.NewService(pool, serde, catalogSvc.Exists, customersSvc.Exists)
+	ordersSvc := orders.NewService(pool, serde, orders.Deps{
+		CustomerExists: customersSvc.Exists,
+		Price: func(ctx context.Context, id string) (int64, bool, error) {
+			p, found, err := catalogSvc.Product(ctx, id)
+			return p.PriceCents, found, err
+		},
+		Available: inventory.NewService(pool, serde).Available,
+		Carts:     cartsSvc,
+	})
+	for _, svc := range []interface{ Register(*command.Bus) }{
+		catalogSvc, customersSvc, cartsSvc, ordersSvc, reviews.NewService(pool, serde, catalogSvc),
+	} {
+		svc.Register(bus)
+	}
 	return bus
 }
 

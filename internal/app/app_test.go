@@ -30,7 +30,8 @@ type shop struct {
 	stop  func()
 }
 
-func startShop(t *testing.T, dir string) *shop {
+// startShop runs the shop on a stack under dir; options change its config.
+func startShop(t *testing.T, dir string, options ...func(*app.Config)) *shop {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -43,11 +44,15 @@ func startShop(t *testing.T, dir string) *shop {
 	done := make(chan error, 1)
 	e := stack.Endpoints
 	go func() {
-		done <- app.Run(ctx, app.Config{
+		cfg := app.Config{
 			Brokers: e.Brokers, RegistryURL: e.RegistryURL, MongoURI: e.MongoURI, MongoDB: "shop", PostgresURL: e.PostgresURL,
 			HTTPAddr: "127.0.0.1:0", Components: app.Components(), Replication: 1, Logger: log,
 			OnReady: func(addr string) { ready <- addr },
-		})
+		}
+		for _, o := range options {
+			o(&cfg)
+		}
+		done <- app.Run(ctx, cfg)
 	}()
 	s := &shop{t: t, stack: stack}
 	select {
@@ -78,7 +83,8 @@ func startShop(t *testing.T, dir string) *shop {
 	return s
 }
 
-func (s *shop) do(method, path, contentType, body string) (int, http.Header, []byte) {
+// do sends a request; headers are name, value pairs.
+func (s *shop) do(method, path, contentType, body string, headers ...string) (int, http.Header, []byte) {
 	s.t.Helper()
 	req, err := http.NewRequest(method, s.base+path, strings.NewReader(body))
 	if err != nil {
@@ -86,6 +92,9 @@ func (s *shop) do(method, path, contentType, body string) (int, http.Header, []b
 	}
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -310,14 +319,21 @@ func TestSignUpEmailIsUniqueUnderConcurrency(t *testing.T) {
 	if count[http.StatusCreated] != 1 || count[http.StatusConflict] != 19 {
 		t.Fatalf("concurrent sign-ups: %v, want one 201 and nineteen 409", count)
 	}
+	s.waitRecords(schemas.TopicCustomers, 2)
+}
+
+// waitRecords waits until topic holds exactly n records, and fails if it
+// holds more, or fewer after 10 s.
+func (s *shop) waitRecords(topic string, n int64) {
+	s.t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		n := endOffsets(t, s.stack.Endpoints.Brokers, schemas.TopicCustomers)[schemas.TopicCustomers]
-		if n == 2 {
+		got := endOffsets(s.t, s.stack.Endpoints.Brokers, topic)[topic]
+		if got == n {
 			return
 		}
-		if n > 2 || time.Now().After(deadline) {
-			t.Fatalf("%d CustomerSignedUp records, want 2", n)
+		if got > n || time.Now().After(deadline) {
+			s.t.Fatalf("%s holds %d records, want %d", topic, got, n)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -8,6 +8,7 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -15,9 +16,11 @@ import (
 
 	"github.com/google/uuid"
 
+	"shopstream/producers/carts"
 	"shopstream/producers/catalog"
 	"shopstream/producers/command"
 	"shopstream/producers/customers"
+	"shopstream/producers/orders"
 	"shopstream/producers/reviews"
 	"shopstream/projectors/products"
 )
@@ -32,8 +35,8 @@ type Check struct {
 type Deps struct {
 	Commands *command.Bus // every context's command handlers
 	Products *products.Reader
-	Checks    []Check
-	Logger    *slog.Logger
+	Checks   []Check
+	Logger   *slog.Logger
 }
 
 // Gateway serves the shop's HTTP API.
@@ -55,6 +58,9 @@ func New(d Deps) *Gateway {
 	g.handle("POST /products/{id}/restock", g.restockProduct)
 	g.handle("POST /products/{id}/reviews", g.addReview)
 	g.handle("GET /products/{id}", g.getProduct)
+	g.handle("POST /carts/items", g.addToCart)
+	g.handle("DELETE /carts/{customer_id}/items/{product_id}", g.removeFromCart)
+	g.handle("POST /orders", g.placeOrder)
 	g.handler = withIdempotencyKey(g.mux)
 	return g
 }
@@ -69,8 +75,16 @@ func (g *Gateway) handle(pattern string, h http.HandlerFunc) {
 // in registration order; the OpenAPI document must describe exactly these.
 func (g *Gateway) Routes() []string { return slices.Clone(g.routes) }
 
-// ServeHTTP routes a request; unknown routes get a 404 problem.
+// ServeHTTP routes a request; unknown routes get a 404 problem. Every
+// answer carries the request's X-Correlation-ID (a new one when it sent
+// none or not a UUID).
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	corr := r.Header.Get("X-Correlation-ID")
+	if uuid.Validate(corr) != nil {
+		corr = uuid.NewString()
+	}
+	w.Header().Set("X-Correlation-ID", corr)
+	r = r.WithContext(context.WithValue(r.Context(), correlationCtxKey{}, corr))
 	if _, pattern := g.mux.Handler(r); pattern == "" {
 		writeProblem(w, r, http.StatusNotFound, "no-route", "no route for "+r.Method+" "+r.URL.Path)
 		return
@@ -78,14 +92,12 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	g.handler.ServeHTTP(w, r)
 }
 
+type correlationCtxKey struct{}
+
 // meta derives a command's metadata from the request: the correlation id
-// (X-Correlation-ID, or a new one, echoed in the response) and traceparent.
-func meta(w http.ResponseWriter, r *http.Request) command.Meta {
-	corr := r.Header.Get("X-Correlation-ID")
-	if _, err := uuid.Parse(corr); err != nil {
-		corr = uuid.NewString()
-	}
-	w.Header().Set("X-Correlation-ID", corr)
+// ServeHTTP settled, traceparent and the idempotency key.
+func meta(_ http.ResponseWriter, r *http.Request) command.Meta {
+	corr, _ := r.Context().Value(correlationCtxKey{}).(string)
 	return command.Meta{CorrelationID: corr, CausationID: corr, TraceParent: r.Header.Get("traceparent"), Idempotency: idempotencyKey(r)}
 }
 
@@ -257,4 +269,54 @@ func (g *Gateway) getProduct(w http.ResponseWriter, r *http.Request) {
 		resp.Reviews = append(resp.Reviews, reviewResponse{CustomerID: rv.CustomerID, Rating: rv.Rating, Comment: rv.Comment, At: rv.At})
 	}
 	writeJSON(w, http.StatusOK, resp)
+}
+
+type cartItemRequest struct {
+	ProductID  *string `json:"product_id"`
+	CustomerID *string `json:"customer_id"`
+	Quantity   *int64  `json:"quantity"`
+}
+
+func (g *Gateway) addToCart(w http.ResponseWriter, r *http.Request) {
+	var req cartItemRequest
+	if !decodeJSON(w, r, &req) || !required(w, r,
+		field{"product_id", req.ProductID != nil}, field{"customer_id", req.CustomerID != nil}, field{"quantity", req.Quantity != nil}) {
+		return
+	}
+	g.dispatch(w, r, carts.AddItem{CustomerID: *req.CustomerID, ProductID: *req.ProductID, Quantity: *req.Quantity})
+}
+
+func (g *Gateway) removeFromCart(w http.ResponseWriter, r *http.Request) {
+	customerID, product := r.PathValue("customer_id"), r.PathValue("product_id")
+	if uuid.Validate(customerID) != nil || uuid.Validate(product) != nil {
+		writeProblem(w, r, http.StatusNotFound, "not-found", "no product "+product+" in the cart of "+customerID)
+		return
+	}
+	g.dispatch(w, r, carts.RemoveItem{CustomerID: customerID, ProductID: product})
+}
+
+type placeOrderRequest struct {
+	CustomerID    *string            `json:"customer_id"`
+	PaymentMethod *string            `json:"payment_method"`
+	Items         []orderItemRequest `json:"items"`
+}
+
+type orderItemRequest struct {
+	ProductID *string `json:"product_id"`
+	Quantity  *int64  `json:"quantity"`
+}
+
+func (g *Gateway) placeOrder(w http.ResponseWriter, r *http.Request) {
+	var req placeOrderRequest
+	if !decodeJSON(w, r, &req) || !required(w, r, field{"customer_id", req.CustomerID != nil}, field{"payment_method", req.PaymentMethod != nil}) {
+		return
+	}
+	cmd := orders.PlaceOrder{OrderID: newID(), CustomerID: *req.CustomerID, PaymentMethod: *req.PaymentMethod}
+	for i, it := range req.Items {
+		if !required(w, r, field{fmt.Sprintf("items[%d].product_id", i), it.ProductID != nil}, field{fmt.Sprintf("items[%d].quantity", i), it.Quantity != nil}) {
+			return
+		}
+		cmd.Items = append(cmd.Items, orders.Item{ProductID: *it.ProductID, Quantity: *it.Quantity})
+	}
+	g.dispatch(w, r, cmd)
 }

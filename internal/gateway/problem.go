@@ -17,6 +17,9 @@ type Problem struct {
 	Detail   string         `json:"detail,omitempty"`
 	Instance string         `json:"instance,omitempty"`
 	Errors   []FieldProblem `json:"errors,omitempty"`
+	// ProductID names the product of a sold_out or insufficient-stock
+	// problem.
+	ProductID string `json:"product_id,omitempty"`
 }
 
 // FieldProblem names a wrong field of a request.
@@ -26,10 +29,14 @@ type FieldProblem struct {
 }
 
 func writeProblem(w http.ResponseWriter, r *http.Request, status int, kind, detail string, fields ...FieldProblem) {
-	p := Problem{
+	sendProblem(w, Problem{
 		Type: "https://shopstream.dev/problems/" + kind, Title: http.StatusText(status), Status: status,
 		Detail: detail, Instance: r.URL.Path, Errors: fields,
-	}
+	})
+}
+
+func sendProblem(w http.ResponseWriter, p Problem) {
+	status := p.Status
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(p)
@@ -40,7 +47,15 @@ func writeProblem(w http.ResponseWriter, r *http.Request, status int, kind, deta
 // says nothing of the cause.
 func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 	var fe *command.FieldError
+	var short *command.Shortage
 	switch {
+	case errors.As(err, &short):
+		kind := "insufficient-stock"
+		if short.SoldOut() {
+			kind = "sold_out"
+		}
+		sendProblem(w, Problem{Type: "https://shopstream.dev/problems/" + kind, Title: http.StatusText(http.StatusConflict),
+			Status: http.StatusConflict, Detail: short.Error(), Instance: r.URL.Path, ProductID: short.ProductID})
 	case errors.As(err, &fe):
 		writeProblem(w, r, http.StatusUnprocessableEntity, "invalid", fe.Error(), FieldProblem{Field: fe.Field, Reason: fe.Reason})
 	case errors.Is(err, command.ErrInvalid):

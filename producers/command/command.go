@@ -6,6 +6,8 @@ package command
 import (
 	"errors"
 	"fmt"
+
+	"shopstream/internal/eventlog"
 )
 
 // Sentinel errors callers branch on with errors.Is.
@@ -46,4 +48,36 @@ type Meta struct {
 type IdempotencyKey struct {
 	Key  string
 	Hash string
+}
+
+// Shortage refuses an order line because its product has fewer units
+// available than requested (SoldOut when it has none). It wraps
+// ErrConflict: the gateway answers 409 with the product's id.
+type Shortage struct {
+	ProductID string
+	Requested int64
+	Available int64
+	Unknown   bool // the inventory has not heard of the product yet
+}
+
+func (e *Shortage) Error() string {
+	if e.Unknown {
+		return fmt.Sprintf("product %s has no stock recorded yet", e.ProductID)
+	}
+	if e.SoldOut() {
+		return fmt.Sprintf("product %s is sold out", e.ProductID)
+	}
+	return fmt.Sprintf("product %s has %d units available, %d requested", e.ProductID, e.Available, e.Requested)
+}
+
+// SoldOut tells whether the product has no unit left.
+func (e *Shortage) SoldOut() bool { return e.Available == 0 }
+
+// Unwrap makes a Shortage an ErrConflict.
+func (e *Shortage) Unwrap() error { return ErrConflict }
+
+// CausedBy is the metadata of a command an event causes: the event's
+// correlation and trace, and the event as cause.
+func CausedBy(ev eventlog.Metadata) Meta {
+	return Meta{CorrelationID: ev.CorrelationID, CausationID: ev.EventID, TraceParent: ev.TraceParent}
 }

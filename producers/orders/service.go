@@ -1,0 +1,123 @@
+package orders
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"shopstream/internal/aggregate"
+	"shopstream/internal/eventlog"
+	"shopstream/internal/pgdb"
+	"shopstream/producers/carts"
+	"shopstream/producers/command"
+	"shopstream/schemas"
+)
+
+// Source is the CloudEvents source of order events.
+const Source = "shopstream/orders"
+
+// Migrations creates the orders schema.
+func Migrations() []pgdb.Migration {
+	return []pgdb.Migration{aggregate.Migration("orders", "orders")}
+}
+
+// Deps are the other contexts an order is checked against.
+type Deps struct {
+	// CustomerExists tells whether a customer signed up.
+	CustomerExists func(ctx context.Context, id string) (bool, error)
+	// Price is a product's current price; found is false for an unknown one.
+	Price func(ctx context.Context, productID string) (cents int64, found bool, err error)
+	// Available is the inventory's available units of the products it knows.
+	Available func(ctx context.Context, productIDs []string) (map[string]int64, error)
+	// Carts checks out a cart within the order's transaction.
+	Carts *carts.Service
+}
+
+// Service handles order commands.
+type Service struct {
+	pool   *pgxpool.Pool
+	orders *aggregate.Store[Order]
+	d      Deps
+}
+
+// NewService returns the orders service.
+func NewService(pool *pgxpool.Pool, serde *eventlog.Serde, d Deps) *Service {
+	return &Service{pool: pool, orders: aggregate.NewStore[Order](pool, serde, "orders.orders", schemas.TopicOrders, Source), d: d}
+}
+
+// Register puts the order handlers on the bus.
+func (s *Service) Register(b *command.Bus) { command.Register(b, s.place) }
+
+// Placed is the answer to a placed order.
+type Placed struct {
+	ID     string `json:"id"`
+	Status string `json:"status"`
+}
+
+// place accepts an order (202: the saga takes it from there) or refuses it:
+// 404 for an unknown customer or product, 409 (*command.Shortage) when a
+// product is sold out or short, 422 for an empty cart. From the cart, the
+// cart is emptied in the order's transaction.
+func (s *Service) place(ctx context.Context, meta command.Meta, cmd PlaceOrder) (command.Result, error) {
+	found, err := s.d.CustomerExists(ctx, cmd.CustomerID)
+	if err != nil {
+		return command.Result{}, err
+	}
+	if !found {
+		return command.Result{}, fmt.Errorf("customer %s: %w", cmd.CustomerID, command.ErrNotFound)
+	}
+	return aggregate.Transact(ctx, s.pool, meta, func(tx pgx.Tx) (command.Result, error) {
+		if len(cmd.Items) == 0 {
+			held, err := s.d.Carts.CheckOut(ctx, tx, meta, cmd.CustomerID, cmd.OrderID)
+			if err != nil {
+				return command.Result{}, err
+			}
+			for _, it := range held {
+				cmd.Items = append(cmd.Items, Item{ProductID: it.ProductID, Quantity: it.Quantity})
+			}
+		}
+		prices, err := s.check(ctx, cmd.Items)
+		if err != nil {
+			return command.Result{}, err
+		}
+		if _, _, err := s.orders.Apply(ctx, tx, cmd.OrderID, meta, aggregate.Decision(
+			func(o Order, version int64) ([]schemas.Event, error) { return Decide(o, version, cmd, prices) }, Evolve)); err != nil {
+			return command.Result{}, err
+		}
+		return command.Result{Status: http.StatusAccepted, Location: "/orders/" + cmd.OrderID,
+			Body: Placed{ID: cmd.OrderID, Status: StatusPlaced}}, nil
+	})
+}
+
+// check prices the items and refuses a product the inventory knows to
+// have fewer units than asked. A product the inventory has not heard of
+// yet (its registration still on the way) is let through: the saga's
+// reservation decides.
+func (s *Service) check(ctx context.Context, items []Item) (map[string]int64, error) {
+	prices := make(map[string]int64, len(items))
+	ids := make([]string, 0, len(items))
+	for _, it := range items {
+		price, found, err := s.d.Price(ctx, it.ProductID)
+		if err != nil {
+			return nil, err
+		}
+		if !found {
+			return nil, fmt.Errorf("product %s: %w", it.ProductID, command.ErrNotFound)
+		}
+		prices[it.ProductID] = price
+		ids = append(ids, it.ProductID)
+	}
+	available, err := s.d.Available(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	for _, it := range items {
+		if n, known := available[it.ProductID]; known && n < it.Quantity {
+			return nil, &command.Shortage{ProductID: it.ProductID, Requested: it.Quantity, Available: n}
+		}
+	}
+	return prices, nil
+}
