@@ -42,7 +42,9 @@ func (s *Service) Register(b *command.Bus) { command.Register(b, s.signUp) }
 func (s *Service) signUp(ctx context.Context, meta command.Meta, cmd SignUp) (command.Result, error) {
 	return s.store.Update(ctx, cmd.CustomerID, meta, aggregate.Decision(
 		func(c Customer, version int64) ([]schemas.Event, error) { return Decide(c, version, cmd) }, Evolve),
-		func(Customer, int64) command.Result { return command.Created("/customers/"+cmd.CustomerID, cmd.CustomerID) })
+		func(Customer, int64) command.Result {
+			return command.Created("/customers/"+cmd.CustomerID, cmd.CustomerID)
+		})
 }
 
 // Exists tells whether a customer signed up.
