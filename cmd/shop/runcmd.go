@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"flag"
+	"fmt"
 	"io"
 	"strings"
 
@@ -51,5 +52,11 @@ func runRun(ctx context.Context, args []string, getenv func(string) string, stdo
 	return app.Run(ctx, shop.apply(app.Config{
 		Brokers: infra.brokers, RegistryURL: *infra.registryURL, MongoURI: *infra.mongoURI, MongoDB: *infra.mongoDB,
 		PostgresURL: *infra.postgresURL, HTTPAddr: *httpAddr, Components: comps, Replication: int16(*replication), Logger: log,
+		OnReady: func(addr string) {
+			if addr != "" {
+				addr = "http://" + addr
+			}
+			fmt.Fprintf(stdout, "shop run ready: components %s, http %s\n", strings.Join(comps, ","), addr)
+		},
 	}))
 }
