@@ -60,14 +60,14 @@ type Store[S any] struct {
 	pool   *pgxpool.Pool
 	serde  *eventlog.Serde
 	table  string // schema-qualified table created with TableSQL
-	topic  string // the aggregate type's topic
 	source string // CloudEvents source, e.g. shopstream/catalog
 	now    func() time.Time
 }
 
-// NewStore returns a store of aggregates of one type.
-func NewStore[S any](pool *pgxpool.Pool, serde *eventlog.Serde, table, topic, source string) *Store[S] {
-	return &Store[S]{pool: pool, serde: serde, table: table, topic: topic, source: source, now: time.Now}
+// NewStore returns a store of aggregates of one type. Each event goes to
+// its type's topic in the schema catalogue, keyed by the aggregate id.
+func NewStore[S any](pool *pgxpool.Pool, serde *eventlog.Serde, table, source string) *Store[S] {
+	return &Store[S]{pool: pool, serde: serde, table: table, source: source, now: time.Now}
 }
 
 // Decide is the pure part of a command: given the current state (the zero
@@ -176,7 +176,11 @@ func (s *Store[S]) records(ctx context.Context, id string, old int64, meta comma
 	recs := make([]*kgo.Record, len(events))
 	now := s.now().UTC()
 	for i, ev := range events {
-		value, err := s.serde.Encode(ctx, s.topic, ev)
+		t, err := s.serde.Catalog().TypeOf(ev)
+		if err != nil {
+			return nil, err
+		}
+		value, err := s.serde.Encode(ctx, t.Topic, ev)
 		if err != nil {
 			return nil, err
 		}
@@ -189,7 +193,7 @@ func (s *Store[S]) records(ctx context.Context, id string, old int64, meta comma
 			AggregateID: id, AggregateVersion: old + int64(i) + 1, OccurredAt: now,
 			CorrelationID: meta.CorrelationID, CausationID: meta.CausationID, TraceParent: meta.TraceParent,
 		}
-		recs[i] = &kgo.Record{Topic: s.topic, Key: []byte(id), Value: value, Headers: m.Headers()}
+		recs[i] = &kgo.Record{Topic: t.Topic, Key: []byte(id), Value: value, Headers: m.Headers()}
 	}
 	return recs, nil
 }

@@ -35,6 +35,7 @@ import (
 	"shopstream/internal/outbox"
 	"shopstream/internal/pgdb"
 	"shopstream/processors/consumer"
+	"shopstream/processors/saga"
 	"shopstream/processors/stockfeed"
 	"shopstream/producers/carts"
 	"shopstream/producers/catalog"
@@ -42,8 +43,10 @@ import (
 	"shopstream/producers/customers"
 	"shopstream/producers/inventory"
 	"shopstream/producers/orders"
+	"shopstream/producers/payments"
 	"shopstream/producers/reviews"
 	"shopstream/projectors/products"
+	orderviews "shopstream/projectors/orders"
 	"shopstream/projectors/runner"
 	"shopstream/schemas"
 )
@@ -53,11 +56,15 @@ const (
 	Gateway           = "gateway"
 	OutboxRelay       = "outbox-relay"
 	ProjectorProducts = "projector-products"
+	ProjectorOrders   = "projector-orders"
 	StockFeed         = "stockfeed"
+	Saga              = "saga"
 )
 
 // Components lists every component, in start order.
-func Components() []string { return []string{OutboxRelay, StockFeed, ProjectorProducts, Gateway} }
+func Components() []string {
+	return []string{OutboxRelay, StockFeed, Saga, ProjectorProducts, ProjectorOrders, Gateway}
+}
 
 // ParseComponents reads a comma-separated list ("all" for every one).
 func ParseComponents(s string) ([]string, error) {
@@ -164,25 +171,47 @@ func Run(ctx context.Context, cfg Config) error {
 		relay := outbox.NewRelay(pool, prod, outbox.RelayConfig{Logger: log})
 		start(OutboxRelay, relay.Run)
 	}
-	if has(StockFeed) {
-		cfg := stockfeed.Config(inventory.NewService(pool, serde), serde)
-		cfg.Logger = log
-		c := consumer.New(cfg)
-		cons, err := kgo.NewClient(append(kopts, c.ClientOpts()...)...)
+	// group runs a consumer group (a processor's or a projector's) as a
+	// component, with a client of its own.
+	group := func(name string, g interface {
+		ClientOpts() []kgo.Opt
+		Run(context.Context, *kgo.Client) error
+	}) error {
+		cl, err := kgo.NewClient(append(kopts, g.ClientOpts()...)...)
 		if err != nil {
 			return err
 		}
-		defer cons.Close()
-		start(StockFeed, func(ctx context.Context) error { return c.Run(ctx, cons) })
+		start(name, func(ctx context.Context) error { defer cl.Close(); return g.Run(ctx, cl) })
+		return nil
 	}
-	if has(ProjectorProducts) {
-		r := runner.New(products.Projection(), serde, docstore.New(db), log)
-		cons, err := kgo.NewClient(append(kopts, r.ClientOpts()...)...)
-		if err != nil {
+	consume := func(name string, cfg consumer.Config) error {
+		if cfg.Logger == nil {
+			cfg.Logger = log
+		}
+		return group(name, consumer.New(cfg))
+	}
+	svc := newServices(pool, serde)
+	if has(StockFeed) {
+		if err := consume(StockFeed, stockfeed.Config(svc.inventory, serde)); err != nil {
 			return err
 		}
-		defer cons.Close()
-		start(ProjectorProducts, func(ctx context.Context) error { return r.Run(ctx, cons) })
+	}
+	if has(Saga) {
+		sg := saga.New(pool, svc.orders, svc.inventory, svc.payments, log)
+		if err := consume(Saga, sg.Config(serde)); err != nil {
+			return err
+		}
+	}
+	store := docstore.New(db)
+	if has(ProjectorProducts) {
+		if err := group(ProjectorProducts, runner.New(products.Projection(), serde, store, log)); err != nil {
+			return err
+		}
+	}
+	if has(ProjectorOrders) {
+		if err := group(ProjectorOrders, runner.New(orderviews.Projection(), serde, store, log)); err != nil {
+			return err
+		}
 	}
 	httpAddr := ""
 	if has(Gateway) {
@@ -198,7 +227,7 @@ func Run(ctx context.Context, cfg Config) error {
 			}
 		}
 		gw := gateway.New(gateway.Deps{
-			Commands: commandBus(pool, serde, cfg, metrics), Products: products.NewReader(db), Checks: checks, Logger: log,
+			Commands: commandBus(svc, pool, cfg, metrics), Products: products.NewReader(db), Orders: orderviews.NewReader(db), Checks: checks, Logger: log,
 		})
 		ln, err := net.Listen("tcp", cfg.HTTPAddr)
 		if err != nil {
@@ -234,7 +263,7 @@ func Run(ctx context.Context, cfg Config) error {
 // Migrations are every context's migrations, in order.
 func Migrations() []pgdb.Migration {
 	return slices.Concat(outbox.Migrations(), idempotency.Migrations(), customers.Migrations(), catalog.Migrations(),
-		inventory.Migrations(), carts.Migrations(), orders.Migrations(), reviews.Migrations())
+		inventory.Migrations(), carts.Migrations(), orders.Migrations(), payments.Migrations(), reviews.Migrations())
 }
 
 // DefaultMaxInFlight is how many commands one instance runs at once before
@@ -244,7 +273,7 @@ const DefaultMaxInFlight = 64
 // commandBus wires every write context's handlers behind the middlewares,
 // outermost first: logging, metrics, validation (no I/O for a malformed
 // command), load shedding, idempotency, retry of version conflicts.
-func commandBus(pool *pgxpool.Pool, serde *eventlog.Serde, cfg Config, reg prometheus.Registerer) *command.Bus {
+func commandBus(svc *services, pool *pgxpool.Pool, cfg Config, reg prometheus.Registerer) *command.Bus {
 	maxInFlight := cfg.MaxInFlight
 	if maxInFlight <= 0 {
 		maxInFlight = DefaultMaxInFlight
@@ -257,24 +286,40 @@ func commandBus(pool *pgxpool.Pool, serde *eventlog.Serde, cfg Config, reg prome
 		idempotency.Middleware(pool),
 		command.Retry(5),
 	)
-	catalogSvc := catalog.NewService(pool, serde)
-	customersSvc := customers.NewService(pool, serde)
-	cartsSvc := carts.NewService(pool, serde, catalogSvc.Exists, customersSvc.Exists)
-	ordersSvc := orders.NewService(pool, serde, orders.Deps{
-		CustomerExists: customersSvc.Exists,
-		Price: func(ctx context.Context, id string) (int64, bool, error) {
-			p, found, err := catalogSvc.Product(ctx, id)
-			return p.PriceCents, found, err
-		},
-		Available: inventory.NewService(pool, serde).Available,
-		Carts:     cartsSvc,
-	})
-	for _, svc := range []interface{ Register(*command.Bus) }{
-		catalogSvc, customersSvc, cartsSvc, ordersSvc, reviews.NewService(pool, serde, catalogSvc),
-	} {
-		svc.Register(bus)
+	for _, s := range []interface{ Register(*command.Bus) }{svc.catalog, svc.customers, svc.carts, svc.orders, svc.reviews} {
+		s.Register(bus)
 	}
 	return bus
+}
+
+// services are the write contexts, wired to each other.
+type services struct {
+	catalog   *catalog.Service
+	customers *customers.Service
+	carts     *carts.Service
+	orders    *orders.Service
+	inventory *inventory.Service
+	payments  *payments.Service
+	reviews   *reviews.Service
+}
+
+func newServices(pool *pgxpool.Pool, serde *eventlog.Serde) *services {
+	s := &services{
+		catalog: catalog.NewService(pool, serde), customers: customers.NewService(pool, serde),
+		inventory: inventory.NewService(pool, serde), payments: payments.NewService(pool, serde),
+	}
+	s.carts = carts.NewService(pool, serde, s.catalog.Exists, s.customers.Exists)
+	s.reviews = reviews.NewService(pool, serde, s.catalog)
+	s.orders = orders.NewService(pool, serde, orders.Deps{
+		CustomerExists: s.customers.Exists,
+		Price: func(ctx context.Context, id string) (int64, bool, error) {
+			p, found, err := s.catalog.Product(ctx, id)
+			return p.PriceCents, found, err
+		},
+		Available: s.inventory.Available,
+		Carts:     s.carts,
+	})
+	return s
 }
 
 func infraChecks(k *kgo.Client, reg *sr.Client, mc *mongo.Client, pool *pgxpool.Pool) []gateway.Check {

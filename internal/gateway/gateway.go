@@ -22,6 +22,7 @@ import (
 	"shopstream/producers/customers"
 	"shopstream/producers/orders"
 	"shopstream/producers/reviews"
+	orderviews "shopstream/projectors/orders"
 	"shopstream/projectors/products"
 )
 
@@ -35,6 +36,7 @@ type Check struct {
 type Deps struct {
 	Commands *command.Bus // every context's command handlers
 	Products *products.Reader
+	Orders   *orderviews.Reader
 	Checks   []Check
 	Logger   *slog.Logger
 }
@@ -61,6 +63,7 @@ func New(d Deps) *Gateway {
 	g.handle("POST /carts/items", g.addToCart)
 	g.handle("DELETE /carts/{customer_id}/items/{product_id}", g.removeFromCart)
 	g.handle("POST /orders", g.placeOrder)
+	g.handle("GET /orders/{id}", g.getOrder)
 	g.handler = withIdempotencyKey(g.mux)
 	return g
 }
@@ -319,4 +322,72 @@ func (g *Gateway) placeOrder(w http.ResponseWriter, r *http.Request) {
 		cmd.Items = append(cmd.Items, orders.Item{ProductID: *it.ProductID, Quantity: *it.Quantity})
 	}
 	g.dispatch(w, r, cmd)
+}
+
+// orderResponse is the JSON of GET /orders/{id}.
+type orderResponse struct {
+	ID           string              `json:"id"`
+	CustomerID   string              `json:"customer_id"`
+	Status       string              `json:"status"`
+	CancelReason *string             `json:"cancel_reason"`
+	Items        []orderItemResponse `json:"items"`
+	TotalCents   int64               `json:"total_cents"`
+	Payment      paymentResponse     `json:"payment"`
+	Invoice      *invoiceResponse    `json:"invoice"`
+	History      []statusChange      `json:"history"`
+}
+
+type orderItemResponse struct {
+	ProductID      string `json:"product_id"`
+	Quantity       int32  `json:"quantity"`
+	UnitPriceCents int64  `json:"unit_price_cents"`
+}
+
+type paymentResponse struct {
+	Method    string `json:"method"`
+	Status    string `json:"status"`
+	Reference string `json:"reference,omitempty"`
+}
+
+type invoiceResponse struct {
+	Number    string     `json:"number"`
+	IssuedAt  time.Time  `json:"issued_at"`
+	EmailedAt *time.Time `json:"emailed_at"`
+}
+
+type statusChange struct {
+	Status string    `json:"status"`
+	At     time.Time `json:"at"`
+}
+
+func (g *Gateway) getOrder(w http.ResponseWriter, r *http.Request) {
+	id, ok := pathID(w, r, "order")
+	if !ok {
+		return
+	}
+	v, found, err := g.d.Orders.Get(r.Context(), id)
+	if err != nil {
+		writeError(w, r, g.log, err)
+		return
+	}
+	if !found {
+		writeProblem(w, r, http.StatusNotFound, "not-found", "no order "+id)
+		return
+	}
+	resp := orderResponse{ID: id, CustomerID: v.CustomerID, Status: v.Status(), TotalCents: v.TotalCents,
+		Payment: paymentResponse{Method: v.PaymentMethod, Status: v.PaymentStatus, Reference: v.PaymentRef},
+		Items:   make([]orderItemResponse, len(v.Items)), History: make([]statusChange, len(v.History))}
+	if v.CancelReason != "" {
+		resp.CancelReason = &v.CancelReason
+	}
+	for i, it := range v.Items {
+		resp.Items[i] = orderItemResponse{ProductID: it.ProductID, Quantity: it.Quantity, UnitPriceCents: it.UnitPriceCents}
+	}
+	for i, c := range v.History {
+		resp.History[i] = statusChange{Status: c.Status, At: c.At}
+	}
+	if v.Invoice != nil {
+		resp.Invoice = &invoiceResponse{Number: v.Invoice.Number, IssuedAt: v.Invoice.IssuedAt, EmailedAt: v.Invoice.EmailedAt}
+	}
+	writeJSON(w, http.StatusOK, resp)
 }

@@ -120,3 +120,31 @@ func TestEvolveLeavesItsInputAlone(t *testing.T) {
 		t.Fatalf("items changed to %v, want %v", before.Items, want)
 	}
 }
+
+// Validate alone is what the bus's Validation middleware checks, before
+// any I/O.
+func TestValidate(t *testing.T) {
+	ok := AddItem{CustomerID: customer, ProductID: product(1), Quantity: 1}
+	with := func(f func(*AddItem)) AddItem { c := ok; f(&c); return c }
+	cases := []struct {
+		name  string
+		when  AddItem
+		field string // "" for valid
+	}{
+		{name: "valid", when: ok},
+		{name: "99 units", when: with(func(c *AddItem) { c.Quantity = 99 })},
+		{name: "zero", when: with(func(c *AddItem) { c.Quantity = 0 }), field: "quantity"},
+		{name: "100 units", when: with(func(c *AddItem) { c.Quantity = 100 }), field: "quantity"},
+		{name: "customer not a uuid", when: with(func(c *AddItem) { c.CustomerID = "" }), field: "customer_id"},
+		{name: "product not a uuid", when: with(func(c *AddItem) { c.ProductID = "" }), field: "product_id"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var want error
+			if c.field != "" {
+				want = command.ErrInvalid
+			}
+			commandtest.Then(t, nil, c.when.Validate(), nil, want, c.field)
+		})
+	}
+}

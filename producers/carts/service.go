@@ -34,7 +34,7 @@ type Service struct {
 
 // NewService returns the carts service.
 func NewService(pool *pgxpool.Pool, serde *eventlog.Serde, productExists, customerExists Exister) *Service {
-	return &Service{store: aggregate.NewStore[Cart](pool, serde, "carts.carts", schemas.TopicCarts, Source),
+	return &Service{store: aggregate.NewStore[Cart](pool, serde, "carts.carts", Source),
 		product: productExists, customer: customerExists}
 }
 

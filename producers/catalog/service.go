@@ -27,7 +27,7 @@ type Service struct {
 
 // NewService returns the catalogue service.
 func NewService(pool *pgxpool.Pool, serde *eventlog.Serde) *Service {
-	return &Service{products: aggregate.NewStore[Product](pool, serde, "catalog.products", schemas.TopicProducts, Source)}
+	return &Service{products: aggregate.NewStore[Product](pool, serde, "catalog.products", Source)}
 }
 
 // Register puts the catalogue's command handlers on the bus.

@@ -32,7 +32,7 @@ type Service struct {
 
 // NewService returns the customers service.
 func NewService(pool *pgxpool.Pool, serde *eventlog.Serde) *Service {
-	return &Service{store: aggregate.NewStore[Customer](pool, serde, "customers.customers", schemas.TopicCustomers, Source)}
+	return &Service{store: aggregate.NewStore[Customer](pool, serde, "customers.customers", Source)}
 }
 
 // Register puts the customer handlers on the bus.

@@ -40,7 +40,7 @@ type Service struct {
 
 // NewService returns the inventory service.
 func NewService(pool *pgxpool.Pool, serde *eventlog.Serde) *Service {
-	return &Service{pool: pool, stock: aggregate.NewStore[Stock](pool, serde, "inventory.stock", schemas.TopicStock, Source)}
+	return &Service{pool: pool, stock: aggregate.NewStore[Stock](pool, serde, "inventory.stock", Source)}
 }
 
 func (s *Service) decide(cmd Command) aggregate.Decide[Stock] {
@@ -60,65 +60,76 @@ type Line struct {
 	Quantity  int64
 }
 
-// Reserve holds every line of an order, all or nothing, in one
-// transaction. When a product is short, nothing is held, each short
-// product records a StockReservationRejected, and the returned error is
-// the first *command.Shortage. Reserving an order again changes nothing.
-// A lost version race is command.ErrVersion: the caller retries.
+// Reserve holds every line of an order, all or nothing, in its own
+// transactions (see ReserveIn).
 func (s *Service) Reserve(ctx context.Context, meta command.Meta, orderID string, lines []Line) error {
+	var short []*command.Shortage
+	_, err := aggregate.Transact(ctx, s.pool, meta, func(tx pgx.Tx) (command.Result, error) {
+		var err error
+		short, err = s.ReserveIn(ctx, tx, meta, orderID, lines)
+		if err == nil && len(short) > 0 {
+			err = short[0] // roll back what was held
+		}
+		return command.Result{}, err
+	})
+	if len(short) == 0 {
+		return err
+	}
+	if _, err := aggregate.Transact(ctx, s.pool, meta, func(tx pgx.Tx) (command.Result, error) {
+		return command.Result{}, s.RejectIn(ctx, tx, meta, orderID, short)
+	}); err != nil {
+		return fmt.Errorf("record rejection of order %s: %w", orderID, err)
+	}
+	return short[0]
+}
+
+// ReserveIn holds every line of an order within tx. It returns the
+// products that are short; then the caller must roll tx back (nothing may
+// be held) and record the refusal with RejectIn in another transaction.
+// Reserving an order again changes nothing. A lost version race is
+// command.ErrVersion: the caller retries.
+func (s *Service) ReserveIn(ctx context.Context, tx pgx.Tx, meta command.Meta, orderID string, lines []Line) ([]*command.Shortage, error) {
 	lines = slices.Clone(lines)
 	// One order of locking for every transaction: no deadlock between two
 	// orders of the same products.
 	slices.SortFunc(lines, func(a, b Line) int { return strings.Compare(a.ProductID, b.ProductID) })
 	var short []*command.Shortage
-	_, err := aggregate.Transact(ctx, s.pool, meta, func(tx pgx.Tx) (command.Result, error) {
-		for _, l := range lines {
-			_, _, err := s.stock.Apply(ctx, tx, l.ProductID, meta, s.decide(Reserve{ProductID: l.ProductID, OrderID: orderID, Quantity: l.Quantity}))
-			if sh := (*command.Shortage)(nil); errors.As(err, &sh) {
-				short = append(short, sh)
-				continue
-			}
-			if err != nil {
-				return command.Result{}, err
-			}
+	for _, l := range lines {
+		_, _, err := s.stock.Apply(ctx, tx, l.ProductID, meta, s.decide(Reserve{ProductID: l.ProductID, OrderID: orderID, Quantity: l.Quantity}))
+		if sh := (*command.Shortage)(nil); errors.As(err, &sh) {
+			short = append(short, sh)
+			continue
 		}
-		if len(short) > 0 {
-			return command.Result{}, short[0] // roll back what was held
+		if err != nil {
+			return nil, err
 		}
-		return command.Result{}, nil
-	})
-	if len(short) == 0 {
-		return err
 	}
-	_, rerr := aggregate.Transact(ctx, s.pool, meta, func(tx pgx.Tx) (command.Result, error) {
-		for _, sh := range short {
-			if sh.Unknown {
-				continue // no stream to record it on
-			}
-			if _, _, err := s.stock.Apply(ctx, tx, sh.ProductID, meta, s.decide(Reject{ProductID: sh.ProductID, OrderID: orderID, Quantity: sh.Requested})); err != nil {
-				return command.Result{}, err
-			}
-		}
-		return command.Result{}, nil
-	})
-	if rerr != nil {
-		return fmt.Errorf("record rejection of order %s: %w", orderID, rerr)
-	}
-	return short[0]
+	return short, nil
 }
 
-// Release gives back what order orderID holds of each product.
-func (s *Service) Release(ctx context.Context, meta command.Meta, orderID, reason string, productIDs []string) error {
-	ids := slices.Sorted(slices.Values(productIDs))
-	_, err := aggregate.Transact(ctx, s.pool, meta, func(tx pgx.Tx) (command.Result, error) {
-		for _, id := range ids {
-			if _, _, err := s.stock.Apply(ctx, tx, id, meta, s.decide(Release{ProductID: id, OrderID: orderID, Reason: reason})); err != nil {
-				return command.Result{}, err
-			}
+// RejectIn records, within tx, that order orderID could not have the
+// units ReserveIn found short.
+func (s *Service) RejectIn(ctx context.Context, tx pgx.Tx, meta command.Meta, orderID string, short []*command.Shortage) error {
+	for _, sh := range short {
+		if sh.Unknown {
+			continue // no stream to record it on
 		}
-		return command.Result{}, nil
-	})
-	return err
+		if _, _, err := s.stock.Apply(ctx, tx, sh.ProductID, meta, s.decide(Reject{ProductID: sh.ProductID, OrderID: orderID, Quantity: sh.Requested})); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ReleaseIn gives back, within tx, what order orderID holds of each
+// product; releasing again changes nothing.
+func (s *Service) ReleaseIn(ctx context.Context, tx pgx.Tx, meta command.Meta, orderID, reason string, productIDs []string) error {
+	for _, id := range slices.Sorted(slices.Values(productIDs)) {
+		if _, _, err := s.stock.Apply(ctx, tx, id, meta, s.decide(Release{ProductID: id, OrderID: orderID, Reason: reason})); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Available returns the units available of each product the inventory

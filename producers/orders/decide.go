@@ -139,3 +139,50 @@ func Evolve(o Order, events ...schemas.Event) Order {
 	}
 	return o
 }
+
+// Reasons an order is cancelled.
+const (
+	ReasonOutOfStock    = "out_of_stock"
+	ReasonPaymentFailed = "payment_failed"
+)
+
+// Transition moves a placed order to a terminal state: Confirm or Cancel.
+type Transition interface{ transition() }
+
+// Confirm confirms a paid order.
+type Confirm struct{}
+
+// Cancel cancels an order for Reason.
+type Cancel struct{ Reason string }
+
+func (Confirm) transition() {}
+func (Cancel) transition()  {}
+
+// DecideTransition is the pure rule of an order's end: only a placed order
+// moves; the same transition again changes nothing; the other one is a
+// conflict (a confirmed order is never cancelled, nor the reverse).
+func DecideTransition(o Order, orderID string, t Transition) ([]schemas.Event, error) {
+	switch t := t.(type) {
+	case Confirm:
+		switch o.Status {
+		case StatusPlaced:
+			return []schemas.Event{schemas.OrderConfirmed{OrderID: orderID}}, nil
+		case StatusConfirmed:
+			return nil, nil
+		}
+	case Cancel:
+		if t.Reason != ReasonOutOfStock && t.Reason != ReasonPaymentFailed {
+			return nil, command.Invalid("reason", "unknown cancel reason "+t.Reason)
+		}
+		switch o.Status {
+		case StatusPlaced:
+			return []schemas.Event{schemas.OrderCancelled{OrderID: orderID, Reason: t.Reason}}, nil
+		case StatusCancelled:
+			return nil, nil
+		}
+	}
+	if o.Status == "" {
+		return nil, fmt.Errorf("order %s: %w", orderID, command.ErrNotFound)
+	}
+	return nil, fmt.Errorf("order %s is %s: %w", orderID, o.Status, command.ErrConflict)
+}

@@ -45,7 +45,7 @@ type Service struct {
 
 // NewService returns the orders service.
 func NewService(pool *pgxpool.Pool, serde *eventlog.Serde, d Deps) *Service {
-	return &Service{pool: pool, orders: aggregate.NewStore[Order](pool, serde, "orders.orders", schemas.TopicOrders, Source), d: d}
+	return &Service{pool: pool, orders: aggregate.NewStore[Order](pool, serde, "orders.orders", Source), d: d}
 }
 
 // Register puts the order handlers on the bus.
@@ -120,4 +120,18 @@ func (s *Service) check(ctx context.Context, items []Item) (map[string]int64, er
 		}
 	}
 	return prices, nil
+}
+
+// Order returns an order's write-side state; found is false for an
+// unknown one.
+func (s *Service) Order(ctx context.Context, orderID string) (o Order, found bool, err error) {
+	o, _, found, err = s.orders.Load(ctx, orderID)
+	return o, found, err
+}
+
+// TransitionIn confirms or cancels an order within tx (idempotent).
+func (s *Service) TransitionIn(ctx context.Context, tx pgx.Tx, meta command.Meta, orderID string, t Transition) error {
+	_, _, err := s.orders.Apply(ctx, tx, orderID, meta, aggregate.Decision(
+		func(o Order, _ int64) ([]schemas.Event, error) { return DecideTransition(o, orderID, t) }, Evolve))
+	return err
 }

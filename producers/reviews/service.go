@@ -35,7 +35,7 @@ type Service struct {
 // NewService returns the reviews service.
 func NewService(pool *pgxpool.Pool, serde *eventlog.Serde, products Products) *Service {
 	return &Service{
-		store:    aggregate.NewStore[ProductReviews](pool, serde, "reviews.product_reviews", schemas.TopicReviews, Source),
+		store:    aggregate.NewStore[ProductReviews](pool, serde, "reviews.product_reviews", Source),
 		products: products,
 	}
 }

@@ -1,8 +1,11 @@
-// Package products projects the catalogue and its reviews into the
-// products read model: one MongoDB document per product with its current
-// title, price, photo, stock, rating (average and count) and latest
-// reviews. It consumes shop.catalog.products.v1 and shop.reviews.v1 (both
-// keyed by product id) in the consumer group shop.projector.products.v<N>.
+// Package products projects the catalogue, the stock and the reviews into
+// the products read model: one MongoDB document per product with its
+// current title, price, photo, stock, rating (average and count) and
+// latest reviews. It consumes shop.catalog.products.v1,
+// shop.inventory.stock.v1 and shop.reviews.v1 (all keyed by product id) in
+// the consumer group shop.projector.products.v<N>. The stock is the
+// catalogue's units until the inventory's first event for the product;
+// from then on it is the inventory's available units.
 //
 // Apply is a pure fold. Each document remembers, per source stream, the
 // highest aggregate version it has applied, and skips an event at or below
@@ -19,7 +22,7 @@ import (
 )
 
 // Version of the projection; bump it to rebuild from the log on purpose.
-const Version = 1
+const Version = 2
 
 // LatestReviews is how many reviews a document keeps, newest first.
 const LatestReviews = 10
@@ -51,6 +54,7 @@ type Review struct {
 var streams = map[string]string{
 	schemas.TopicProducts: "product",
 	schemas.TopicReviews:  "reviews",
+	schemas.TopicStock:    "stock",
 }
 
 // Projection is the products projection.
@@ -58,7 +62,7 @@ func Projection() runner.Projection[View] {
 	return runner.Projection[View]{
 		Name:    "products",
 		Version: Version,
-		Topics:  []string{schemas.TopicProducts, schemas.TopicReviews},
+		Topics:  []string{schemas.TopicProducts, schemas.TopicStock, schemas.TopicReviews},
 		DocID:   func(env eventlog.Envelope) string { return env.Meta.AggregateID },
 		Apply:   Apply,
 	}
@@ -74,16 +78,27 @@ func Apply(v View, env eventlog.Envelope) View {
 	if v.Applied == nil {
 		v.Applied = map[string]int64{}
 	}
+	fromInventory := v.Applied["stock"] > 0
 	v.Applied[stream] = env.Meta.AggregateVersion
 	switch e := env.Event.(type) {
 	case schemas.ProductRegistered:
 		v.Registered = true
 		v.Title, v.PriceCents, v.Currency = e.Title, e.PriceCents, e.Currency
-		v.Stock = int64(e.InitialStock)
+		if !fromInventory {
+			v.Stock = int64(e.InitialStock)
+		}
 		if e.PhotoURL != nil {
 			v.Photo = *e.PhotoURL
 		}
 	case schemas.ProductRestocked:
+		if !fromInventory {
+			v.Stock += int64(e.Quantity)
+		}
+	case schemas.StockReceived:
+		v.Stock = int64(e.Available)
+	case schemas.StockReserved:
+		v.Stock = int64(e.Remaining)
+	case schemas.StockReleased:
 		v.Stock += int64(e.Quantity)
 	case schemas.PhotoWasAdded:
 		v.Photo = e.PhotoURL

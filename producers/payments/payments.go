@@ -1,0 +1,148 @@
+// Package payments is the write service of an order's payment, on
+// shop.payments.v1 keyed by order id, through the PostgreSQL write model
+// (schema "payments") and the outbox. A SEPA payment also puts a
+// SepaTransferRequested on the one-partition shop.payments.sepa-requests.v1,
+// so that exactly one consumer at a time calls the bank.
+//
+// Guarantees: one payment per order (requesting again changes nothing),
+// settled once (the first outcome recorded wins; a later one changes
+// nothing), so a redelivered request or outcome never charges or counts
+// twice.
+package payments
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"shopstream/internal/aggregate"
+	"shopstream/internal/eventlog"
+	"shopstream/internal/pgdb"
+	"shopstream/producers/command"
+	"shopstream/schemas"
+)
+
+// Source is the CloudEvents source of payment events.
+const Source = "shopstream/payments"
+
+// Statuses of a payment.
+const (
+	StatusRequested = "requested"
+	StatusSucceeded = "succeeded"
+	StatusFailed    = "failed"
+)
+
+// Payment is the write-side state of an order's payment.
+type Payment struct {
+	CustomerID  string `json:"customer_id"`
+	Method      string `json:"method"`
+	AmountCents int64  `json:"amount_cents"`
+	Status      string `json:"status"`
+}
+
+// Request asks for an order's payment.
+type Request struct {
+	OrderID     string
+	CustomerID  string
+	Method      string // card or sepa
+	AmountCents int64
+}
+
+// Settle records the outcome of the payment provider.
+type Settle struct {
+	OrderID   string
+	Succeeded bool
+	Reference string // the provider's, when it succeeded
+	Reason    string // why not, when it failed
+}
+
+// Command is a payment command.
+type Command interface{ orderID() string }
+
+func (c Request) orderID() string { return c.OrderID }
+func (c Settle) orderID() string  { return c.OrderID }
+
+// Decide is the pure rule of payments.
+func Decide(p Payment, version int64, cmd Command) ([]schemas.Event, error) {
+	switch c := cmd.(type) {
+	case Request:
+		if version > 0 {
+			return nil, nil // already requested
+		}
+		if c.AmountCents <= 0 {
+			return nil, command.Invalid("amount_cents", "must be positive")
+		}
+		events := []schemas.Event{schemas.PaymentRequested{OrderID: c.OrderID, Method: c.Method, AmountCents: c.AmountCents}}
+		switch c.Method {
+		case "card":
+		case "sepa":
+			events = append(events, schemas.SepaTransferRequested{OrderID: c.OrderID, CustomerID: c.CustomerID, AmountCents: c.AmountCents})
+		default:
+			return nil, command.Invalid("method", `must be "card" or "sepa"`)
+		}
+		return events, nil
+	case Settle:
+		if version == 0 {
+			return nil, fmt.Errorf("payment of order %s: %w", c.OrderID, command.ErrNotFound)
+		}
+		if p.Status != StatusRequested {
+			return nil, nil // settled already: the first outcome stands
+		}
+		if c.Succeeded {
+			return []schemas.Event{schemas.PaymentSucceeded{OrderID: c.OrderID, Method: p.Method, AmountCents: p.AmountCents, ProviderReference: c.Reference}}, nil
+		}
+		return []schemas.Event{schemas.PaymentFailed{OrderID: c.OrderID, Method: p.Method, Reason: c.Reason}}, nil
+	}
+	return nil, command.Invalid("command", "unknown command")
+}
+
+// Evolve folds events into the state.
+func Evolve(p Payment, events ...schemas.Event) Payment {
+	for _, e := range events {
+		switch e := e.(type) {
+		case schemas.PaymentRequested:
+			p = Payment{Method: e.Method, AmountCents: e.AmountCents, Status: StatusRequested}
+		case schemas.SepaTransferRequested:
+			p.CustomerID = e.CustomerID
+		case schemas.PaymentSucceeded:
+			p.Status = StatusSucceeded
+		case schemas.PaymentFailed:
+			p.Status = StatusFailed
+		}
+	}
+	return p
+}
+
+// Migrations creates the payments schema.
+func Migrations() []pgdb.Migration {
+	return []pgdb.Migration{aggregate.Migration("payments", "payments")}
+}
+
+// Service handles payment commands.
+type Service struct {
+	pool     *pgxpool.Pool
+	payments *aggregate.Store[Payment]
+}
+
+// NewService returns the payments service.
+func NewService(pool *pgxpool.Pool, serde *eventlog.Serde) *Service {
+	return &Service{pool: pool, payments: aggregate.NewStore[Payment](pool, serde, "payments.payments", Source)}
+}
+
+func decide(cmd Command) aggregate.Decide[Payment] {
+	return aggregate.Decision(func(p Payment, v int64) ([]schemas.Event, error) { return Decide(p, v, cmd) }, Evolve)
+}
+
+// RequestIn asks for an order's payment within tx.
+func (s *Service) RequestIn(ctx context.Context, tx pgx.Tx, meta command.Meta, cmd Request) error {
+	_, _, err := s.payments.Apply(ctx, tx, cmd.OrderID, meta, decide(cmd))
+	return err
+}
+
+// Settle records a provider's outcome in its own transaction.
+func (s *Service) Settle(ctx context.Context, meta command.Meta, cmd Settle) error {
+	_, err := s.payments.Update(ctx, cmd.OrderID, meta, decide(cmd), func(Payment, int64) command.Result { return command.Result{} })
+	return err
+}
