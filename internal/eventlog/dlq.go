@@ -1,14 +1,9 @@
 package eventlog
 
 import (
-	"context"
-	"errors"
-	"fmt"
 	"strconv"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"shopstream/schemas"
@@ -52,27 +47,4 @@ func DeadLetter(r *kgo.Record, group string, cause error, at time.Time) *kgo.Rec
 		Headers:   h,
 		Timestamp: r.Timestamp,
 	}
-}
-
-// EnsureDeadLetterTopics creates the dead-letter topic of every event-log
-// topic that does not have one yet, with its topic's partition count,
-// infinite retention and the replication factor given (-1 for the broker's
-// default), and waits until every partition has a leader. Like
-// EnsureTopics, it leaves existing topics as they are and is safe to run
-// from several instances at once.
-func EnsureDeadLetterTopics(ctx context.Context, adm *kadm.Client, replication int16) error {
-	configs := map[string]*string{"retention.ms": ptr("-1"), "retention.bytes": ptr("-1")}
-	var names []string
-	for _, spec := range schemas.Topics() {
-		name := DeadLetterTopic(spec.Name)
-		names = append(names, name)
-		resp, err := adm.CreateTopic(ctx, spec.Partitions, replication, configs, name)
-		if err == nil {
-			err = resp.Err
-		}
-		if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
-			return fmt.Errorf("create topic %s: %w", name, err)
-		}
-	}
-	return waitForLeaders(ctx, adm, names)
 }

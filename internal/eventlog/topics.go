@@ -12,8 +12,9 @@ import (
 	"shopstream/schemas"
 )
 
-// EnsureTopics creates every event-log topic that does not exist yet, with
-// its partition count and infinite retention (retention.ms=-1), and the
+// EnsureTopics creates every event-log topic and its dead-letter topic
+// (<topic>.dlq, same partitions) that does not exist yet, with its
+// partition count and infinite retention (retention.ms=-1), and the
 // replication factor given (-1 for the broker's default). Existing topics
 // are left as they are. Safe to run from several instances at once. It
 // returns once every topic has a leader for every partition (creation is
@@ -22,13 +23,15 @@ func EnsureTopics(ctx context.Context, adm *kadm.Client, replication int16) erro
 	configs := map[string]*string{"retention.ms": ptr("-1"), "retention.bytes": ptr("-1")}
 	var names []string
 	for _, spec := range schemas.Topics() {
-		names = append(names, spec.Name)
-		resp, err := adm.CreateTopic(ctx, spec.Partitions, replication, configs, spec.Name)
-		if err == nil {
-			err = resp.Err
-		}
-		if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
-			return fmt.Errorf("create topic %s: %w", spec.Name, err)
+		for _, name := range []string{spec.Name, DeadLetterTopic(spec.Name)} {
+			names = append(names, name)
+			resp, err := adm.CreateTopic(ctx, spec.Partitions, replication, configs, name)
+			if err == nil {
+				err = resp.Err
+			}
+			if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+				return fmt.Errorf("create topic %s: %w", name, err)
+			}
 		}
 	}
 	return waitForLeaders(ctx, adm, names)

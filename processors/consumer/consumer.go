@@ -29,13 +29,14 @@
 //     handling (the call is not canceled; a pending retry is abandoned), its
 //     progress is committed, then the partition is released. A lost
 //     partition (the member was fenced) is released without a commit.
-//   - Stop: when Run's context ends, every worker stops after its current
-//     record, the progress is committed and Run returns.
+//   - Stop: when Run's context ends (handlers see it end too), every worker
+//     stops after its current call, the progress is committed and Run
+//     returns.
 //
 // Commits are batched: finished records are committed as soon as the
 // previous commit is done and CommitInterval has passed since it, and
-// always on revocation and stop. A crash redelivers at most what was
-// finished after the last commit.
+// always on revocation and stop. A crash redelivers at most the records
+// finished since the last commit and those in progress.
 package consumer
 
 import (
@@ -191,12 +192,12 @@ func (c *Consumer) Run(ctx context.Context, cl *kgo.Client) error {
 
 	runErr := c.poll(ctx, cl)
 
-	c.release(cl, c.take(nil))
+	c.release(cl, c.take(everyPartition))
 	stopCommits()
 	<-commitsDone
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), opTimeout)
 	defer cancel()
-	if err := c.commit(fctx, cl, nil, false); err != nil && runErr == nil {
+	if err := c.commit(fctx, cl, everyPartition, false); err != nil && runErr == nil {
 		runErr = fmt.Errorf("consumer: final commit: %w", err)
 	}
 	return runErr
@@ -245,10 +246,10 @@ func (c *Consumer) worker(ctx context.Context, cl *kgo.Client, k tp) *worker {
 // revoked stops the workers of the revoked partitions and commits their
 // progress before the rebalance goes on.
 func (c *Consumer) revoked(ctx context.Context, cl *kgo.Client, revoked map[string][]int32) {
-	ks := c.release(cl, c.take(revoked))
+	c.release(cl, c.take(in(revoked)))
 	ctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
-	if err := c.commit(ctx, cl, ks, false); err != nil {
+	if err := c.commit(ctx, cl, in(revoked), false); err != nil {
 		c.log.Warn("commit on revocation failed; the new owner will handle some records again", "err", err)
 	}
 }
@@ -257,24 +258,34 @@ func (c *Consumer) revoked(ctx context.Context, cl *kgo.Client, revoked map[stri
 // forgets their progress: the group has moved on, a commit could only fail
 // or rewind the new owner.
 func (c *Consumer) lost(_ context.Context, cl *kgo.Client, lost map[string][]int32) {
-	ks := c.release(cl, c.take(lost))
+	c.release(cl, c.take(in(lost)))
 	c.commitMu.Lock()
 	defer c.commitMu.Unlock()
 	c.pendMu.Lock()
 	defer c.pendMu.Unlock()
-	for _, k := range ks {
-		delete(c.pending, k)
+	gone := in(lost)
+	for k := range c.pending {
+		if gone(k) {
+			delete(c.pending, k)
+		}
 	}
 }
 
-// take removes the workers of tps (of every partition if tps is nil) from
-// the consumer, so that whoever took a worker is the one to stop it.
-func (c *Consumer) take(tps map[string][]int32) []*worker {
+func everyPartition(tp) bool { return true }
+
+// in selects the partitions of tps.
+func in(tps map[string][]int32) func(tp) bool {
+	return func(k tp) bool { return slices.Contains(tps[k.topic], k.partition) }
+}
+
+// take removes the workers of the partitions selected from the consumer,
+// so that whoever took a worker is the one to stop it.
+func (c *Consumer) take(selected func(tp) bool) []*worker {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var out []*worker
 	for k, w := range c.workers {
-		if tps == nil || slices.Contains(tps[k.topic], k.partition) {
+		if selected(k) {
 			out = append(out, w)
 			delete(c.workers, k)
 		}
@@ -284,22 +295,19 @@ func (c *Consumer) take(tps map[string][]int32) []*worker {
 
 // release stops workers, waits until each has finished its current record,
 // and lifts any pause it left on its partition (pauses outlive
-// assignments). It returns the released partitions.
-func (c *Consumer) release(cl *kgo.Client, ws []*worker) []tp {
+// assignments).
+func (c *Consumer) release(cl *kgo.Client, ws []*worker) {
 	for _, w := range ws {
 		close(w.stop)
 	}
-	ks := make([]tp, 0, len(ws))
 	resume := map[string][]int32{}
 	for _, w := range ws {
 		<-w.done
-		ks = append(ks, w.tp)
 		resume[w.tp.topic] = append(resume[w.tp.topic], w.tp.partition)
 	}
 	if len(resume) > 0 {
 		cl.ResumeFetchPartitions(resume)
 	}
-	return ks
 }
 
 // finished records that rec's partition may be committed past rec.
@@ -327,7 +335,7 @@ func (c *Consumer) commitLoop(ctx context.Context, cl *kgo.Client) {
 		case <-c.kick:
 		}
 		cctx, cancel := context.WithTimeout(ctx, opTimeout)
-		if err := c.commit(cctx, cl, nil, true); err != nil && ctx.Err() == nil {
+		if err := c.commit(cctx, cl, everyPartition, true); err != nil && ctx.Err() == nil {
 			c.log.Warn("commit failed; retrying", "err", err)
 			c.signal()
 		}
@@ -340,15 +348,15 @@ func (c *Consumer) commitLoop(ctx context.Context, cl *kgo.Client) {
 	}
 }
 
-// commit commits the pending progress of ks (of every partition if ks is
-// nil). With keep, progress whose commit failed stays pending.
-func (c *Consumer) commit(ctx context.Context, cl *kgo.Client, ks []tp, keep bool) error {
+// commit commits the pending progress of the partitions selected. With
+// keep, progress whose commit failed stays pending.
+func (c *Consumer) commit(ctx context.Context, cl *kgo.Client, selected func(tp) bool, keep bool) error {
 	c.commitMu.Lock()
 	defer c.commitMu.Unlock()
 	offsets := map[string]map[int32]kgo.EpochOffset{}
 	c.pendMu.Lock()
 	for k, o := range c.pending {
-		if ks != nil && !slices.Contains(ks, k) {
+		if !selected(k) {
 			continue
 		}
 		if offsets[k.topic] == nil {

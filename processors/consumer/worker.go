@@ -51,7 +51,7 @@ func (w *worker) push(recs []*kgo.Record) {
 func (w *worker) updatePause() {
 	full := w.c.cfg.MaxBuffered
 	want := w.retrying || len(w.queue) >= full || (w.paused && len(w.queue) > full/2)
-	if want == w.paused || w.paused {
+	if want == w.paused {
 		return
 	}
 	w.paused = want
@@ -124,6 +124,9 @@ func (w *worker) process(ctx context.Context, rec *kgo.Record) bool {
 	for attempt := 0; ; attempt++ {
 		err = w.handle(ctx, rec)
 		if err == nil {
+			if attempt > 0 {
+				w.c.log.Info("handled after retries", "topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "attempts", attempt+1)
+			}
 			return true
 		}
 		if errors.Is(err, eventlog.ErrPoison) {

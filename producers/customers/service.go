@@ -52,3 +52,10 @@ func (s *Service) Exists(ctx context.Context, customerID string) (bool, error) {
 	_, _, found, err := s.store.Load(ctx, customerID)
 	return found, err
 }
+
+// Customer returns a customer's write-side state; found is false for an
+// unknown id.
+func (s *Service) Customer(ctx context.Context, customerID string) (c Customer, found bool, err error) {
+	c, _, found, err = s.store.Load(ctx, customerID)
+	return c, found, err
+}

@@ -146,3 +146,10 @@ func (s *Service) Settle(ctx context.Context, meta command.Meta, cmd Settle) err
 	_, err := s.payments.Update(ctx, cmd.OrderID, meta, decide(cmd), func(Payment, int64) command.Result { return command.Result{} })
 	return err
 }
+
+// Payment returns an order's payment state; found is false before it is
+// requested.
+func (s *Service) Payment(ctx context.Context, orderID string) (p Payment, found bool, err error) {
+	p, _, found, err = s.payments.Load(ctx, orderID)
+	return p, found, err
+}

@@ -1,0 +1,135 @@
+// Package billing is the write service of invoices, on
+// shop.billing.invoices.v1 keyed by order id, through the PostgreSQL write
+// model (schema "billing": the invoice aggregates, their numbers from a
+// sequence, and the PDF documents) and the outbox.
+//
+// Guarantees: one invoice per order; its PDF is stored in the same
+// transaction as the InvoiceIssued event, so an issued invoice always has
+// its document.
+package billing
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"shopstream/internal/aggregate"
+	"shopstream/internal/eventlog"
+	"shopstream/internal/pgdb"
+	"shopstream/producers/command"
+	"shopstream/schemas"
+)
+
+// Source is the CloudEvents source of invoice events.
+const Source = "shopstream/billing"
+
+// Invoice is the write-side state of an order's invoice.
+type Invoice struct {
+	Number     string `json:"number"`
+	CustomerID string `json:"customer_id"`
+	TotalCents int64  `json:"total_cents"`
+}
+
+// Issue issues an order's invoice.
+type Issue struct {
+	OrderID     string
+	Number      string
+	CustomerID  string
+	TotalCents  int64
+	DocumentRef string
+}
+
+// Decide is the pure rule of invoices: one per order.
+func Decide(_ Invoice, version int64, c Issue) ([]schemas.Event, error) {
+	if version > 0 {
+		return nil, nil // issued already
+	}
+	if c.Number == "" || c.TotalCents < 0 {
+		return nil, command.Invalid("invoice", "needs a number and a total")
+	}
+	return []schemas.Event{schemas.InvoiceIssued{OrderID: c.OrderID, InvoiceNumber: c.Number, CustomerID: c.CustomerID,
+		TotalCents: c.TotalCents, DocumentRef: c.DocumentRef}}, nil
+}
+
+// Evolve folds events into the state.
+func Evolve(inv Invoice, events ...schemas.Event) Invoice {
+	for _, e := range events {
+		if e, ok := e.(schemas.InvoiceIssued); ok {
+			inv = Invoice{Number: e.InvoiceNumber, CustomerID: e.CustomerID, TotalCents: e.TotalCents}
+		}
+	}
+	return inv
+}
+
+// Migrations creates the billing schema.
+func Migrations() []pgdb.Migration {
+	return []pgdb.Migration{
+		aggregate.Migration("billing", "invoices"),
+		{Context: "billing", Version: 2, SQL: `
+			CREATE SEQUENCE billing.invoice_numbers;
+			CREATE TABLE billing.documents (
+				order_id   text PRIMARY KEY,
+				pdf        bytea NOT NULL,
+				created_at timestamptz NOT NULL DEFAULT now())`},
+	}
+}
+
+// DocumentRef is how an event names an order's invoice document.
+func DocumentRef(orderID string) string { return "billing/documents/" + orderID }
+
+// Service handles invoices.
+type Service struct {
+	pool     *pgxpool.Pool
+	invoices *aggregate.Store[Invoice]
+}
+
+// NewService returns the billing service.
+func NewService(pool *pgxpool.Pool, serde *eventlog.Serde) *Service {
+	return &Service{pool: pool, invoices: aggregate.NewStore[Invoice](pool, serde, "billing.invoices", Source)}
+}
+
+// Issued tells whether an order's invoice exists.
+func (s *Service) Issued(ctx context.Context, orderID string) (bool, error) {
+	_, _, found, err := s.invoices.Load(ctx, orderID)
+	return found, err
+}
+
+// NextNumber allocates an invoice number, like INV-2026-000042. Numbers
+// are unique; a crash may leave a gap.
+func (s *Service) NextNumber(ctx context.Context, now time.Time) (string, error) {
+	var n int64
+	if err := s.pool.QueryRow(ctx, `SELECT nextval('billing.invoice_numbers')`).Scan(&n); err != nil {
+		return "", fmt.Errorf("billing: next invoice number: %w", err)
+	}
+	return fmt.Sprintf("INV-%d-%06d", now.Year(), n), nil
+}
+
+// IssueIn stores the invoice's PDF and issues it, within tx. Issuing an
+// order's invoice again changes nothing.
+func (s *Service) IssueIn(ctx context.Context, tx pgx.Tx, meta command.Meta, c Issue, pdf []byte) error {
+	c.DocumentRef = DocumentRef(c.OrderID)
+	_, version, err := s.invoices.Apply(ctx, tx, c.OrderID, meta, aggregate.Decision(
+		func(inv Invoice, v int64) ([]schemas.Event, error) { return Decide(inv, v, c) }, Evolve))
+	if err != nil || version != 1 {
+		return err
+	}
+	_, err = tx.Exec(ctx, `INSERT INTO billing.documents (order_id, pdf) VALUES ($1, $2)`, c.OrderID, pdf)
+	return err
+}
+
+// ErrNoDocument is a document reference that names nothing.
+var ErrNoDocument = errors.New("no such invoice document")
+
+// Document returns the PDF a DocumentRef names.
+func (s *Service) Document(ctx context.Context, ref string) ([]byte, error) {
+	var pdf []byte
+	err := s.pool.QueryRow(ctx, `SELECT pdf FROM billing.documents WHERE 'billing/documents/' || order_id = $1`, ref).Scan(&pdf)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("%s: %w", ref, ErrNoDocument)
+	}
+	return pdf, err
+}
