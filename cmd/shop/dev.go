@@ -20,8 +20,13 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 	pgPort := fs.Int("postgres-port", 0, "port of the embedded PostgreSQL (0: a free port)")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	shop := addShopFlags(fs)
+	pspFailure := fs.Float64("psp-failure-rate", 0, "share of payments the simulated card PSP and SEPA bank decline, 0 to 1")
+	pspLatency := fs.Duration("psp-latency", 50*time.Millisecond, "mean latency of the simulated payment providers")
 	if err := parse(fs, args, getenv); err != nil {
 		return err
+	}
+	if *pspFailure < 0 || *pspFailure > 1 {
+		return fmt.Errorf("--psp-failure-rate %v: must be between 0 and 1", *pspFailure)
 	}
 	log, err := newLogger(stderr, *logLevel)
 	if err != nil {
@@ -32,7 +37,7 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 	fmt.Fprintf(stdout, "starting embedded infrastructure in %s …\n", *dataDir)
 	stack, err := devstack.Start(ctx, devstack.Config{
 		Dir: *dataDir, KafkaAddr: *kafkaAddr, RegistryAddr: *registryAddr, MongoAddr: *mongoAddr,
-		PostgresPort: *pgPort, Logger: log,
+		PostgresPort: *pgPort, PSPLatency: *pspLatency, PSPFailureRate: *pspFailure, Logger: log,
 	})
 	if err != nil {
 		return err
@@ -48,7 +53,7 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 	e := stack.Endpoints
 	return app.Run(ctx, shop.apply(app.Config{
 		Brokers: e.Brokers, RegistryURL: e.RegistryURL, MongoURI: e.MongoURI, MongoDB: "shop",
-		PostgresURL: e.PostgresURL, HTTPAddr: *httpAddr, Components: app.Components(), Replication: 1, Logger: log,
+		PostgresURL: e.PostgresURL, CardPSPURL: e.CardPSPURL, SepaBankURL: e.SepaBankURL, HTTPAddr: *httpAddr, Components: app.Components(), Replication: 1, Logger: log,
 		OnReady: func(addr string) {
 			e.HTTP = "http://" + addr
 			if err := devstack.WriteEndpoints(*dataDir, e); err != nil {

@@ -17,6 +17,8 @@ type infraFlags struct {
 	mongoURI    *string
 	mongoDB     *string
 	postgresURL *string
+	cardPSPURL  *string
+	sepaBankURL *string
 }
 
 func addInfraFlags(fs *flag.FlagSet) *infraFlags {
@@ -25,6 +27,8 @@ func addInfraFlags(fs *flag.FlagSet) *infraFlags {
 	f.registryURL = fs.String("registry-url", "http://127.0.0.1:8081", "schema registry URL (Confluent API)")
 	f.mongoURI = fs.String("mongo-uri", "mongodb://127.0.0.1:27017/", "MongoDB URI")
 	f.mongoDB = fs.String("mongo-db", "shop", "MongoDB database of the read models")
+	f.cardPSPURL = fs.String("card-psp-url", "http://127.0.0.1:8090", "card payment provider API (POST /charges with Idempotency-Key)")
+	f.sepaBankURL = fs.String("sepa-bank-url", "http://127.0.0.1:8091", "SEPA bank API (POST /charges with Idempotency-Key)")
 	f.postgresURL = fs.String("postgres-url", "postgres://shop@127.0.0.1:5432/shop?sslmode=disable", "PostgreSQL URL of the write model")
 	return f
 }
@@ -51,7 +55,7 @@ func runRun(ctx context.Context, args []string, getenv func(string) string, stdo
 	printConfig(stdout, fs)
 	return app.Run(ctx, shop.apply(app.Config{
 		Brokers: infra.brokers, RegistryURL: *infra.registryURL, MongoURI: *infra.mongoURI, MongoDB: *infra.mongoDB,
-		PostgresURL: *infra.postgresURL, HTTPAddr: *httpAddr, Components: comps, Replication: int16(*replication), Logger: log,
+		PostgresURL: *infra.postgresURL, CardPSPURL: *infra.cardPSPURL, SepaBankURL: *infra.sepaBankURL, HTTPAddr: *httpAddr, Components: comps, Replication: int16(*replication), Logger: log,
 		OnReady: func(addr string) {
 			if addr != "" {
 				addr = "http://" + addr

@@ -34,19 +34,24 @@ import (
 	"shopstream/internal/idempotency"
 	"shopstream/internal/outbox"
 	"shopstream/internal/pgdb"
+	billingproc "shopstream/processors/billing"
 	"shopstream/processors/consumer"
+	paymentsproc "shopstream/processors/payments"
+	"shopstream/processors/payments/pspclient"
 	"shopstream/processors/saga"
 	"shopstream/processors/stockfeed"
+	"shopstream/producers/billing"
 	"shopstream/producers/carts"
 	"shopstream/producers/catalog"
 	"shopstream/producers/command"
 	"shopstream/producers/customers"
 	"shopstream/producers/inventory"
+	"shopstream/producers/notifications"
 	"shopstream/producers/orders"
 	"shopstream/producers/payments"
 	"shopstream/producers/reviews"
-	"shopstream/projectors/products"
 	orderviews "shopstream/projectors/orders"
+	"shopstream/projectors/products"
 	"shopstream/projectors/runner"
 	"shopstream/schemas"
 )
@@ -59,11 +64,14 @@ const (
 	ProjectorOrders   = "projector-orders"
 	StockFeed         = "stockfeed"
 	Saga              = "saga"
+	PaymentsCard      = "payments-card"
+	PaymentsSepa      = "payments-sepa"
+	Billing           = "billing"
 )
 
 // Components lists every component, in start order.
 func Components() []string {
-	return []string{OutboxRelay, StockFeed, Saga, ProjectorProducts, ProjectorOrders, Gateway}
+	return []string{OutboxRelay, StockFeed, Saga, PaymentsCard, PaymentsSepa, Billing, ProjectorProducts, ProjectorOrders, Gateway}
 }
 
 // ParseComponents reads a comma-separated list ("all" for every one).
@@ -91,6 +99,9 @@ type Config struct {
 	PostgresURL string
 	HTTPAddr    string
 	Components  []string
+	// CardPSPURL and SepaBankURL are the payment providers' APIs.
+	CardPSPURL  string
+	SepaBankURL string
 	// MaxInFlight bounds the commands the gateway runs at once; more get
 	// 429 at once. 0 means DefaultMaxInFlight.
 	MaxInFlight int
@@ -202,6 +213,32 @@ func Run(ctx context.Context, cfg Config) error {
 			return err
 		}
 	}
+	if has(PaymentsCard) || has(PaymentsSepa) {
+		var providers [2]*pspclient.Client
+		for i, url := range []string{cfg.CardPSPURL, cfg.SepaBankURL} {
+			if providers[i], err = pspclient.New(pspclient.Config{BaseURL: url, Logger: log}); err != nil {
+				return fmt.Errorf("payment provider %s: %w", url, err)
+			}
+		}
+		p := paymentsproc.New(svc.payments, providers[0], providers[1], log)
+		if has(PaymentsCard) {
+			if err := consume(PaymentsCard, p.CardConfig(serde)); err != nil {
+				return err
+			}
+		}
+		if has(PaymentsSepa) {
+			if err := consume(PaymentsSepa, p.SepaConfig(serde)); err != nil {
+				return err
+			}
+		}
+	}
+	if has(Billing) {
+		b := billingproc.New(billingproc.Deps{Pool: pool, Billing: svc.billing, Notifications: svc.notifications,
+			Orders: svc.orders, Customers: svc.customers, Catalog: svc.catalog, Logger: log})
+		if err := consume(Billing, b.Config(serde)); err != nil {
+			return err
+		}
+	}
 	store := docstore.New(db)
 	if has(ProjectorProducts) {
 		if err := group(ProjectorProducts, runner.New(products.Projection(), serde, store, log)); err != nil {
@@ -263,7 +300,8 @@ func Run(ctx context.Context, cfg Config) error {
 // Migrations are every context's migrations, in order.
 func Migrations() []pgdb.Migration {
 	return slices.Concat(outbox.Migrations(), idempotency.Migrations(), customers.Migrations(), catalog.Migrations(),
-		inventory.Migrations(), carts.Migrations(), orders.Migrations(), payments.Migrations(), reviews.Migrations())
+		inventory.Migrations(), carts.Migrations(), orders.Migrations(), payments.Migrations(),
+		billing.Migrations(), notifications.Migrations(), reviews.Migrations())
 }
 
 // DefaultMaxInFlight is how many commands one instance runs at once before
@@ -301,12 +339,16 @@ type services struct {
 	inventory *inventory.Service
 	payments  *payments.Service
 	reviews   *reviews.Service
+	billing   *billing.Service
+	// notifications is the emails' write side.
+	notifications *notifications.Service
 }
 
 func newServices(pool *pgxpool.Pool, serde *eventlog.Serde) *services {
 	s := &services{
 		catalog: catalog.NewService(pool, serde), customers: customers.NewService(pool, serde),
 		inventory: inventory.NewService(pool, serde), payments: payments.NewService(pool, serde),
+		billing: billing.NewService(pool, serde), notifications: notifications.NewService(pool, serde),
 	}
 	s.carts = carts.NewService(pool, serde, s.catalog.Exists, s.customers.Exists)
 	s.reviews = reviews.NewService(pool, serde, s.catalog)

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -34,7 +35,7 @@ type shop struct {
 func startShop(t *testing.T, dir string, options ...func(*app.Config)) *shop {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	log := slog.New(slog.NewTextHandler(testLogOutput(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 	stack, err := devstack.Start(ctx, devstack.Config{Dir: dir, Logger: log})
 	if err != nil {
 		cancel()
@@ -46,7 +47,7 @@ func startShop(t *testing.T, dir string, options ...func(*app.Config)) *shop {
 	go func() {
 		cfg := app.Config{
 			Brokers: e.Brokers, RegistryURL: e.RegistryURL, MongoURI: e.MongoURI, MongoDB: "shop", PostgresURL: e.PostgresURL,
-			HTTPAddr: "127.0.0.1:0", Components: app.Components(), Replication: 1, Logger: log,
+			CardPSPURL: e.CardPSPURL, SepaBankURL: e.SepaBankURL, HTTPAddr: "127.0.0.1:0", Components: app.Components(), Replication: 1, Logger: log,
 			OnReady: func(addr string) { ready <- addr },
 		}
 		for _, o := range options {
@@ -337,4 +338,13 @@ func (s *shop) waitRecords(topic string, n int64) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// testLogOutput is where the shop under test logs: nowhere, unless
+// SHOP_TEST_LOG=1 asks for its warnings and errors on stderr.
+func testLogOutput() io.Writer {
+	if os.Getenv("SHOP_TEST_LOG") == "1" {
+		return os.Stderr
+	}
+	return io.Discard
 }

@@ -16,10 +16,12 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"shopstream/internal/embedded/ferret"
 	"shopstream/internal/embedded/kafka"
 	"shopstream/internal/embedded/postgres"
+	"shopstream/internal/embedded/psp"
 	"shopstream/internal/embedded/registry"
 )
 
@@ -30,7 +32,10 @@ type Config struct {
 	RegistryAddr string
 	MongoAddr    string
 	PostgresPort int
-	Logger       *slog.Logger
+	// The payment simulators' behaviour (card PSP and SEPA bank alike).
+	PSPLatency     time.Duration
+	PSPFailureRate float64
+	Logger         *slog.Logger
 }
 
 // Endpoints are the addresses of a running stack.
@@ -39,6 +44,8 @@ type Endpoints struct {
 	RegistryURL string   `json:"registry_url"`
 	MongoURI    string   `json:"mongo_uri"`
 	PostgresURL string   `json:"postgres_url"`
+	CardPSPURL  string   `json:"card_psp_url"`
+	SepaBankURL string   `json:"sepa_bank_url"`
 	HTTP        string   `json:"http,omitempty"` // the gateway, when `shop dev` serves one
 }
 
@@ -50,6 +57,8 @@ type Stack struct {
 	registry  *registry.Server
 	mongo     *ferret.Server
 	pg        *postgres.Server
+	card      *psp.Server
+	bank      *psp.Server
 }
 
 // Start starts every part; on failure it stops what it had started.
@@ -79,11 +88,20 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	if s.kafka, err = kafka.Start(kafka.Config{Dir: filepath.Join(cfg.Dir, "kafka"), Addr: cfg.KafkaAddr, Logger: log}); err == nil {
 		s.registry, err = registry.Start(registry.Config{File: filepath.Join(cfg.Dir, "registry.json"), Addr: cfg.RegistryAddr, Logger: log})
 	}
+	if err == nil {
+		s.card, err = psp.Start(ctx, psp.Config{Kind: psp.KindCard, File: filepath.Join(cfg.Dir, "psp", "card.jsonl"),
+			Latency: cfg.PSPLatency, FailureRate: cfg.PSPFailureRate, Seed: 1, Logger: log})
+	}
+	if err == nil {
+		s.bank, err = psp.Start(ctx, psp.Config{Kind: psp.KindSEPA, File: filepath.Join(cfg.Dir, "psp", "sepa.jsonl"),
+			Latency: cfg.PSPLatency, FailureRate: cfg.PSPFailureRate, Seed: 2, Logger: log})
+	}
 	wg.Wait()
 	if err = errors.Join(err, pgErr, mongoErr); err != nil {
 		return nil, err
 	}
-	s.Endpoints = Endpoints{Brokers: s.kafka.Brokers(), RegistryURL: s.registry.URL(), MongoURI: s.mongo.URI(), PostgresURL: s.pg.URL()}
+	s.Endpoints = Endpoints{Brokers: s.kafka.Brokers(), RegistryURL: s.registry.URL(), MongoURI: s.mongo.URI(), PostgresURL: s.pg.URL(),
+		CardPSPURL: s.card.URL(), SepaBankURL: s.bank.URL()}
 	return s, nil
 }
 
@@ -91,6 +109,11 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 // removes endpoints.json.
 func (s *Stack) Stop(ctx context.Context) error {
 	var errs []error
+	for _, p := range []*psp.Server{s.card, s.bank} {
+		if p != nil {
+			errs = append(errs, p.Stop(ctx))
+		}
+	}
 	if s.registry != nil {
 		errs = append(errs, s.registry.Stop(ctx))
 	}

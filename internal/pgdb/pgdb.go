@@ -8,6 +8,7 @@ package pgdb
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -19,6 +20,9 @@ type Migration struct {
 	Version int    // 1, 2, … within the context
 	SQL     string
 }
+
+// DefaultMaxConns is the pool size unless the URL sets pool_max_conns.
+const DefaultMaxConns = 20
 
 // Connect opens a pool and checks the server answers.
 func Connect(ctx context.Context, url string) (*pgxpool.Pool, error) {
@@ -33,6 +37,11 @@ func Connect(ctx context.Context, url string) (*pgxpool.Pool, error) {
 		if _, set := cfg.ConnConfig.RuntimeParams[k]; !set {
 			cfg.ConnConfig.RuntimeParams[k] = v
 		}
+	}
+	if !strings.Contains(url, "pool_max_conns") {
+		// pgx's default (4 on a small machine) starves the components that
+		// share the pool: commands, relay, processors.
+		cfg.MaxConns = DefaultMaxConns
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {

@@ -94,6 +94,19 @@ func decide(cmd Command) aggregate.Decide[Cart] {
 	return aggregate.Decision(func(c Cart, _ int64) ([]schemas.Event, error) { return Decide(c, cmd) }, Evolve)
 }
 
+// Items returns what a customer's cart holds; an empty cart is
+// command.ErrInvalid.
+func (s *Service) Items(ctx context.Context, customerID string) ([]Item, error) {
+	c, _, _, err := s.store.Load(ctx, customerID)
+	if err != nil {
+		return nil, err
+	}
+	if len(c.Items) == 0 {
+		return nil, command.Invalid("items", "the cart is empty: send items, or add to the cart first")
+	}
+	return c.Items, nil
+}
+
 // CheckOut empties the customer's cart into order orderID, within the
 // order's transaction tx, and returns what it held: exactly the state the
 // emptying was decided on, so a cart changed concurrently fails the

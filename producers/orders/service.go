@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -60,7 +61,9 @@ type Placed struct {
 // place accepts an order (202: the saga takes it from there) or refuses it:
 // 404 for an unknown customer or product, 409 (*command.Shortage) when a
 // product is sold out or short, 422 for an empty cart. From the cart, the
-// cart is emptied in the order's transaction.
+// cart is emptied in the order's transaction; a cart changed between its
+// reading and its checkout fails the command with command.ErrVersion, for
+// the bus to retry.
 func (s *Service) place(ctx context.Context, meta command.Meta, cmd PlaceOrder) (command.Result, error) {
 	found, err := s.d.CustomerExists(ctx, cmd.CustomerID)
 	if err != nil {
@@ -69,19 +72,32 @@ func (s *Service) place(ctx context.Context, meta command.Meta, cmd PlaceOrder) 
 	if !found {
 		return command.Result{}, fmt.Errorf("customer %s: %w", cmd.CustomerID, command.ErrNotFound)
 	}
+	fromCart := len(cmd.Items) == 0
+	if fromCart {
+		held, err := s.d.Carts.Items(ctx, cmd.CustomerID)
+		if err != nil {
+			return command.Result{}, err
+		}
+		for _, it := range held {
+			cmd.Items = append(cmd.Items, Item{ProductID: it.ProductID, Quantity: it.Quantity})
+		}
+	}
+	// Checks read other contexts through the pool: before the transaction,
+	// which must not wait for a second connection while it holds one.
+	prices, err := s.check(ctx, cmd.Items)
+	if err != nil {
+		return command.Result{}, err
+	}
 	return aggregate.Transact(ctx, s.pool, meta, func(tx pgx.Tx) (command.Result, error) {
-		if len(cmd.Items) == 0 {
+		if fromCart {
 			held, err := s.d.Carts.CheckOut(ctx, tx, meta, cmd.CustomerID, cmd.OrderID)
 			if err != nil {
 				return command.Result{}, err
 			}
-			for _, it := range held {
-				cmd.Items = append(cmd.Items, Item{ProductID: it.ProductID, Quantity: it.Quantity})
+			if !sameItems(held, cmd.Items) {
+				// The cart changed since it was read: start again.
+				return command.Result{}, fmt.Errorf("cart of %s changed during checkout: %w", cmd.CustomerID, command.ErrVersion)
 			}
-		}
-		prices, err := s.check(ctx, cmd.Items)
-		if err != nil {
-			return command.Result{}, err
 		}
 		if _, _, err := s.orders.Apply(ctx, tx, cmd.OrderID, meta, aggregate.Decision(
 			func(o Order, version int64) ([]schemas.Event, error) { return Decide(o, version, cmd, prices) }, Evolve)); err != nil {
@@ -90,6 +106,10 @@ func (s *Service) place(ctx context.Context, meta command.Meta, cmd PlaceOrder) 
 		return command.Result{Status: http.StatusAccepted, Location: "/orders/" + cmd.OrderID,
 			Body: Placed{ID: cmd.OrderID, Status: StatusPlaced}}, nil
 	})
+}
+
+func sameItems(held []carts.Item, items []Item) bool {
+	return slices.EqualFunc(held, items, func(h carts.Item, it Item) bool { return h.ProductID == it.ProductID && h.Quantity == it.Quantity })
 }
 
 // check prices the items and refuses a product the inventory knows to

@@ -115,9 +115,25 @@ func (v View) Status() string {
 	return ""
 }
 
+// streams names, without dots (MongoDB keys cannot hold one), the source
+// stream of each topic; the stock topic's streams are one per product.
+var streams = map[string]string{
+	schemas.TopicOrders:   "order",
+	schemas.TopicStock:    "stock",
+	schemas.TopicPayments: "payment",
+	schemas.TopicInvoices: "invoice",
+	schemas.TopicEmails:   "email",
+}
+
 // Apply folds one event into an order document.
 func Apply(v View, env eventlog.Envelope) View {
-	stream := env.Topic + "/" + env.Meta.AggregateID
+	stream, ok := streams[env.Topic]
+	if !ok {
+		return v
+	}
+	if env.Topic == schemas.TopicStock {
+		stream += "_" + env.Meta.AggregateID
+	}
 	if env.Meta.AggregateVersion <= v.Applied[stream] {
 		return v
 	}

@@ -54,6 +54,9 @@ func TestRenderProducesPDF(t *testing.T) {
 	if !bytes.HasSuffix(bytes.TrimRight(doc, "\r\n"), []byte("%%EOF")) {
 		t.Fatalf("no %%%%EOF trailer: %q", doc[max(0, len(doc)-16):])
 	}
+	if n := bytes.Count(doc, []byte("/Type /Page\n")); n != 1 {
+		t.Fatalf("%d pages, want one", n)
+	}
 	if len(doc) < 1000 {
 		t.Fatalf("suspiciously small PDF: %d bytes", len(doc))
 	}
@@ -207,9 +210,13 @@ func TestRenderManyLinesContinuesOnNextPage(t *testing.T) {
 	}
 	// A title far too long for its column is shortened, not overflowing.
 	inv.Lines[0].Title = strings.Repeat("Très long titre ", 30)
+	doc := render(t, inv)
+	if n := bytes.Count(doc, []byte("/Type /Page\n")); n != 3 {
+		t.Fatalf("%d pages, want 3", n)
+	}
 	dir := t.TempDir()
 	file := filepath.Join(dir, "invoice.pdf")
-	if err := os.WriteFile(file, render(t, inv), 0o644); err != nil {
+	if err := os.WriteFile(file, doc, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	text := PDFText(t, file)
