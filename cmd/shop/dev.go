@@ -25,6 +25,9 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 	if err := parse(fs, args, getenv); err != nil {
 		return err
 	}
+	if err := shop.check(); err != nil {
+		return err
+	}
 	if *pspFailure < 0 || *pspFailure > 1 {
 		return fmt.Errorf("--psp-failure-rate %v: must be between 0 and 1", *pspFailure)
 	}
@@ -53,7 +56,7 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 	e := stack.Endpoints
 	return app.Run(ctx, shop.apply(app.Config{
 		Brokers: e.Brokers, RegistryURL: e.RegistryURL, MongoURI: e.MongoURI, MongoDB: "shop",
-		PostgresURL: e.PostgresURL, CardPSPURL: e.CardPSPURL, SepaBankURL: e.SepaBankURL, HTTPAddr: *httpAddr, Components: app.Components(), Replication: 1, Logger: log,
+		PostgresURL: e.PostgresURL, CardPSPURL: e.CardPSPURL, SepaBankURL: e.SepaBankURL, SMTPAddr: e.SMTPAddr, HTTPAddr: *httpAddr, Components: app.Components(), Replication: 1, Logger: log,
 		OnReady: func(addr string) {
 			e.HTTP = "http://" + addr
 			if err := devstack.WriteEndpoints(*dataDir, e); err != nil {

@@ -19,6 +19,7 @@ type infraFlags struct {
 	postgresURL *string
 	cardPSPURL  *string
 	sepaBankURL *string
+	smtpAddr    *string
 }
 
 func addInfraFlags(fs *flag.FlagSet) *infraFlags {
@@ -29,6 +30,7 @@ func addInfraFlags(fs *flag.FlagSet) *infraFlags {
 	f.mongoDB = fs.String("mongo-db", "shop", "MongoDB database of the read models")
 	f.cardPSPURL = fs.String("card-psp-url", "http://127.0.0.1:8090", "card payment provider API (POST /charges with Idempotency-Key)")
 	f.sepaBankURL = fs.String("sepa-bank-url", "http://127.0.0.1:8091", "SEPA bank API (POST /charges with Idempotency-Key)")
+	f.smtpAddr = fs.String("smtp-addr", "127.0.0.1:1025", "SMTP relay of the shop's emails")
 	f.postgresURL = fs.String("postgres-url", "postgres://shop@127.0.0.1:5432/shop?sslmode=disable", "PostgreSQL URL of the write model")
 	return f
 }
@@ -44,6 +46,9 @@ func runRun(ctx context.Context, args []string, getenv func(string) string, stdo
 	if err := parse(fs, args, getenv); err != nil {
 		return err
 	}
+	if err := shop.check(); err != nil {
+		return err
+	}
 	comps, err := app.ParseComponents(*components)
 	if err != nil {
 		return err
@@ -55,7 +60,7 @@ func runRun(ctx context.Context, args []string, getenv func(string) string, stdo
 	printConfig(stdout, fs)
 	return app.Run(ctx, shop.apply(app.Config{
 		Brokers: infra.brokers, RegistryURL: *infra.registryURL, MongoURI: *infra.mongoURI, MongoDB: *infra.mongoDB,
-		PostgresURL: *infra.postgresURL, CardPSPURL: *infra.cardPSPURL, SepaBankURL: *infra.sepaBankURL, HTTPAddr: *httpAddr, Components: comps, Replication: int16(*replication), Logger: log,
+		PostgresURL: *infra.postgresURL, CardPSPURL: *infra.cardPSPURL, SepaBankURL: *infra.sepaBankURL, SMTPAddr: *infra.smtpAddr, HTTPAddr: *httpAddr, Components: comps, Replication: int16(*replication), Logger: log,
 		OnReady: func(addr string) {
 			if addr != "" {
 				addr = "http://" + addr

@@ -36,6 +36,9 @@ import (
 	"shopstream/internal/pgdb"
 	billingproc "shopstream/processors/billing"
 	"shopstream/processors/consumer"
+	"shopstream/processors/email"
+	"shopstream/processors/email/mailer"
+	"shopstream/processors/email/quota"
 	paymentsproc "shopstream/processors/payments"
 	"shopstream/processors/payments/pspclient"
 	"shopstream/processors/saga"
@@ -67,11 +70,12 @@ const (
 	PaymentsCard      = "payments-card"
 	PaymentsSepa      = "payments-sepa"
 	Billing           = "billing"
+	Email             = "email"
 )
 
 // Components lists every component, in start order.
 func Components() []string {
-	return []string{OutboxRelay, StockFeed, Saga, PaymentsCard, PaymentsSepa, Billing, ProjectorProducts, ProjectorOrders, Gateway}
+	return []string{OutboxRelay, StockFeed, Saga, PaymentsCard, PaymentsSepa, Billing, Email, ProjectorProducts, ProjectorOrders, Gateway}
 }
 
 // ParseComponents reads a comma-separated list ("all" for every one).
@@ -102,6 +106,12 @@ type Config struct {
 	// CardPSPURL and SepaBankURL are the payment providers' APIs.
 	CardPSPURL  string
 	SepaBankURL string
+	// SMTPAddr is the mail relay; MailFrom the sender of the shop's emails.
+	SMTPAddr string
+	MailFrom string
+	// EmailRate is the email provider's quota, in emails per second for
+	// the whole email consumer group. 0 means DefaultEmailRate.
+	EmailRate float64
 	// MaxInFlight bounds the commands the gateway runs at once; more get
 	// 429 at once. 0 means DefaultMaxInFlight.
 	MaxInFlight int
@@ -239,6 +249,28 @@ func Run(ctx context.Context, cfg Config) error {
 			return err
 		}
 	}
+	if has(Email) {
+		from := cfg.MailFrom
+		if from == "" {
+			from = DefaultMailFrom
+		}
+		m, err := mailer.New(mailer.Config{Addr: cfg.SMTPAddr, From: from})
+		if err != nil {
+			return fmt.Errorf("--smtp-addr %s: %w", cfg.SMTPAddr, err)
+		}
+		rate := cfg.EmailRate
+		if rate == 0 {
+			rate = DefaultEmailRate
+		}
+		pacer, err := quota.New(quota.Config{Rate: rate, Partitions: schemas.DefaultPartitions})
+		if err != nil {
+			return fmt.Errorf("--email-rate %v: %w", rate, err)
+		}
+		sender := email.New(email.Deps{Notifications: svc.notifications, Billing: svc.billing, Mailer: m, Pacer: pacer, Logger: log})
+		if err := consume(Email, sender.Config(serde)); err != nil {
+			return err
+		}
+	}
 	store := docstore.New(db)
 	if has(ProjectorProducts) {
 		if err := group(ProjectorProducts, runner.New(products.Projection(), serde, store, log)); err != nil {
@@ -303,6 +335,12 @@ func Migrations() []pgdb.Migration {
 		inventory.Migrations(), carts.Migrations(), orders.Migrations(), payments.Migrations(),
 		billing.Migrations(), notifications.Migrations(), reviews.Migrations())
 }
+
+// Defaults of the email sender.
+const (
+	DefaultEmailRate = 10
+	DefaultMailFrom  = "shopstream <shop@shopstream.dev>"
+)
 
 // DefaultMaxInFlight is how many commands one instance runs at once before
 // it sheds load with 429s.

@@ -47,7 +47,7 @@ func startShop(t *testing.T, dir string, options ...func(*app.Config)) *shop {
 	go func() {
 		cfg := app.Config{
 			Brokers: e.Brokers, RegistryURL: e.RegistryURL, MongoURI: e.MongoURI, MongoDB: "shop", PostgresURL: e.PostgresURL,
-			CardPSPURL: e.CardPSPURL, SepaBankURL: e.SepaBankURL, HTTPAddr: "127.0.0.1:0", Components: app.Components(), Replication: 1, Logger: log,
+			CardPSPURL: e.CardPSPURL, SepaBankURL: e.SepaBankURL, SMTPAddr: e.SMTPAddr, HTTPAddr: "127.0.0.1:0", Components: app.Components(), Replication: 1, Logger: log,
 			OnReady: func(addr string) { ready <- addr },
 		}
 		for _, o := range options {

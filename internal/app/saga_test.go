@@ -1,13 +1,25 @@
 package app_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
 	"fmt"
+	"io"
+	"mime"
+	"mime/multipart"
 	"net/http"
+	"net/mail"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"shopstream/internal/app"
 )
 
 // waitOrder polls GET /orders/{id} until check passes.
@@ -36,9 +48,10 @@ func (s *shop) order(customer, method, product string, quantity int) (int, map[s
 }
 
 // A card order and a SEPA order go placed → stock_reserved → paid →
-// confirmed, and get their invoice.
+// confirmed, get their invoice and its email, whose .eml carries the PDF.
 func TestSagaConfirmsCardAndSepaOrders(t *testing.T) {
-	s := startShop(t, t.TempDir())
+	dir := t.TempDir()
+	s := startShop(t, dir)
 	pool := s.pool()
 	customer, product := s.customer(), s.product(pool, 5)
 	for _, method := range []string{"card", "sepa"} {
@@ -48,7 +61,7 @@ func TestSagaConfirmsCardAndSepaOrders(t *testing.T) {
 		}
 		o := s.waitOrder(placed["id"].(string), 20*time.Second, func(o map[string]any) bool {
 			inv, _ := o["invoice"].(map[string]any)
-			return o["status"] == "confirmed" && inv != nil && inv["issued_at"] != nil
+			return o["status"] == "confirmed" && inv != nil && inv["issued_at"] != nil && inv["emailed_at"] != nil
 		})
 		history := fmt.Sprint(o["history"])
 		for _, st := range []string{"placed", "confirmed"} {
@@ -64,6 +77,83 @@ func TestSagaConfirmsCardAndSepaOrders(t *testing.T) {
 	var available int64
 	if err := pool.QueryRow(context.Background(), `SELECT available FROM inventory.stock WHERE id = $1`, product).Scan(&available); err != nil || available != 1 {
 		t.Fatalf("available %d (%v), want 5 - 2 - 2 = 1", available, err)
+	}
+	mails := readMails(t, filepath.Join(dir, "mail"))
+	if len(mails) != 2 {
+		t.Fatalf("%d emails in %s, want 2", len(mails), filepath.Join(dir, "mail"))
+	}
+	for _, m := range mails {
+		if len(m.pdf) == 0 || !bytes.HasPrefix(m.pdf, []byte("%PDF-")) {
+			t.Fatalf("email %s has no PDF attached", m.messageID)
+		}
+		renderPDF(t, m.pdf)
+	}
+}
+
+type mailFile struct {
+	messageID string
+	pdf       []byte
+}
+
+// readMails parses every .eml the dev SMTP server wrote.
+func readMails(t *testing.T, dir string) []mailFile {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(dir, "*.eml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []mailFile
+	for _, f := range files {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg, err := mail.ReadMessage(bytes.NewReader(raw))
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		m := mailFile{messageID: msg.Header.Get("Message-ID")}
+		_, params, err := mime.ParseMediaType(msg.Header.Get("Content-Type"))
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		mr := multipart.NewReader(msg.Body, params["boundary"])
+		for {
+			part, err := mr.NextPart()
+			if err != nil {
+				break
+			}
+			if mt, _, _ := mime.ParseMediaType(part.Header.Get("Content-Type")); mt == "application/pdf" {
+				b, _ := io.ReadAll(part)
+				m.pdf, err = base64.StdEncoding.DecodeString(string(bytes.Join(bytes.Fields(b), nil)))
+				if err != nil {
+					t.Fatalf("%s: attachment: %v", f, err)
+				}
+			}
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// renderPDF renders page 1 with pdftoppm, when poppler-utils is there.
+func renderPDF(t *testing.T, pdf []byte) {
+	t.Helper()
+	if _, err := exec.LookPath("pdftoppm"); err != nil {
+		t.Log("pdftoppm not on PATH (apt-get install poppler-utils): PDF not rendered")
+		return
+	}
+	in := filepath.Join(t.TempDir(), "invoice.pdf")
+	if err := os.WriteFile(in, pdf, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("pdftoppm", "-png", "-r", "50", "-f", "1", "-l", "1", in, strings.TrimSuffix(in, ".pdf")).CombinedOutput()
+	if err != nil {
+		t.Fatalf("pdftoppm: %v\n%s", err, out)
+	}
+	pngs, _ := filepath.Glob(strings.TrimSuffix(in, ".pdf") + "*.png")
+	if len(pngs) != 1 {
+		t.Fatalf("pdftoppm wrote %v", pngs)
 	}
 }
 
@@ -125,5 +215,62 @@ func TestTwoHundredOrdersAgainstTwentyUnits(t *testing.T) {
 	var available int64
 	if err := pool.QueryRow(context.Background(), `SELECT available FROM inventory.stock WHERE id = $1`, product).Scan(&available); err != nil || available != 0 {
 		t.Fatalf("available %d (%v), want 0", available, err)
+	}
+}
+
+// With --email-rate 5, 100 confirmed orders give 100 emails, each once,
+// and no one-second window (by the SMTP server's clock) holds more than 5.
+func TestEmailQuotaHoldsForTheGroup(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short")
+	}
+	dir := t.TempDir()
+	s := startShop(t, dir, func(c *app.Config) { c.EmailRate = 5 })
+	pool := s.pool()
+	customer, product := s.customer(), s.product(pool, 100)
+	for range 100 {
+		if code, body := s.order(customer, "card", product, 1); code != http.StatusAccepted {
+			t.Fatalf("order: %d %v", code, body)
+		}
+	}
+	began := time.Now()
+	var files []string
+	for time.Since(began) < 60*time.Second {
+		files, _ = filepath.Glob(filepath.Join(dir, "mail", "*.eml"))
+		if len(files) >= 100 {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	time.Sleep(time.Second) // a duplicate would show up now
+	files, _ = filepath.Glob(filepath.Join(dir, "mail", "*.eml"))
+	ids := map[string]int{}
+	for _, m := range readMails(t, filepath.Join(dir, "mail")) {
+		ids[m.messageID]++
+	}
+	var at []time.Time
+	for _, f := range files {
+		ts, err := time.Parse("20060102T150405.000000Z", strings.SplitN(filepath.Base(f), "-", 2)[0])
+		if err != nil {
+			t.Fatalf("file %s: %v", f, err)
+		}
+		at = append(at, ts)
+	}
+	sort.Slice(at, func(i, j int) bool { return at[i].Before(at[j]) })
+	worst, j := 0, 0
+	for i := range at {
+		for at[i].Sub(at[j]) >= time.Second {
+			j++
+		}
+		worst = max(worst, i-j+1)
+	}
+	span := at[len(at)-1].Sub(at[0])
+	t.Logf("%d emails, %d distinct Message-IDs, over %v (%.2f/s for a quota of 5/s), at most %d in any 1 s window",
+		len(files), len(ids), span.Round(time.Millisecond), float64(len(at)-1)/span.Seconds(), worst)
+	if len(files) != 100 || len(ids) != 100 {
+		t.Fatalf("%d emails with %d distinct Message-IDs, want 100 of each", len(files), len(ids))
+	}
+	if worst > 5 {
+		t.Fatalf("%d emails in one second, quota 5", worst)
 	}
 }

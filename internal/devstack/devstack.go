@@ -23,6 +23,7 @@ import (
 	"shopstream/internal/embedded/postgres"
 	"shopstream/internal/embedded/psp"
 	"shopstream/internal/embedded/registry"
+	"shopstream/internal/embedded/smtpd"
 )
 
 // Config configures the stack. Empty addresses pick free ports.
@@ -46,6 +47,7 @@ type Endpoints struct {
 	PostgresURL string   `json:"postgres_url"`
 	CardPSPURL  string   `json:"card_psp_url"`
 	SepaBankURL string   `json:"sepa_bank_url"`
+	SMTPAddr    string   `json:"smtp_addr"`      // writes each message to <dir>/mail/*.eml
 	HTTP        string   `json:"http,omitempty"` // the gateway, when `shop dev` serves one
 }
 
@@ -59,6 +61,7 @@ type Stack struct {
 	pg        *postgres.Server
 	card      *psp.Server
 	bank      *psp.Server
+	smtp      *smtpd.Server
 }
 
 // Start starts every part; on failure it stops what it had started.
@@ -96,12 +99,15 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 		s.bank, err = psp.Start(ctx, psp.Config{Kind: psp.KindSEPA, File: filepath.Join(cfg.Dir, "psp", "sepa.jsonl"),
 			Latency: cfg.PSPLatency, FailureRate: cfg.PSPFailureRate, Seed: 2, Logger: log})
 	}
+	if err == nil {
+		s.smtp, err = smtpd.Start(ctx, smtpd.Config{Dir: filepath.Join(cfg.Dir, "mail"), Logger: log})
+	}
 	wg.Wait()
 	if err = errors.Join(err, pgErr, mongoErr); err != nil {
 		return nil, err
 	}
 	s.Endpoints = Endpoints{Brokers: s.kafka.Brokers(), RegistryURL: s.registry.URL(), MongoURI: s.mongo.URI(), PostgresURL: s.pg.URL(),
-		CardPSPURL: s.card.URL(), SepaBankURL: s.bank.URL()}
+		CardPSPURL: s.card.URL(), SepaBankURL: s.bank.URL(), SMTPAddr: s.smtp.Addr()}
 	return s, nil
 }
 
@@ -109,6 +115,9 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 // removes endpoints.json.
 func (s *Stack) Stop(ctx context.Context) error {
 	var errs []error
+	if s.smtp != nil {
+		errs = append(errs, s.smtp.Stop(ctx))
+	}
 	for _, p := range []*psp.Server{s.card, s.bank} {
 		if p != nil {
 			errs = append(errs, p.Stop(ctx))

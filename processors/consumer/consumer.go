@@ -89,6 +89,11 @@ type Config struct {
 	// its worker before fetching the partition pauses; it resumes once
 	// half of them are handled. Default 256.
 	MaxBuffered int
+	// OnAssigned, if set, is told the partitions the member gains, and
+	// OnReleased those it gives up, once their workers have stopped (so
+	// no handler runs for them any more). For resources shared by partition
+	// ownership, such as a group-wide quota.
+	OnAssigned, OnReleased func(partitions map[string][]int32)
 	// CommitInterval is the least time between two periodic commits.
 	// Default 500ms.
 	CommitInterval time.Duration
@@ -167,6 +172,11 @@ func (c *Consumer) ClientOpts() []kgo.Opt {
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.DisableAutoCommit(),
 		kgo.BlockRebalanceOnPoll(),
+		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
+			if c.cfg.OnAssigned != nil {
+				c.cfg.OnAssigned(assigned)
+			}
+		}),
 		kgo.OnPartitionsRevoked(c.revoked),
 		kgo.OnPartitionsLost(c.lost),
 		// A resumed partition joins the next fetch request: keep the
@@ -247,6 +257,7 @@ func (c *Consumer) worker(ctx context.Context, cl *kgo.Client, k tp) *worker {
 // progress before the rebalance goes on.
 func (c *Consumer) revoked(ctx context.Context, cl *kgo.Client, revoked map[string][]int32) {
 	c.release(cl, c.take(in(revoked)))
+	c.released(revoked)
 	ctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
 	if err := c.commit(ctx, cl, in(revoked), false); err != nil {
@@ -259,6 +270,7 @@ func (c *Consumer) revoked(ctx context.Context, cl *kgo.Client, revoked map[stri
 // or rewind the new owner.
 func (c *Consumer) lost(_ context.Context, cl *kgo.Client, lost map[string][]int32) {
 	c.release(cl, c.take(in(lost)))
+	c.released(lost)
 	c.commitMu.Lock()
 	defer c.commitMu.Unlock()
 	c.pendMu.Lock()
@@ -268,6 +280,12 @@ func (c *Consumer) lost(_ context.Context, cl *kgo.Client, lost map[string][]int
 		if gone(k) {
 			delete(c.pending, k)
 		}
+	}
+}
+
+func (c *Consumer) released(partitions map[string][]int32) {
+	if c.cfg.OnReleased != nil {
+		c.cfg.OnReleased(partitions)
 	}
 }
 

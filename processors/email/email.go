@@ -1,0 +1,98 @@
+// Package email is the processor that sends the shop's emails over SMTP,
+// paced to the provider's per-second quota for the whole consumer group
+// (package quota): on EmailRequested it sends the email, with its invoice
+// PDF attached, and records EmailSent.
+//
+// Guarantees: an email recorded as sent is never sent again. The
+// Message-ID is stable per order ("invoice-<order id>@shopstream"): a
+// crash after the relay accepted a message and before EmailSent was
+// recorded sends it again with the same Message-ID, which the receiving
+// side can recognise; that window is the one at-least-once effect left.
+// The backlog waits in Kafka: the consumer buffers a few records per
+// partition and pauses fetching beyond them.
+package email
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"shopstream/internal/eventlog"
+	"shopstream/processors/consumer"
+	"shopstream/processors/email/mailer"
+	"shopstream/processors/email/quota"
+	"shopstream/producers/billing"
+	"shopstream/producers/command"
+	"shopstream/producers/notifications"
+	"shopstream/schemas"
+)
+
+// Group is the email sender's consumer group.
+const Group = "shop.processor.email.v1"
+
+// Deps are what the sender uses.
+type Deps struct {
+	Notifications *notifications.Service
+	Billing       *billing.Service
+	Mailer        *mailer.Mailer
+	Pacer         *quota.Pacer
+	Logger        *slog.Logger
+}
+
+// Sender sends requested emails.
+type Sender struct{ d Deps }
+
+// New returns the sender.
+func New(d Deps) *Sender {
+	d.Logger = d.Logger.With("component", "email")
+	return &Sender{d: d}
+}
+
+// Config is its consumer: a small buffer, so the backlog stays in Kafka.
+func (s *Sender) Config(serde *eventlog.Serde) consumer.Config {
+	return consumer.Config{Group: Group, Topics: []string{schemas.TopicEmails}, Serde: serde, Logger: s.d.Logger,
+		Handler: s.Handle, MaxBuffered: 4,
+		OnAssigned: func(p map[string][]int32) { s.d.Pacer.Assign(p[schemas.TopicEmails]) },
+		OnReleased: func(p map[string][]int32) { s.d.Pacer.Release(p[schemas.TopicEmails]) },
+	}
+}
+
+// MessageID is the stable Message-ID of an order's invoice email.
+func MessageID(orderID string) string { return "invoice-" + orderID + "@shopstream" }
+
+// Handle sends the email an EmailRequested asks for, in the partition's
+// next quota slot.
+func (s *Sender) Handle(ctx context.Context, env eventlog.Envelope) error {
+	e, ok := env.Event.(schemas.EmailRequested)
+	if !ok {
+		return nil
+	}
+	state, err := s.d.Notifications.Email(ctx, e.OrderID)
+	if err != nil || state.Sent() {
+		return err
+	}
+	msg := mailer.Message{MessageID: MessageID(e.OrderID), To: e.To, Subject: e.Subject,
+		Text: fmt.Sprintf("Thank you for your order %s.\r\nYour invoice is attached.\r\n\r\nshopstream", e.OrderID)}
+	if e.AttachmentRef != nil {
+		pdf, err := s.d.Billing.Document(ctx, *e.AttachmentRef)
+		if errors.Is(err, billing.ErrNoDocument) {
+			return consumer.Permanent(err)
+		}
+		if err != nil {
+			return err
+		}
+		msg.Attachments = []mailer.Attachment{{Name: "invoice-" + e.OrderID + ".pdf", ContentType: "application/pdf", Data: pdf}}
+	}
+	at, err := s.d.Pacer.Wait(ctx)
+	if err != nil {
+		return err
+	}
+	if err := s.d.Mailer.Send(ctx, msg); err != nil {
+		if errors.Is(err, mailer.ErrPermanent) {
+			return consumer.Permanent(err)
+		}
+		return err
+	}
+	return s.d.Notifications.MarkSent(ctx, command.CausedBy(env.Meta), notifications.MarkSent{OrderID: e.OrderID, MessageID: msg.MessageID, SentAt: at})
+}
