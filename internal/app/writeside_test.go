@@ -135,7 +135,7 @@ func TestIdempotencyKey(t *testing.T) {
 func TestCartsAndOrders(t *testing.T) {
 	s := startShop(t, t.TempDir())
 	pool := s.pool()
-	customer, shirt, soldOut := s.customer(), s.product(pool, 3), s.product(pool, 0)
+	customer, shirt, soldOut := s.customer(), s.product(pool, 10), s.product(pool, 0)
 	item := func(product string, q int) string {
 		return fmt.Sprintf(`{"product_id": %q, "customer_id": %q, "quantity": %d}`, product, customer, q)
 	}
@@ -178,7 +178,7 @@ func TestCartsAndOrders(t *testing.T) {
 	if code != http.StatusConflict || p["type"] != "https://shopstream.dev/problems/sold_out" || p["product_id"] != soldOut {
 		t.Fatalf("sold-out product: %d %v", code, p)
 	}
-	code, _, p = order(fmt.Sprintf(`, "items": [{"product_id": %q, "quantity": 4}]`, shirt))
+	code, _, p = order(fmt.Sprintf(`, "items": [{"product_id": %q, "quantity": 11}]`, shirt))
 	if code != http.StatusConflict || p["type"] != "https://shopstream.dev/problems/insufficient-stock" {
 		t.Fatalf("more than the stock: %d %v", code, p)
 	}

@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"shopstream/internal/eventlog"
 	"shopstream/processors/consumer"
@@ -84,10 +85,10 @@ func (s *Sender) Handle(ctx context.Context, env eventlog.Envelope) error {
 		}
 		msg.Attachments = []mailer.Attachment{{Name: "invoice-" + e.OrderID + ".pdf", ContentType: "application/pdf", Data: pdf}}
 	}
-	at, err := s.d.Pacer.Wait(ctx)
-	if err != nil {
+	if _, err := s.d.Pacer.Wait(ctx); err != nil {
 		return err
 	}
+	at := time.Now() // the send's real start, within the slot's tolerance
 	if err := s.d.Mailer.Send(ctx, msg); err != nil {
 		if errors.Is(err, mailer.ErrPermanent) {
 			return consumer.Permanent(err)

@@ -23,8 +23,9 @@ const Source = "shopstream/notifications"
 
 // Email is the write-side state of an order's email.
 type Email struct {
-	To        string `json:"to"`
-	MessageID string `json:"message_id,omitempty"` // set once sent
+	To        string    `json:"to"`
+	MessageID string    `json:"message_id,omitempty"` // set once sent
+	SentAt    time.Time `json:"sent_at,omitzero"`
 }
 
 // Sent tells whether the email went out.
@@ -79,7 +80,7 @@ func Evolve(e Email, events ...schemas.Event) Email {
 		case schemas.EmailRequested:
 			e.To = ev.To
 		case schemas.EmailSent:
-			e.MessageID = ev.MessageID
+			e.MessageID, e.SentAt = ev.MessageID, ev.SentAt
 		}
 	}
 	return e
