@@ -34,9 +34,16 @@ type shop struct {
 // startShop runs the shop on a stack under dir; options change its config.
 func startShop(t *testing.T, dir string, options ...func(*app.Config)) *shop {
 	t.Helper()
+	return startShopOn(t, devstack.Config{Dir: dir}, options...)
+}
+
+// startShopOn runs the shop on a stack configured by sc.
+func startShopOn(t *testing.T, sc devstack.Config, options ...func(*app.Config)) *shop {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	log := slog.New(slog.NewTextHandler(testLogOutput(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-	stack, err := devstack.Start(ctx, devstack.Config{Dir: dir, Logger: log})
+	sc.Logger = log
+	stack, err := devstack.Start(ctx, sc)
 	if err != nil {
 		cancel()
 		t.Fatal(err)

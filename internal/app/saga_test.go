@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"io"
 	"mime"
@@ -22,6 +23,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"shopstream/internal/app"
+	"shopstream/internal/devstack"
 )
 
 // waitOrder polls GET /orders/{id} until check passes.
@@ -291,4 +293,57 @@ func maxInWindow(times []time.Time) int {
 		worst = max(worst, i-j+1)
 	}
 	return worst
+}
+
+// With a PSP that declines 30% of payments, every order ends confirmed or
+// cancelled payment_failed, a declined order's units go back to stock, and
+// no order is charged twice.
+func TestDeclinedPaymentsReleaseStockAndNothingIsChargedTwice(t *testing.T) {
+	s := startShopOn(t, devstack.Config{Dir: t.TempDir(), PSPFailureRate: 0.3, PSPLatency: time.Millisecond})
+	pool := s.pool()
+	customer, product := s.customer(), s.product(pool, 50)
+	var ids []string
+	for range 40 {
+		code, body := s.order(customer, "card", product, 1)
+		if code != http.StatusAccepted {
+			t.Fatalf("order: %d %v", code, body)
+		}
+		ids = append(ids, body["id"].(string))
+	}
+	ends := map[string]int{}
+	for _, id := range ids {
+		o := s.waitOrder(id, 30*time.Second, func(o map[string]any) bool {
+			return o["status"] == "confirmed" || o["status"] == "cancelled"
+		})
+		ends[fmt.Sprint(o["status"], " ", o["cancel_reason"])]++
+		resp, err := http.Get(s.stack.Endpoints.CardPSPURL + "/charges?order_id=" + id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var list struct {
+			Charges []struct {
+				Status string `json:"status"`
+			} `json:"charges"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&list)
+		resp.Body.Close()
+		charged := 0
+		for _, c := range list.Charges {
+			if c.Status == "succeeded" {
+				charged++
+			}
+		}
+		if err != nil || charged > 1 || (o["status"] == "confirmed") != (charged == 1) {
+			t.Fatalf("order %s %v has %d charges (%v): want exactly one when confirmed, none otherwise", id, o["status"], charged, err)
+		}
+	}
+	t.Logf("40 orders with 30%% of payments declined: %v", ends)
+	confirmed, failed := ends["confirmed <nil>"], ends["cancelled payment_failed"]
+	if confirmed+failed != 40 || failed == 0 {
+		t.Fatalf("ends %v: want confirmed or cancelled payment_failed, some of each", ends)
+	}
+	var available int64
+	if err := pool.QueryRow(context.Background(), `SELECT available FROM inventory.stock WHERE id = $1`, product).Scan(&available); err != nil || available != int64(50-confirmed) {
+		t.Fatalf("available %d (%v), want 50 - %d confirmed", available, err, confirmed)
+	}
 }
