@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"net/mail"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -21,9 +20,12 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"shopstream/internal/app"
 	"shopstream/internal/devstack"
+	"shopstream/processors/billing/invoicepdf/pdftest"
+	"shopstream/schemas"
 )
 
 // waitOrder polls GET /orders/{id} until check passes.
@@ -140,25 +142,16 @@ func readMails(t *testing.T, dir string) []mailFile {
 	return out
 }
 
-// renderPDF renders page 1 with pdftoppm, when poppler-utils is there.
+// renderPDF renders page 1 with pdftoppm (pdftest.Page1: fails unless
+// poppler writes a decodable PNG) when poppler-utils is there; without it
+// it only logs, so the rest of the saga test still counts.
 func renderPDF(t *testing.T, pdf []byte) {
 	t.Helper()
-	if _, err := exec.LookPath("pdftoppm"); err != nil {
+	if !pdftest.Available() {
 		t.Log("pdftoppm not on PATH (apt-get install poppler-utils): PDF not rendered")
 		return
 	}
-	in := filepath.Join(t.TempDir(), "invoice.pdf")
-	if err := os.WriteFile(in, pdf, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.Command("pdftoppm", "-png", "-r", "50", "-f", "1", "-l", "1", in, strings.TrimSuffix(in, ".pdf")).CombinedOutput()
-	if err != nil {
-		t.Fatalf("pdftoppm: %v\n%s", err, out)
-	}
-	pngs, _ := filepath.Glob(strings.TrimSuffix(in, ".pdf") + "*.png")
-	if len(pngs) != 1 {
-		t.Fatalf("pdftoppm wrote %v", pngs)
-	}
+	pdftest.Page1(t, pdf)
 }
 
 // 200 parallel one-unit orders against a stock of 20: exactly 20 confirmed,
@@ -345,5 +338,66 @@ func TestDeclinedPaymentsReleaseStockAndNothingIsChargedTwice(t *testing.T) {
 	var available int64
 	if err := pool.QueryRow(context.Background(), `SELECT available FROM inventory.stock WHERE id = $1`, product).Scan(&available); err != nil || available != int64(50-confirmed) {
 		t.Fatalf("available %d (%v), want 50 - %d confirmed", available, err, confirmed)
+	}
+}
+
+// A poison record on shop.orders.v1 goes to its dead-letter topic, once
+// per processor group that met it, with the error in its headers, and the
+// orders after it still flow.
+func TestPoisonOrderRecordIsDeadLetteredAndOrdersFlow(t *testing.T) {
+	s := startShop(t, t.TempDir())
+	pool := s.pool()
+	customer, product := s.customer(), s.product(pool, 5)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(s.stack.Endpoints.Brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	// The same key as the next order: the poison sits in its partition.
+	code, placed := s.order(customer, "card", product, 1)
+	if code != http.StatusAccepted {
+		t.Fatalf("order: %d %v", code, placed)
+	}
+	poison := &kgo.Record{Topic: schemas.TopicOrders, Key: []byte(placed["id"].(string)), Value: []byte("not avro at all")}
+	if err := cl.ProduceSync(context.Background(), poison).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	s.waitOrder(placed["id"].(string), 20*time.Second, func(o map[string]any) bool { return o["status"] == "confirmed" })
+	code, after := s.order(customer, "sepa", product, 1)
+	if code != http.StatusAccepted {
+		t.Fatalf("order after the poison: %d %v", code, after)
+	}
+	s.waitOrder(after["id"].(string), 20*time.Second, func(o map[string]any) bool { return o["status"] == "confirmed" })
+	dlq := schemas.TopicOrders + schemas.DLQSuffix
+	deadline := time.Now().Add(10 * time.Second)
+	for endOffsets(t, s.stack.Endpoints.Brokers, dlq)[dlq] < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s holds %d records, want the poison once per processor group (saga, billing)", dlq, endOffsets(t, s.stack.Endpoints.Brokers, dlq)[dlq])
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	cons, err := kgo.NewClient(kgo.SeedBrokers(s.stack.Endpoints.Brokers...), kgo.ConsumeTopics(dlq), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	groups := map[string]bool{}
+	for len(groups) < 2 && ctx.Err() == nil {
+		cons.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
+			h := map[string]string{}
+			for _, x := range r.Headers {
+				h[x.Key] = string(x.Value)
+			}
+			if string(r.Value) != "not avro at all" || h["dlq_error"] == "" || h["dlq_topic"] != schemas.TopicOrders {
+				t.Errorf("dead letter %q with headers %v", r.Value, h)
+			}
+			groups[h["dlq_group"]] = true
+		})
+	}
+	t.Logf("dead-lettered by %v", groups)
+	if !groups["shop.processor.saga.v1"] || !groups["shop.processor.billing.v1"] {
+		t.Fatalf("dead letters from groups %v, want the saga's and billing's", groups)
 	}
 }

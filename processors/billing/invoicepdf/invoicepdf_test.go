@@ -4,16 +4,12 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"image"
-	"image/png"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"shopstream/processors/billing/invoicepdf"
+	"shopstream/processors/billing/invoicepdf/pdftest"
 )
 
 func sample() invoicepdf.Invoice {
@@ -174,14 +170,10 @@ func TestFormatCents(t *testing.T) {
 // poppler-utils (apt-get install poppler-utils), which CI installs.
 func TestRenderWithPoppler(t *testing.T) {
 	inv := sample()
-	dir := t.TempDir()
-	file := filepath.Join(dir, "invoice.pdf")
-	if err := os.WriteFile(file, render(t, inv), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	CheckRendersNonBlank(t, file)
+	doc := render(t, inv)
+	checkPage1(t, doc)
 
-	text := PDFText(t, file)
+	text := pdftest.Text(t, doc)
 	for _, want := range []string{
 		"shopstream", "INVOICE", inv.Number, inv.OrderID, "2024-11-29",
 		"Zinédine Zidane", "zizou@example.org", inv.Customer.ID, "card",
@@ -214,12 +206,7 @@ func TestRenderManyLinesContinuesOnNextPage(t *testing.T) {
 	if n := bytes.Count(doc, []byte("/Type /Page\n")); n != 3 {
 		t.Fatalf("%d pages, want 3", n)
 	}
-	dir := t.TempDir()
-	file := filepath.Join(dir, "invoice.pdf")
-	if err := os.WriteFile(file, doc, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	text := PDFText(t, file)
+	text := pdftest.Text(t, doc)
 	for i := 1; i < 70; i++ {
 		if want := fmt.Sprintf("Article numéro %02d", i); !strings.Contains(text, want) {
 			t.Fatalf("line %q missing:\n%s", want, text)
@@ -236,63 +223,18 @@ func TestRenderManyLinesContinuesOnNextPage(t *testing.T) {
 	}
 }
 
-// CheckRendersNonBlank renders page 1 of the PDF with pdftoppm and fails
-// unless the image has ink on it; it skips when pdftoppm is not installed.
-func CheckRendersNonBlank(t *testing.T, file string) {
+// checkPage1 renders page 1 of the PDF (pdftest.Page1, which skips
+// without poppler-utils) and fails unless it is A4 portrait with some,
+// but not mostly, ink on it.
+func checkPage1(t *testing.T, doc []byte) {
 	t.Helper()
-	bin, err := exec.LookPath("pdftoppm")
-	if err != nil {
-		t.Skip("pdftoppm not on PATH (apt-get install poppler-utils): PDF not rendered")
-	}
-	prefix := filepath.Join(t.TempDir(), "page")
-	out, err := exec.Command(bin, "-png", "-r", "60", "-f", "1", "-l", "1", "-singlefile", file, prefix).CombinedOutput()
-	if err != nil {
-		t.Fatalf("pdftoppm: %v\n%s", err, out)
-	}
-	f, err := os.Open(prefix + ".png")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	img, err := png.Decode(f)
-	if err != nil {
-		t.Fatalf("pdftoppm output: %v", err)
-	}
+	img := pdftest.Page1(t, doc)
 	b := img.Bounds()
-	// A4 at 60 dpi is about 496x702 pixels.
+	// A4 at pdftest.DPI = 60 is about 496x702 pixels.
 	if b.Dx() < 400 || b.Dy() < 600 || b.Dy() < b.Dx() {
 		t.Fatalf("page 1 is %dx%d, not A4 portrait", b.Dx(), b.Dy())
 	}
-	if ink := inkRatio(img); ink < 0.01 || ink > 0.5 {
+	if ink := pdftest.InkRatio(img); !pdftest.HasInk(img) || ink > 0.5 {
 		t.Fatalf("page 1 has %.2f%% non-white pixels: blank or garbage", 100*ink)
 	}
-}
-
-func inkRatio(img image.Image) float64 {
-	b := img.Bounds()
-	var ink int
-	for y := b.Min.Y; y < b.Max.Y; y++ {
-		for x := b.Min.X; x < b.Max.X; x++ {
-			r, g, bl, _ := img.At(x, y).RGBA()
-			if r < 0xe000 || g < 0xe000 || bl < 0xe000 {
-				ink++
-			}
-		}
-	}
-	return float64(ink) / float64(b.Dx()*b.Dy())
-}
-
-// PDFText returns the PDF's text (pdftotext -layout); it skips when
-// pdftotext is not installed.
-func PDFText(t *testing.T, file string) string {
-	t.Helper()
-	bin, err := exec.LookPath("pdftotext")
-	if err != nil {
-		t.Skip("pdftotext not on PATH (apt-get install poppler-utils): PDF text not checked")
-	}
-	out, err := exec.Command(bin, "-layout", "-enc", "UTF-8", file, "-").Output()
-	if err != nil {
-		t.Fatalf("pdftotext: %v", err)
-	}
-	return string(out)
 }

@@ -11,7 +11,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/base64"
 	"errors"
-	"image/png"
 	"io"
 	"math/big"
 	"mime"
@@ -20,7 +19,6 @@ import (
 	"net"
 	"net/mail"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -32,6 +30,7 @@ import (
 
 	"shopstream/internal/embedded/smtpd"
 	"shopstream/processors/billing/invoicepdf"
+	"shopstream/processors/billing/invoicepdf/pdftest"
 	"shopstream/processors/email/mailer"
 )
 
@@ -247,11 +246,7 @@ func TestSendInvoiceRoundTripThroughSMTPD(t *testing.T) {
 	}
 
 	// The attachment taken out of the .eml is a PDF poppler renders.
-	pdfFile := filepath.Join(t.TempDir(), "attached.pdf")
-	if err := os.WriteFile(pdfFile, pdfPart.body, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	renderPDF(t, pdfFile, inv.Number, "114,99 €")
+	renderPDF(t, pdfPart.body, inv.Number, "114,99 €")
 }
 
 func TestSendTextOnly(t *testing.T) {
@@ -643,45 +638,16 @@ func closedAddr(t *testing.T) string {
 
 // renderPDF renders page 1 with pdftoppm and checks it has ink, and that
 // pdftotext finds each of want; it skips without poppler-utils.
-func renderPDF(t *testing.T, file string, want ...string) {
+func renderPDF(t *testing.T, pdf []byte, want ...string) {
 	t.Helper()
-	ppm, err1 := exec.LookPath("pdftoppm")
-	txt, err2 := exec.LookPath("pdftotext")
-	if err1 != nil || err2 != nil {
-		t.Skip("pdftoppm/pdftotext not on PATH (apt-get install poppler-utils): attachment not rendered")
+	img := pdftest.Page1(t, pdf)
+	if !pdftest.HasInk(img) {
+		t.Fatalf("rendered page is blank (%.3f%% ink)", 100*pdftest.InkRatio(img))
 	}
-	prefix := filepath.Join(t.TempDir(), "page")
-	if out, err := exec.Command(ppm, "-png", "-r", "50", "-f", "1", "-l", "1", "-singlefile", file, prefix).CombinedOutput(); err != nil {
-		t.Fatalf("pdftoppm: %v\n%s", err, out)
-	}
-	f, err := os.Open(prefix + ".png")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	img, err := png.Decode(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := img.Bounds()
-	ink := 0
-	for y := b.Min.Y; y < b.Max.Y; y++ {
-		for x := b.Min.X; x < b.Max.X; x++ {
-			if r, g, bl, _ := img.At(x, y).RGBA(); r < 0xe000 || g < 0xe000 || bl < 0xe000 {
-				ink++
-			}
-		}
-	}
-	if ratio := float64(ink) / float64(b.Dx()*b.Dy()); ratio < 0.01 {
-		t.Fatalf("rendered page is blank (%.3f%% ink)", 100*ratio)
-	}
-	out, err := exec.Command(txt, "-layout", "-enc", "UTF-8", file, "-").Output()
-	if err != nil {
-		t.Fatalf("pdftotext: %v", err)
-	}
+	text := pdftest.Text(t, pdf)
 	for _, w := range want {
-		if !strings.Contains(string(out), w) {
-			t.Errorf("attached PDF text lacks %q:\n%s", w, out)
+		if !strings.Contains(text, w) {
+			t.Errorf("attached PDF text lacks %q:\n%s", w, text)
 		}
 	}
 }
