@@ -34,6 +34,7 @@ import (
 	"shopstream/internal/idempotency"
 	"shopstream/internal/outbox"
 	"shopstream/internal/pgdb"
+	"shopstream/internal/stockwatch"
 	billingproc "shopstream/processors/billing"
 	"shopstream/processors/consumer"
 	"shopstream/processors/email"
@@ -295,8 +296,13 @@ func Run(ctx context.Context, cfg Config) error {
 				}})
 			}
 		}
+		hub := stockwatch.New(serde, log)
+		if err := group("stockwatch", hub); err != nil {
+			return err
+		}
 		gw := gateway.New(gateway.Deps{
-			Commands: commandBus(svc, pool, cfg, metrics), Products: products.NewReader(db), Orders: orderviews.NewReader(db), Checks: checks, Logger: log,
+			Commands: commandBus(svc, pool, cfg, metrics), Products: products.NewReader(db), Orders: orderviews.NewReader(db),
+			Stock: hub, Checks: checks, Logger: log,
 		})
 		ln, err := net.Listen("tcp", cfg.HTTPAddr)
 		if err != nil {

@@ -1,6 +1,7 @@
 package app_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/base64"
@@ -399,5 +400,64 @@ func TestPoisonOrderRecordIsDeadLetteredAndOrdersFlow(t *testing.T) {
 	t.Logf("dead-lettered by %v", groups)
 	if !groups["shop.processor.saga.v1"] || !groups["shop.processor.billing.v1"] {
 		t.Fatalf("dead letters from groups %v, want the saga's and billing's", groups)
+	}
+}
+
+// A watcher of GET /products/{id}/events learns the stock at once, then
+// that the product sold out the moment its last unit is reserved, then
+// that it is back after a restock.
+func TestSoldOutIsPushedToWatchers(t *testing.T) {
+	s := startShop(t, t.TempDir())
+	pool := s.pool()
+	customer, product := s.customer(), s.product(pool, 1)
+	s.waitProduct(product, func(map[string]any) bool { return true })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.base+"/products/"+product+"/events", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/event-stream" {
+		t.Fatalf("GET events: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	events := make(chan string, 8)
+	go func() {
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			if name, ok := strings.CutPrefix(sc.Text(), "event: "); ok && sc.Scan() {
+				events <- name + " " + strings.TrimPrefix(sc.Text(), "data: ")
+			}
+		}
+		close(events)
+	}()
+	next := func(want string) string {
+		t.Helper()
+		select {
+		case e := <-events:
+			if !strings.HasPrefix(e, want+" ") {
+				t.Fatalf("event %q, want %s", e, want)
+			}
+			return e
+		case <-time.After(15 * time.Second):
+			t.Fatalf("no %s event", want)
+		}
+		return ""
+	}
+	if e := next("stock"); !strings.Contains(e, `"stock":1`) {
+		t.Fatalf("first event %s", e)
+	}
+	began := time.Now()
+	if code, body := s.order(customer, "card", product, 1); code != http.StatusAccepted {
+		t.Fatalf("order: %d %v", code, body)
+	}
+	next("sold_out")
+	t.Logf("sold_out pushed %v after the order's 202", time.Since(began).Round(time.Millisecond))
+	if code, body := s.post("/products/"+product+"/restock", `{"quantity": 3}`); code != http.StatusOK {
+		t.Fatalf("restock: %d %v", code, body)
+	}
+	if e := next("restocked"); !strings.Contains(e, `"stock":3`) {
+		t.Fatalf("restock event %s", e)
 	}
 }

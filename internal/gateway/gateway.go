@@ -16,6 +16,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"shopstream/internal/stockwatch"
 	"shopstream/producers/carts"
 	"shopstream/producers/catalog"
 	"shopstream/producers/command"
@@ -37,6 +38,7 @@ type Deps struct {
 	Commands *command.Bus // every context's command handlers
 	Products *products.Reader
 	Orders   *orderviews.Reader
+	Stock    *stockwatch.Hub // sold-out and restock notices, for GET /products/{id}/events
 	Checks   []Check
 	Logger   *slog.Logger
 }
@@ -60,6 +62,7 @@ func New(d Deps) *Gateway {
 	g.handle("POST /products/{id}/restock", g.restockProduct)
 	g.handle("POST /products/{id}/reviews", g.addReview)
 	g.handle("GET /products/{id}", g.getProduct)
+	g.handle("GET /products/{id}/events", g.productEvents)
 	g.handle("POST /carts/items", g.addToCart)
 	g.handle("DELETE /carts/{customer_id}/items/{product_id}", g.removeFromCart)
 	g.handle("POST /orders", g.placeOrder)

@@ -1,0 +1,75 @@
+package gateway
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"time"
+)
+
+// keepAlive is how often an idle event stream gets a comment line, so that
+// proxies keep it open.
+const keepAlive = 15 * time.Second
+
+type stockEvent struct {
+	ProductID string `json:"product_id"`
+	Stock     int64  `json:"stock"`
+	SoldOut   bool   `json:"sold_out"`
+}
+
+// productEvents streams a product's stock news as server-sent events: first
+// `stock` with the read model's current stock, then `sold_out` the moment
+// its last unit is reserved and `restocked` when it comes back, until the
+// client leaves.
+func (g *Gateway) productEvents(w http.ResponseWriter, r *http.Request) {
+	id, ok := pathID(w, r, "product")
+	if !ok {
+		return
+	}
+	flusher, canFlush := w.(http.Flusher)
+	if g.d.Stock == nil || !canFlush {
+		writeProblem(w, r, http.StatusServiceUnavailable, "unavailable", "this instance does not stream events")
+		return
+	}
+	notices := g.d.Stock.Watch(r.Context(), id) // before reading: no notice falls between
+	v, found, err := g.d.Products.Get(r.Context(), id)
+	if err != nil {
+		writeError(w, r, g.log, err)
+		return
+	}
+	if !found {
+		writeProblem(w, r, http.StatusNotFound, "not-found", "no product "+id)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	send := func(event string, data any) bool {
+		b, _ := json.Marshal(data)
+		_, err := fmt.Fprintf(w, "event: %s\ndata: %s\n\n", event, b)
+		flusher.Flush()
+		return err == nil
+	}
+	if !send("stock", stockEvent{ProductID: id, Stock: v.Stock, SoldOut: v.SoldOut}) {
+		return
+	}
+	tick := time.NewTicker(keepAlive)
+	defer tick.Stop()
+	for {
+		select {
+		case <-r.Context().Done():
+			return
+		case n := <-notices:
+			if !send(n.Kind, stockEvent{ProductID: id, Stock: n.Available, SoldOut: n.Kind == "sold_out"}) {
+				return
+			}
+		case <-tick.C:
+			if _, err := fmt.Fprint(w, ": keep-alive\n\n"); err != nil {
+				return
+			}
+			flusher.Flush()
+		}
+	}
+}
