@@ -3,6 +3,7 @@
 //	shop dev      every component plus embedded infrastructure, for a laptop
 //	shop run      chosen components against real infrastructure
 //	shop topics   the event-log topics with partitions and end offsets
+//	shop dlq      list the dead letters, or send them back to their topic
 //	shop migrate  apply the PostgreSQL migrations
 //
 // Every flag can also be set by an environment variable SHOP_<FLAG>, with
@@ -40,6 +41,7 @@ commands:
   dev       run every component with embedded Kafka, schema registry, MongoDB (FerretDB) and PostgreSQL
   run       run --components against real infrastructure
   topics    list the event-log topics with partitions and end offsets
+  dlq       list (dlq list) or send back (dlq redrive --topic T) the records processors dead-lettered
   migrate   apply the PostgreSQL migrations
 
 Run 'shop <command> -h' for its flags.`
@@ -57,6 +59,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runRun(ctx, rest, getenv, stdout, stderr)
 	case "topics":
 		return runTopics(ctx, rest, getenv, stdout, stderr)
+	case "dlq":
+		return runDLQ(ctx, rest, getenv, stdout, stderr)
 	case "migrate":
 		return runMigrate(ctx, rest, getenv, stdout, stderr)
 	case "help", "-h", "--help":

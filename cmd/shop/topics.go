@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -19,18 +20,13 @@ import (
 
 func runTopics(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := newFlags("topics", stderr)
-	var brokers listFlag
-	fs.Var(&brokers, "brokers", "Kafka seed brokers, comma-separated (default: the running `shop dev` of --data-dir)")
-	dataDir := fs.String("data-dir", ".shop", "data directory of a running `shop dev`, used when --brokers is not given")
+	target := addBrokerTarget(fs)
 	if err := parse(fs, args, getenv); err != nil {
 		return err
 	}
-	if len(brokers) == 0 {
-		e, err := devstack.ReadEndpoints(*dataDir)
-		if err != nil {
-			return fmt.Errorf("%w; or give --brokers", err)
-		}
-		brokers = e.Brokers
+	brokers, err := target.resolve()
+	if err != nil {
+		return err
 	}
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
 	if err != nil {
@@ -57,6 +53,31 @@ func runTopics(ctx context.Context, args []string, getenv func(string) string, s
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\n", t.Name, t.Partitions, t.Records, strings.Join(ends, " "))
 	}
 	return tw.Flush()
+}
+
+// brokerTarget is the Kafka a command talks to: --brokers, or the running
+// `shop dev` of --data-dir.
+type brokerTarget struct {
+	brokers listFlag
+	dataDir *string
+}
+
+func addBrokerTarget(fs *flag.FlagSet) *brokerTarget {
+	b := &brokerTarget{}
+	fs.Var(&b.brokers, "brokers", "Kafka seed brokers, comma-separated (default: the running `shop dev` of --data-dir)")
+	b.dataDir = fs.String("data-dir", ".shop", "data directory of a running `shop dev`, used when --brokers is not given")
+	return b
+}
+
+func (b *brokerTarget) resolve() ([]string, error) {
+	if len(b.brokers) > 0 {
+		return b.brokers, nil
+	}
+	e, err := devstack.ReadEndpoints(*b.dataDir)
+	if err != nil {
+		return nil, fmt.Errorf("%w; or give --brokers", err)
+	}
+	return e.Brokers, nil
 }
 
 func runMigrate(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
