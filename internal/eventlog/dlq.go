@@ -61,7 +61,9 @@ type DeadLetterInfo struct {
 }
 
 // Origin names where the record was first read: "topic/partition/offset".
-func (d DeadLetterInfo) Origin() string { return fmt.Sprintf("%s/%d/%d", d.Topic, d.Partition, d.Offset) }
+func (d DeadLetterInfo) Origin() string {
+	return fmt.Sprintf("%s/%d/%d", d.Topic, d.Partition, d.Offset)
+}
 
 // ReadDeadLetter parses the dead-letter headers of r (the last set, if it
 // failed more than once); ok is false for a record without them.
