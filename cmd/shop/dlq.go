@@ -146,7 +146,8 @@ func listDeadLetters(ctx context.Context, adm *kadm.Client, brokers, topics []st
 // their topic, once per original record (several groups may have given up
 // on the same one), then records how far it went.
 func redrive(ctx context.Context, cl *kgo.Client, adm *kadm.Client, brokers []string, dlq string, stdout io.Writer) error {
-	done, err := adm.FetchOffsets(ctx, redriveGroup)
+	var done kadm.OffsetResponses
+	err := retryCoordinator(ctx, func() (err error) { done, err = adm.FetchOffsets(ctx, redriveGroup); return err })
 	if err != nil && !errors.Is(err, kadm.ErrEmpty) && !errors.Is(err, kerr.GroupIDNotFound) {
 		return fmt.Errorf("redrive progress: %w", err)
 	}
@@ -175,10 +176,35 @@ func redrive(ctx context.Context, cl *kgo.Client, adm *kadm.Client, brokers []st
 	}
 	progress := kadm.Offsets{}
 	ends.Each(func(o kadm.ListedOffset) { progress.AddOffset(o.Topic, o.Partition, o.Offset, -1) })
-	if _, err := adm.CommitOffsets(ctx, redriveGroup, progress); err != nil {
+	if err := retryCoordinator(ctx, func() error {
+		resp, err := adm.CommitOffsets(ctx, redriveGroup, progress)
+		if err == nil {
+			err = resp.Error()
+		}
+		return err
+	}); err != nil {
 		return fmt.Errorf("record redrive progress: %w", err)
 	}
 	fmt.Fprintf(stdout, "sent %d records back from %s (%d dead letters read, %d of them a second group's copy)\n",
 		len(out), dlq, len(recs), len(recs)-len(out))
 	return nil
+}
+
+// retryCoordinator runs a group request again while the broker says its
+// group coordinator is not ready yet (a new cluster creates its offsets
+// topic on the first group request), for at most 30 s.
+func retryCoordinator(ctx context.Context, req func() error) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := req()
+		if !errors.Is(err, kerr.CoordinatorNotAvailable) && !errors.Is(err, kerr.CoordinatorLoadInProgress) &&
+			!errors.Is(err, kerr.NotCoordinator) || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
