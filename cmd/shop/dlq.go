@@ -37,13 +37,9 @@ func runDLQ(ctx context.Context, args []string, getenv func(string) string, stdo
 	if err != nil {
 		return err
 	}
-	brokers, err := target.resolve()
+	cl, brokers, err := target.client()
 	if err != nil {
 		return err
-	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
-	if err != nil {
-		return fmt.Errorf("--brokers: %w", err)
 	}
 	defer cl.Close()
 	adm := kadm.NewClient(cl)

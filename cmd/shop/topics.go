@@ -24,13 +24,9 @@ func runTopics(ctx context.Context, args []string, getenv func(string) string, s
 	if err := parse(fs, args, getenv); err != nil {
 		return err
 	}
-	brokers, err := target.resolve()
+	cl, brokers, err := target.client()
 	if err != nil {
 		return err
-	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
-	if err != nil {
-		return fmt.Errorf("--brokers: %w", err)
 	}
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -69,15 +65,21 @@ func addBrokerTarget(fs *flag.FlagSet) *brokerTarget {
 	return b
 }
 
-func (b *brokerTarget) resolve() ([]string, error) {
-	if len(b.brokers) > 0 {
-		return b.brokers, nil
+// client connects to the target and returns the client and its brokers.
+func (b *brokerTarget) client() (*kgo.Client, []string, error) {
+	brokers := b.brokers
+	if len(brokers) == 0 {
+		e, err := devstack.ReadEndpoints(*b.dataDir)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w; or give --brokers", err)
+		}
+		brokers = e.Brokers
 	}
-	e, err := devstack.ReadEndpoints(*b.dataDir)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
 	if err != nil {
-		return nil, fmt.Errorf("%w; or give --brokers", err)
+		return nil, nil, fmt.Errorf("--brokers: %w", err)
 	}
-	return e.Brokers, nil
+	return cl, brokers, nil
 }
 
 func runMigrate(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {

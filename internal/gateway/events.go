@@ -32,13 +32,8 @@ func (g *Gateway) productEvents(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	notices := g.d.Stock.Watch(r.Context(), id) // before reading: no notice falls between
-	v, found, err := g.d.Products.Get(r.Context(), id)
-	if err != nil {
-		writeError(w, r, g.log, err)
-		return
-	}
-	if !found {
-		writeProblem(w, r, http.StatusNotFound, "not-found", "no product "+id)
+	v, ok := g.product(w, r, id)
+	if !ok {
 		return
 	}
 	h := w.Header()

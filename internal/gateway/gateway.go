@@ -254,18 +254,27 @@ type reviewResponse struct {
 	At         time.Time `json:"at"`
 }
 
+// product reads a product from the read model; when it cannot, it has
+// answered (404, or the error) and returns false.
+func (g *Gateway) product(w http.ResponseWriter, r *http.Request, id string) (products.View, bool) {
+	v, found, err := g.d.Products.Get(r.Context(), id)
+	if err != nil {
+		writeError(w, r, g.log, err)
+		return v, false
+	}
+	if !found {
+		writeProblem(w, r, http.StatusNotFound, "not-found", "no product "+id)
+	}
+	return v, found
+}
+
 func (g *Gateway) getProduct(w http.ResponseWriter, r *http.Request) {
 	id, ok := pathID(w, r, "product")
 	if !ok {
 		return
 	}
-	v, found, err := g.d.Products.Get(r.Context(), id)
-	if err != nil {
-		writeError(w, r, g.log, err)
-		return
-	}
-	if !found {
-		writeProblem(w, r, http.StatusNotFound, "not-found", "no product "+id)
+	v, ok := g.product(w, r, id)
+	if !ok {
 		return
 	}
 	resp := productResponse{ID: id, Title: v.Title, PriceCents: v.PriceCents, Currency: v.Currency, Photo: v.Photo,
