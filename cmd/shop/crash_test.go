@@ -11,6 +11,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -235,7 +236,8 @@ func startRun(t *testing.T, bin string, e devstack.Endpoints, components string)
 		addr := freeAddr(t)
 		cmd := exec.Command(bin, "run", "--components="+components,
 			"--brokers", strings.Join(e.Brokers, ","), "--registry-url", e.RegistryURL, "--mongo-uri", e.MongoURI,
-			"--postgres-url", e.PostgresURL, "--http", addr, "--log-level", "warn")
+			"--postgres-url", e.PostgresURL, "--card-psp-url", e.CardPSPURL, "--sepa-bank-url", e.SepaBankURL,
+			"--smtp-addr", e.SMTPAddr, "--http", addr, "--log-level", childLogLevel())
 		p := &shopRun{cmd: cmd, out: &lockedBuffer{}, base: "http://" + addr, exited: make(chan error, 1),
 			client: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 16}}}
 		cmd.Stdout, cmd.Stderr = p.out, p.out
@@ -244,6 +246,12 @@ func startRun(t *testing.T, bin string, e devstack.Endpoints, components string)
 		}
 		go func() { p.exited <- cmd.Wait() }()
 		t.Cleanup(func() { _ = cmd.Process.Kill() })
+		if !strings.Contains(components, "gateway") { // no HTTP: wait for its ready line
+			if p.waitOutput("shop run ready", 60*time.Second) {
+				return p
+			}
+			t.Fatalf("shop run --components=%s not ready:\n%s", components, p.out)
+		}
 		healthy, err := p.waitHealthy(60 * time.Second)
 		if healthy {
 			return p
@@ -253,6 +261,22 @@ func startRun(t *testing.T, bin string, e devstack.Endpoints, components string)
 		}
 		t.Fatalf("shop run --components=%s not healthy (exit: %v):\n%s", components, err, p.out)
 	}
+}
+
+// waitOutput waits for the child to print s; false if it exits first.
+func (p *shopRun) waitOutput(s string, timeout time.Duration) bool {
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); {
+		if strings.Contains(p.out.String(), s) {
+			return true
+		}
+		select {
+		case err := <-p.exited:
+			p.exited <- err
+			return false
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return false
 }
 
 // waitHealthy polls /healthz; it returns false with the exit error if the
@@ -588,4 +612,12 @@ func uniqueVersions(recs []logRecord) map[int64]bool {
 		out[r.version] = true
 	}
 	return out
+}
+
+// childLogLevel is the children's log level: warn, or SHOP_TEST_CHILD_LOG.
+func childLogLevel() string {
+	if l := os.Getenv("SHOP_TEST_CHILD_LOG"); l != "" {
+		return l
+	}
+	return "warn"
 }

@@ -99,6 +99,10 @@ type Config struct {
 	CommitInterval time.Duration
 }
 
+// SessionTimeout is how long the group waits for a silent member before
+// it hands its partitions to the others.
+const SessionTimeout = 10 * time.Second
+
 const (
 	maxPollRecords = 1000
 	// opTimeout bounds one dead-letter write and one commit, so that a
@@ -173,12 +177,16 @@ func (c *Consumer) ClientOpts() []kgo.Opt {
 		kgo.DisableAutoCommit(),
 		kgo.BlockRebalanceOnPoll(),
 		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
+			c.log.Info("partitions assigned", "partitions", assigned)
 			if c.cfg.OnAssigned != nil {
 				c.cfg.OnAssigned(assigned)
 			}
 		}),
 		kgo.OnPartitionsRevoked(c.revoked),
 		kgo.OnPartitionsLost(c.lost),
+		// A member that dies without leaving (SIGKILL, a lost host) has
+		// its partitions handed on after this, not Kafka's default 45 s.
+		kgo.SessionTimeout(SessionTimeout),
 		// A resumed partition joins the next fetch request: keep the
 		// long poll of the others short.
 		kgo.FetchMaxWait(250 * time.Millisecond),
@@ -284,6 +292,7 @@ func (c *Consumer) lost(_ context.Context, cl *kgo.Client, lost map[string][]int
 }
 
 func (c *Consumer) released(partitions map[string][]int32) {
+	c.log.Info("partitions released", "partitions", partitions)
 	if c.cfg.OnReleased != nil {
 		c.cfg.OnReleased(partitions)
 	}
