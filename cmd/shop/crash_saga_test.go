@@ -3,9 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"net/mail"
 	"os"
@@ -15,7 +13,8 @@ import (
 	"time"
 
 	"shopstream/internal/devstack"
-	"shopstream/internal/embedded/postgres"
+
+	"shopstream/internal/testenv"
 )
 
 // The saga, payment, billing and email processors run in a child process
@@ -31,25 +30,11 @@ import (
 var killRounds = 1
 
 func TestCrashKillProcessorsLosesNoOrder(t *testing.T) {
-	if testing.Short() {
-		t.Skip("-short: skips building the shop binary and killing it")
-	}
+	testenv.Slow(t, "builds the shop binary and SIGKILLs its processors, about 20 s")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	dir := t.TempDir()
-	stack, err := devstack.Start(ctx, devstack.Config{Dir: dir, PSPLatency: 20 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
-	if errors.Is(err, postgres.ErrBinariesNotFound) {
-		t.Skip("embedded PostgreSQL needs its server binaries: " + err.Error())
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		sctx, scancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer scancel()
-		_ = stack.Stop(sctx)
-	})
-	e := stack.Endpoints
+	e := startStack(ctx, t, devstack.Config{Dir: dir, PSPLatency: 20 * time.Millisecond})
 	bin := buildShop(t)
 	front := startRun(t, bin, e, "gateway,outbox-relay,stockfeed,projector-products,projector-orders")
 	const workers = "saga,payments-card,payments-sepa,billing,email"

@@ -31,6 +31,8 @@ import (
 	"shopstream/internal/outbox"
 	"shopstream/internal/pgdb"
 	"shopstream/schemas"
+
+	"shopstream/internal/testenv"
 )
 
 // Crash safety (issue 3): a `shop run` child killed with SIGKILL after it
@@ -44,29 +46,12 @@ import (
 // waits for the outbox to drain and checks the whole topic against the
 // commands the gateway accepted and the state PostgreSQL committed.
 func TestCrashKillLosesNoEventAndKeepsOrder(t *testing.T) {
-	if testing.Short() {
-		t.Skip("-short: skips building the shop binary and killing it")
-	}
+	testenv.Slow(t, "builds the shop binary and SIGKILLs it, about 10 s")
 	began := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 
-	stack, err := devstack.Start(ctx, devstack.Config{Dir: t.TempDir(), Logger: slog.New(slog.DiscardHandler)})
-	if errors.Is(err, postgres.ErrBinariesNotFound) {
-		t.Skip("embedded PostgreSQL needs its server binaries: " + err.Error())
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Registered first, so it runs last: after every child was killed.
-	t.Cleanup(func() {
-		sctx, scancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer scancel()
-		if err := stack.Stop(sctx); err != nil {
-			t.Errorf("stop embedded infrastructure: %v", err)
-		}
-	})
-	e := stack.Endpoints
+	e := startStack(ctx, t, devstack.Config{Dir: t.TempDir()})
 	pool, err := pgdb.Connect(ctx, e.PostgresURL)
 	if err != nil {
 		t.Fatal(err)
@@ -219,6 +204,30 @@ func TestCrashKillLosesNoEventAndKeepsOrder(t *testing.T) {
 }
 
 // shopRun is a `shop run` child process.
+// startStack starts the embedded infrastructure the children share, in the
+// test process, or skips the test without PostgreSQL's binaries. Its
+// cleanup is registered first, so it runs last: after every child was
+// killed.
+func startStack(ctx context.Context, t *testing.T, cfg devstack.Config) devstack.Endpoints {
+	t.Helper()
+	cfg.Logger = slog.New(slog.DiscardHandler)
+	stack, err := devstack.Start(ctx, cfg)
+	if errors.Is(err, postgres.ErrBinariesNotFound) {
+		t.Skip("embedded PostgreSQL needs its server binaries: " + err.Error())
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		sctx, scancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer scancel()
+		if err := stack.Stop(sctx); err != nil {
+			t.Errorf("stop embedded infrastructure: %v", err)
+		}
+	})
+	return stack.Endpoints
+}
+
 type shopRun struct {
 	cmd    *exec.Cmd
 	out    *lockedBuffer

@@ -103,6 +103,20 @@ func Transact(ctx context.Context, pool *pgxpool.Pool, meta command.Meta, fn fun
 	return res, nil
 }
 
+// Rule binds a context's pure Decide(state, version, command) and Evolve
+// once, giving the Decide of each command.
+func Rule[S, C any](decide func(S, int64, C) ([]schemas.Event, error), evolve func(S, ...schemas.Event) S) func(C) Decide[S] {
+	return func(cmd C) Decide[S] {
+		return Decision(func(state S, version int64) ([]schemas.Event, error) { return decide(state, version, cmd) }, evolve)
+	}
+}
+
+// Exec is Update for a command without an answer: a processor's.
+func (s *Store[S]) Exec(ctx context.Context, id string, meta command.Meta, decide Decide[S]) error {
+	_, err := s.Update(ctx, id, meta, decide, func(S, int64) command.Result { return command.Result{} })
+	return err
+}
+
 // Update is the common command: Apply decide to one aggregate in its own
 // transaction (Transact), answering with result of the new state.
 func (s *Store[S]) Update(ctx context.Context, id string, meta command.Meta, decide Decide[S], result func(S, int64) command.Result) (command.Result, error) {

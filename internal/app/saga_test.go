@@ -27,6 +27,8 @@ import (
 	"shopstream/internal/devstack"
 	"shopstream/processors/billing/invoicepdf/pdftest"
 	"shopstream/schemas"
+
+	"shopstream/internal/testenv"
 )
 
 // waitOrder polls GET /orders/{id} until check passes.
@@ -219,9 +221,7 @@ func TestTwoHundredOrdersAgainstTwentyUnits(t *testing.T) {
 // With --email-rate 5, 100 confirmed orders give 100 emails, each once,
 // and no one-second window (by the SMTP server's clock) holds more than 5.
 func TestEmailQuotaHoldsForTheGroup(t *testing.T) {
-	if testing.Short() {
-		t.Skip("-short")
-	}
+	testenv.Slow(t, "100 emails at 5 per second, about 25 s")
 	dir := t.TempDir()
 	s := startShop(t, dir, func(c *app.Config) { c.EmailRate = 5 })
 	pool := s.pool()

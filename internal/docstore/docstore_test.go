@@ -16,6 +16,8 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"shopstream/internal/embedded/ferret"
+
+	"shopstream/internal/testenv"
 )
 
 // testTimeout caps each bulk run, and stallTimeout is the longest we wait for
@@ -219,6 +221,7 @@ func upsertModels(n, version int) []mongo.WriteModel {
 }
 
 func TestBulkUpsert5000(t *testing.T) {
+	testenv.Slow(t, "5,000 upserts into FerretDB, about 80 s")
 	const n = 5000
 	s, rec := newStore(t)
 	models := upsertModels(n, 1)

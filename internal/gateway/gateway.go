@@ -102,7 +102,7 @@ type correlationCtxKey struct{}
 
 // meta derives a command's metadata from the request: the correlation id
 // ServeHTTP settled, traceparent and the idempotency key.
-func meta(_ http.ResponseWriter, r *http.Request) command.Meta {
+func meta(r *http.Request) command.Meta {
 	corr, _ := r.Context().Value(correlationCtxKey{}).(string)
 	return command.Meta{CorrelationID: corr, CausationID: corr, TraceParent: r.Header.Get("traceparent"), Idempotency: idempotencyKey(r)}
 }
@@ -110,7 +110,7 @@ func meta(_ http.ResponseWriter, r *http.Request) command.Meta {
 // dispatch sends cmd through the command bus and answers with its result
 // or its problem.
 func (g *Gateway) dispatch(w http.ResponseWriter, r *http.Request, cmd command.Command) {
-	res, err := g.d.Commands.Dispatch(r.Context(), meta(w, r), cmd)
+	res, err := g.d.Commands.Dispatch(r.Context(), meta(r), cmd)
 	if err != nil {
 		writeError(w, r, g.log, err)
 		return

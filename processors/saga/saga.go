@@ -73,8 +73,6 @@ func (s *Saga) Handle(ctx context.Context, env eventlog.Envelope) error {
 	return err
 }
 
-var errShort = errors.New("short")
-
 func (s *Saga) reserve(ctx context.Context, meta command.Meta, e schemas.OrderPlaced) error {
 	o, found, err := s.orders.Order(ctx, e.OrderID)
 	if err != nil {
@@ -90,27 +88,18 @@ func (s *Saga) reserve(ctx context.Context, meta command.Meta, e schemas.OrderPl
 	for i, it := range e.Items {
 		lines[i] = inventory.Line{ProductID: it.ProductID, Quantity: int64(it.Quantity)}
 	}
-	var short []*command.Shortage
-	_, err = aggregate.Transact(ctx, s.pool, meta, func(tx pgx.Tx) (command.Result, error) {
-		var err error
-		if short, err = s.inventory.ReserveIn(ctx, tx, meta, e.OrderID, lines); err != nil {
-			return command.Result{}, err
-		}
-		if len(short) > 0 {
-			return command.Result{}, errShort // hold nothing
-		}
-		return command.Result{}, s.payments.RequestIn(ctx, tx, meta, payments.Request{
-			OrderID: e.OrderID, CustomerID: e.CustomerID, Method: e.PaymentMethod, AmountCents: e.TotalCents})
+	err = s.inventory.Reserve(ctx, meta, e.OrderID, lines, inventory.Then{
+		Held: func(tx pgx.Tx) error {
+			return s.payments.RequestIn(ctx, tx, meta, payments.Request{
+				OrderID: e.OrderID, CustomerID: e.CustomerID, Method: e.PaymentMethod, AmountCents: e.TotalCents})
+		},
+		Short: func(tx pgx.Tx) error {
+			return s.orders.TransitionIn(ctx, tx, meta, e.OrderID, orders.Cancel{Reason: orders.ReasonOutOfStock})
+		},
 	})
-	if !errors.Is(err, errShort) {
-		return err
+	if short := (*command.Shortage)(nil); errors.As(err, &short) {
+		return nil // cancelled out_of_stock: the step is done
 	}
-	_, err = aggregate.Transact(ctx, s.pool, meta, func(tx pgx.Tx) (command.Result, error) {
-		if err := s.inventory.RejectIn(ctx, tx, meta, e.OrderID, short); err != nil {
-			return command.Result{}, err
-		}
-		return command.Result{}, s.orders.TransitionIn(ctx, tx, meta, e.OrderID, orders.Cancel{Reason: orders.ReasonOutOfStock})
-	})
 	return err
 }
 

@@ -112,8 +112,7 @@ func (s *Service) NextNumber(ctx context.Context, now time.Time) (string, error)
 // order's invoice again changes nothing.
 func (s *Service) IssueIn(ctx context.Context, tx pgx.Tx, meta command.Meta, c Issue, pdf []byte) error {
 	c.DocumentRef = DocumentRef(c.OrderID)
-	_, version, err := s.invoices.Apply(ctx, tx, c.OrderID, meta, aggregate.Decision(
-		func(inv Invoice, v int64) ([]schemas.Event, error) { return Decide(inv, v, c) }, Evolve))
+	_, version, err := s.invoices.Apply(ctx, tx, c.OrderID, meta, aggregate.Rule(Decide, Evolve)(c))
 	if err != nil || version != 1 {
 		return err
 	}

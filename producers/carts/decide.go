@@ -19,6 +19,9 @@ const (
 	MaxLines    = 50 // distinct products
 )
 
+// errEmpty refuses to check out an empty cart.
+var errEmpty = command.Invalid("items", "the cart is empty: send items, or add to the cart first")
+
 // Cart is the write-side state of a customer's cart.
 type Cart struct {
 	Items []Item `json:"items"`
@@ -109,7 +112,7 @@ func Decide(c Cart, cmd Command) ([]schemas.Event, error) {
 		return []schemas.Event{schemas.ItemRemovedFromCart{CustomerID: cmd.CustomerID, ProductID: cmd.ProductID}}, nil
 	case CheckOut:
 		if len(c.Items) == 0 {
-			return nil, command.Invalid("items", "the cart is empty: send items, or add to the cart first")
+			return nil, errEmpty
 		}
 		return []schemas.Event{schemas.CartCheckedOut{CustomerID: cmd.CustomerID, OrderID: cmd.OrderID}}, nil
 	}

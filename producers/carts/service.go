@@ -102,7 +102,7 @@ func (s *Service) Items(ctx context.Context, customerID string) ([]Item, error) 
 		return nil, err
 	}
 	if len(c.Items) == 0 {
-		return nil, command.Invalid("items", "the cart is empty: send items, or add to the cart first")
+		return nil, errEmpty
 	}
 	return c.Items, nil
 }

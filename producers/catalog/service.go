@@ -9,7 +9,6 @@ import (
 	"shopstream/internal/eventlog"
 	"shopstream/internal/pgdb"
 	"shopstream/producers/command"
-	"shopstream/schemas"
 )
 
 // Source is the CloudEvents source of the catalogue's events.
@@ -43,10 +42,10 @@ func (s *Service) Register(b *command.Bus) {
 // handle decides cmd against the product's current state and saves the
 // outcome with its events, answering res.
 func (s *Service) handle(ctx context.Context, meta command.Meta, cmd Command, res command.Result) (command.Result, error) {
-	return s.products.Update(ctx, cmd.productID(), meta, aggregate.Decision(
-		func(p Product, version int64) ([]schemas.Event, error) { return Decide(p, version, cmd) }, Evolve),
-		func(Product, int64) command.Result { return res })
+	return s.products.Update(ctx, cmd.productID(), meta, decide(cmd), func(Product, int64) command.Result { return res })
 }
+
+var decide = aggregate.Rule(Decide, Evolve)
 
 // Product returns a product's write-side state; found is false when it was
 // never registered.

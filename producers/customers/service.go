@@ -9,7 +9,6 @@ import (
 	"shopstream/internal/eventlog"
 	"shopstream/internal/pgdb"
 	"shopstream/producers/command"
-	"shopstream/schemas"
 )
 
 // Source is the CloudEvents source of customer events.
@@ -40,8 +39,7 @@ func (s *Service) Register(b *command.Bus) { command.Register(b, s.signUp) }
 
 // signUp creates the account; command.ErrConflict when the email is taken.
 func (s *Service) signUp(ctx context.Context, meta command.Meta, cmd SignUp) (command.Result, error) {
-	return s.store.Update(ctx, cmd.CustomerID, meta, aggregate.Decision(
-		func(c Customer, version int64) ([]schemas.Event, error) { return Decide(c, version, cmd) }, Evolve),
+	return s.store.Update(ctx, cmd.CustomerID, meta, aggregate.Rule(Decide, Evolve)(cmd),
 		func(Customer, int64) command.Result {
 			return command.Created("/customers/"+cmd.CustomerID, cmd.CustomerID)
 		})

@@ -14,7 +14,6 @@ import (
 	"shopstream/internal/eventlog"
 	"shopstream/internal/pgdb"
 	"shopstream/producers/command"
-	"shopstream/schemas"
 )
 
 // Source is the CloudEvents source of stock events.
@@ -43,15 +42,12 @@ func NewService(pool *pgxpool.Pool, serde *eventlog.Serde) *Service {
 	return &Service{pool: pool, stock: aggregate.NewStore[Stock](pool, serde, "inventory.stock", Source)}
 }
 
-func (s *Service) decide(cmd Command) aggregate.Decide[Stock] {
-	return aggregate.Decision(func(st Stock, version int64) ([]schemas.Event, error) { return Decide(st, version, cmd) }, Evolve)
-}
+var decide = aggregate.Rule(Decide, Evolve)
 
 // Receive adds a catalogue event's units to a product's stock, once per
 // catalogue aggregate version.
 func (s *Service) Receive(ctx context.Context, meta command.Meta, cmd ReceiveStock) error {
-	_, err := s.stock.Update(ctx, cmd.ProductID, meta, s.decide(cmd), func(Stock, int64) command.Result { return command.Result{} })
-	return err
+	return s.stock.Exec(ctx, cmd.ProductID, meta, decide(cmd))
 }
 
 // Line is what an order asks of one product.
@@ -60,42 +56,63 @@ type Line struct {
 	Quantity  int64
 }
 
-// Reserve holds every line of an order, all or nothing, in its own
-// transactions (see ReserveIn).
-func (s *Service) Reserve(ctx context.Context, meta command.Meta, orderID string, lines []Line) error {
+// Then is what the caller does in Reserve's transactions: Held in the
+// one that holds every line (payment requested with the reservation), Short
+// in the one that records a refusal (the order cancelled with it). Either
+// may be nil.
+type Then struct {
+	Held, Short func(tx pgx.Tx) error
+}
+
+// Reserve holds every line of an order, all or nothing, in one transaction
+// with then.Held. When a product is short nothing is held: another
+// transaction records a StockReservationRejected for each short product,
+// with then.Short, and Reserve returns the first *command.Shortage.
+// Reserving an order again changes nothing. A lost version race is
+// command.ErrVersion: the caller retries.
+func (s *Service) Reserve(ctx context.Context, meta command.Meta, orderID string, lines []Line, then Then) error {
 	var short []*command.Shortage
 	_, err := aggregate.Transact(ctx, s.pool, meta, func(tx pgx.Tx) (command.Result, error) {
 		var err error
-		short, err = s.ReserveIn(ctx, tx, meta, orderID, lines)
-		if err == nil && len(short) > 0 {
-			err = short[0] // roll back what was held
+		if short, err = s.reserveIn(ctx, tx, meta, orderID, lines); err != nil {
+			return command.Result{}, err
 		}
-		return command.Result{}, err
+		if len(short) > 0 {
+			return command.Result{}, short[0] // roll back what was held
+		}
+		return command.Result{}, run(then.Held, tx)
 	})
 	if len(short) == 0 {
 		return err
 	}
 	if _, err := aggregate.Transact(ctx, s.pool, meta, func(tx pgx.Tx) (command.Result, error) {
-		return command.Result{}, s.RejectIn(ctx, tx, meta, orderID, short)
+		if err := s.rejectIn(ctx, tx, meta, orderID, short); err != nil {
+			return command.Result{}, err
+		}
+		return command.Result{}, run(then.Short, tx)
 	}); err != nil {
 		return fmt.Errorf("record rejection of order %s: %w", orderID, err)
 	}
 	return short[0]
 }
 
-// ReserveIn holds every line of an order within tx. It returns the
-// products that are short; then the caller must roll tx back (nothing may
-// be held) and record the refusal with RejectIn in another transaction.
-// Reserving an order again changes nothing. A lost version race is
-// command.ErrVersion: the caller retries.
-func (s *Service) ReserveIn(ctx context.Context, tx pgx.Tx, meta command.Meta, orderID string, lines []Line) ([]*command.Shortage, error) {
+func run(f func(pgx.Tx) error, tx pgx.Tx) error {
+	if f == nil {
+		return nil
+	}
+	return f(tx)
+}
+
+// reserveIn holds every line of an order within tx and returns the
+// products that are short.
+func (s *Service) reserveIn(ctx context.Context, tx pgx.Tx, meta command.Meta, orderID string, lines []Line) ([]*command.Shortage, error) {
 	lines = slices.Clone(lines)
 	// One order of locking for every transaction: no deadlock between two
 	// orders of the same products.
 	slices.SortFunc(lines, func(a, b Line) int { return strings.Compare(a.ProductID, b.ProductID) })
 	var short []*command.Shortage
 	for _, l := range lines {
-		_, _, err := s.stock.Apply(ctx, tx, l.ProductID, meta, s.decide(Reserve{ProductID: l.ProductID, OrderID: orderID, Quantity: l.Quantity}))
+		_, _, err := s.stock.Apply(ctx, tx, l.ProductID, meta, decide(Reserve{ProductID: l.ProductID, OrderID: orderID, Quantity: l.Quantity}))
 		if sh := (*command.Shortage)(nil); errors.As(err, &sh) {
 			short = append(short, sh)
 			continue
@@ -107,14 +124,14 @@ func (s *Service) ReserveIn(ctx context.Context, tx pgx.Tx, meta command.Meta, o
 	return short, nil
 }
 
-// RejectIn records, within tx, that order orderID could not have the
-// units ReserveIn found short.
-func (s *Service) RejectIn(ctx context.Context, tx pgx.Tx, meta command.Meta, orderID string, short []*command.Shortage) error {
+// rejectIn records, within tx, that order orderID could not have the
+// units reserveIn found short.
+func (s *Service) rejectIn(ctx context.Context, tx pgx.Tx, meta command.Meta, orderID string, short []*command.Shortage) error {
 	for _, sh := range short {
 		if sh.Unknown {
 			continue // no stream to record it on
 		}
-		if _, _, err := s.stock.Apply(ctx, tx, sh.ProductID, meta, s.decide(Reject{ProductID: sh.ProductID, OrderID: orderID, Quantity: sh.Requested})); err != nil {
+		if _, _, err := s.stock.Apply(ctx, tx, sh.ProductID, meta, decide(Reject{ProductID: sh.ProductID, OrderID: orderID, Quantity: sh.Requested})); err != nil {
 			return err
 		}
 	}
@@ -125,7 +142,7 @@ func (s *Service) RejectIn(ctx context.Context, tx pgx.Tx, meta command.Meta, or
 // product; releasing again changes nothing.
 func (s *Service) ReleaseIn(ctx context.Context, tx pgx.Tx, meta command.Meta, orderID, reason string, productIDs []string) error {
 	for _, id := range slices.Sorted(slices.Values(productIDs)) {
-		if _, _, err := s.stock.Apply(ctx, tx, id, meta, s.decide(Release{ProductID: id, OrderID: orderID, Reason: reason})); err != nil {
+		if _, _, err := s.stock.Apply(ctx, tx, id, meta, decide(Release{ProductID: id, OrderID: orderID, Reason: reason})); err != nil {
 			return err
 		}
 	}

@@ -101,9 +101,7 @@ func NewService(pool *pgxpool.Pool, serde *eventlog.Serde) *Service {
 	return &Service{emails: aggregate.NewStore[Email](pool, serde, "notifications.emails", Source)}
 }
 
-func decide(cmd Command) aggregate.Decide[Email] {
-	return aggregate.Decision(func(e Email, v int64) ([]schemas.Event, error) { return Decide(e, v, cmd) }, Evolve)
-}
+var decide = aggregate.Rule(Decide, Evolve)
 
 // RequestIn asks for an order's email within tx.
 func (s *Service) RequestIn(ctx context.Context, tx pgx.Tx, meta command.Meta, c Request) error {
@@ -119,6 +117,5 @@ func (s *Service) Email(ctx context.Context, orderID string) (Email, error) {
 
 // MarkSent records, in its own transaction, that the email went out.
 func (s *Service) MarkSent(ctx context.Context, meta command.Meta, c MarkSent) error {
-	_, err := s.emails.Update(ctx, c.OrderID, meta, decide(c), func(Email, int64) command.Result { return command.Result{} })
-	return err
+	return s.emails.Exec(ctx, c.OrderID, meta, decide(c))
 }

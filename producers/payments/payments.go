@@ -131,9 +131,7 @@ func NewService(pool *pgxpool.Pool, serde *eventlog.Serde) *Service {
 	return &Service{pool: pool, payments: aggregate.NewStore[Payment](pool, serde, "payments.payments", Source)}
 }
 
-func decide(cmd Command) aggregate.Decide[Payment] {
-	return aggregate.Decision(func(p Payment, v int64) ([]schemas.Event, error) { return Decide(p, v, cmd) }, Evolve)
-}
+var decide = aggregate.Rule(Decide, Evolve)
 
 // RequestIn asks for an order's payment within tx.
 func (s *Service) RequestIn(ctx context.Context, tx pgx.Tx, meta command.Meta, cmd Request) error {
@@ -143,8 +141,7 @@ func (s *Service) RequestIn(ctx context.Context, tx pgx.Tx, meta command.Meta, c
 
 // Settle records a provider's outcome in its own transaction.
 func (s *Service) Settle(ctx context.Context, meta command.Meta, cmd Settle) error {
-	_, err := s.payments.Update(ctx, cmd.OrderID, meta, decide(cmd), func(Payment, int64) command.Result { return command.Result{} })
-	return err
+	return s.payments.Exec(ctx, cmd.OrderID, meta, decide(cmd))
 }
 
 // Payment returns an order's payment state; found is false before it is

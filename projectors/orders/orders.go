@@ -13,7 +13,6 @@
 package orders
 
 import (
-	"maps"
 	"slices"
 	"time"
 
@@ -27,19 +26,19 @@ const Version = 1
 
 // View is the read-model document of an order.
 type View struct {
-	Placed        bool             `bson:"placed"`
-	CustomerID    string           `bson:"customer_id"`
-	PaymentMethod string           `bson:"payment_method"`
-	Items         []Item           `bson:"items"`
-	TotalCents    int64            `bson:"total_cents"`
-	Reserved      []string         `bson:"reserved"` // products whose units are held
-	PaymentStatus string           `bson:"payment_status"`
-	PaymentRef    string           `bson:"payment_ref"`
-	Confirmed     bool             `bson:"confirmed"`
-	CancelReason  string           `bson:"cancel_reason"`
-	Invoice       *Invoice         `bson:"invoice"`
-	History       []Change         `bson:"history"`
-	Applied       map[string]int64 `bson:"applied"` // stream → last aggregate version applied
+	Placed        bool           `bson:"placed"`
+	CustomerID    string         `bson:"customer_id"`
+	PaymentMethod string         `bson:"payment_method"`
+	Items         []Item         `bson:"items"`
+	TotalCents    int64          `bson:"total_cents"`
+	Reserved      []string       `bson:"reserved"` // products whose units are held
+	PaymentStatus string         `bson:"payment_status"`
+	PaymentRef    string         `bson:"payment_ref"`
+	Confirmed     bool           `bson:"confirmed"`
+	CancelReason  string         `bson:"cancel_reason"`
+	Invoice       *Invoice       `bson:"invoice"`
+	History       []Change       `bson:"history"`
+	Applied       runner.Applied `bson:"applied"`
 }
 
 // Item is a line of an order.
@@ -134,15 +133,10 @@ func Apply(v View, env eventlog.Envelope) View {
 	if env.Topic == schemas.TopicStock {
 		stream += "_" + env.Meta.AggregateID
 	}
-	if env.Meta.AggregateVersion <= v.Applied[stream] {
+	before := v.Status()
+	if v.Applied, ok = v.Applied.Record(stream, env.Meta.AggregateVersion); !ok {
 		return v
 	}
-	before := v.Status()
-	v.Applied = maps.Clone(v.Applied)
-	if v.Applied == nil {
-		v.Applied = map[string]int64{}
-	}
-	v.Applied[stream] = env.Meta.AggregateVersion
 	at := env.Meta.OccurredAt.UTC().Truncate(time.Millisecond)
 	switch e := env.Event.(type) {
 	case schemas.OrderPlaced:

@@ -13,7 +13,6 @@
 package products
 
 import (
-	"maps"
 	"time"
 
 	"shopstream/internal/eventlog"
@@ -29,17 +28,17 @@ const LatestReviews = 10
 
 // View is the read-model document of a product.
 type View struct {
-	Registered  bool             `bson:"registered"`
-	Title       string           `bson:"title"`
-	PriceCents  int64            `bson:"price_cents"`
-	Currency    string           `bson:"currency"`
-	Photo       string           `bson:"photo"`
-	Stock       int64            `bson:"stock"`
-	SoldOut     bool             `bson:"sold_out"`
-	RatingSum   int64            `bson:"rating_sum"`
-	RatingCount int64            `bson:"rating_count"`
-	Reviews     []Review         `bson:"reviews"`
-	Applied     map[string]int64 `bson:"applied"` // stream → last aggregate version applied
+	Registered  bool           `bson:"registered"`
+	Title       string         `bson:"title"`
+	PriceCents  int64          `bson:"price_cents"`
+	Currency    string         `bson:"currency"`
+	Photo       string         `bson:"photo"`
+	Stock       int64          `bson:"stock"`
+	SoldOut     bool           `bson:"sold_out"`
+	RatingSum   int64          `bson:"rating_sum"`
+	RatingCount int64          `bson:"rating_count"`
+	Reviews     []Review       `bson:"reviews"`
+	Applied     runner.Applied `bson:"applied"`
 }
 
 // Review is one review as shown with a product.
@@ -71,15 +70,13 @@ func Projection() runner.Projection[View] {
 // Apply folds one event into a product document.
 func Apply(v View, env eventlog.Envelope) View {
 	stream, ok := streams[env.Topic]
-	if !ok || env.Meta.AggregateVersion <= v.Applied[stream] {
+	if !ok {
 		return v
 	}
-	v.Applied = maps.Clone(v.Applied)
-	if v.Applied == nil {
-		v.Applied = map[string]int64{}
-	}
 	fromInventory := v.Applied["stock"] > 0
-	v.Applied[stream] = env.Meta.AggregateVersion
+	if v.Applied, ok = v.Applied.Record(stream, env.Meta.AggregateVersion); !ok {
+		return v
+	}
 	switch e := env.Event.(type) {
 	case schemas.ProductRegistered:
 		v.Registered = true
