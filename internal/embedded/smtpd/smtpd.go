@@ -204,7 +204,9 @@ func (s *Server) store(from string, to []string, remote, helo string, data []byt
 	}
 
 	s.mu.Lock()
-	now := time.Now().UTC()
+	// At the file name's precision: two messages within one microsecond
+	// must not get the same name (the second would replace the first).
+	now := time.Now().UTC().Truncate(time.Microsecond)
 	if !now.After(s.last) {
 		now = s.last.Add(time.Microsecond)
 	}
