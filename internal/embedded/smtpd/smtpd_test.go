@@ -1,6 +1,7 @@
 package smtpd_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -280,6 +281,12 @@ func TestStop(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer idle.Close()
+	// Its greeting says the server has taken the connection as a session
+	// (a dial alone can return before the server accepts it).
+	idle.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if greeting, err := bufio.NewReader(idle).ReadString('\n'); err != nil || !strings.HasPrefix(greeting, "220") {
+		t.Fatalf("greeting %q: %v", greeting, err)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	began := time.Now()
