@@ -57,6 +57,7 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 	return app.Run(ctx, shop.apply(app.Config{
 		Brokers: e.Brokers, RegistryURL: e.RegistryURL, MongoURI: e.MongoURI, MongoDB: "shop",
 		PostgresURL: e.PostgresURL, CardPSPURL: e.CardPSPURL, SepaBankURL: e.SepaBankURL, SMTPAddr: e.SMTPAddr, HTTPAddr: *httpAddr, Components: app.Components(), Replication: 1, Logger: log,
+		DevEndpoints: e,
 		OnReady: func(addr string) {
 			e.HTTP = "http://" + addr
 			if err := devstack.WriteEndpoints(*dataDir, e); err != nil {

@@ -29,6 +29,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"shopstream/internal/docstore"
+	"shopstream/internal/lag"
 	"shopstream/internal/eventlog"
 	"shopstream/internal/gateway"
 	"shopstream/internal/idempotency"
@@ -120,6 +121,9 @@ type Config struct {
 	// the broker default.
 	Replication int16
 	Logger      *slog.Logger
+	// DevEndpoints, set by `shop dev`, is what GET /dev/endpoints answers:
+	// the embedded infrastructure, for tools such as `shop replay --http`.
+	DevEndpoints any
 	// OnReady, if set, is called once every component runs, with the
 	// address the gateway listens on ("" without a gateway).
 	OnReady func(httpAddr string)
@@ -302,7 +306,8 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		gw := gateway.New(gateway.Deps{
 			Commands: commandBus(svc, pool, cfg, metrics), Products: products.NewReader(db), Orders: orderviews.NewReader(db),
-			Stock: hub, Checks: checks, Logger: log,
+			Stock: hub, Checks: checks, Logger: log, DevEndpoints: cfg.DevEndpoints,
+			Lag: func(ctx context.Context) ([]lag.Group, error) { return lag.Measure(ctx, kadm.NewClient(admin)) },
 		})
 		ln, err := net.Listen("tcp", cfg.HTTPAddr)
 		if err != nil {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"shopstream/internal/lag"
 	"shopstream/internal/stockwatch"
 	"shopstream/producers/carts"
 	"shopstream/producers/catalog"
@@ -39,8 +40,14 @@ type Deps struct {
 	Products *products.Reader
 	Orders   *orderviews.Reader
 	Stock    *stockwatch.Hub // sold-out and restock notices, for GET /products/{id}/events
-	Checks   []Check
-	Logger   *slog.Logger
+	// Lag measures the consumer groups' lag, for GET /lag (nil: 404).
+	Lag func(ctx context.Context) ([]lag.Group, error)
+	// DevEndpoints is what GET /dev/endpoints answers: the embedded
+	// infrastructure of `shop dev`, so that `shop replay --http` finds it
+	// (nil outside `shop dev`: 404).
+	DevEndpoints any
+	Checks       []Check
+	Logger       *slog.Logger
 }
 
 // Gateway serves the shop's HTTP API.
@@ -61,12 +68,16 @@ func New(d Deps) *Gateway {
 	g.handle("POST /products", g.registerProduct)
 	g.handle("POST /products/{id}/restock", g.restockProduct)
 	g.handle("POST /products/{id}/reviews", g.addReview)
+	g.handle("GET /products", g.listProducts)
 	g.handle("GET /products/{id}", g.getProduct)
 	g.handle("GET /products/{id}/events", g.productEvents)
 	g.handle("POST /carts/items", g.addToCart)
 	g.handle("DELETE /carts/{customer_id}/items/{product_id}", g.removeFromCart)
 	g.handle("POST /orders", g.placeOrder)
 	g.handle("GET /orders/{id}", g.getOrder)
+	g.handle("GET /customers/{id}/orders", g.listCustomerOrders)
+	g.handle("GET /lag", g.getLag)
+	g.handle("GET /dev/endpoints", g.devEndpoints)
 	g.handler = withIdempotencyKey(g.mux)
 	return g
 }
@@ -229,63 +240,6 @@ func (g *Gateway) addReview(w http.ResponseWriter, r *http.Request) {
 	g.dispatch(w, r, cmd)
 }
 
-// productResponse is the JSON of GET /products/{id}.
-type productResponse struct {
-	ID         string           `json:"id"`
-	Title      string           `json:"title"`
-	PriceCents int64            `json:"price_cents"`
-	Currency   string           `json:"currency"`
-	Photo      string           `json:"photo,omitempty"`
-	Stock      int64            `json:"stock"`
-	SoldOut    bool             `json:"sold_out"`
-	Rating     ratingResponse   `json:"rating"`
-	Reviews    []reviewResponse `json:"reviews"`
-}
-
-type ratingResponse struct {
-	Average *float64 `json:"average"` // null without reviews
-	Count   int64    `json:"count"`
-}
-
-type reviewResponse struct {
-	CustomerID string    `json:"customer_id"`
-	Rating     int32     `json:"rating"`
-	Comment    string    `json:"comment"`
-	At         time.Time `json:"at"`
-}
-
-// product reads a product from the read model; when it cannot, it has
-// answered (404, or the error) and returns false.
-func (g *Gateway) product(w http.ResponseWriter, r *http.Request, id string) (products.View, bool) {
-	v, found, err := g.d.Products.Get(r.Context(), id)
-	if err != nil {
-		writeError(w, r, g.log, err)
-		return v, false
-	}
-	if !found {
-		writeProblem(w, r, http.StatusNotFound, "not-found", "no product "+id)
-	}
-	return v, found
-}
-
-func (g *Gateway) getProduct(w http.ResponseWriter, r *http.Request) {
-	id, ok := pathID(w, r, "product")
-	if !ok {
-		return
-	}
-	v, ok := g.product(w, r, id)
-	if !ok {
-		return
-	}
-	resp := productResponse{ID: id, Title: v.Title, PriceCents: v.PriceCents, Currency: v.Currency, Photo: v.Photo,
-		Stock: v.Stock, SoldOut: v.SoldOut, Rating: ratingResponse{Average: v.Average(), Count: v.RatingCount},
-		Reviews: make([]reviewResponse, 0, len(v.Reviews))}
-	for _, rv := range v.Reviews {
-		resp.Reviews = append(resp.Reviews, reviewResponse{CustomerID: rv.CustomerID, Rating: rv.Rating, Comment: rv.Comment, At: rv.At})
-	}
-	writeJSON(w, http.StatusOK, resp)
-}
-
 type cartItemRequest struct {
 	ProductID  *string `json:"product_id"`
 	CustomerID *string `json:"customer_id"`
@@ -334,72 +288,4 @@ func (g *Gateway) placeOrder(w http.ResponseWriter, r *http.Request) {
 		cmd.Items = append(cmd.Items, orders.Item{ProductID: *it.ProductID, Quantity: *it.Quantity})
 	}
 	g.dispatch(w, r, cmd)
-}
-
-// orderResponse is the JSON of GET /orders/{id}.
-type orderResponse struct {
-	ID           string              `json:"id"`
-	CustomerID   string              `json:"customer_id"`
-	Status       string              `json:"status"`
-	CancelReason *string             `json:"cancel_reason"`
-	Items        []orderItemResponse `json:"items"`
-	TotalCents   int64               `json:"total_cents"`
-	Payment      paymentResponse     `json:"payment"`
-	Invoice      *invoiceResponse    `json:"invoice"`
-	History      []statusChange      `json:"history"`
-}
-
-type orderItemResponse struct {
-	ProductID      string `json:"product_id"`
-	Quantity       int32  `json:"quantity"`
-	UnitPriceCents int64  `json:"unit_price_cents"`
-}
-
-type paymentResponse struct {
-	Method    string `json:"method"`
-	Status    string `json:"status"`
-	Reference string `json:"reference,omitempty"`
-}
-
-type invoiceResponse struct {
-	Number    string     `json:"number"`
-	IssuedAt  time.Time  `json:"issued_at"`
-	EmailedAt *time.Time `json:"emailed_at"`
-}
-
-type statusChange struct {
-	Status string    `json:"status"`
-	At     time.Time `json:"at"`
-}
-
-func (g *Gateway) getOrder(w http.ResponseWriter, r *http.Request) {
-	id, ok := pathID(w, r, "order")
-	if !ok {
-		return
-	}
-	v, found, err := g.d.Orders.Get(r.Context(), id)
-	if err != nil {
-		writeError(w, r, g.log, err)
-		return
-	}
-	if !found {
-		writeProblem(w, r, http.StatusNotFound, "not-found", "no order "+id)
-		return
-	}
-	resp := orderResponse{ID: id, CustomerID: v.CustomerID, Status: v.Status(), TotalCents: v.TotalCents,
-		Payment: paymentResponse{Method: v.PaymentMethod, Status: v.PaymentStatus, Reference: v.PaymentRef},
-		Items:   make([]orderItemResponse, len(v.Items)), History: make([]statusChange, len(v.History))}
-	if v.CancelReason != "" {
-		resp.CancelReason = &v.CancelReason
-	}
-	for i, it := range v.Items {
-		resp.Items[i] = orderItemResponse{ProductID: it.ProductID, Quantity: it.Quantity, UnitPriceCents: it.UnitPriceCents}
-	}
-	for i, c := range v.History {
-		resp.History[i] = statusChange{Status: c.Status, At: c.At}
-	}
-	if v.Invoice != nil {
-		resp.Invoice = &invoiceResponse{Number: v.Invoice.Number, IssuedAt: v.Invoice.IssuedAt, EmailedAt: v.Invoice.EmailedAt}
-	}
-	writeJSON(w, http.StatusOK, resp)
 }

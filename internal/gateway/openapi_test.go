@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"reflect"
 	"regexp"
+	"shopstream/internal/devstack"
 	"slices"
 	"sort"
 	"strings"
@@ -386,6 +387,10 @@ func TestOpenAPIStructsMatchGo(t *testing.T) {
 		{"Cart", reflect.TypeFor[carts.View](), true},
 		{"OrderPlaced", reflect.TypeFor[orders.Placed](), true},
 		{"Order", reflect.TypeFor[orderResponse](), true},
+		{"ProductPage", reflect.TypeFor[productPage](), true},
+		{"CustomerOrders", reflect.TypeFor[customerOrders](), true},
+		{"Lag", reflect.TypeFor[lagResponse](), true},
+		{"DevEndpoints", reflect.TypeFor[devstack.Endpoints](), true},
 	} {
 		t.Run(c.schema, func(t *testing.T) {
 			s := doc.Components.Schemas[c.schema]

@@ -7,14 +7,20 @@
 //
 // The facts of an order arrive on several topics, so not in one order:
 // the document records facts (placed, lines reserved, paid, confirmed,
-// cancelled) and derives its status from them, whatever their arrival
-// order. Each source stream's highest applied aggregate version guards the
-// fold: replays and redeliveries change nothing.
+// cancelled), each with the time of its event, and derives its status and
+// its history from them. The same events in any arrival order give the
+// same document, so a rebuild equals the live read model. Each source
+// stream's highest applied aggregate version guards the fold: replays and
+// redeliveries change nothing.
 package orders
 
 import (
+	"maps"
 	"slices"
 	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"shopstream/internal/eventlog"
 	"shopstream/projectors/runner"
@@ -22,23 +28,30 @@ import (
 )
 
 // Version of the projection; bump it to rebuild from the log on purpose.
-const Version = 1
+// v2 added placed_at (GET /customers/{id}/orders sorts by it).
+const Version = 2
 
 // View is the read-model document of an order.
 type View struct {
-	Placed        bool           `bson:"placed"`
-	CustomerID    string         `bson:"customer_id"`
-	PaymentMethod string         `bson:"payment_method"`
-	Items         []Item         `bson:"items"`
-	TotalCents    int64          `bson:"total_cents"`
-	Reserved      []string       `bson:"reserved"` // products whose units are held
-	PaymentStatus string         `bson:"payment_status"`
-	PaymentRef    string         `bson:"payment_ref"`
-	Confirmed     bool           `bson:"confirmed"`
-	CancelReason  string         `bson:"cancel_reason"`
-	Invoice       *Invoice       `bson:"invoice"`
-	History       []Change       `bson:"history"`
-	Applied       runner.Applied `bson:"applied"`
+	Placed        bool      `bson:"placed"`
+	PlacedAt      time.Time `bson:"placed_at"`
+	CustomerID    string    `bson:"customer_id"`
+	PaymentMethod string    `bson:"payment_method"`
+	Items         []Item    `bson:"items"`
+	TotalCents    int64     `bson:"total_cents"`
+	Reserved      []string  `bson:"reserved"` // products whose units are held
+	// ReservedAt is when each product's units were first reserved (kept
+	// after a release: it is the history's fact).
+	ReservedAt    map[string]time.Time `bson:"reserved_at"`
+	PaymentStatus string               `bson:"payment_status"`
+	PaymentRef    string               `bson:"payment_ref"`
+	PaidAt        *time.Time           `bson:"paid_at"`
+	Confirmed     bool                 `bson:"confirmed"`
+	ConfirmedAt   *time.Time           `bson:"confirmed_at"`
+	CancelReason  string               `bson:"cancel_reason"`
+	CancelledAt   *time.Time           `bson:"cancelled_at"`
+	Invoice       *Invoice             `bson:"invoice"`
+	Applied       runner.Applied       `bson:"applied"`
 }
 
 // Item is a line of an order.
@@ -78,6 +91,7 @@ func Projection() runner.Projection[View] {
 		Topics:  []string{schemas.TopicOrders, schemas.TopicStock, schemas.TopicPayments, schemas.TopicInvoices, schemas.TopicEmails},
 		DocID:   DocID,
 		Apply:   Apply,
+		Indexes: []mongo.IndexModel{{Keys: bson.D{{Key: "customer_id", Value: 1}, {Key: "placed_at", Value: -1}}}},
 	}
 }
 
@@ -97,21 +111,61 @@ func DocID(env eventlog.Envelope) string {
 	return env.Meta.AggregateID
 }
 
-// Status derives an order's status from its facts.
+// Status derives an order's status from its facts; "" until the order's
+// placement is folded.
 func (v View) Status() string {
 	switch {
+	case !v.Placed:
+		return ""
 	case v.CancelReason != "":
 		return StatusCancelled
 	case v.Confirmed:
 		return StatusConfirmed
 	case v.PaymentStatus == "succeeded":
 		return StatusPaid
-	case v.Placed && len(v.Items) > 0 && len(v.Reserved) >= len(v.Items):
+	case len(v.Items) > 0 && len(v.Reserved) >= len(v.Items):
 		return StatusStockReserved
-	case v.Placed:
-		return StatusPlaced
 	}
-	return ""
+	return StatusPlaced
+}
+
+// History lists the statuses the order went through, in lifecycle order,
+// each at the time of the event that caused it: placed, stock_reserved
+// (when the last line was reserved), paid, then confirmed or cancelled.
+// It is derived from the facts, so it does not depend on the order in
+// which the topics delivered them.
+func (v View) History() []Change {
+	if !v.Placed {
+		return nil
+	}
+	h := []Change{{Status: StatusPlaced, At: v.PlacedAt}}
+	if at, ok := v.allReservedAt(); ok {
+		h = append(h, Change{Status: StatusStockReserved, At: at})
+	}
+	for _, c := range []struct {
+		status string
+		at     *time.Time
+	}{{StatusPaid, v.PaidAt}, {StatusConfirmed, v.ConfirmedAt}, {StatusCancelled, v.CancelledAt}} {
+		if c.at != nil {
+			h = append(h, Change{Status: c.status, At: *c.at})
+		}
+	}
+	return h
+}
+
+// allReservedAt is when the last of the order's lines was first reserved.
+func (v View) allReservedAt() (time.Time, bool) {
+	var last time.Time
+	for _, it := range v.Items {
+		at, ok := v.ReservedAt[it.ProductID]
+		if !ok {
+			return time.Time{}, false
+		}
+		if at.After(last) {
+			last = at
+		}
+	}
+	return last, len(v.Items) > 0
 }
 
 // streams names, without dots (MongoDB keys cannot hold one), the source
@@ -133,14 +187,13 @@ func Apply(v View, env eventlog.Envelope) View {
 	if env.Topic == schemas.TopicStock {
 		stream += "_" + env.Meta.AggregateID
 	}
-	before := v.Status()
 	if v.Applied, ok = v.Applied.Record(stream, env.Meta.AggregateVersion); !ok {
 		return v
 	}
 	at := env.Meta.OccurredAt.UTC().Truncate(time.Millisecond)
 	switch e := env.Event.(type) {
 	case schemas.OrderPlaced:
-		v.Placed, v.CustomerID, v.PaymentMethod, v.TotalCents = true, e.CustomerID, e.PaymentMethod, e.TotalCents
+		v.Placed, v.PlacedAt, v.CustomerID, v.PaymentMethod, v.TotalCents = true, at, e.CustomerID, e.PaymentMethod, e.TotalCents
 		v.Items = make([]Item, len(e.Items))
 		for i, l := range e.Items {
 			v.Items[i] = Item{ProductID: l.ProductID, Quantity: l.Quantity, UnitPriceCents: l.UnitPriceCents}
@@ -149,6 +202,13 @@ func Apply(v View, env eventlog.Envelope) View {
 		if !slices.Contains(v.Reserved, e.ProductID) {
 			v.Reserved = append(slices.Clone(v.Reserved), e.ProductID)
 		}
+		if _, seen := v.ReservedAt[e.ProductID]; !seen {
+			v.ReservedAt = maps.Clone(v.ReservedAt)
+			if v.ReservedAt == nil {
+				v.ReservedAt = map[string]time.Time{}
+			}
+			v.ReservedAt[e.ProductID] = at
+		}
 	case schemas.StockReleased:
 		v.Reserved = slices.DeleteFunc(slices.Clone(v.Reserved), func(p string) bool { return p == e.ProductID })
 	case schemas.PaymentRequested:
@@ -156,13 +216,13 @@ func Apply(v View, env eventlog.Envelope) View {
 			v.PaymentStatus = "requested"
 		}
 	case schemas.PaymentSucceeded:
-		v.PaymentStatus, v.PaymentRef = "succeeded", e.ProviderReference
+		v.PaymentStatus, v.PaymentRef, v.PaidAt = "succeeded", e.ProviderReference, &at
 	case schemas.PaymentFailed:
 		v.PaymentStatus = "failed"
 	case schemas.OrderConfirmed:
-		v.Confirmed = true
+		v.Confirmed, v.ConfirmedAt = true, &at
 	case schemas.OrderCancelled:
-		v.CancelReason = e.Reason
+		v.CancelReason, v.CancelledAt = e.Reason, &at
 	case schemas.InvoiceIssued:
 		inv := Invoice{Number: e.InvoiceNumber, IssuedAt: at}
 		if v.Invoice != nil {
@@ -177,9 +237,6 @@ func Apply(v View, env eventlog.Envelope) View {
 		sent := e.SentAt.UTC().Truncate(time.Millisecond)
 		inv.EmailedAt = &sent
 		v.Invoice = &inv
-	}
-	if after := v.Status(); after != before && after != "" {
-		v.History = append(slices.Clone(v.History), Change{Status: after, At: at})
 	}
 	return v
 }

@@ -3,7 +3,9 @@ package products
 import (
 	"context"
 
+	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"shopstream/projectors/runner"
 )
@@ -19,4 +21,46 @@ func NewReader(db *mongo.Database) *Reader { return &Reader{r: runner.NewReader(
 func (r *Reader) Get(ctx context.Context, id string) (View, bool, error) {
 	v, found, err := r.r.Get(ctx, id)
 	return v, found && v.Registered, err
+}
+
+// Product is a product with its id, as listed.
+type Product struct {
+	ID string
+	View
+}
+
+// Page returns up to limit registered products with an id above after,
+// sorted by id, and whether more follow. The id of the last one is the
+// cursor of the next page.
+func (r *Reader) Page(ctx context.Context, after string, limit int) ([]Product, bool, error) {
+	filter := bson.D{{Key: "registered", Value: true}}
+	if after != "" {
+		filter = append(filter, bson.E{Key: "_id", Value: bson.D{{Key: "$gt", Value: after}}})
+	}
+	docs, err := r.r.Find(ctx, filter, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}).SetLimit(int64(limit)+1))
+	if err != nil {
+		return nil, false, err
+	}
+	more := len(docs) > limit
+	docs = docs[:min(len(docs), limit)]
+	out := make([]Product, len(docs))
+	for i, d := range docs {
+		out[i] = Product{ID: d.ID, View: d.View}
+	}
+	return out, more, nil
+}
+
+// Many returns the registered products among ids, by id.
+func (r *Reader) Many(ctx context.Context, ids []string) (map[string]View, error) {
+	docs, err := r.r.Find(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}}, options.Find())
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]View, len(docs))
+	for _, d := range docs {
+		if d.View.Registered {
+			out[d.ID] = d.View
+		}
+	}
+	return out, nil
 }

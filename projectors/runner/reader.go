@@ -7,28 +7,60 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
-// Reader reads a projection's documents for the query side.
+// Reader reads a projection's documents for the query side, through the
+// projection's alias: during a rebuild it reads the old collection, after
+// the switch the new one, never a half-built one. A read that misses right
+// after a switch resolves the alias again and retries once, so a product
+// never goes missing while its collection is swapped.
 type Reader[V any] struct {
-	name string
-	coll *mongo.Collection
+	name  string
+	db    *mongo.Database
+	alias *aliasCache
 }
 
-// NewReader reads p's collection in db.
+// NewReader reads p's documents in db.
 func NewReader[V any](db *mongo.Database, p Projection[V]) *Reader[V] {
-	return &Reader[V]{name: p.Name, coll: db.Collection(p.Collection())}
+	return &Reader[V]{name: p.Name, db: db, alias: &aliasCache{aliases: NewAliases(db), base: p.Collection(), ttl: ReaderAliasTTL}}
 }
 
 // Get returns document id; found is false when there is none.
 func (r *Reader[V]) Get(ctx context.Context, id string) (v V, found bool, err error) {
-	var doc Document[V]
-	err = r.coll.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&doc)
-	if errors.Is(err, mongo.ErrNoDocuments) {
-		return v, false, nil
+	docs, err := r.Find(ctx, bson.D{{Key: "_id", Value: id}}, options.Find().SetLimit(1))
+	if err != nil || len(docs) == 0 {
+		return v, false, err
 	}
+	return docs[0].View, true, nil
+}
+
+// Find returns the documents matching filter, with opts (sort, limit…).
+func (r *Reader[V]) Find(ctx context.Context, filter bson.D, opts *options.FindOptionsBuilder) ([]Document[V], error) {
+	target, err := r.alias.get(ctx, false)
 	if err != nil {
-		return v, false, fmt.Errorf("read %s %s: %w", r.name, id, err)
+		return nil, err
 	}
-	return doc.View, true, nil
+	docs, err := r.find(ctx, target, filter, opts)
+	if err != nil || len(docs) > 0 {
+		return docs, err
+	}
+	// Nothing found: the alias may have been switched since it was cached.
+	fresh, err := r.alias.get(ctx, true)
+	if err != nil || fresh == target {
+		return docs, err
+	}
+	return r.find(ctx, fresh, filter, opts)
+}
+
+func (r *Reader[V]) find(ctx context.Context, coll string, filter bson.D, opts *options.FindOptionsBuilder) ([]Document[V], error) {
+	cur, err := r.db.Collection(coll).Find(ctx, filter, opts)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", r.name, err)
+	}
+	var docs []Document[V]
+	if err := cur.All(ctx, &docs); err != nil && !errors.Is(err, mongo.ErrNoDocuments) {
+		return nil, fmt.Errorf("read %s: %w", r.name, err)
+	}
+	return docs, nil
 }

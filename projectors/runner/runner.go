@@ -12,6 +12,12 @@
 // a concurrent writer (a rebalance handing a partition over mid-batch) lose
 // cleanly, after which the batch is folded again from fresh documents.
 // Offsets are committed only after the write, so a crash replays the batch.
+//
+// The runner writes into the collection its projection's alias names (see
+// [Aliases]), resolved again for every batch, so a rebuild can switch the
+// live runner to a new collection while it runs. A poison record (one that
+// can never be decoded) is parked on its topic's dead-letter topic before
+// the batch's offsets are committed; the partition keeps flowing.
 package runner
 
 import (
@@ -20,6 +26,8 @@ import (
 	"fmt"
 	"log/slog"
 	"reflect"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -41,6 +49,9 @@ type Projection[V any] struct {
 	// Apply folds one event into a document. Pure; it must leave the
 	// document unchanged for an event it has already applied.
 	Apply func(doc V, env eventlog.Envelope) V
+	// Indexes the query side needs; created on every collection the
+	// projection is written to, before its first write.
+	Indexes []mongo.IndexModel
 }
 
 // Group is the projection's consumer group.
@@ -58,15 +69,53 @@ type Document[V any] struct {
 
 // Runner runs one projection.
 type Runner[V any] struct {
-	p     Projection[V]
-	serde *eventlog.Serde
-	store *docstore.Store
-	log   *slog.Logger
+	p       Projection[V]
+	serde   *eventlog.Serde
+	store   *docstore.Store
+	aliases *Aliases
+	log     *slog.Logger
+	fixed   string // the collection to write, "" for the alias target
+
+	indexed  sync.Map // collection -> true once its indexes exist
+	poisoned atomic.Int64
 }
 
 // New returns a runner of p writing through store.
 func New[V any](p Projection[V], serde *eventlog.Serde, store *docstore.Store, log *slog.Logger) *Runner[V] {
-	return &Runner[V]{p: p, serde: serde, store: store, log: log.With("component", "projector", "projection", p.Name)}
+	return &Runner[V]{p: p, serde: serde, store: store, aliases: NewAliases(store.Database()),
+		log: log.With("component", "projector", "projection", p.Name)}
+}
+
+// Into returns a runner of the same projection that writes into collection
+// coll whatever the alias says (a rebuild's new or scratch collection).
+func (r *Runner[V]) Into(coll string) *Runner[V] {
+	return &Runner[V]{p: r.p, serde: r.serde, store: r.store, aliases: r.aliases, log: r.log.With("collection", coll), fixed: coll}
+}
+
+// Projection is the projection r runs.
+func (r *Runner[V]) Projection() Projection[V] { return r.p }
+
+// Poisoned is how many poison records r has skipped.
+func (r *Runner[V]) Poisoned() int64 { return r.poisoned.Load() }
+
+// Target is the collection the next batch is written to, its indexes
+// created.
+func (r *Runner[V]) Target(ctx context.Context) (string, error) {
+	coll := r.fixed
+	if coll == "" {
+		var err error
+		if coll, err = r.aliases.Resolve(ctx, r.p.Collection()); err != nil {
+			return "", err
+		}
+	}
+	if _, done := r.indexed.Load(coll); done || len(r.p.Indexes) == 0 {
+		return coll, nil
+	}
+	if _, err := r.store.Collection(coll).Indexes().CreateMany(ctx, r.p.Indexes); err != nil {
+		return "", fmt.Errorf("indexes of %s: %w", coll, err)
+	}
+	r.indexed.Store(coll, true)
+	return coll, nil
 }
 
 // ClientOpts are the consumer options the runner needs; the caller adds
@@ -95,7 +144,7 @@ func (r *Runner[V]) Run(ctx context.Context, client *kgo.Client) error {
 		})
 		recs := fs.Records()
 		if len(recs) > 0 {
-			if err := r.applyWithRetry(ctx, recs); err != nil {
+			if err := r.applyWithRetry(ctx, recs, r.deadLetter(client)); err != nil {
 				client.AllowRebalance()
 				if ctx.Err() != nil {
 					return nil
@@ -110,12 +159,37 @@ func (r *Runner[V]) Run(ctx context.Context, client *kgo.Client) error {
 	}
 }
 
+// deadLetter parks a poison record on its dead-letter topic with client,
+// waiting for the broker's acknowledgement.
+// A record is parked once even when its batch is applied again after a
+// failed write.
+func (r *Runner[V]) deadLetter(client *kgo.Client) func(context.Context, *kgo.Record, error) error {
+	parked := map[*kgo.Record]bool{}
+	return func(ctx context.Context, rec *kgo.Record, cause error) error {
+		if parked[rec] {
+			return nil
+		}
+		if err := client.ProduceSync(ctx, eventlog.DeadLetter(rec, r.p.Group(), cause, time.Now())).FirstErr(); err != nil {
+			return fmt.Errorf("dead-letter %s/%d@%d: %w", rec.Topic, rec.Partition, rec.Offset, err)
+		}
+		parked[rec] = true
+		return nil
+	}
+}
+
+// ApplyWithRetry applies a batch like [Runner.Apply], retrying transient
+// failures (a registry or MongoDB outage, a concurrent writer) with backoff
+// until it succeeds or ctx ends.
+func (r *Runner[V]) ApplyWithRetry(ctx context.Context, recs []*kgo.Record) error {
+	return r.applyWithRetry(ctx, recs, nil)
+}
+
 // applyWithRetry applies a batch, retrying transient failures with backoff
-// until ctx ends; nothing is skipped.
-func (r *Runner[V]) applyWithRetry(ctx context.Context, recs []*kgo.Record) error {
+// until ctx ends; nothing is skipped but poison, which goes to poison.
+func (r *Runner[V]) applyWithRetry(ctx context.Context, recs []*kgo.Record, poison func(context.Context, *kgo.Record, error) error) error {
 	backoff := 50 * time.Millisecond
 	for {
-		err := r.Apply(ctx, recs)
+		err := r.apply(ctx, recs, poison)
 		if err == nil || ctx.Err() != nil {
 			return err
 		}
@@ -129,17 +203,31 @@ func (r *Runner[V]) applyWithRetry(ctx context.Context, recs []*kgo.Record) erro
 	}
 }
 
-// Apply folds a batch of records into the collection. Poison records are
-// logged and skipped (they never become readable by retrying); a registry
-// outage or a write failure returns an error and the whole batch can be
-// applied again.
+// Apply folds a batch of records into the target collection. Poison
+// records are logged, counted and skipped (they never become readable by
+// retrying; [Runner.Run] also dead-letters them); a registry outage or a
+// write failure returns an error and the whole batch can be applied again.
 func (r *Runner[V]) Apply(ctx context.Context, recs []*kgo.Record) error {
+	return r.apply(ctx, recs, nil)
+}
+
+func (r *Runner[V]) apply(ctx context.Context, recs []*kgo.Record, poison func(context.Context, *kgo.Record, error) error) error {
+	coll, err := r.Target(ctx)
+	if err != nil {
+		return err
+	}
 	var order []string
 	byDoc := map[string][]eventlog.Envelope{}
 	for _, rec := range recs {
 		env, err := r.serde.Read(ctx, rec)
 		if errors.Is(err, eventlog.ErrPoison) {
 			r.log.Error("poison record skipped", "topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "err", err)
+			if poison != nil {
+				if err := poison(ctx, rec, err); err != nil {
+					return err
+				}
+			}
+			r.poisoned.Add(1)
 			continue
 		}
 		if err != nil {
@@ -157,7 +245,7 @@ func (r *Runner[V]) Apply(ctx context.Context, recs []*kgo.Record) error {
 	if len(order) == 0 {
 		return nil
 	}
-	current, err := r.load(ctx, order)
+	current, err := r.load(ctx, coll, order)
 	if err != nil {
 		return err
 	}
@@ -179,16 +267,16 @@ func (r *Runner[V]) Apply(ctx context.Context, recs []*kgo.Record) error {
 	if len(models) == 0 {
 		return nil
 	}
-	if _, err := r.store.BulkWrite(ctx, r.p.Collection(), models); err != nil {
+	if _, err := r.store.BulkWrite(ctx, coll, models); err != nil {
 		return fmt.Errorf("write %d documents: %w", len(models), err)
 	}
 	return nil
 }
 
 // load reads the documents of a batch; absent ones are zero at revision 0.
-func (r *Runner[V]) load(ctx context.Context, ids []string) (map[string]Document[V], error) {
+func (r *Runner[V]) load(ctx context.Context, collection string, ids []string) (map[string]Document[V], error) {
 	out := make(map[string]Document[V], len(ids))
-	coll := r.store.Collection(r.p.Collection())
+	coll := r.store.Collection(collection)
 	for lo := 0; lo < len(ids); lo += docstore.DefaultChunk {
 		chunk := ids[lo:min(lo+docstore.DefaultChunk, len(ids))]
 		cur, err := coll.Find(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: chunk}}}})

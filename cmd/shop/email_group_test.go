@@ -1,0 +1,518 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/mail"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"shopstream/internal/devstack"
+	"shopstream/internal/kafkatest"
+	"shopstream/internal/pgdb"
+	"shopstream/processors/email"
+	"shopstream/schemas"
+
+	"shopstream/internal/testenv"
+)
+
+// Email quota (issue 4) across processes, on real Apache Kafka: two `shop
+// run --components=email --email-rate 5` children share the email group;
+// 100 orders give 100 emails, no duplicate, no one-second window with more
+// than 5 sends (by the senders' clock, EmailSent.SentAt), and both
+// instances send their share.
+//
+// The broker is shared with other tests and keeps its topics and the
+// processors' group offsets between runs, so the test counts only the
+// orders it placed (each run has its own PostgreSQL, so every send recorded
+// there is one of this run's children, and all of them count against the
+// quota). The children are stopped with SIGTERM so that they leave their
+// groups: a SIGKILLed member would hold its partitions in the next run's
+// groups for a session timeout.
+func TestEmailQuotaHoldsAcrossTwoInstances(t *testing.T) {
+	testenv.Slow(t, "builds the shop binary, 100 emails at 5 per second on real Kafka, about 40 s")
+	brokers := kafkatest.RealBrokers(t)
+	began := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+
+	const orders, rate = 100, 5
+	kafkatest.EnsureTopics(t, brokers)
+	from := kafkatest.From(t, brokers, schemas.TopicEmails) // this run's emails come after
+	partitions := len(from[schemas.TopicEmails])
+	if partitions < 2 {
+		t.Fatalf("%s has %d partitions: two members cannot share it", schemas.TopicEmails, partitions)
+	}
+
+	dir := t.TempDir()
+	e := startStack(ctx, t, devstack.Config{Dir: dir})
+	e.Brokers = brokers // the embedded kfake stays idle
+	pool, err := pgdb.Connect(ctx, e.PostgresURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	bin := buildShop(t)
+
+	front := startRun(t, bin, e, "gateway,outbox-relay,stockfeed,saga,payments-card,payments-sepa,billing,projector-products,projector-orders")
+	senders := []*shopRun{
+		startRunWith(t, bin, e, "email", "--log-level", "info", "--email-rate", strconv.Itoa(rate)),
+		startRunWith(t, bin, e, "email", "--log-level", "info", "--email-rate", strconv.Itoa(rate)),
+	}
+	t.Cleanup(func() { stopGracefully(t, append([]*shopRun{front}, senders...)...) }) // runs before startRun's SIGKILLs
+	t.Logf("stack, binary and children ready in %s", time.Since(began).Round(time.Millisecond))
+
+	// Both senders in the group, sharing every partition, before any order.
+	settle := time.Now()
+	for {
+		owned := make([][]int32, len(senders))
+		all := map[int32]int{}
+		for i, s := range senders {
+			owned[i] = ownedAt(emailOwnership(s.out.String(), i), time.Now().Add(time.Hour))
+			for _, p := range owned[i] {
+				all[p]++
+			}
+		}
+		if len(owned[0]) > 0 && len(owned[1]) > 0 && len(all) == partitions {
+			t.Logf("email group settled in %s: instance 0 owns %v, instance 1 owns %v",
+				time.Since(settle).Round(time.Millisecond), owned[0], owned[1])
+			break
+		}
+		if time.Since(settle) > 40*time.Second {
+			t.Fatalf("email group not shared after 40 s: instance 0 owns %v, instance 1 owns %v\n--- instance 0:\n%s\n--- instance 1:\n%s",
+				owned[0], owned[1], senders[0].out, senders[1].out)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	customer, product := groupCustomer(t, front), groupProduct(t, front, pool, orders)
+	ours := map[string]bool{}
+	var ids []string
+	for i := range orders {
+		code, body, err := post(front.client, front.base+"/orders",
+			fmt.Sprintf(`{"customer_id": %q, "payment_method": "card", "items": [{"product_id": %q, "quantity": 1}]}`, customer, product))
+		var placed struct{ ID string }
+		if err == nil {
+			err = json.Unmarshal(body, &placed)
+		}
+		if err != nil || code != http.StatusAccepted || placed.ID == "" {
+			t.Fatalf("order %d: %d %s %v", i, code, body, err)
+		}
+		ours[placed.ID] = true
+		ids = append(ids, placed.ID)
+	}
+	placedAt := time.Now()
+	t.Logf("%d orders placed in %s", orders, placedAt.Sub(settle).Round(time.Millisecond))
+
+	// Every order emailed, as PostgreSQL records it.
+	for deadline := time.Now().Add(90 * time.Second); ; {
+		var n int
+		if err := pool.QueryRow(ctx, `SELECT count(*) FROM notifications.emails WHERE id = ANY($1) AND state ? 'sent_at'`, ids).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n == orders {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d orders emailed 90 s after they were placed\n--- front:\n%s\n--- instance 0:\n%s\n--- instance 1:\n%s",
+				n, orders, front.out, senders[0].out, senders[1].out)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Logf("%d orders emailed %s after the last was placed", orders, time.Since(placedAt).Round(time.Millisecond))
+	time.Sleep(time.Second) // a duplicate would show up now
+
+	// The mailbox: one message per order, no duplicate.
+	perID, received, receivedAt := groupMailbox(t, filepath.Join(dir, "mail"))
+	files, dups := 0, 0
+	for _, id := range ids {
+		n := perID["<"+email.MessageID(id)+">"]
+		files += n
+		switch {
+		case n == 0:
+			t.Errorf("order %s has no email in the mailbox", id)
+		case n > 1:
+			dups += n - 1
+			t.Errorf("order %s was emailed %d times", id, n)
+		}
+	}
+
+	// The senders' clock: when each send started, as EmailSent records it.
+	// Every send of this run counts against the quota, ours or not.
+	rows, err := pool.Query(ctx, `SELECT id, (state->>'sent_at')::timestamptz FROM notifications.emails WHERE state ? 'sent_at'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type sent struct {
+		Order string
+		At    time.Time
+	}
+	all, err := pgx.CollectRows(rows, pgx.RowToStructByPos[sent])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var times []time.Time
+	for _, s := range all {
+		times = append(times, s.At)
+	}
+	worst, worstReceived := maxSendsInSecond(times), maxSendsInSecond(received)
+	// How long from a send's start to the SMTP server's acceptance: its
+	// jitter is what the pacer's margin must absorb for the provider's
+	// clock to see the quota kept too.
+	var latencies []time.Duration
+	for _, s := range all {
+		if r, ok := receivedAt["<"+email.MessageID(s.Order)+">"]; ok {
+			latencies = append(latencies, r.Sub(s.At))
+		}
+	}
+	slices.Sort(latencies)
+	if n := len(latencies); n > 0 {
+		t.Logf("send start → SMTP acceptance: min %v, median %v, p90 %v, max %v; shortest span of %d sends: %v by the senders' clock, %v by the SMTP server's",
+			latencies[0].Round(time.Microsecond), latencies[n/2].Round(time.Microsecond), latencies[n*9/10].Round(time.Microsecond),
+			latencies[n-1].Round(time.Microsecond), rate+1, shortestSpan(times, rate+1).Round(time.Microsecond), shortestSpan(received, rate+1).Round(time.Microsecond))
+	}
+
+	// Who sent what: the partition of each order's email records, and the
+	// instance that owned that partition when the send started.
+	partOf := emailPartitions(t, brokers, from, ours)
+	owners := [][]ownership{emailOwnership(senders[0].out.String(), 0), emailOwnership(senders[1].out.String(), 1)}
+	per := make([][]time.Time, len(senders))
+	unattributed := 0
+	for _, s := range all {
+		if !ours[s.Order] {
+			continue
+		}
+		p, ok := partOf[s.Order]
+		who := -1
+		if ok {
+			for i := range senders {
+				if slices.Contains(ownedAt(owners[i], s.At), p) {
+					who = i
+				}
+			}
+		}
+		if who < 0 {
+			unattributed++
+			continue
+		}
+		per[who] = append(per[who], s.At)
+	}
+
+	// The rate while the whole group had a backlog: from the first send
+	// to the moment the first instance ran out of work.
+	sort.Slice(times, func(i, j int) bool { return times[i].Before(times[j]) })
+	var groupRate, busyRate float64
+	busyEnd := time.Time{}
+	for i := range per {
+		sort.Slice(per[i], func(a, b int) bool { return per[i][a].Before(per[i][b]) })
+		if len(per[i]) > 0 && (busyEnd.IsZero() || per[i][len(per[i])-1].Before(busyEnd)) {
+			busyEnd = per[i][len(per[i])-1]
+		}
+	}
+	if span := times[len(times)-1].Sub(times[0]); span > 0 {
+		groupRate = float64(len(times)-1) / span.Seconds()
+	}
+	busy := 0
+	for _, at := range times {
+		if !at.After(busyEnd) {
+			busy++
+		}
+	}
+	if span := busyEnd.Sub(times[0]); span > 0 {
+		busyRate = float64(busy-1) / span.Seconds()
+	}
+	for i := range per {
+		r := 0.0
+		if n := len(per[i]); n > 1 {
+			r = float64(n-1) / per[i][n-1].Sub(per[i][0]).Seconds()
+		}
+		t.Logf("instance %d: %d emails (%.2f/s), partitions %v at the end", i, len(per[i]), r, ownedAt(owners[i], time.Now()))
+	}
+	t.Logf("%d emails of our orders in %d files (%d duplicates), %d sends recorded in all (%d unattributed to an instance); "+
+		"sent over %v: %.2f/s overall, %.2f/s while both instances had a backlog (%d sends; quota %d/s, pacer target %.2f/s); "+
+		"at most %d sends in any 1 s window (%d by the SMTP server's clock)",
+		len(perID), files, dups, len(all), unattributed, times[len(times)-1].Sub(times[0]).Round(time.Millisecond),
+		groupRate, busyRate, busy, rate, rate/1.04, worst, worstReceived)
+
+	if files != orders || dups != 0 {
+		t.Fatalf("%d emails for %d orders, %d duplicates: want one each", files, orders, dups)
+	}
+	if worst > rate {
+		t.Fatalf("%d sends within one second by the senders' clock: the quota is %d", worst, rate)
+	}
+	if len(per[0]) == 0 || len(per[1]) == 0 || len(per[0])+len(per[1]) != orders {
+		t.Fatalf("instance 0 sent %d, instance 1 sent %d, %d unattributed: want both to send, %d in all", len(per[0]), len(per[1]), unattributed, orders)
+	}
+	if busyRate < 4 {
+		t.Fatalf("%.2f emails/s while the group had a backlog: want at least 4 of the quota's %d", busyRate, rate)
+	}
+	t.Logf("took %s", time.Since(began).Round(time.Millisecond))
+}
+
+// startRunWith starts `shop run --components=components` against e, with
+// extra flags (a repeated flag's last value wins), without HTTP, and waits
+// for its ready line.
+func startRunWith(t *testing.T, bin string, e devstack.Endpoints, components string, extra ...string) *shopRun {
+	t.Helper()
+	args := append([]string{"run", "--components=" + components,
+		"--brokers", strings.Join(e.Brokers, ","), "--registry-url", e.RegistryURL, "--mongo-uri", e.MongoURI,
+		"--postgres-url", e.PostgresURL, "--card-psp-url", e.CardPSPURL, "--sepa-bank-url", e.SepaBankURL,
+		"--smtp-addr", e.SMTPAddr, "--log-level", childLogLevel()}, extra...)
+	cmd := exec.Command(bin, args...)
+	p := &shopRun{cmd: cmd, out: &lockedBuffer{}, exited: make(chan error, 1), client: &http.Client{Timeout: 10 * time.Second}}
+	cmd.Stdout, cmd.Stderr = p.out, p.out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.exited <- cmd.Wait() }()
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	if !p.waitOutput("shop run ready", 60*time.Second) {
+		t.Fatalf("shop run --components=%s not ready:\n%s", components, p.out)
+	}
+	return p
+}
+
+// stopGracefully sends SIGTERM to the children that run and waits for them
+// to exit, so that they commit and leave their consumer groups.
+func stopGracefully(t *testing.T, ps ...*shopRun) {
+	t.Helper()
+	for _, p := range ps {
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	}
+	deadline := time.After(20 * time.Second)
+	for i, p := range ps {
+		select {
+		case err := <-p.exited:
+			p.exited <- err
+		case <-deadline:
+			t.Errorf("child %d still running 20 s after SIGTERM (it will be killed):\n%s", i, p.out)
+			return
+		}
+	}
+}
+
+func groupCustomer(t *testing.T, c *shopRun) string {
+	t.Helper()
+	code, body, err := post(c.client, c.base+"/customers", `{"email": "quota@example.org", "name": "Quota"}`)
+	var created struct{ ID string }
+	if err == nil {
+		err = json.Unmarshal(body, &created)
+	}
+	if err != nil || code != http.StatusCreated {
+		t.Fatalf("sign up: %d %s %v", code, body, err)
+	}
+	return created.ID
+}
+
+// groupProduct registers a product and waits until the inventory has its
+// units.
+func groupProduct(t *testing.T, c *shopRun, pool *pgxpool.Pool, quantity int) string {
+	t.Helper()
+	code, body, err := post(c.client, c.base+"/products", fmt.Sprintf(`{"title": "Maillot", "price_cents": 2500, "quantity": %d}`, quantity))
+	var created struct{ ID string }
+	if err == nil {
+		err = json.Unmarshal(body, &created)
+	}
+	if err != nil || code != http.StatusCreated {
+		t.Fatalf("product: %d %s %v", code, body, err)
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		var n int64
+		err := pool.QueryRow(context.Background(), `SELECT available FROM inventory.stock WHERE id = $1`, created.ID).Scan(&n)
+		if err == nil && n == int64(quantity) {
+			return created.ID
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("inventory never received product %s (%v, %d)\n%s", created.ID, err, n, c.out)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// groupMailbox counts the mailbox's messages per Message-ID and returns
+// when the SMTP server received each, in all and per Message-ID (the
+// last).
+func groupMailbox(t *testing.T, dir string) (map[string]int, []time.Time, map[string]time.Time) {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(dir, "*.eml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]int{}
+	var received []time.Time
+	at := map[string]time.Time{}
+	for _, f := range files {
+		fh, err := os.Open(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := mail.ReadMessage(fh)
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		ids[m.Header.Get("Message-ID")]++
+		fh.Close()
+		ts, err := time.Parse("20060102T150405.000000Z", strings.SplitN(filepath.Base(f), "-", 2)[0])
+		if err != nil {
+			t.Fatalf("file %s: %v", f, err)
+		}
+		received = append(received, ts)
+		if id := m.Header.Get("Message-ID"); ts.After(at[id]) {
+			at[id] = ts
+		}
+	}
+	return ids, received, at
+}
+
+// maxSendsInSecond is the most times in any half-open 1 s window.
+func maxSendsInSecond(times []time.Time) int {
+	times = slices.Clone(times)
+	sort.Slice(times, func(i, j int) bool { return times[i].Before(times[j]) })
+	worst, j := 0, 0
+	for i := range times {
+		for times[i].Sub(times[j]) >= time.Second {
+			j++
+		}
+		worst = max(worst, i-j+1)
+	}
+	return worst
+}
+
+// shortestSpan is the shortest time between the first and the last of n
+// consecutive times: under a second, they fit in one 1 s window.
+func shortestSpan(times []time.Time, n int) time.Duration {
+	times = slices.Clone(times)
+	sort.Slice(times, func(i, j int) bool { return times[i].Before(times[j]) })
+	best := time.Duration(-1)
+	for i := n - 1; i < len(times); i++ {
+		if d := times[i].Sub(times[i-n+1]); best < 0 || d < best {
+			best = d
+		}
+	}
+	return best
+}
+
+// ownership is one partition of the emails topic owned by one instance
+// from a time until another (zero: still owned).
+type ownership struct {
+	instance  int
+	partition int32
+	from, to  time.Time
+}
+
+var (
+	ownershipLine = regexp.MustCompile(`^time=(\S+) .*msg="partitions (assigned|released)".* group=` +
+		regexp.QuoteMeta(email.Group) + ` partitions="?map\[(.*)\]"?$`)
+	emailsPartitions = regexp.MustCompile(regexp.QuoteMeta(schemas.TopicEmails) + `:\[([0-9 ]*)\]`)
+)
+
+// emailOwnership reads an email child's log (at level info) into the
+// partitions it owned and when: the consumer logs "partitions assigned"
+// before any handler runs for them and "partitions released" after the
+// last one returned.
+func emailOwnership(log string, instance int) []ownership {
+	var out []ownership
+	open := map[int32]int{} // partition → index in out
+	for _, line := range strings.Split(log, "\n") {
+		m := ownershipLine.FindStringSubmatch(line)
+		if m == nil {
+			continue
+		}
+		at, err := time.Parse(time.RFC3339Nano, m[1])
+		if err != nil {
+			continue
+		}
+		pm := emailsPartitions.FindStringSubmatch(m[3])
+		if pm == nil {
+			continue
+		}
+		for _, f := range strings.Fields(pm[1]) {
+			n, err := strconv.ParseInt(f, 10, 32)
+			if err != nil {
+				continue
+			}
+			p := int32(n)
+			if m[2] == "assigned" {
+				if _, ok := open[p]; !ok {
+					open[p] = len(out)
+					out = append(out, ownership{instance: instance, partition: p, from: at})
+				}
+			} else if i, ok := open[p]; ok {
+				out[i].to = at
+				delete(open, p)
+			}
+		}
+	}
+	return out
+}
+
+// ownedAt lists the partitions owned at a time.
+func ownedAt(spans []ownership, at time.Time) []int32 {
+	var out []int32
+	for _, s := range spans {
+		if !at.Before(s.from) && (s.to.IsZero() || at.Before(s.to)) && !slices.Contains(out, s.partition) {
+			out = append(out, s.partition)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// emailPartitions reads the emails topic from the offsets in from to its
+// current end, and returns the partition of each key in keys.
+func emailPartitions(t *testing.T, brokers []string, from map[string]map[int32]kgo.Offset, keys map[string]bool) map[string]int32 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	ends, err := kadm.NewClient(kafkatest.Client(t, brokers)).ListEndOffsets(ctx, schemas.TopicEmails)
+	if err != nil {
+		t.Fatal(err)
+	}
+	end := map[int32]int64{}
+	ends.Each(func(o kadm.ListedOffset) { end[o.Partition] = o.Offset })
+	start := map[int32]kgo.Offset{}
+	left := 0
+	for p, o := range from[schemas.TopicEmails] {
+		start[p] = o
+		if end[p] > o.EpochOffset().Offset {
+			left++
+		}
+	}
+	cl := kafkatest.Client(t, brokers, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{schemas.TopicEmails: start}))
+	out := map[string]int32{}
+	for left > 0 {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("%s not read to its end offsets %v in 20 s", schemas.TopicEmails, end)
+		}
+		fs.EachError(func(topic string, p int32, err error) { t.Logf("fetch %s/%d: %v", topic, p, err) })
+		fs.EachRecord(func(r *kgo.Record) {
+			if r.Offset >= end[r.Partition] {
+				return
+			}
+			if keys[string(r.Key)] {
+				out[string(r.Key)] = r.Partition
+			}
+			if r.Offset == end[r.Partition]-1 {
+				left--
+			}
+		})
+	}
+	return out
+}

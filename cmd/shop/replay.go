@@ -1,0 +1,193 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sr"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"shopstream/internal/devstack"
+	"shopstream/internal/docstore"
+	"shopstream/internal/eventlog"
+	orderviews "shopstream/projectors/orders"
+	"shopstream/projectors/products"
+	"shopstream/projectors/replay"
+	"shopstream/projectors/runner"
+	"shopstream/schemas"
+)
+
+// replayable are the projections `shop replay` knows, by name.
+var replayable = map[string]replayJob{
+	"products": jobOf(products.Projection()),
+	"orders":   jobOf(orderviews.Projection()),
+}
+
+type replayJob struct {
+	rebuild func(context.Context, replay.Config) (replay.Report, error)
+	verify  func(context.Context, replay.Config) (replay.Verification, error)
+}
+
+func jobOf[V any](p runner.Projection[V]) replayJob {
+	return replayJob{
+		rebuild: func(ctx context.Context, c replay.Config) (replay.Report, error) { return replay.Rebuild(ctx, p, c) },
+		verify:  func(ctx context.Context, c replay.Config) (replay.Verification, error) { return replay.Verify(ctx, p, c) },
+	}
+}
+
+func projectionNames() string {
+	names := make([]string, 0, len(replayable))
+	for n := range replayable {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return strings.Join(names, ", ")
+}
+
+func runReplay(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	name, rest := "", args
+	switch n := len(args); {
+	case n > 0 && !strings.HasPrefix(args[0], "-"):
+		name, rest = args[0], args[1:]
+	case n > 0 && !strings.HasPrefix(args[n-1], "-"):
+		name, rest = args[n-1], args[:n-1]
+	}
+	fs := newFlags("replay", stderr)
+	verify := fs.Bool("verify", false, "rebuild into a scratch collection and compare it document by document with the live one, instead of switching")
+	dataDir := fs.String("data-dir", ".shop", "data directory of a running `shop dev` whose infrastructure to use (when neither --http nor --brokers is given)")
+	httpURL := fs.String("http", "", "URL of a running `shop dev` whose infrastructure to use, e.g. http://127.0.0.1:8080")
+	var brokers listFlag
+	fs.Var(&brokers, "brokers", "Kafka seed brokers of external infrastructure, comma-separated (then --registry-url and --mongo-uri too)")
+	registryURL := fs.String("registry-url", "", "schema registry URL (Confluent API), with --brokers")
+	mongoURI := fs.String("mongo-uri", "", "MongoDB URI, with --brokers")
+	mongoDB := fs.String("mongo-db", "shop", "MongoDB database of the read models")
+	dropAfter := fs.Duration("drop-after", replay.DefaultDropAfter, "how long the old collection is kept after the switch, for readers still on it")
+	switchLag := fs.Int64("switch-lag", replay.DefaultSwitchLag, "switch readers when the new collection is at most this many records behind the head")
+	if err := parse(fs, rest, getenv); err != nil {
+		return err
+	}
+	job, ok := replayable[name]
+	if !ok {
+		if name == "" {
+			return fmt.Errorf("shop replay: name the projection to rebuild: %s", projectionNames())
+		}
+		return fmt.Errorf("shop replay: unknown projection %q: give one of %s", name, projectionNames())
+	}
+	if *dropAfter < 0 {
+		return fmt.Errorf("--drop-after %s: must not be negative", *dropAfter)
+	}
+	if *switchLag < 0 {
+		return fmt.Errorf("--switch-lag %d: must not be negative", *switchLag)
+	}
+	e, err := replayTarget(ctx, brokers, *registryURL, *mongoURI, *httpURL, *dataDir)
+	if err != nil {
+		return err
+	}
+	cat, err := schemas.Load()
+	if err != nil {
+		return err
+	}
+	rc, err := sr.NewClient(sr.URLs(e.RegistryURL))
+	if err != nil {
+		return fmt.Errorf("--registry-url %s: %w", e.RegistryURL, err)
+	}
+	mc, err := mongo.Connect(options.Client().ApplyURI(e.MongoURI))
+	if err != nil {
+		return fmt.Errorf("--mongo-uri: %w", err)
+	}
+	defer mc.Disconnect(context.WithoutCancel(ctx)) //nolint:errcheck // best effort at exit
+	cfg := replay.Config{
+		Kafka: []kgo.Opt{kgo.SeedBrokers(e.Brokers...)}, Serde: eventlog.NewSerde(rc, cat), Store: docstore.New(mc.Database(*mongoDB)),
+		Logger: slog.New(slog.DiscardHandler), Progress: stderr, DropAfter: *dropAfter, SwitchLag: *switchLag,
+	}
+	if *verify {
+		v, err := job.verify(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "verified %s: %d documents of %s compared with a replay of %d events (%.0f events/s): %d differences\n",
+			name, v.Compared, v.Live, v.Events, v.Rate(), v.Differences)
+		for _, d := range v.Examples {
+			printDifference(stdout, d)
+		}
+		if v.Differences > 0 {
+			return fmt.Errorf("%s differs from the log in %d documents (invariant I4)", name, v.Differences)
+		}
+		return nil
+	}
+	r, err := job.rebuild(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "replayed %s: %d events (%d poison skipped) into %s in %s: %.0f events/s, %d documents; readers switched from %s, which is dropped\n",
+		name, r.Events, r.Poison, r.To, r.Elapsed.Round(time.Millisecond), r.Rate(), r.Documents, r.From)
+	return nil
+}
+
+// replayTarget finds the infrastructure to replay against: the flags of
+// external infrastructure, or a running `shop dev` by its --http or its
+// --data-dir.
+func replayTarget(ctx context.Context, brokers []string, registryURL, mongoURI, httpURL, dataDir string) (devstack.Endpoints, error) {
+	switch {
+	case len(brokers) > 0:
+		if registryURL == "" || mongoURI == "" {
+			return devstack.Endpoints{}, errors.New("--brokers needs --registry-url and --mongo-uri too")
+		}
+		return devstack.Endpoints{Brokers: brokers, RegistryURL: registryURL, MongoURI: mongoURI}, nil
+	case httpURL != "":
+		return devEndpoints(ctx, httpURL)
+	}
+	e, err := devstack.ReadEndpoints(dataDir)
+	if err != nil {
+		return e, fmt.Errorf("%w; or give --http or --brokers", err)
+	}
+	return e, nil
+}
+
+// devEndpoints asks a running `shop dev` for its infrastructure.
+func devEndpoints(ctx context.Context, base string) (devstack.Endpoints, error) {
+	var e devstack.Endpoints
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(base, "/")+"/dev/endpoints", nil)
+	if err != nil {
+		return e, fmt.Errorf("--http %s: %w", base, err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return e, fmt.Errorf("--http %s: %w", base, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return e, fmt.Errorf("--http %s: GET /dev/endpoints answered %s: is it a `shop dev`?", base, resp.Status)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&e); err != nil {
+		return e, fmt.Errorf("--http %s: %w", base, err)
+	}
+	return e, nil
+}
+
+// printDifference shows one document that differs: only the fields that do.
+func printDifference(w io.Writer, d replay.Difference) {
+	switch {
+	case d.Live == nil:
+		fmt.Fprintf(w, "  %s: missing from the live read model\n", d.ID)
+	case d.Rebuilt == nil:
+		fmt.Fprintf(w, "  %s: in the live read model, not in the log\n", d.ID)
+	default:
+		fmt.Fprintf(w, "  %s:\n", d.ID)
+		for _, f := range d.Fields {
+			fmt.Fprintf(w, "    %s: live %v, log %v\n", f, d.Live[f], d.Rebuilt[f])
+		}
+	}
+}

@@ -1,0 +1,304 @@
+// Package replay rebuilds a projection's read model from the event log
+// while the shop keeps serving, and verifies a read model against the log.
+//
+// Rebuild projects every record of the projection's topics, from the start
+// of the log, into a new collection with the projection's own runner (the
+// same fold, batching and version guards as the live projector). When the
+// new collection is within SwitchLag records of the live head it switches
+// the projection's alias to it in one document write: readers and the live
+// runner move to the new collection together, and never see a half-built
+// one. It then catches up once more to the head as it stands after the
+// switch (records the live runner may have written to the old collection
+// just before it saw the switch), waits DropAfter for readers holding the
+// old alias, and drops the old collection.
+//
+// Verify rebuilds into a scratch collection and compares it, document by
+// document, with the live one (invariant I4: the read model equals a
+// replay of the log), then drops the scratch collection.
+//
+// Neither uses a consumer group: they read the partitions directly and
+// commit nothing, so the live projector's checkpoints are untouched.
+package replay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"shopstream/internal/docstore"
+	"shopstream/internal/eventlog"
+	"shopstream/projectors/runner"
+)
+
+// Config is what a rebuild or a verification needs.
+type Config struct {
+	Kafka  []kgo.Opt // seed brokers and client options (no consumer options)
+	Serde  *eventlog.Serde
+	Store  *docstore.Store
+	Logger *slog.Logger
+	// Progress receives a progress bar (events done, events/s, lag left,
+	// ETA); nil shows none.
+	Progress io.Writer
+	// SwitchLag is how far behind the head (in records) the new collection
+	// may be when the switch starts; 0 means DefaultSwitchLag.
+	SwitchLag int64
+	// DropAfter is how long the old collection is kept after the switch
+	// for readers still holding the old alias; 0 means DefaultDropAfter.
+	DropAfter time.Duration
+}
+
+// Defaults of Config.
+const (
+	DefaultSwitchLag = 500
+	DefaultDropAfter = 3 * runner.ReaderAliasTTL
+)
+
+// Report says what a rebuild did.
+type Report struct {
+	Projection string
+	From, To   string // the collection readers used before, and after
+	Events     int64  // records folded
+	Poison     int64  // poison records skipped
+	Documents  int64  // documents in the new collection
+	Elapsed    time.Duration
+}
+
+// Rate is the rebuild's throughput in events per second.
+func (r Report) Rate() float64 {
+	if r.Elapsed <= 0 {
+		return 0
+	}
+	return float64(r.Events) / r.Elapsed.Seconds()
+}
+
+// Rebuild rebuilds p's read model into a new collection and switches
+// readers to it; see the package documentation for the steps and their
+// guarantees. If it fails or ctx ends before the switch, the new
+// collection is dropped and readers never saw it.
+func Rebuild[V any](ctx context.Context, p runner.Projection[V], cfg Config) (Report, error) {
+	began := time.Now()
+	cfg = cfg.withDefaults()
+	aliases := runner.NewAliases(cfg.Store.Database())
+	base := p.Collection()
+	old, err := aliases.Resolve(ctx, base)
+	if err != nil {
+		return Report{}, err
+	}
+	target := fmt.Sprintf("%s_r%d", base, time.Now().UnixMilli())
+	b, err := newBuilder(ctx, p, cfg, target)
+	if err != nil {
+		return Report{}, err
+	}
+	defer b.close()
+	switched := false
+	defer func() {
+		if !switched {
+			_ = cfg.Store.Collection(target).Drop(context.WithoutCancel(ctx))
+		}
+	}()
+	if err := b.toHead(ctx, cfg.SwitchLag); err != nil {
+		return Report{}, err
+	}
+	if err := aliases.Switch(ctx, base, old, target); err != nil {
+		return Report{}, err
+	}
+	switched = true
+	// Records the live runner folded into the old collection before it saw
+	// the switch are all below the head as it is now.
+	if err := b.toHead(ctx, 0); err != nil {
+		return Report{}, fmt.Errorf("after the switch to %s: %w", target, err)
+	}
+	b.finish()
+	cfg.Logger.Info("readers switched; the old collection is dropped after a grace period", "projection", p.Name, "from", old, "to", target, "drop_after", cfg.DropAfter)
+	select {
+	case <-ctx.Done():
+		return Report{}, fmt.Errorf("switched to %s, but %s was not dropped: %w", target, old, ctx.Err())
+	case <-time.After(cfg.DropAfter):
+	}
+	if err := cfg.Store.Collection(old).Drop(ctx); err != nil {
+		return Report{}, fmt.Errorf("switched to %s, but dropping %s: %w", target, old, err)
+	}
+	docs, err := cfg.Store.Collection(target).EstimatedDocumentCount(ctx)
+	if err != nil {
+		return Report{}, err
+	}
+	return Report{Projection: p.Name, From: old, To: target, Events: b.events, Poison: b.r.Poisoned(), Documents: docs, Elapsed: time.Since(began)}, nil
+}
+
+func (c Config) withDefaults() Config {
+	if c.SwitchLag <= 0 {
+		c.SwitchLag = DefaultSwitchLag
+	}
+	if c.DropAfter <= 0 {
+		c.DropAfter = DefaultDropAfter
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// builder folds a projection's topics, from the start of the log, into
+// one collection.
+type builder[V any] struct {
+	r      *runner.Runner[V]
+	cl     *kgo.Client
+	adm    *kadm.Client
+	topics []string
+	next   map[string]map[int32]int64 // next offset to fold, per partition
+	events int64
+	bar    *progressbar.ProgressBar
+	total  int64
+}
+
+func newBuilder[V any](ctx context.Context, p runner.Projection[V], cfg Config, coll string) (*builder[V], error) {
+	cl, err := kgo.NewClient(append(cfg.Kafka,
+		kgo.ConsumeTopics(p.Topics...),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchMaxWait(100*time.Millisecond),
+	)...)
+	if err != nil {
+		return nil, fmt.Errorf("kafka: %w", err)
+	}
+	b := &builder[V]{r: runner.New(p, cfg.Serde, cfg.Store, cfg.Logger).Into(coll), cl: cl, adm: kadm.NewClient(cl),
+		topics: p.Topics, next: map[string]map[int32]int64{}}
+	starts, err := b.adm.ListStartOffsets(ctx, p.Topics...)
+	if err == nil {
+		err = starts.Error()
+	}
+	if err != nil {
+		cl.Close()
+		return nil, fmt.Errorf("start offsets of %v: %w", p.Topics, err)
+	}
+	starts.Each(func(o kadm.ListedOffset) {
+		if b.next[o.Topic] == nil {
+			b.next[o.Topic] = map[int32]int64{}
+		}
+		b.next[o.Topic][o.Partition] = o.Offset
+	})
+	// The collection exists, with its indexes, even for an empty log.
+	if err := cfg.Store.Database().CreateCollection(ctx, coll); err != nil {
+		cl.Close()
+		return nil, fmt.Errorf("create %s: %w", coll, err)
+	}
+	if _, err := b.r.Target(ctx); err != nil {
+		cl.Close()
+		return nil, err
+	}
+	if cfg.Progress != nil {
+		b.bar = progressbar.NewOptions64(1,
+			progressbar.OptionSetWriter(cfg.Progress),
+			progressbar.OptionSetDescription("replay "+p.Name),
+			progressbar.OptionShowCount(),
+			progressbar.OptionShowIts(),
+			progressbar.OptionSetItsString("events"),
+			progressbar.OptionSetPredictTime(true),
+			progressbar.OptionSetWidth(30),
+			progressbar.OptionThrottle(200*time.Millisecond),
+			progressbar.OptionOnCompletion(func() { fmt.Fprintln(cfg.Progress) }),
+		)
+	}
+	return b, nil
+}
+
+func (b *builder[V]) close() { b.cl.Close() }
+
+// heads lists the end offsets of the projection's topics.
+func (b *builder[V]) heads(ctx context.Context) (kadm.ListedOffsets, error) {
+	ends, err := b.adm.ListEndOffsets(ctx, b.topics...)
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("end offsets of %v: %w", b.topics, err)
+	}
+	return ends, nil
+}
+
+// lag is how many records lie between what was folded and ends.
+func (b *builder[V]) lag(ends kadm.ListedOffsets) int64 {
+	var n int64
+	ends.Each(func(o kadm.ListedOffset) {
+		if d := o.Offset - b.next[o.Topic][o.Partition]; d > 0 {
+			n += d
+		}
+	})
+	return n
+}
+
+// toHead folds until the collection is at most within records of the
+// head, measuring the head again after each pass.
+func (b *builder[V]) toHead(ctx context.Context, within int64) error {
+	for {
+		ends, err := b.heads(ctx)
+		if err != nil {
+			return err
+		}
+		lag := b.lag(ends)
+		if lag <= within {
+			return nil
+		}
+		if err := b.catchUp(ctx, ends); err != nil {
+			return err
+		}
+	}
+}
+
+// catchUp folds records until every partition has reached ends.
+func (b *builder[V]) catchUp(ctx context.Context, ends kadm.ListedOffsets) error {
+	for lag := b.lag(ends); lag > 0; lag = b.lag(ends) {
+		b.show(lag)
+		fs := b.cl.PollRecords(ctx, 5000)
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		var fetchErr error
+		fs.EachError(func(topic string, p int32, err error) {
+			if errors.Is(err, kgo.ErrClientClosed) {
+				fetchErr = err
+			}
+		})
+		if fetchErr != nil {
+			return fetchErr
+		}
+		recs := fs.Records()
+		if len(recs) == 0 {
+			continue
+		}
+		if err := b.r.ApplyWithRetry(ctx, recs); err != nil {
+			return err
+		}
+		for _, rec := range recs {
+			b.next[rec.Topic][rec.Partition] = rec.Offset + 1
+		}
+		b.events += int64(len(recs))
+	}
+	b.show(0)
+	return nil
+}
+
+// show moves the progress bar: events done out of events done plus lag.
+func (b *builder[V]) show(lag int64) {
+	if b.bar == nil {
+		return
+	}
+	if total := b.events + lag; total != b.total {
+		b.total = total
+		b.bar.ChangeMax64(max(total, 1))
+	}
+	b.bar.Describe(fmt.Sprintf("replay %s, lag %d", b.r.Projection().Name, lag))
+	_ = b.bar.Set64(b.events)
+}
+
+func (b *builder[V]) finish() {
+	if b.bar != nil {
+		_ = b.bar.Finish()
+	}
+}
