@@ -210,7 +210,14 @@ func Run(ctx context.Context, cfg Config) error {
 		start(name, func(ctx context.Context) error { defer cl.Close(); return g.Run(ctx, cl) })
 		return nil
 	}
+	// known are the consumer groups whose lag GET /lag shows even when
+	// they are down: the projections, and the processors run here.
+	known := map[string][]string{
+		products.Projection().Group():   products.Projection().Topics,
+		orderviews.Projection().Group(): orderviews.Projection().Topics,
+	}
 	consume := func(name string, cfg consumer.Config) error {
+		known[cfg.Group] = cfg.Topics
 		if cfg.Logger == nil {
 			cfg.Logger = log
 		}
@@ -307,7 +314,7 @@ func Run(ctx context.Context, cfg Config) error {
 		gw := gateway.New(gateway.Deps{
 			Commands: commandBus(svc, pool, cfg, metrics), Products: products.NewReader(db), Orders: orderviews.NewReader(db),
 			Stock: hub, Checks: checks, Logger: log, DevEndpoints: cfg.DevEndpoints,
-			Lag: func(ctx context.Context) ([]lag.Group, error) { return lag.Measure(ctx, kadm.NewClient(admin)) },
+			Lag: func(ctx context.Context) ([]lag.Group, error) { return lag.Measure(ctx, kadm.NewClient(admin), known) },
 		})
 		ln, err := net.Listen("tcp", cfg.HTTPAddr)
 		if err != nil {

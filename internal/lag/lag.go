@@ -7,6 +7,7 @@ package lag
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -35,30 +36,38 @@ type Group struct {
 }
 
 // Measure returns the lag of every consumer group whose name starts with
-// Prefix, sorted by name. A group that has committed nothing on a
-// partition lags by the whole partition.
-func Measure(ctx context.Context, adm *kadm.Client) ([]Group, error) {
+// Prefix, and of every group of known (group name to the topics it
+// consumes), sorted by name. A partition a group has committed nothing on
+// lags by the whole partition: known topics count even for a group that
+// is down or has never run, whose own commits would not name them.
+func Measure(ctx context.Context, adm *kadm.Client, known map[string][]string) ([]Group, error) {
 	listed, err := adm.ListGroups(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("list consumer groups: %w", err)
 	}
-	var names []string
+	names := slices.Collect(maps.Keys(known))
 	for _, g := range listed.Groups() {
-		if strings.HasPrefix(g, Prefix) {
+		if strings.HasPrefix(g, Prefix) && !slices.Contains(names, g) {
 			names = append(names, g)
 		}
 	}
-	return Of(ctx, adm, names...)
-}
-
-// Of returns the lag of the named groups, sorted by name.
-func Of(ctx context.Context, adm *kadm.Client, groups ...string) ([]Group, error) {
-	if len(groups) == 0 {
+	if len(names) == 0 {
 		return nil, nil
 	}
-	lags, err := adm.Lag(ctx, groups...)
+	lags, err := adm.Lag(ctx, names...)
 	if err != nil {
 		return nil, fmt.Errorf("consumer lag: %w", err)
+	}
+	var topics []string
+	for _, ts := range known {
+		topics = append(topics, ts...)
+	}
+	ends := kadm.ListedOffsets{}
+	if len(topics) > 0 {
+		slices.Sort(topics)
+		if ends, err = adm.ListEndOffsets(ctx, slices.Compact(topics)...); err != nil {
+			return nil, fmt.Errorf("end offsets: %w", err)
+		}
 	}
 	out := make([]Group, 0, len(lags))
 	for _, l := range lags.Sorted() {
@@ -71,7 +80,16 @@ func Of(ctx context.Context, adm *kadm.Client, groups ...string) ([]Group, error
 				continue // a partition whose end offset is unknown right now
 			}
 			g.Partitions = append(g.Partitions, Partition{Topic: m.Topic, Partition: m.Partition, Committed: m.Commit.At, End: m.End.Offset, Lag: m.Lag})
-			g.Lag += m.Lag
+		}
+		for _, t := range known[l.Group] {
+			for p, end := range ends[t] {
+				if _, ok := l.Lag.Lookup(t, p); !ok && end.Err == nil {
+					g.Partitions = append(g.Partitions, Partition{Topic: t, Partition: p, Committed: -1, End: end.Offset, Lag: end.Offset})
+				}
+			}
+		}
+		for _, p := range g.Partitions {
+			g.Lag += p.Lag
 		}
 		slices.SortFunc(g.Partitions, func(a, b Partition) int {
 			if c := strings.Compare(a.Topic, b.Topic); c != 0 {

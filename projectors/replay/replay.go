@@ -52,12 +52,17 @@ type Config struct {
 	// DropAfter is how long the old collection is kept after the switch
 	// for readers still holding the old alias; 0 means DefaultDropAfter.
 	DropAfter time.Duration
+	// SwitchTimeout bounds the switch, during which live runners hold
+	// their writes; past it the switch is abandoned. 0 means
+	// DefaultSwitchTimeout.
+	SwitchTimeout time.Duration
 }
 
 // Defaults of Config.
 const (
-	DefaultSwitchLag = 500
-	DefaultDropAfter = 3 * runner.ReaderAliasTTL
+	DefaultSwitchLag     = 500
+	DefaultDropAfter     = 3 * runner.ReaderAliasTTL
+	DefaultSwitchTimeout = 30 * time.Second
 )
 
 // Report says what a rebuild did.
@@ -67,7 +72,7 @@ type Report struct {
 	Events     int64  // records folded
 	Poison     int64  // poison records skipped
 	Documents  int64  // documents in the new collection
-	Elapsed    time.Duration
+	Elapsed    time.Duration // from the start to the switch (the old collection's grace period aside)
 }
 
 // Rate is the rebuild's throughput in events per second.
@@ -106,15 +111,28 @@ func Rebuild[V any](ctx context.Context, p runner.Projection[V], cfg Config) (Re
 	if err := b.toHead(ctx, cfg.SwitchLag); err != nil {
 		return Report{}, err
 	}
-	if err := aliases.Switch(ctx, base, old, target); err != nil {
+	// Live runners hold their writes from here until the commit, so that
+	// each document's events stay in order (see runner.Aliases).
+	if err := aliases.BeginSwitch(ctx, base, old, target, time.Now().Add(cfg.SwitchTimeout)); err != nil {
+		return Report{}, err
+	}
+	// Every record a live runner has folded lies below the head as it is
+	// now; from there on the runners go on in order themselves, so the
+	// rebuild does not chase a head that moves.
+	ends, err := b.heads(ctx)
+	if err == nil {
+		err = b.catchUp(ctx, ends)
+	}
+	if err != nil {
+		_ = aliases.AbortSwitch(context.WithoutCancel(ctx), base, target)
+		return Report{}, fmt.Errorf("before the switch to %s: %w", target, err)
+	}
+	if err := aliases.CommitSwitch(ctx, base, target); err != nil {
+		_ = aliases.AbortSwitch(context.WithoutCancel(ctx), base, target)
 		return Report{}, err
 	}
 	switched = true
-	// Records the live runner folded into the old collection before it saw
-	// the switch are all below the head as it is now.
-	if err := b.toHead(ctx, 0); err != nil {
-		return Report{}, fmt.Errorf("after the switch to %s: %w", target, err)
-	}
+	elapsed := time.Since(began)
 	b.finish()
 	cfg.Logger.Info("readers switched; the old collection is dropped after a grace period", "projection", p.Name, "from", old, "to", target, "drop_after", cfg.DropAfter)
 	select {
@@ -129,7 +147,7 @@ func Rebuild[V any](ctx context.Context, p runner.Projection[V], cfg Config) (Re
 	if err != nil {
 		return Report{}, err
 	}
-	return Report{Projection: p.Name, From: old, To: target, Events: b.events, Poison: b.r.Poisoned(), Documents: docs, Elapsed: time.Since(began)}, nil
+	return Report{Projection: p.Name, From: old, To: target, Events: b.events, Poison: b.r.Poisoned(), Documents: docs, Elapsed: elapsed}, nil
 }
 
 func (c Config) withDefaults() Config {
@@ -138,6 +156,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.DropAfter <= 0 {
 		c.DropAfter = DefaultDropAfter
+	}
+	if c.SwitchTimeout <= 0 {
+		c.SwitchTimeout = DefaultSwitchTimeout
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

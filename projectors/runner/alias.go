@@ -15,15 +15,30 @@ import (
 // {_id: "<name>_v<N>", collection: "<physical collection>"}: the
 // collection readers and the live runner use. Without a document the
 // projection's own Collection() is used. A rebuild builds a new physical
-// collection and then switches the alias in one single-document write, so
+// collection and then switches the alias in single-document writes, so
 // every reader sees either the old collection or the new one, whole.
+//
+// The switch has two steps. BeginSwitch marks the alias as switching to
+// the new collection (readers still read the old one) and the live runners
+// hold their next batch; the rebuild then folds the last records up to the
+// head and CommitSwitch points the alias at the new collection, where the
+// runners go on from their own positions. Holding the runners is what keeps
+// each document's events in order: a live runner writing into the new
+// collection before the rebuild had folded everything before its position
+// would leave a gap that the version guards would then skip over. A switch
+// that is neither committed nor aborted by its deadline counts as aborted.
 const AliasCollection = "projection_aliases"
 
 type aliasDoc struct {
 	ID         string    `bson:"_id"`
 	Collection string    `bson:"collection"`
+	Next       string    `bson:"next"`  // the collection being switched to, "" when none
+	Until      time.Time `bson:"until"` // deadline of the switch to Next
 	SwitchedAt time.Time `bson:"switched_at"`
 }
+
+// switching reports whether a switch is under way at now.
+func (d aliasDoc) switching(now time.Time) bool { return d.Next != "" && now.Before(d.Until) }
 
 // Aliases resolves and switches projection aliases.
 type Aliases struct {
@@ -38,50 +53,106 @@ func NewAliases(db *mongo.Database) *Aliases {
 // Resolve returns the physical collection of base (a projection's
 // Collection()): the alias target, or base itself when none was set.
 func (a *Aliases) Resolve(ctx context.Context, base string) (string, error) {
-	var d aliasDoc
-	err := a.coll.FindOne(ctx, bson.D{{Key: "_id", Value: base}}).Decode(&d)
-	if errors.Is(err, mongo.ErrNoDocuments) {
-		return base, nil
-	}
-	if err != nil {
-		return "", fmt.Errorf("resolve alias %s: %w", base, err)
-	}
-	return d.Collection, nil
+	d, _, err := a.load(ctx, base)
+	return d.Collection, err
 }
 
-// ErrSwitched reports that the alias no longer pointed at the collection a
-// switch expected (another rebuild switched it first).
+// load reads base's alias document; found is false when there is none
+// (then it reads as base itself).
+func (a *Aliases) load(ctx context.Context, base string) (d aliasDoc, found bool, err error) {
+	err = a.coll.FindOne(ctx, bson.D{{Key: "_id", Value: base}}).Decode(&d)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return aliasDoc{ID: base, Collection: base}, false, nil
+	}
+	if err != nil {
+		return d, false, fmt.Errorf("resolve alias %s: %w", base, err)
+	}
+	return d, true, nil
+}
+
+// WriteTarget is the collection a live runner writes base's documents to.
+// While a switch is under way it waits (polling every interval) until the
+// switch is committed, aborted or past its deadline.
+func (a *Aliases) WriteTarget(ctx context.Context, base string, interval time.Duration) (string, error) {
+	for {
+		d, _, err := a.load(ctx, base)
+		if err != nil || !d.switching(time.Now()) {
+			return d.Collection, err
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(interval):
+		}
+	}
+}
+
+// ErrSwitched reports that the alias was not where a switch expected it
+// (another rebuild switched it, or this switch passed its deadline).
 var ErrSwitched = errors.New("the alias was switched by someone else")
 
-// Switch points base at to, provided it still points at from: a
-// compare-and-swap in one document write, so two concurrent rebuilds cannot
-// both win.
-func (a *Aliases) Switch(ctx context.Context, base, from, to string) error {
-	cur, err := a.Resolve(ctx, base)
+// BeginSwitch marks base as switching from from to to, until the deadline:
+// live runners hold their writes from then on. It fails with ErrSwitched
+// unless base points at from with no switch under way.
+func (a *Aliases) BeginSwitch(ctx context.Context, base, from, to string, deadline time.Time) error {
+	cur, found, err := a.load(ctx, base)
 	if err != nil {
 		return err
 	}
-	if cur != from {
-		return fmt.Errorf("switch %s from %s to %s: it points at %s: %w", base, from, to, cur, ErrSwitched)
+	if cur.Collection != from || cur.switching(time.Now()) {
+		return fmt.Errorf("switch %s from %s to %s: it points at %s (switching to %q): %w", base, from, to, cur.Collection, cur.Next, ErrSwitched)
 	}
-	filter := bson.D{{Key: "_id", Value: base}}
-	if from != base {
-		filter = append(filter, bson.E{Key: "collection", Value: from})
-		res, err := a.coll.ReplaceOne(ctx, filter, aliasDoc{ID: base, Collection: to, SwitchedAt: time.Now().UTC()})
-		if err != nil {
+	next := aliasDoc{ID: base, Collection: from, Next: to, Until: deadline.UTC(), SwitchedAt: cur.SwitchedAt}
+	if !found {
+		if _, err := a.coll.InsertOne(ctx, next); err != nil {
+			if mongo.IsDuplicateKeyError(err) {
+				return fmt.Errorf("switch %s from %s: %w", base, from, ErrSwitched)
+			}
 			return fmt.Errorf("switch %s: %w", base, err)
-		}
-		if res.MatchedCount == 0 {
-			return fmt.Errorf("switch %s from %s: %w", base, from, ErrSwitched)
 		}
 		return nil
 	}
-	// First switch: no document yet; the insert fails if another one won.
-	if _, err := a.coll.InsertOne(ctx, aliasDoc{ID: base, Collection: to, SwitchedAt: time.Now().UTC()}); err != nil {
-		if mongo.IsDuplicateKeyError(err) {
-			return fmt.Errorf("switch %s from %s: %w", base, from, ErrSwitched)
-		}
-		return fmt.Errorf("switch %s: %w", base, err)
+	return a.replace(ctx, cur, next)
+}
+
+// CommitSwitch points base at to, the collection BeginSwitch named. It
+// fails with ErrSwitched if the switch passed its deadline (the runners
+// may have written to the old collection since).
+func (a *Aliases) CommitSwitch(ctx context.Context, base, to string) error {
+	cur, _, err := a.load(ctx, base)
+	if err != nil {
+		return err
+	}
+	if cur.Next != to || !cur.switching(time.Now()) {
+		return fmt.Errorf("commit the switch of %s to %s: not switching to it any more (deadline %s): %w", base, to, cur.Until.Format(time.RFC3339), ErrSwitched)
+	}
+	return a.replace(ctx, cur, aliasDoc{ID: base, Collection: to, SwitchedAt: time.Now().UTC()})
+}
+
+// AbortSwitch ends a switch to to without changing the collection; it does
+// nothing if base is not switching to to.
+func (a *Aliases) AbortSwitch(ctx context.Context, base, to string) error {
+	cur, _, err := a.load(ctx, base)
+	if err != nil || cur.Next != to {
+		return err
+	}
+	err = a.replace(ctx, cur, aliasDoc{ID: base, Collection: cur.Collection, SwitchedAt: cur.SwitchedAt})
+	if errors.Is(err, ErrSwitched) {
+		return nil
+	}
+	return err
+}
+
+// replace swaps cur for next if the stored document is still cur: a
+// compare-and-swap in one document write.
+func (a *Aliases) replace(ctx context.Context, cur, next aliasDoc) error {
+	res, err := a.coll.ReplaceOne(ctx, bson.D{{Key: "_id", Value: cur.ID}, {Key: "collection", Value: cur.Collection},
+		{Key: "next", Value: cur.Next}, {Key: "until", Value: cur.Until}}, next)
+	if err != nil {
+		return fmt.Errorf("alias %s: %w", cur.ID, err)
+	}
+	if res.MatchedCount == 0 {
+		return fmt.Errorf("alias %s changed meanwhile: %w", cur.ID, ErrSwitched)
 	}
 	return nil
 }

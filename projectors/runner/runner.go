@@ -99,12 +99,13 @@ func (r *Runner[V]) Projection() Projection[V] { return r.p }
 func (r *Runner[V]) Poisoned() int64 { return r.poisoned.Load() }
 
 // Target is the collection the next batch is written to, its indexes
-// created.
+// created. While a rebuild switches the alias, it waits for the switch to
+// end (see [Aliases]).
 func (r *Runner[V]) Target(ctx context.Context) (string, error) {
 	coll := r.fixed
 	if coll == "" {
 		var err error
-		if coll, err = r.aliases.Resolve(ctx, r.p.Collection()); err != nil {
+		if coll, err = r.aliases.WriteTarget(ctx, r.p.Collection(), 50*time.Millisecond); err != nil {
 			return "", err
 		}
 	}
@@ -250,6 +251,7 @@ func (r *Runner[V]) apply(ctx context.Context, recs []*kgo.Record, poison func(c
 		return err
 	}
 	models := make([]mongo.WriteModel, 0, len(order))
+	var replaces int64
 	for _, id := range order {
 		doc := current[id]
 		next := doc.View
@@ -259,19 +261,39 @@ func (r *Runner[V]) apply(ctx context.Context, recs []*kgo.Record, poison func(c
 		if doc.Rev > 0 && reflect.DeepEqual(next, doc.View) {
 			continue // a redelivery: nothing to write
 		}
+		written := Document[V]{ID: id, Rev: doc.Rev + 1, View: next}
+		if doc.Rev == 0 {
+			// A new document: an insert, which fails on a duplicate _id if
+			// a concurrent writer created it first (and is much cheaper than
+			// an upsert on FerretDB).
+			models = append(models, mongo.NewInsertOneModel().SetDocument(written))
+			continue
+		}
+		replaces++
 		models = append(models, mongo.NewReplaceOneModel().
 			SetFilter(bson.D{{Key: "_id", Value: id}, {Key: "_rev", Value: doc.Rev}}).
-			SetReplacement(Document[V]{ID: id, Rev: doc.Rev + 1, View: next}).
-			SetUpsert(true))
+			SetReplacement(written))
 	}
 	if len(models) == 0 {
 		return nil
 	}
-	if _, err := r.store.BulkWrite(ctx, coll, models); err != nil {
+	res, err := r.store.BulkWrite(ctx, coll, models)
+	if err != nil {
 		return fmt.Errorf("write %d documents: %w", len(models), err)
+	}
+	if res.Matched < replaces {
+		// Another writer moved some documents past the revision they were
+		// loaded at; the batch is folded again from fresh documents (the
+		// documents this write did change are left as the guards make them).
+		return fmt.Errorf("%w: %d of %d documents changed since they were read", ErrConcurrentWrite, replaces-res.Matched, replaces)
 	}
 	return nil
 }
+
+// ErrConcurrentWrite reports that another writer changed documents of a
+// batch between their load and their write; applying the batch again
+// resolves it.
+var ErrConcurrentWrite = errors.New("concurrent write")
 
 // load reads the documents of a batch; absent ones are zero at revision 0.
 func (r *Runner[V]) load(ctx context.Context, collection string, ids []string) (map[string]Document[V], error) {
