@@ -68,10 +68,10 @@ const (
 // Report says what a rebuild did.
 type Report struct {
 	Projection string
-	From, To   string // the collection readers used before, and after
-	Events     int64  // records folded
-	Poison     int64  // poison records skipped
-	Documents  int64  // documents in the new collection
+	From, To   string        // the collection readers used before, and after
+	Events     int64         // records folded
+	Poison     int64         // poison records skipped
+	Documents  int64         // documents in the new collection
 	Elapsed    time.Duration // from the start to the switch (the old collection's grace period aside)
 }
 
