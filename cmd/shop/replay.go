@@ -55,13 +55,6 @@ func projectionNames() string {
 }
 
 func runReplay(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	name, rest := "", args
-	switch n := len(args); {
-	case n > 0 && !strings.HasPrefix(args[0], "-"):
-		name, rest = args[0], args[1:]
-	case n > 0 && !strings.HasPrefix(args[n-1], "-"):
-		name, rest = args[n-1], args[:n-1]
-	}
 	fs := newFlags("replay", stderr)
 	verify := fs.Bool("verify", false, "rebuild into a scratch collection and compare it document by document with the live one, instead of switching")
 	dataDir := fs.String("data-dir", ".shop", "data directory of a running `shop dev` whose infrastructure to use (when neither --http nor --brokers is given)")
@@ -73,6 +66,11 @@ func runReplay(ctx context.Context, args []string, getenv func(string) string, s
 	mongoDB := fs.String("mongo-db", "shop", "MongoDB database of the read models")
 	dropAfter := fs.Duration("drop-after", replay.DefaultDropAfter, "how long the old collection is kept after the switch, for readers still on it")
 	switchLag := fs.Int64("switch-lag", replay.DefaultSwitchLag, "switch readers when the new collection is at most this many records behind the head")
+	// The projection's name may come before, after or among the flags.
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	name, rest := fs.Arg(0), fs.Args()[min(1, fs.NArg()):]
 	if err := parse(fs, rest, getenv); err != nil {
 		return err
 	}
