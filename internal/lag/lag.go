@@ -6,12 +6,14 @@ package lag
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
 	"strings"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 )
 
 // Prefix starts the name of every consumer group of the shop.
@@ -29,7 +31,7 @@ type Partition struct {
 // Group is a consumer group's lag.
 type Group struct {
 	Group      string      `json:"group"`
-	State      string      `json:"state"` // Stable, Empty, PreparingRebalance…
+	State      string      `json:"state"` // Stable, Empty, PreparingRebalance…; Absent: never ran
 	Members    int         `json:"members"`
 	Lag        int64       `json:"lag"` // records not yet processed, all partitions
 	Partitions []Partition `json:"partitions"`
@@ -71,10 +73,12 @@ func Measure(ctx context.Context, adm *kadm.Client, known map[string][]string) (
 	}
 	out := make([]Group, 0, len(lags))
 	for _, l := range lags.Sorted() {
-		if err := l.Error(); err != nil {
+		g := Group{Group: l.Group, State: l.State, Members: len(l.Members), Partitions: []Partition{}}
+		if err := l.Error(); errors.Is(err, kerr.GroupIDNotFound) {
+			g.State = "Absent" // a known group that has not run yet
+		} else if err != nil {
 			return nil, fmt.Errorf("consumer lag of %s: %w", l.Group, err)
 		}
-		g := Group{Group: l.Group, State: l.State, Members: len(l.Members), Partitions: []Partition{}}
 		for _, m := range l.Lag.Sorted() {
 			if m.Err != nil {
 				continue // a partition whose end offset is unknown right now
