@@ -5,14 +5,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/mail"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"shopstream/internal/devstack"
+	"shopstream/internal/embedded/smtpd"
 
 	"shopstream/internal/testenv"
 )
@@ -121,19 +120,13 @@ func TestCrashKillProcessorsLosesNoOrder(t *testing.T) {
 			}
 		}
 	}
-	files, _ := filepath.Glob(filepath.Join(dir, "mail", "*.eml"))
+	mails, err := smtpd.ReadMailbox(filepath.Join(dir, "mail"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	ids := map[string]int{}
-	for _, f := range files {
-		fh, err := os.Open(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		m, err := mail.ReadMessage(fh)
-		if err != nil {
-			t.Fatalf("%s: %v", f, err)
-		}
-		ids[m.Header.Get("Message-ID")]++
-		fh.Close()
+	for _, m := range mails {
+		ids[m.MessageID]++
 	}
 	for _, id := range orders {
 		if ids["<invoice-"+id+"@shopstream>"] == 0 {
@@ -141,7 +134,7 @@ func TestCrashKillProcessorsLosesNoOrder(t *testing.T) {
 		}
 	}
 	t.Logf("30 orders through %d SIGKILLs of %s: %d confirmed and emailed, %d emails, %d distinct Message-IDs (%d resent)",
-		killRounds, workers, emailed, len(files), len(ids), len(files)-len(ids))
+		killRounds, workers, emailed, len(mails), len(ids), len(mails)-len(ids))
 	if len(ids) != 30 {
 		t.Fatalf("%d distinct Message-IDs, want 30", len(ids))
 	}

@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/mail"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -24,9 +22,11 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"shopstream/internal/devstack"
+	"shopstream/internal/embedded/smtpd"
 	"shopstream/internal/kafkatest"
 	"shopstream/internal/pgdb"
 	"shopstream/processors/email"
+	"shopstream/processors/email/quota"
 	"shopstream/schemas"
 
 	"shopstream/internal/testenv"
@@ -171,7 +171,7 @@ func TestEmailQuotaHoldsAcrossTwoInstances(t *testing.T) {
 	for _, s := range all {
 		times = append(times, s.At)
 	}
-	worst, worstReceived := maxSendsInSecond(times), maxSendsInSecond(received)
+	worst, worstReceived := quota.MostInWindow(times, time.Second), quota.MostInWindow(received, time.Second)
 	// How long from a send's start to the SMTP server's acceptance: its
 	// jitter is what the pacer's margin must absorb for the provider's
 	// clock to see the quota kept too.
@@ -350,48 +350,21 @@ func groupProduct(t *testing.T, c *shopRun, pool *pgxpool.Pool, quantity int) st
 // last).
 func groupMailbox(t *testing.T, dir string) (map[string]int, []time.Time, map[string]time.Time) {
 	t.Helper()
-	files, err := filepath.Glob(filepath.Join(dir, "*.eml"))
+	mails, err := smtpd.ReadMailbox(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ids := map[string]int{}
 	var received []time.Time
 	at := map[string]time.Time{}
-	for _, f := range files {
-		fh, err := os.Open(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		m, err := mail.ReadMessage(fh)
-		if err != nil {
-			t.Fatalf("%s: %v", f, err)
-		}
-		ids[m.Header.Get("Message-ID")]++
-		fh.Close()
-		ts, err := time.Parse("20060102T150405.000000Z", strings.SplitN(filepath.Base(f), "-", 2)[0])
-		if err != nil {
-			t.Fatalf("file %s: %v", f, err)
-		}
-		received = append(received, ts)
-		if id := m.Header.Get("Message-ID"); ts.After(at[id]) {
-			at[id] = ts
+	for _, m := range mails {
+		ids[m.MessageID]++
+		received = append(received, m.Received)
+		if m.Received.After(at[m.MessageID]) {
+			at[m.MessageID] = m.Received
 		}
 	}
 	return ids, received, at
-}
-
-// maxSendsInSecond is the most times in any half-open 1 s window.
-func maxSendsInSecond(times []time.Time) int {
-	times = slices.Clone(times)
-	sort.Slice(times, func(i, j int) bool { return times[i].Before(times[j]) })
-	worst, j := 0, 0
-	for i := range times {
-		for times[i].Sub(times[j]) >= time.Second {
-			j++
-		}
-		worst = max(worst, i-j+1)
-	}
-	return worst
 }
 
 // shortestSpan is the shortest time between the first and the last of n

@@ -41,7 +41,9 @@ type replayJob struct {
 func jobOf[V any](p runner.Projection[V]) replayJob {
 	return replayJob{
 		rebuild: func(ctx context.Context, c replay.Config) (replay.Report, error) { return replay.Rebuild(ctx, p, c) },
-		verify:  func(ctx context.Context, c replay.Config) (replay.Verification, error) { return replay.Verify(ctx, p, c) },
+		verify: func(ctx context.Context, c replay.Config) (replay.Verification, error) {
+			return replay.Verify(ctx, p, c)
+		},
 	}
 }
 

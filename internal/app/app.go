@@ -29,10 +29,10 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"shopstream/internal/docstore"
-	"shopstream/internal/lag"
 	"shopstream/internal/eventlog"
 	"shopstream/internal/gateway"
 	"shopstream/internal/idempotency"
+	"shopstream/internal/lag"
 	"shopstream/internal/outbox"
 	"shopstream/internal/pgdb"
 	"shopstream/internal/stockwatch"

@@ -275,9 +275,13 @@ func TestReplayWhileServing(t *testing.T) {
 		t.Fatal("no review was written during the rebuild: the test proved nothing about them")
 	}
 
-		for name, verify := range map[string]func() (replay.Verification, error){
-		"products": func() (replay.Verification, error) { return replay.Verify(context.Background(), products.Projection(), cfg) },
-		"orders":   func() (replay.Verification, error) { return replay.Verify(context.Background(), orderviews.Projection(), cfg) },
+	for name, verify := range map[string]func() (replay.Verification, error){
+		"products": func() (replay.Verification, error) {
+			return replay.Verify(context.Background(), products.Projection(), cfg)
+		},
+		"orders": func() (replay.Verification, error) {
+			return replay.Verify(context.Background(), orderviews.Projection(), cfg)
+		},
 	} {
 		v, err := verify()
 		if err != nil {

@@ -4,17 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"io"
-	"mime"
-	"mime/multipart"
 	"net/http"
-	"net/mail"
-	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -25,7 +19,9 @@ import (
 
 	"shopstream/internal/app"
 	"shopstream/internal/devstack"
+	"shopstream/internal/embedded/smtpd"
 	"shopstream/processors/billing/invoicepdf/pdftest"
+	"shopstream/processors/email/quota"
 	"shopstream/schemas"
 
 	"shopstream/internal/testenv"
@@ -92,57 +88,34 @@ func TestSagaConfirmsCardAndSepaOrders(t *testing.T) {
 		t.Fatalf("%d emails in %s, want 2", len(mails), filepath.Join(dir, "mail"))
 	}
 	for _, m := range mails {
-		if len(m.pdf) == 0 || !bytes.HasPrefix(m.pdf, []byte("%PDF-")) {
-			t.Fatalf("email %s has no PDF attached", m.messageID)
+		pdf := attachedPDF(m)
+		if len(pdf) == 0 || !bytes.HasPrefix(pdf, []byte("%PDF-")) {
+			t.Fatalf("email %s has no PDF attached", m.MessageID)
 		}
-		renderPDF(t, m.pdf)
+		renderPDF(t, pdf)
 	}
 }
 
-type mailFile struct {
-	messageID string
-	pdf       []byte
-}
-
-// readMails parses every .eml the dev SMTP server wrote.
-func readMails(t *testing.T, dir string) []mailFile {
+// readMails parses every .eml the dev SMTP server wrote, oldest first.
+func readMails(t *testing.T, dir string) []smtpd.Mail {
 	t.Helper()
-	files, err := filepath.Glob(filepath.Join(dir, "*.eml"))
+	mails, err := smtpd.ReadMailbox(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out []mailFile
-	for _, f := range files {
-		raw, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
+	return mails
+}
+
+// attachedPDF is the content of m's application/pdf attachment (the last,
+// if several), nil without one.
+func attachedPDF(m smtpd.Mail) []byte {
+	var pdf []byte
+	for _, a := range m.Attachments {
+		if a.ContentType == "application/pdf" {
+			pdf = a.Data
 		}
-		msg, err := mail.ReadMessage(bytes.NewReader(raw))
-		if err != nil {
-			t.Fatalf("%s: %v", f, err)
-		}
-		m := mailFile{messageID: msg.Header.Get("Message-ID")}
-		_, params, err := mime.ParseMediaType(msg.Header.Get("Content-Type"))
-		if err != nil {
-			t.Fatalf("%s: %v", f, err)
-		}
-		mr := multipart.NewReader(msg.Body, params["boundary"])
-		for {
-			part, err := mr.NextPart()
-			if err != nil {
-				break
-			}
-			if mt, _, _ := mime.ParseMediaType(part.Header.Get("Content-Type")); mt == "application/pdf" {
-				b, _ := io.ReadAll(part)
-				m.pdf, err = base64.StdEncoding.DecodeString(string(bytes.Join(bytes.Fields(b), nil)))
-				if err != nil {
-					t.Fatalf("%s: attachment: %v", f, err)
-				}
-			}
-		}
-		out = append(out, m)
 	}
-	return out
+	return pdf
 }
 
 // renderPDF renders page 1 with pdftoppm (pdftest.Page1: fails unless
@@ -232,19 +205,19 @@ func TestEmailQuotaHoldsForTheGroup(t *testing.T) {
 		}
 	}
 	began := time.Now()
-	var files []string
 	for time.Since(began) < 60*time.Second {
-		files, _ = filepath.Glob(filepath.Join(dir, "mail", "*.eml"))
-		if len(files) >= 100 {
+		if len(readMails(t, filepath.Join(dir, "mail"))) >= 100 {
 			break
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
 	time.Sleep(time.Second) // a duplicate would show up now
-	files, _ = filepath.Glob(filepath.Join(dir, "mail", "*.eml"))
+	mails := readMails(t, filepath.Join(dir, "mail"))
 	ids := map[string]int{}
-	for _, m := range readMails(t, filepath.Join(dir, "mail")) {
-		ids[m.messageID]++
+	var received []time.Time // the provider's clock: when the SMTP server stored each message
+	for _, m := range mails {
+		ids[m.MessageID]++
+		received = append(received, m.Received)
 	}
 	// The sender's clock: when each send started, as EmailSent records it.
 	rows, err := pool.Query(context.Background(), `SELECT (state->>'sent_at')::timestamptz FROM notifications.emails WHERE state ? 'sent_at'`)
@@ -255,38 +228,20 @@ func TestEmailQuotaHoldsForTheGroup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The provider's clock: when the SMTP server stored each message.
-	var received []time.Time
-	for _, f := range files {
-		ts, err := time.Parse("20060102T150405.000000Z", strings.SplitN(filepath.Base(f), "-", 2)[0])
-		if err != nil {
-			t.Fatalf("file %s: %v", f, err)
-		}
-		received = append(received, ts)
+	worst, worstReceived := quota.MostInWindow(sent, time.Second), quota.MostInWindow(received, time.Second)
+	slices.SortFunc(sent, time.Time.Compare) // for the span: first to last send
+	var span time.Duration
+	if len(sent) > 0 {
+		span = sent[len(sent)-1].Sub(sent[0])
 	}
-	worst, worstReceived := maxInWindow(sent), maxInWindow(received)
-	span := sent[len(sent)-1].Sub(sent[0])
 	t.Logf("%d emails, %d distinct Message-IDs, sent over %v (%.2f/s for a quota of 5/s); at most %d sends in any 1 s window (%d by the SMTP server's clock)",
-		len(files), len(ids), span.Round(time.Millisecond), float64(len(sent)-1)/span.Seconds(), worst, worstReceived)
-	if len(files) != 100 || len(ids) != 100 {
-		t.Fatalf("%d emails with %d distinct Message-IDs, want 100 of each", len(files), len(ids))
+		len(mails), len(ids), span.Round(time.Millisecond), float64(len(sent)-1)/span.Seconds(), worst, worstReceived)
+	if len(mails) != 100 || len(ids) != 100 {
+		t.Fatalf("%d emails with %d distinct Message-IDs, want 100 of each", len(mails), len(ids))
 	}
 	if len(sent) != 100 || worst > 5 {
 		t.Fatalf("%d emails recorded sent, %d in one second: want 100, at most 5", len(sent), worst)
 	}
-}
-
-// maxInWindow sorts times and returns the most in any half-open 1 s window.
-func maxInWindow(times []time.Time) int {
-	sort.Slice(times, func(i, j int) bool { return times[i].Before(times[j]) })
-	worst, j := 0, 0
-	for i := range times {
-		for times[i].Sub(times[j]) >= time.Second {
-			j++
-		}
-		worst = max(worst, i-j+1)
-	}
-	return worst
 }
 
 // With a PSP that declines 30% of payments, every order ends confirmed or

@@ -15,6 +15,8 @@
 // server; message id sanitised for a file name), so a reader never sees a
 // partial message and the files list in the order they arrived. A message
 // sent twice (a retried send) is stored twice, under the same Message-ID.
+// ReadMailbox reads such a directory back: each message parsed, with its
+// receive time and its attachments.
 package smtpd
 
 import (
@@ -28,7 +30,6 @@ import (
 	"net/mail"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -179,19 +180,9 @@ func (s *Server) Stop(ctx context.Context) error {
 }
 
 // Messages returns the paths of the stored messages, oldest first.
+// ReadMailbox(s.Dir()) reads and parses them.
 func (s *Server) Messages() ([]string, error) {
-	entries, err := os.ReadDir(s.dir)
-	if err != nil {
-		return nil, fmt.Errorf("smtpd: %w", err)
-	}
-	var out []string
-	for _, e := range entries {
-		if n := e.Name(); e.Type().IsRegular() && strings.HasSuffix(n, Ext) && !strings.HasPrefix(n, ".") {
-			out = append(out, filepath.Join(s.dir, n))
-		}
-	}
-	slices.Sort(out) // names start with a sortable UTC timestamp
-	return out, nil
+	return listMessages(s.dir) // names start with a sortable UTC timestamp
 }
 
 // store writes one message atomically and returns its path.
@@ -212,7 +203,7 @@ func (s *Server) store(from string, to []string, remote, helo string, data []byt
 	}
 	s.last = now
 	s.mu.Unlock()
-	final := filepath.Join(s.dir, now.Format("20060102T150405.000000Z")+"-"+id+Ext)
+	final := filepath.Join(s.dir, now.Format(receivedLayout)+"-"+id+Ext)
 
 	// Trace headers, as a delivering MTA prepends them; X-Envelope-To shows
 	// the recipients the headers do not name (Bcc).

@@ -154,3 +154,23 @@ func (p *Pacer) reserve() (time.Time, <-chan struct{}, bool) {
 	p.reserved = s
 	return time.Unix(0, s*int64(p.slot)), p.changed, true
 }
+
+// MostInWindow is the most of times that fall in any one half-open window
+// [t, t+window): a quota of n per window holds over times if it is ≤ n.
+// Times exactly window apart are in different windows. It is 0 for no
+// times or a window ≤ 0. times is not modified.
+func MostInWindow(times []time.Time, window time.Duration) int {
+	if window <= 0 || len(times) == 0 {
+		return 0
+	}
+	sorted := slices.Clone(times)
+	slices.SortFunc(sorted, time.Time.Compare)
+	most, j := 0, 0
+	for i := range sorted {
+		for sorted[i].Sub(sorted[j]) >= window {
+			j++
+		}
+		most = max(most, i-j+1)
+	}
+	return most
+}

@@ -2,24 +2,11 @@ package quota
 
 import (
 	"context"
-	"sort"
+	"slices"
 	"sync"
 	"testing"
 	"time"
 )
-
-// maxInWindow is the most events in any half-open window of length w.
-func maxInWindow(times []time.Time, w time.Duration) int {
-	sort.Slice(times, func(i, j int) bool { return times[i].Before(times[j]) })
-	best, j := 0, 0
-	for i := range times {
-		for times[i].Sub(times[j]) >= w {
-			j++
-		}
-		best = max(best, i-j+1)
-	}
-	return best
-}
 
 // run sends as fast as the pacers allow, with senders per pacer, for d.
 func run(t *testing.T, d time.Duration, senders int, pacers ...*Pacer) map[*Pacer][]time.Time {
@@ -63,7 +50,7 @@ func TestOneMemberUsesTheWholeQuota(t *testing.T) {
 	const rate, d = 20, 3 * time.Second
 	p := newPacer(t, rate, 0, 1, 2, 3, 4, 5)
 	sends := run(t, d, 3, p)[p]
-	worst, perSecond := maxInWindow(sends, time.Second), float64(len(sends))/d.Seconds()
+	worst, perSecond := MostInWindow(sends, time.Second), float64(len(sends))/d.Seconds()
 	t.Logf("%d sends in %v: %.1f/s of %d/s (%.0f%%), at most %d in any 1 s window", len(sends), d, perSecond, rate, 100*perSecond/rate, worst)
 	if worst > rate || perSecond < 0.95*rate*0.97 { // the run's partial first and last slots cost a little
 		t.Fatalf("%d in one second, %.1f/s: want at most %d and at least 95%% of it", worst, perSecond, rate)
@@ -77,7 +64,7 @@ func TestMembersShareByPartitionsAndSumToTheQuota(t *testing.T) {
 	a, b := newPacer(t, rate, 0, 1, 2, 3), newPacer(t, rate, 4, 5)
 	got := run(t, d, 2, a, b)
 	all := append(append([]time.Time{}, got[a]...), got[b]...)
-	worst := maxInWindow(all, time.Second)
+	worst := MostInWindow(all, time.Second)
 	t.Logf("member a (4 partitions) %d sends, b (2) %d, group at most %d in any 1 s window", len(got[a]), len(got[b]), worst)
 	if worst > rate {
 		t.Fatalf("group sent %d in one second, quota %d", worst, rate)
@@ -116,5 +103,45 @@ func TestConfigErrors(t *testing.T) {
 		if _, err := New(c); err == nil {
 			t.Errorf("New(%+v) accepted", c)
 		}
+	}
+}
+
+func TestMostInWindow(t *testing.T) {
+	t0 := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+	at := func(ms ...int) []time.Time {
+		out := make([]time.Time, len(ms))
+		for i, m := range ms {
+			out[i] = t0.Add(time.Duration(m) * time.Millisecond)
+		}
+		return out
+	}
+	for _, c := range []struct {
+		name   string
+		times  []time.Time
+		window time.Duration
+		want   int
+	}{
+		{"empty", nil, time.Second, 0},
+		{"one", at(0), time.Second, 1},
+		{"zero window", at(0, 0, 0), 0, 0},
+		{"same instant", at(5, 5, 5), time.Second, 3},
+		{"exactly a window apart", at(0, 1000, 2000, 3000), time.Second, 1},
+		{"just under a window apart", at(0, 999), time.Second, 2},
+		{"window ends before the next", at(0, 999, 1000), time.Second, 2},
+		{"burst of 5 among spaced ones", at(0, 1400, 1500, 1600, 1700, 1800, 3000), time.Second, 5},
+		{"burst straddling a second boundary", at(800, 900, 1000, 1100, 1200, 2500), time.Second, 5},
+		{"two bursts, the second bigger", at(0, 10, 20, 5000, 5001, 5002, 5003), time.Second, 4},
+		{"unsorted input", at(1800, 0, 1500, 3000, 1700, 1400, 1600), time.Second, 5},
+		{"other window", at(0, 100, 200, 300, 400), 250 * time.Millisecond, 3},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			before := slices.Clone(c.times)
+			if got := MostInWindow(c.times, c.window); got != c.want {
+				t.Errorf("MostInWindow(%v, %v) = %d, want %d", c.times, c.window, got, c.want)
+			}
+			if !slices.Equal(c.times, before) {
+				t.Errorf("MostInWindow reordered its argument: %v, was %v", c.times, before)
+			}
+		})
 	}
 }
