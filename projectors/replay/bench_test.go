@@ -4,12 +4,19 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/event"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
@@ -24,51 +31,76 @@ import (
 	"shopstream/schemas"
 )
 
-// The products log BenchmarkReplay rebuilds from: per product, its
-// registration, the inventory's first StockReceived, benchReservations
-// StockReserved and benchReviews ReviewAdded.
+// Knobs of BenchmarkReplay: the size of the products log it rebuilds.
 const (
-	benchProducts     = 500
-	benchReservations = 2
-	benchReviews      = 10
+	envBenchProducts = "SHOP_BENCH_REPLAY_PRODUCTS" // products; default 150
+	envBenchReviews  = "SHOP_BENCH_REPLAY_REVIEWS"  // reviews per product; default 35
 )
 
+// benchReservations is how many StockReserved each product gets.
+const benchReservations = 2
+
 // BenchmarkReplay measures a full rebuild of the products read model from
-// the log (replay.Rebuild: embedded kfake, srfake registry and FerretDB,
-// all in this process) and, in the same run, the store's raw bulk-write
-// rate for the same documents, so that the runner's overhead shows as a
-// ratio. Each iteration is one whole rebuild, so set the count with
-// -benchtime:
+// the log (replay.Rebuild over an embedded kfake, registry and FerretDB, all
+// in this process) and, in the same run, the store's raw bulk-write rate
+// for the same documents, so that the runner's overhead shows as a ratio.
+// Each iteration is one whole rebuild, so set the count with -benchtime:
 //
 //	go test -run '^$' -bench Replay -benchtime 3x ./projectors/replay
 //
+// The log holds, per product, its registration, the inventory's first
+// StockReceived, 2 StockReserved and R ReviewAdded (R reviews; the document
+// keeps the latest 10), keyed by product id over the topics' 6 partitions:
+// with the defaults, 150 products and 5,850 events, more than the 5,000
+// records the rebuild folds per batch, so that documents are written by
+// more than one batch, as in any log of some size. SHOP_BENCH_REPLAY_PRODUCTS
+// and SHOP_BENCH_REPLAY_REVIEWS change the sizes; mind that the rebuild's
+// time grows with the square of the products on FerretDB (see below).
+//
 // Per iteration:
 //
-//   - replay: replay.Rebuild of products.Projection() into a new collection
-//     (the previous iteration's is dropped after DropAfter = 10 ms). Its
-//     time is the Report's Elapsed: from the start to the switch of the
-//     alias, so it includes the Kafka client, the offsets, the fetches,
-//     decoding (Avro, registry look-ups cached by the Serde), the loads of
-//     the touched documents, the fold and the writes, but not the grace
-//     period before the old collection is dropped (ns/op includes that).
+//   - replay (timed): replay.Rebuild of products.Projection() into a new
+//     collection; the previous iteration's is dropped after DropAfter =
+//     10 ms. Its time is the Report's Elapsed, from the start to the switch
+//     of the alias: the Kafka client, the offsets, the fetches, the Avro
+//     decoding, the loads of the touched documents, the fold and the
+//     writes, but not the grace period before the old collection is
+//     dropped (ns/op includes that and the final count).
 //   - raw (timer stopped): the rebuilt collection's documents, decoded as
 //     runner.Document[products.View], inserted into a fresh empty
-//     collection with the same docstore.Store (same chunks of
-//     docstore.DefaultChunk, same gate), one insert per document: what
+//     collection with the same docstore.Store (chunks of
+//     docstore.DefaultChunk, the same gate), one insert per document: what
 //     writing the finished read model costs, and nothing else.
 //
-// overhead-x is replay time / raw write time. It is not "time spent
-// outside MongoDB": the runner writes each document once per batch that
-// touches it (an insert the first time, then a replace filtered on _rev)
-// and loads it before every batch but its first, while the raw write
-// inserts it exactly once. writes/doc (the mean final _rev: the number of
-// times the runner wrote each document) says how many writes the ratio
-// covers; a ratio near writes/doc would mean the runner costs little more
-// than its writes.
+// overhead-x is replay time / raw write time. It is not "time spent outside
+// MongoDB": the runner writes each document once per batch that touches it
+// (an insert the first time, then a replace filtered on {_id, _rev}) and
+// loads it ({_id: {$in: ...}}) before every batch, while the raw write
+// inserts it exactly once. writes/doc, the mean final _rev, is how many
+// times the runner wrote each document. It varies from one rebuild to the
+// next: the first poll takes 5,000 records from whichever partitions its
+// fetches returned first (all reviews, or the catalogue and stock and most
+// reviews), and a rebuild's time follows its replaces.
+//
+// To tell the runner's own cost from the store's, the benchmark's MongoDB
+// client times every command (from the driver's send to the reply) that
+// starts within a rebuild's Elapsed: store-% is their sum over the replay
+// time, per command kind in the log; nonstore-ns/event is what is left
+// (Kafka, Avro decoding, the fold, BSON encoding and decoding in the
+// client) per event; replace-ms is the update commands' time per replace
+// (the alias's few updates aside). On FerretDB v1.24 (SQLite) a filter is
+// pushed down to SQL only when it is exactly {_id: <string>}, and even
+// then SQLite scans the table (FerretDB's _id index is on an expression
+// its queries do not use): every replace ({_id, _rev}) and every load
+// chunk ($in) decodes the collection's documents until it finds its own.
+// A replace costs time in proportion to the collection's size, and a
+// rebuild whose documents are written more than once in proportion to its
+// square.
 func BenchmarkReplay(b *testing.B) {
 	ctx := context.Background()
+	nProducts, nReviews := envInt(b, envBenchProducts, 150), envInt(b, envBenchReviews, 35)
 	f := startStack(b)
-	events := f.produceProductLog(b)
+	events := f.produceProductLog(b, nProducts, nReviews)
 
 	cfg := replay.Config{Kafka: []kgo.Opt{kgo.SeedBrokers(f.brokers...)}, Serde: f.serde, Store: f.store,
 		Logger: slog.New(slog.DiscardHandler), DropAfter: 10 * time.Millisecond}
@@ -79,15 +111,25 @@ func BenchmarkReplay(b *testing.B) {
 		replayed, written   int64 // events folded, documents inserted raw
 		writes              int64 // document writes by the runner (sum of final _rev)
 		iter                int
+		inStore             = map[string]time.Duration{} // command time within the replays, per command
+		commands            = map[string]int{}
 	)
 	for b.Loop() {
+		f.cmds.reset()
+		began := time.Now()
 		rep, err := replay.Rebuild(ctx, p, cfg)
 		if err != nil {
 			b.Fatal(err)
 		}
 		b.StopTimer()
-		if rep.Events != events || rep.Documents != benchProducts || rep.Poison != 0 {
-			b.Fatalf("rebuilt %d events (%d poison) into %d documents; want %d events into %d", rep.Events, rep.Poison, rep.Documents, events, benchProducts)
+		store := time.Duration(0)
+		for _, c := range f.cmds.since(began, rep.Elapsed) {
+			inStore[c.name] += c.took
+			commands[c.name]++
+			store += c.took
+		}
+		if rep.Events != events || rep.Documents != int64(nProducts) || rep.Poison != 0 {
+			b.Fatalf("rebuilt %d events (%d poison) into %d documents; want %d events into %d", rep.Events, rep.Poison, rep.Documents, events, nProducts)
 		}
 		docs := f.documents(b, rep.To)
 		revs := int64(0)
@@ -95,8 +137,8 @@ func BenchmarkReplay(b *testing.B) {
 			revs += d.Rev
 		}
 		raw := f.rawInsert(b, fmt.Sprintf("products_rawbench%d", iter), docs)
-		b.Logf("replay %d events -> %d docs in %v: %.0f events/s (%.2f writes/doc); raw bulk insert of the same %d docs: %v (%.0f docs/s, %.0f events/s); the runner takes %.1fx the raw write time",
-			rep.Events, rep.Documents, rep.Elapsed.Round(time.Millisecond), rep.Rate(), float64(revs)/float64(len(docs)),
+		b.Logf("replay %d events -> %d docs in %v: %.0f events/s (%.2f writes/doc, %.0f%% in MongoDB commands); raw bulk insert of the same %d docs: %v (%.0f docs/s, %.0f events/s); the runner takes %.1fx the raw write time",
+			rep.Events, rep.Documents, rep.Elapsed.Round(time.Millisecond), rep.Rate(), float64(revs)/float64(len(docs)), 100*store.Seconds()/rep.Elapsed.Seconds(),
 			len(docs), raw.Round(time.Millisecond), float64(len(docs))/raw.Seconds(), float64(rep.Events)/raw.Seconds(), rep.Elapsed.Seconds()/raw.Seconds())
 		replayTime += rep.Elapsed
 		rawTime += raw
@@ -111,12 +153,89 @@ func BenchmarkReplay(b *testing.B) {
 	b.ReportMetric(float64(replayed)/rawTime.Seconds(), "raw-events/s")
 	b.ReportMetric(replayTime.Seconds()/rawTime.Seconds(), "overhead-x")
 	b.ReportMetric(float64(writes)/float64(written), "writes/doc")
-	b.Logf("over %d rebuilds: replay %.0f events/s; raw bulk insert %.0f docs/s (%.0f events/s); the runner takes %.1fx the raw write time for %.2f writes/doc",
+	b.Logf("over %d rebuilds: replay %.0f events/s; raw bulk insert %.0f docs/s (%.0f events/s); the runner takes %.1fx the raw write time, for %.2f writes/doc",
 		iter, float64(replayed)/replayTime.Seconds(), float64(written)/rawTime.Seconds(), float64(replayed)/rawTime.Seconds(),
 		replayTime.Seconds()/rawTime.Seconds(), float64(writes)/float64(written))
+
+	// Where the time goes: the MongoDB commands within the replays.
+	n := float64(iter)
+	var store time.Duration
+	var kinds []string
+	for _, name := range slices.Sorted(maps.Keys(inStore)) {
+		store += inStore[name]
+		kinds = append(kinds, fmt.Sprintf("%s %.2fs (%d)", name, inStore[name].Seconds()/n, commands[name]/iter))
+	}
+	replaces := float64(writes-written) / n
+	b.ReportMetric(100*store.Seconds()/replayTime.Seconds(), "store-%")
+	b.ReportMetric(float64((replayTime-store).Nanoseconds())/float64(replayed), "nonstore-ns/event")
+	if replaces > 0 {
+		b.ReportMetric(ms(inStore["update"])/n/replaces, "replace-ms")
+	}
+	b.Logf("per rebuild: %.2fs, of which %.2fs in MongoDB commands (%.0f%%: %s; %.0f replaces at %.1fms each in the updates), %.2fs elsewhere (%.0fns per event: Kafka, decoding, the fold, BSON)",
+		replayTime.Seconds()/n, store.Seconds()/n, 100*store.Seconds()/replayTime.Seconds(), strings.Join(kinds, ", "),
+		replaces, ms(inStore["update"])/n/max(replaces, 1), (replayTime-store).Seconds()/n, float64((replayTime-store).Nanoseconds())/float64(replayed))
+}
+
+// commandTimes records the MongoDB commands a client sends, with the time
+// each took from the driver's send to the reply.
+type commandTimes struct {
+	mu   sync.Mutex
+	cmds []command
+}
+
+type command struct {
+	name  string
+	start time.Time
+	took  time.Duration
+}
+
+func (c *commandTimes) monitor() *event.CommandMonitor {
+	done := func(name string, took time.Duration) {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.cmds = append(c.cmds, command{name: name, start: time.Now().Add(-took), took: took})
+	}
+	return &event.CommandMonitor{
+		Succeeded: func(_ context.Context, e *event.CommandSucceededEvent) { done(e.CommandName, e.Duration) },
+		Failed:    func(_ context.Context, e *event.CommandFailedEvent) { done(e.CommandName, e.Duration) },
+	}
+}
+
+func (c *commandTimes) reset() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.cmds = nil
+}
+
+// since lists the commands that started within d of t.
+func (c *commandTimes) since(t time.Time, d time.Duration) []command {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []command
+	for _, cmd := range c.cmds {
+		if !cmd.start.Before(t) && cmd.start.Before(t.Add(d)) {
+			out = append(out, cmd)
+		}
+	}
+	return out
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func envInt(b *testing.B, name string, def int) int {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		b.Fatalf("%s=%q: want a positive integer", name, v)
+	}
+	return n
 }
 
 type benchStack struct {
+	cmds    *commandTimes // every command of db's client
 	brokers []string
 	serde   *eventlog.Serde
 	db      *mongo.Database
@@ -148,13 +267,14 @@ func startStack(b *testing.B) *benchStack {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { _ = fdb.Stop(ctx) })
-	mc, err := mongo.Connect(options.Client().ApplyURI(fdb.URI()))
+	cmds := &commandTimes{}
+	mc, err := mongo.Connect(options.Client().ApplyURI(fdb.URI()).SetMonitor(cmds.monitor()))
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { _ = mc.Disconnect(ctx) })
 	db := mc.Database("shop")
-	return &benchStack{brokers: brokers, serde: eventlog.NewSerde(rc, cat), db: db, store: docstore.New(db)}
+	return &benchStack{cmds: cmds, brokers: brokers, serde: eventlog.NewSerde(rc, cat), db: db, store: docstore.New(db)}
 }
 
 // produceProductLog writes the benchmark's products log as the outbox
@@ -163,7 +283,7 @@ func startStack(b *testing.B) *benchStack {
 // registered first, then stocked; reservations and reviews come in rounds
 // over all products, so that every batch of a rebuild touches many
 // documents.
-func (f *benchStack) produceProductLog(b *testing.B) int64 {
+func (f *benchStack) produceProductLog(b *testing.B, nProducts, nReviews int) int64 {
 	b.Helper()
 	ctx := context.Background()
 	t0 := time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)
@@ -187,21 +307,24 @@ func (f *benchStack) produceProductLog(b *testing.B) int64 {
 	}
 	id := func(i int) string { return fmt.Sprintf("0193f5a0-0000-7000-8000-%012x", i) }
 	const stock = 50
-	for i := range benchProducts {
+	for i := range nProducts {
 		photo := fmt.Sprintf("https://cdn.example.org/photos/%s.jpg", id(i))
 		add(id(i), schemas.ProductRegistered{ProductID: id(i), Title: fmt.Sprintf("Maillot domicile Olympique de Marseille 1993, taille L, n°%d", i),
 			PriceCents: int64(8999 + i%1000), Currency: "EUR", InitialStock: stock, PhotoURL: &photo})
 	}
-	for i := range benchProducts {
+	for i := range nProducts {
 		add(id(i), schemas.StockReceived{ProductID: id(i), Quantity: stock, Available: stock, CatalogVersion: 1})
 	}
-	for r := range benchReviews {
-		for i := range benchProducts {
+	for r := range max(nReviews, benchReservations) {
+		for i := range nProducts {
 			if r < benchReservations {
-				add(id(i), schemas.StockReserved{ProductID: id(i), OrderID: fmt.Sprintf("0193f5a0-0000-7000-a000-%012x", r*benchProducts+i),
+				add(id(i), schemas.StockReserved{ProductID: id(i), OrderID: fmt.Sprintf("0193f5a0-0000-7000-a000-%012x", r*nProducts+i),
 					Quantity: 1, Remaining: int32(stock - 1 - r)})
 			}
-			add(id(i), schemas.ReviewAdded{ReviewID: fmt.Sprintf("0193f5a0-0000-7000-b000-%012x", r*benchProducts+i), ProductID: id(i),
+			if r >= nReviews {
+				continue
+			}
+			add(id(i), schemas.ReviewAdded{ReviewID: fmt.Sprintf("0193f5a0-0000-7000-b000-%012x", r*nProducts+i), ProductID: id(i),
 				CustomerID: fmt.Sprintf("0193f5a0-0000-7000-c000-%012x", (i*7+r)%997), Rating: int32(1 + (i+r)%5),
 				Comment: "Très bon maillot, taille un peu grand, livraison rapide."})
 		}

@@ -272,8 +272,21 @@ func (b *builder[V]) toHead(ctx context.Context, within int64) error {
 	}
 }
 
-// catchUp folds records until every partition has reached ends.
+// FoldBatch is how many records a rebuild folds at once. The rebuild is
+// the only writer of its collection until the switch, so large batches are
+// safe, and each one writes a document once however many of its events it
+// holds: most documents are written once, as inserts.
+const FoldBatch = 50_000
+
+// catchUp folds records until every partition has reached ends, in batches
+// of up to FoldBatch records.
 func (b *builder[V]) catchUp(ctx context.Context, ends kadm.ListedOffsets) error {
+	var pending []*kgo.Record
+	flush := func() error {
+		err := b.r.ApplyWithRetry(ctx, pending)
+		pending = pending[:0]
+		return err
+	}
 	for lag := b.lag(ends); lag > 0; lag = b.lag(ends) {
 		b.show(lag)
 		fs := b.cl.PollRecords(ctx, 5000)
@@ -290,16 +303,18 @@ func (b *builder[V]) catchUp(ctx context.Context, ends kadm.ListedOffsets) error
 			return fetchErr
 		}
 		recs := fs.Records()
-		if len(recs) == 0 {
-			continue
-		}
-		if err := b.r.ApplyWithRetry(ctx, recs); err != nil {
-			return err
-		}
 		for _, rec := range recs {
 			b.next[rec.Topic][rec.Partition] = rec.Offset + 1
 		}
 		b.events += int64(len(recs))
+		if pending = append(pending, recs...); len(pending) >= FoldBatch {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+	if err := flush(); err != nil {
+		return err
 	}
 	b.show(0)
 	return nil
