@@ -19,7 +19,7 @@ import (
 func TestMeasure(t *testing.T) {
 	kafkatest.ForEachBroker(t, func(t *testing.T, brokers []string) {
 		ctx := context.Background()
-		cl := kafkatest.Client(t, brokers)
+		cl := kafkatest.Client(t, brokers, kgo.RecordPartitioner(kgo.ManualPartitioner()))
 		adm := kadm.NewClient(cl)
 		topic := "lag-test-" + uuid.NewString()
 		if _, err := adm.CreateTopic(ctx, 2, 1, nil, topic); err != nil {
