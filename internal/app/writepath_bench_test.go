@@ -30,6 +30,7 @@ import (
 	"shopstream/internal/devstack"
 	"shopstream/internal/embedded/postgres"
 	"shopstream/internal/kafkatest"
+	"shopstream/internal/testenv"
 	"shopstream/schemas"
 )
 
@@ -67,8 +68,8 @@ const (
 // the machine and whatever else runs on it; CPU use per phase is printed to
 // tell which side saturates.
 func BenchmarkWritePath(b *testing.B) {
-	clients := envInt(b, envBenchClients, 8)
-	pgSeconds := envInt(b, envBenchPgbench, 5)
+	clients := testenv.Int(b, envBenchClients, 8)
+	pgSeconds := testenv.Int(b, envBenchPgbench, 5)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -433,18 +434,6 @@ func printWritePathTable(w io.Writer, kafkaName string, clients int, s shopResul
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-
-func envInt(b *testing.B, name string, def int) int {
-	v := os.Getenv(name)
-	if v == "" {
-		return def
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n < 1 {
-		b.Fatalf("%s=%q: want a positive integer", name, v)
-	}
-	return n
-}
 
 // cpuTicks is cumulative CPU time, in clock ticks, of this process (the
 // gateway, the relay, the embedded Kafka, registry and MongoDB, and the

@@ -5,6 +5,7 @@ package testenv
 
 import (
 	"os"
+	"strconv"
 	"testing"
 )
 
@@ -22,4 +23,20 @@ func Slow(t testing.TB, what string) {
 	if os.Getenv(SlowVar) != "1" {
 		t.Skipf("slow test (%s): set %s=1 to run it (.ci/run does)", what, SlowVar)
 	}
+}
+
+// Int reads a positive integer setting of a test or benchmark from the
+// environment variable name, or def when it is unset; a malformed value
+// fails tb, naming the variable.
+func Int(tb testing.TB, name string, def int) int {
+	tb.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		tb.Fatalf("%s=%q: want a positive integer", name, v)
+	}
+	return n
 }

@@ -2,12 +2,12 @@ package products_test
 
 import (
 	"fmt"
-	"runtime"
 	"testing"
 	"time"
 
 	"shopstream/internal/eventlog"
 	"shopstream/projectors/products"
+	"shopstream/projectors/runner/runnertest"
 	"shopstream/schemas"
 )
 
@@ -39,7 +39,7 @@ func BenchmarkApply(b *testing.B) {
 	b.Run("log", func(b *testing.B) {
 		b.ReportAllocs()
 		var v products.View
-		m := benchMemStart()
+		m := runnertest.MemStart()
 		for b.Loop() {
 			for _, envs := range docs {
 				v = products.View{}
@@ -51,12 +51,12 @@ func BenchmarkApply(b *testing.B) {
 		if v.RatingCount == 0 {
 			b.Fatal("nothing folded")
 		}
-		benchReportPerEvent(b, events, m)
+		runnertest.ReportPerEvent(b, events, m)
 	})
 	b.Run("redelivered", func(b *testing.B) {
 		b.ReportAllocs()
 		var v products.View
-		m := benchMemStart()
+		m := runnertest.MemStart()
 		for b.Loop() {
 			for i, envs := range docs {
 				v = built[i]
@@ -65,28 +65,8 @@ func BenchmarkApply(b *testing.B) {
 				}
 			}
 		}
-		benchReportPerEvent(b, events, m)
+		runnertest.ReportPerEvent(b, events, m)
 	})
-}
-
-// benchMemStart samples the allocation counters before a benchmark loop.
-func benchMemStart() runtime.MemStats {
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	return m
-}
-
-// benchReportPerEvent reports the time and the allocations per event of a
-// benchmark whose every op folded events events, allocations counted
-// since start (the loop's own bookkeeping is negligible).
-func benchReportPerEvent(b *testing.B, events int, start runtime.MemStats) {
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	n := float64(b.N) * float64(events)
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/n, "ns/event")
-	b.ReportMetric(float64(m.Mallocs-start.Mallocs)/n, "allocs/event")
-	b.ReportMetric(float64(m.TotalAlloc-start.TotalAlloc)/n, "B/event")
-	b.ReportMetric(float64(events), "events/op")
 }
 
 // benchProductLog is the log of n products, grouped by product, numbered

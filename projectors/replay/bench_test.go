@@ -5,9 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -25,6 +23,7 @@ import (
 	"shopstream/internal/embedded/registry"
 	"shopstream/internal/eventlog"
 	"shopstream/internal/kafkatest"
+	"shopstream/internal/testenv"
 	"shopstream/projectors/products"
 	"shopstream/projectors/replay"
 	"shopstream/projectors/runner"
@@ -98,7 +97,7 @@ const benchReservations = 2
 // square.
 func BenchmarkReplay(b *testing.B) {
 	ctx := context.Background()
-	nProducts, nReviews := envInt(b, envBenchProducts, 150), envInt(b, envBenchReviews, 35)
+	nProducts, nReviews := testenv.Int(b, envBenchProducts, 150), testenv.Int(b, envBenchReviews, 35)
 	f := startStack(b)
 	events := f.produceProductLog(b, nProducts, nReviews)
 
@@ -221,18 +220,6 @@ func (c *commandTimes) since(t time.Time, d time.Duration) []command {
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-
-func envInt(b *testing.B, name string, def int) int {
-	v := os.Getenv(name)
-	if v == "" {
-		return def
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n < 1 {
-		b.Fatalf("%s=%q: want a positive integer", name, v)
-	}
-	return n
-}
 
 type benchStack struct {
 	cmds    *commandTimes // every command of db's client
