@@ -184,7 +184,7 @@ type customerOrders struct {
 func (g *Gateway) orderResponses(r *http.Request, orders []orderviews.Order) ([]orderResponse, error) {
 	var ids []string
 	for _, o := range orders {
-		for _, it := range o.Items {
+		for _, it := range o.View.Items {
 			ids = append(ids, it.ProductID)
 		}
 	}
@@ -197,7 +197,7 @@ func (g *Gateway) orderResponses(r *http.Request, orders []orderviews.Order) ([]
 	}
 	out := make([]orderResponse, len(orders))
 	for i, o := range orders {
-		v, history := o.View, o.History()
+		v, history := o.View, o.View.History()
 		resp := orderResponse{ID: o.ID, CustomerID: v.CustomerID, Status: v.Status(), PlacedAt: v.PlacedAt, TotalCents: v.TotalCents,
 			Payment: paymentResponse{Method: v.PaymentMethod, Status: v.PaymentStatus, Reference: v.PaymentRef},
 			Items:   make([]orderItemResponse, len(v.Items)), History: make([]statusChange, len(history))}

@@ -23,23 +23,13 @@ func (r *Reader) Get(ctx context.Context, id string) (View, bool, error) {
 	return v, found && v.Placed, err
 }
 
-// Order is an order with its id, as listed.
-type Order struct {
-	ID string
-	View
-}
+// Order is an order document with its id, as listed.
+type Order = runner.Document[View]
 
 // OfCustomer returns up to limit of a customer's placed orders, newest
 // first (ties by id), served by the index {customer_id, placed_at}.
 func (r *Reader) OfCustomer(ctx context.Context, customerID string, limit int) ([]Order, error) {
 	docs, err := r.r.Find(ctx, bson.D{{Key: "customer_id", Value: customerID}, {Key: "placed", Value: true}},
 		options.Find().SetSort(bson.D{{Key: "placed_at", Value: -1}, {Key: "_id", Value: -1}}).SetLimit(int64(limit)))
-	if err != nil {
-		return nil, err
-	}
-	out := make([]Order, len(docs))
-	for i, d := range docs {
-		out[i] = Order{ID: d.ID, View: d.View}
-	}
-	return out, nil
+	return docs, err
 }

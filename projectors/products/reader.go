@@ -23,11 +23,8 @@ func (r *Reader) Get(ctx context.Context, id string) (View, bool, error) {
 	return v, found && v.Registered, err
 }
 
-// Product is a product with its id, as listed.
-type Product struct {
-	ID string
-	View
-}
+// Product is a product document with its id, as listed.
+type Product = runner.Document[View]
 
 // Page returns up to limit registered products with an id above after,
 // sorted by id, and whether more follow. The id of the last one is the
@@ -42,12 +39,7 @@ func (r *Reader) Page(ctx context.Context, after string, limit int) ([]Product, 
 		return nil, false, err
 	}
 	more := len(docs) > limit
-	docs = docs[:min(len(docs), limit)]
-	out := make([]Product, len(docs))
-	for i, d := range docs {
-		out[i] = Product{ID: d.ID, View: d.View}
-	}
-	return out, more, nil
+	return docs[:min(len(docs), limit)], more, nil
 }
 
 // Many returns the registered products among ids, by id.
