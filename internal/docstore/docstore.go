@@ -22,7 +22,9 @@
 // passing each chunk through a [Gate] that bounds the statements in flight
 // at once (default [DefaultInFlight], shared by all Stores on the same
 // mongo.Client and database). Writes that bypass the Store (e.g.
-// Collection(...).UpdateMany) are not gated. Against real MongoDB, the gate
+// Collection(...).UpdateMany) are not gated. The gate also sends one chunk
+// per collection at a time, which makes a revision-filtered replace a
+// compare-and-set on FerretDB (see [Gate]). Against real MongoDB the gate
 // only serializes bulk writes; disable it with WithGate(nil).
 package docstore
 
@@ -185,10 +187,15 @@ func (s *Store) BulkWrite(ctx context.Context, coll string, models []mongo.Write
 	return res, nil
 }
 
-// writeChunk sends one chunk as one unordered bulk write, holding room for
-// it in the gate while it is in flight.
+// writeChunk sends one chunk as one unordered bulk write, holding its
+// collection's lock and room in the gate while it is in flight.
 func (s *Store) writeChunk(ctx context.Context, c *mongo.Collection, models []mongo.WriteModel, opts *options.BulkWriteOptionsBuilder) (*mongo.BulkWriteResult, error) {
 	if s.gate != nil {
+		unlock, err := s.gate.lockCollection(ctx, c.Name())
+		if err != nil {
+			return nil, err
+		}
+		defer unlock()
 		n, err := s.gate.acquire(ctx, len(models))
 		if err != nil {
 			return nil, err

@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -520,5 +521,43 @@ func TestGate(t *testing.T) {
 	s := New(nil, WithGate(nil))
 	if s.Gate() != nil {
 		t.Error("WithGate(nil) should disable gating")
+	}
+}
+
+// Replaces filtered on a revision, sent at once by writers sharing a gate,
+// behave as a compare-and-set: for each revision exactly one matches. On
+// FerretDB without the gate's per-collection lock, several can match (its
+// update is a query followed by a write).
+func TestRevisionFilteredReplacesAreCompareAndSet(t *testing.T) {
+	const writers, rounds = 8, 15
+	base, rec := newStore(t)
+	ctx := rec.guard(t)
+	if err := base.Collection("cas").Drop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := base.BulkWrite(ctx, "cas", []mongo.WriteModel{
+		mongo.NewInsertOneModel().SetDocument(bson.D{{Key: "_id", Value: "x"}, {Key: "rev", Value: 0}}),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for rev := range rounds {
+		var matched atomic.Int64
+		var wg sync.WaitGroup
+		for w := range writers {
+			s := New(base.Database())
+			wg.Go(func() {
+				res, err := s.BulkWrite(ctx, "cas", []mongo.WriteModel{mongo.NewReplaceOneModel().
+					SetFilter(bson.D{{Key: "_id", Value: "x"}, {Key: "rev", Value: rev}}).
+					SetReplacement(bson.D{{Key: "_id", Value: "x"}, {Key: "rev", Value: rev + 1}, {Key: "by", Value: w}})})
+				if err != nil {
+					t.Error(err)
+				}
+				matched.Add(res.Matched)
+			})
+		}
+		wg.Wait()
+		if got := matched.Load(); got != 1 {
+			t.Fatalf("revision %d: %d of %d concurrent replaces matched, want exactly 1", rev, got, writers)
+		}
 	}
 }

@@ -18,17 +18,29 @@ const DefaultInFlight = 50
 // Gate bounds the number of write statements in flight at once across all
 // Stores that share it. The zero value is not usable; use [NewGate].
 // A Gate is safe for concurrent use.
+//
+// A Gate also lets only one chunk per collection be in flight at once.
+// FerretDB v1.24 runs an update as a query followed by a write by _id
+// (updateDocument in its internal/handler/msg_update.go), not as one atomic
+// step, so two conditional replaces sent at once (filter {_id, _rev}) can
+// both match and the second silently overwrites the first. Serialized, a
+// revision filter is a compare-and-set among all writers sharing the Gate
+// (one process); across processes only a server with atomic
+// single-document updates (MongoDB) gives it.
 type Gate struct {
 	budget int
 	mu     chan struct{} // serializes acquirers so partial acquisitions cannot deadlock
 	tokens chan struct{}
+
+	collMu sync.Mutex
+	colls  map[string]chan struct{} // collection -> a lock held while a chunk is in flight
 }
 
 // NewGate returns a Gate allowing at most budget statements in flight
 // (budget is clamped to [MinChunk, MaxChunk]).
 func NewGate(budget int) *Gate {
 	budget = min(max(budget, MinChunk), MaxChunk)
-	g := &Gate{budget: budget, mu: make(chan struct{}, 1), tokens: make(chan struct{}, budget)}
+	g := &Gate{budget: budget, mu: make(chan struct{}, 1), tokens: make(chan struct{}, budget), colls: map[string]chan struct{}{}}
 	for range budget {
 		g.tokens <- struct{}{}
 	}
@@ -57,6 +69,25 @@ func (g *Gate) acquire(ctx context.Context, n int) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// lockCollection waits until no other chunk to coll is in flight and
+// returns the function that lets the next one go; it returns ctx's error if
+// ctx ends first.
+func (g *Gate) lockCollection(ctx context.Context, coll string) (func(), error) {
+	g.collMu.Lock()
+	l, ok := g.colls[coll]
+	if !ok {
+		l = make(chan struct{}, 1)
+		g.colls[coll] = l
+	}
+	g.collMu.Unlock()
+	select {
+	case l <- struct{}{}:
+		return func() { <-l }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
 
 func (g *Gate) release(n int) {
