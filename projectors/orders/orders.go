@@ -29,7 +29,9 @@ import (
 
 // Version of the projection; bump it to rebuild from the log on purpose.
 // v2 added placed_at (GET /customers/{id}/orders sorts by it).
-const Version = 2
+// v3 keeps reserved sorted (it listed products in arrival order, which a
+// replay does not repeat).
+const Version = 3
 
 // View is the read-model document of an order.
 type View struct {
@@ -39,7 +41,7 @@ type View struct {
 	PaymentMethod string    `bson:"payment_method"`
 	Items         []Item    `bson:"items"`
 	TotalCents    int64     `bson:"total_cents"`
-	Reserved      []string  `bson:"reserved"` // products whose units are held
+	Reserved      []string  `bson:"reserved"` // products whose units are held, sorted
 	// ReservedAt is when each product's units were first reserved (kept
 	// after a release: it is the history's fact).
 	ReservedAt    map[string]time.Time `bson:"reserved_at"`
@@ -199,8 +201,10 @@ func Apply(v View, env eventlog.Envelope) View {
 			v.Items[i] = Item{ProductID: l.ProductID, Quantity: l.Quantity, UnitPriceCents: l.UnitPriceCents}
 		}
 	case schemas.StockReserved:
-		if !slices.Contains(v.Reserved, e.ProductID) {
-			v.Reserved = append(slices.Clone(v.Reserved), e.ProductID)
+		// Kept sorted: reservations of different products come from
+		// different partitions, in an order a replay does not repeat.
+		if i, found := slices.BinarySearch(v.Reserved, e.ProductID); !found {
+			v.Reserved = slices.Insert(slices.Clone(v.Reserved), i, e.ProductID)
 		}
 		if _, seen := v.ReservedAt[e.ProductID]; !seen {
 			v.ReservedAt = maps.Clone(v.ReservedAt)
