@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"time"
 
 	"shopstream/internal/app"
@@ -20,16 +21,15 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 	pgPort := fs.Int("postgres-port", 0, "port of the embedded PostgreSQL (0: a free port)")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	shop := addShopFlags(fs)
-	pspFailure := fs.Float64("psp-failure-rate", 0, "share of payments the simulated card PSP and SEPA bank decline, 0 to 1")
-	pspLatency := fs.Duration("psp-latency", 50*time.Millisecond, "mean latency of the simulated payment providers")
+	psp := addPSPFlags(fs)
 	if err := parse(fs, args, getenv); err != nil {
 		return err
 	}
 	if err := shop.check(); err != nil {
 		return err
 	}
-	if *pspFailure < 0 || *pspFailure > 1 {
-		return fmt.Errorf("--psp-failure-rate %v: must be between 0 and 1", *pspFailure)
+	if err := psp.check(); err != nil {
+		return err
 	}
 	log, err := newLogger(stderr, *logLevel)
 	if err != nil {
@@ -38,33 +38,43 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 	printConfig(stdout, fs)
 	began := time.Now()
 	fmt.Fprintf(stdout, "starting embedded infrastructure in %s …\n", *dataDir)
-	stack, err := devstack.Start(ctx, devstack.Config{
-		Dir: *dataDir, KafkaAddr: *kafkaAddr, RegistryAddr: *registryAddr, MongoAddr: *mongoAddr,
-		PostgresPort: *pgPort, PSPLatency: *pspLatency, PSPFailureRate: *pspFailure, Logger: log,
-	})
+	stack, err := devstack.Start(ctx, psp.apply(devstack.Config{
+		Dir: *dataDir, KafkaAddr: *kafkaAddr, RegistryAddr: *registryAddr, MongoAddr: *mongoAddr, PostgresPort: *pgPort, Logger: log,
+	}))
 	if err != nil {
 		return err
 	}
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		defer cancel()
-		if err := stack.Stop(sctx); err != nil {
-			log.Error("stopping the embedded infrastructure", "err", err)
-		}
-		fmt.Fprintln(stdout, "stopped")
-	}()
+	defer stopStack(ctx, stack, log, stdout)
 	e := stack.Endpoints
-	return app.Run(ctx, shop.apply(app.Config{
+	return app.Run(ctx, shop.apply(devApp(e, *httpAddr, log, func(addr string) {
+		e.HTTP = "http://" + addr
+		if err := devstack.WriteEndpoints(*dataDir, e); err != nil {
+			log.Error("write endpoints", "err", err)
+		}
+		fmt.Fprintf(stdout, "shop dev ready in %s\n  http:      %s\n  kafka:     %v\n  registry:  %s\n  mongodb:   %s\n  postgres:  %s\n",
+			time.Since(began).Round(time.Millisecond), e.HTTP, e.Brokers, e.RegistryURL, e.MongoURI, mask("postgres", e.PostgresURL))
+	})))
+}
+
+// devApp is the whole shop on an embedded stack, as `shop dev` runs it:
+// every component, one replica per topic, the stack's endpoints served on
+// GET /dev/endpoints.
+func devApp(e devstack.Endpoints, httpAddr string, log *slog.Logger, onReady func(addr string)) app.Config {
+	return app.Config{
 		Brokers: e.Brokers, RegistryURL: e.RegistryURL, MongoURI: e.MongoURI, MongoDB: "shop",
-		PostgresURL: e.PostgresURL, CardPSPURL: e.CardPSPURL, SepaBankURL: e.SepaBankURL, SMTPAddr: e.SMTPAddr, HTTPAddr: *httpAddr, Components: app.Components(), Replication: 1, Logger: log,
-		DevEndpoints: e,
-		OnReady: func(addr string) {
-			e.HTTP = "http://" + addr
-			if err := devstack.WriteEndpoints(*dataDir, e); err != nil {
-				log.Error("write endpoints", "err", err)
-			}
-			fmt.Fprintf(stdout, "shop dev ready in %s\n  http:      %s\n  kafka:     %v\n  registry:  %s\n  mongodb:   %s\n  postgres:  %s\n",
-				time.Since(began).Round(time.Millisecond), e.HTTP, e.Brokers, e.RegistryURL, e.MongoURI, mask("postgres", e.PostgresURL))
-		},
-	}))
+		PostgresURL: e.PostgresURL, CardPSPURL: e.CardPSPURL, SepaBankURL: e.SepaBankURL, SMTPAddr: e.SMTPAddr,
+		HTTPAddr: httpAddr, Components: app.Components(), Replication: 1, Logger: log,
+		DevEndpoints: e, OnReady: onReady,
+	}
+}
+
+// stopStack stops the embedded infrastructure, within 30 s even when ctx
+// has ended.
+func stopStack(ctx context.Context, stack *devstack.Stack, log *slog.Logger, stdout io.Writer) {
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if err := stack.Stop(sctx); err != nil {
+		log.Error("stopping the embedded infrastructure", "err", err)
+	}
+	fmt.Fprintln(stdout, "stopped")
 }

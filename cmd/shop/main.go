@@ -43,6 +43,7 @@ commands:
   topics    list the event-log topics with partitions and end offsets
   dlq       list (dlq list) or send back (dlq redrive --topic T) the records processors dead-lettered
   migrate   apply the PostgreSQL migrations
+  loadtest  drive a shop with simulated shoppers (a Black Friday spike), check the invariants, write a report with charts
   replay    rebuild a read model from the log while the shop serves (replay products|orders), or --verify it
 
 Run 'shop <command> -h' for its flags.`
@@ -64,6 +65,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runDLQ(ctx, rest, getenv, stdout, stderr)
 	case "migrate":
 		return runMigrate(ctx, rest, getenv, stdout, stderr)
+	case "loadtest":
+		return runLoadtest(ctx, rest, getenv, stdout, stderr)
 	case "replay":
 		return runReplay(ctx, rest, getenv, stdout, stderr)
 	case "help", "-h", "--help":

@@ -3,8 +3,10 @@ package main
 import (
 	"flag"
 	"fmt"
+	"time"
 
 	"shopstream/internal/app"
+	"shopstream/internal/devstack"
 )
 
 // shopFlags are the flags of the shop's own behaviour, shared by `shop dev`
@@ -39,5 +41,34 @@ func (f *shopFlags) apply(cfg app.Config) app.Config {
 	cfg.MaxInFlight = *f.maxInFlight
 	cfg.EmailRate = *f.emailRate
 	cfg.MailFrom = *f.mailFrom
+	return cfg
+}
+
+// pspFlags are the behaviour of the simulated payment providers of an
+// embedded stack (`shop dev`, `shop loadtest --embedded`).
+type pspFlags struct {
+	failureRate *float64
+	latency     *time.Duration
+}
+
+func addPSPFlags(fs *flag.FlagSet) *pspFlags {
+	return &pspFlags{
+		failureRate: fs.Float64("psp-failure-rate", 0, "share of payments the simulated card PSP and SEPA bank decline, 0 to 1"),
+		latency:     fs.Duration("psp-latency", 50*time.Millisecond, "mean latency of the simulated payment providers"),
+	}
+}
+
+func (f *pspFlags) check() error {
+	if *f.failureRate < 0 || *f.failureRate > 1 {
+		return fmt.Errorf("--psp-failure-rate %v: must be between 0 and 1", *f.failureRate)
+	}
+	if *f.latency < 0 {
+		return fmt.Errorf("--psp-latency %v: must not be negative", *f.latency)
+	}
+	return nil
+}
+
+func (f *pspFlags) apply(cfg devstack.Config) devstack.Config {
+	cfg.PSPFailureRate, cfg.PSPLatency = *f.failureRate, *f.latency
 	return cfg
 }

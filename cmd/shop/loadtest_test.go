@@ -1,0 +1,111 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"image/png"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"shopstream/internal/kafkatest"
+	"shopstream/internal/loadtest/report"
+)
+
+// A short Black Friday run of `shop loadtest --embedded`: the spike is
+// absorbed, every invariant holds, and the report is written with its
+// charts. With SHOP_TEST_KAFKA_BROKERS set (CI) the shop runs on that real
+// Apache Kafka broker instead of the embedded one.
+func TestLoadtestSpikeHoldsInvariants(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: skips building and running the shop binary")
+	}
+	bin := buildShop(t)
+	out := t.TempDir()
+	args := []string{"loadtest", "--embedded", "--profile", "blackfriday", "--duration", "15s", "--base-rps", "3", "--spike-x", "10",
+		"--spike-for", "5s", "--email-rate", "5", "--drain-timeout", "3m", "--out", out}
+	if b := os.Getenv(kafkatest.EnvBrokers); b != "" {
+		args = append(args, "--kafka-brokers", b)
+		t.Logf("against the real broker %s", b)
+	}
+	cmd := exec.Command(bin, args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	t.Logf("stdout:\n%s", stdout.String())
+	if err != nil {
+		t.Fatalf("shop loadtest: %v\nstderr (tail):\n%s", err, tail(stderr.String(), 40))
+	}
+	for i := 1; i <= 6; i++ {
+		if !strings.Contains(stdout.String(), fmt.Sprintf("I%d holds", i)) {
+			t.Errorf("I%d is not reported holding", i)
+		}
+	}
+	if !strings.Contains(stderr.String(), "s/15s] target   30/s") {
+		t.Errorf("no live progress line for the spike in stderr:\n%s", tail(stderr.String(), 30))
+	}
+	b, err := os.ReadFile(filepath.Join(out, "report.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep report.Report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if !rep.Holds() || !rep.Drain.Drained || rep.Totals.OrdersAccepted == 0 ||
+		rep.Totals.OrdersConfirmed+rep.Totals.OrdersCancelled != rep.Totals.OrdersAccepted {
+		t.Fatalf("report: holds %v, drained %v, totals %+v", rep.Holds(), rep.Drain.Drained, rep.Totals)
+	}
+	if rep.Totals.EmailsSent != rep.Totals.OrdersConfirmed {
+		t.Errorf("%d emails sent for %d confirmed orders", rep.Totals.EmailsSent, rep.Totals.OrdersConfirmed)
+	}
+	for _, e := range rep.Emails {
+		if e.Sent > rep.EmailQuota {
+			t.Errorf("second %d: %d emails, quota %d", e.T, e.Sent, rep.EmailQuota)
+		}
+	}
+	for _, name := range []string{"throughput.png", "latency.png", "lag.png", "emails.png", "stock.png"} {
+		f, err := os.Open(filepath.Join(out, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := png.Decode(f); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+		f.Close()
+	}
+	html, err := os.ReadFile(filepath.Join(out, "report.html"))
+	if err != nil || strings.Count(string(html), "<svg") != 5 {
+		t.Fatalf("report.html: %v, %d charts", err, strings.Count(string(html), "<svg"))
+	}
+}
+
+// tail is the last n lines of s.
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
+func TestLoadtestFlagErrors(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"loadtest"}, "--target URL or --embedded"},
+		{[]string{"loadtest", "--embedded", "--target", "http://x"}, "--target URL or --embedded"},
+		{[]string{"loadtest", "--embedded", "--profile", "cyber"}, "--profile"},
+		{[]string{"loadtest", "--embedded", "--base-rps", "0"}, "--base-rps"},
+		{[]string{"loadtest", "--embedded", "--duration", "10s", "--spike-for", "20s"}, "--spike-for"},
+		{[]string{"loadtest", "--embedded", "--workers", "0"}, "--workers"},
+		{[]string{"loadtest", "--embedded", "--psp-failure-rate", "2"}, "--psp-failure-rate"},
+	} {
+		var out bytes.Buffer
+		err := run(t.Context(), c.args, func(string) string { return "" }, &out, &out)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: %v, want an error naming %s", c.args, err, c.want)
+		}
+	}
+}

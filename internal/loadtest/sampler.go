@@ -1,0 +1,192 @@
+package loadtest
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"shopstream/internal/eventlog"
+	"shopstream/internal/lag"
+	"shopstream/internal/loadtest/report"
+	"shopstream/schemas"
+)
+
+// sampler watches the pipeline while the load runs and drains: the lag of
+// every consumer group (GET /lag), the stock of the hottest products as
+// readers see it (GET /products/{id}), and the invoice emails sent (the
+// EmailSent events on the emails topic, by their time).
+type sampler struct {
+	c     *client
+	start time.Time
+	hot   []product
+
+	mu     sync.Mutex
+	lag    []report.LagSample
+	stock  map[string][]report.StockPoint
+	emails map[int]int // second since start -> EmailSent events
+	last   map[string]int64
+
+	emailsCl *kgo.Client
+}
+
+// newSampler starts consuming EmailSent events from the current end of the
+// emails topic; brokers may be nil (emails are then not followed).
+func newSampler(ctx context.Context, c *client, start time.Time, hot []product, brokers []string) (*sampler, error) {
+	s := &sampler{c: c, start: start, hot: hot, stock: map[string][]report.StockPoint{}, emails: map[int]int{}}
+	if len(brokers) == 0 {
+		return s, nil
+	}
+	adm, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		return nil, err
+	}
+	ends, err := kadm.NewClient(adm).ListEndOffsets(ctx, schemas.TopicEmails)
+	adm.Close()
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("end offsets of %s: %w", schemas.TopicEmails, err)
+	}
+	from := map[string]map[int32]kgo.Offset{schemas.TopicEmails: {}}
+	ends.Each(func(o kadm.ListedOffset) { from[o.Topic][o.Partition] = kgo.NewOffset().At(o.Offset) })
+	s.emailsCl, err = kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumePartitions(from))
+	return s, err
+}
+
+// run samples once a second until ctx ends.
+func (s *sampler) run(ctx context.Context) {
+	var wg sync.WaitGroup
+	if s.emailsCl != nil {
+		wg.Go(func() { s.followEmails(ctx) })
+	}
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		s.sample(ctx)
+		select {
+		case <-ctx.Done():
+			wg.Wait()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (s *sampler) followEmails(ctx context.Context) {
+	defer s.emailsCl.Close()
+	sent := (schemas.EmailSent{}).EventType()
+	for {
+		fs := s.emailsCl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			m, err := eventlog.ParseMetadata(r)
+			if err != nil || m.Type != sent {
+				return
+			}
+			at := m.OccurredAt
+			if at.IsZero() {
+				at = r.Timestamp
+			}
+			s.mu.Lock()
+			s.emails[int(at.Sub(s.start)/time.Second)]++
+			s.mu.Unlock()
+		})
+	}
+}
+
+func (s *sampler) sample(ctx context.Context) {
+	now := time.Since(s.start).Seconds()
+	if groups, err := s.groups(ctx); err == nil {
+		m := map[string]int64{}
+		for _, g := range groups {
+			m[g.Group] = g.Lag
+		}
+		s.mu.Lock()
+		s.lag = append(s.lag, report.LagSample{T: now, Groups: m})
+		s.last = m
+		s.mu.Unlock()
+	}
+	for _, p := range s.hot {
+		var v struct {
+			Stock int64 `json:"stock"`
+		}
+		if s.get(ctx, "/products/"+p.id, &v) == nil {
+			s.mu.Lock()
+			s.stock[p.id] = append(s.stock[p.id], report.StockPoint{T: now, Stock: v.Stock})
+			s.mu.Unlock()
+		}
+	}
+}
+
+func (s *sampler) groups(ctx context.Context) ([]lag.Group, error) {
+	var v struct {
+		Groups []lag.Group `json:"groups"`
+	}
+	err := s.get(ctx, "/lag", &v)
+	return v.Groups, err
+}
+
+// get reads a JSON answer outside the recorded load.
+func (s *sampler) get(ctx context.Context, path string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.c.base+path, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := s.c.http.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: HTTP %d", path, resp.StatusCode)
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+// lastLag is the latest lag of each group (nil before the first sample).
+func (s *sampler) lastLag() map[string]int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.last
+}
+
+// emailsIn is the number of emails sent during second sec.
+func (s *sampler) emailsIn(sec int) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.emails[sec]
+}
+
+// fill writes the samples into rep, up to second end.
+func (s *sampler) fill(rep *report.Report, end int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rep.Lag = s.lag
+	for sec := range end + 1 {
+		rep.Emails = append(rep.Emails, report.EmailSample{T: sec, Sent: s.emails[sec]})
+		rep.Totals.EmailsSent += int64(s.emails[sec])
+	}
+	for _, p := range s.hot {
+		rep.Stock = append(rep.Stock, report.StockSeries{ProductID: p.id, Title: p.title, Points: s.stock[p.id]})
+	}
+}
+
+// sortedGroups lists groups by name.
+func sortedGroups(m map[string]int64) []string {
+	names := make([]string, 0, len(m))
+	for g := range m {
+		names = append(names, g)
+	}
+	sort.Strings(names)
+	return names
+}
