@@ -133,7 +133,7 @@ func fakeShop(t testing.TB) (*httptest.Server, *atomic.Int64) {
 	mux.HandleFunc("GET /products/{id}", ok(`{"stock":3}`))
 	mux.HandleFunc("GET /orders/{id}", ok(`{"status":"confirmed","invoice":{"emailed_at":"2026-11-21T00:00:00Z"}}`))
 	mux.HandleFunc("GET /customers/{id}/orders", ok(`{"items":[]}`))
-	mux.HandleFunc("GET /lag", ok(`{"groups":[{"group":"shop.saga","lag":0}]}`))
+	mux.HandleFunc("GET /lag", ok(`{"groups":[{"group":"shop.saga","members":1,"lag":0}]}`))
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	return srv, &n

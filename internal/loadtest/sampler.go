@@ -19,7 +19,7 @@ import (
 )
 
 // sampler watches the pipeline while the load runs and drains: the lag of
-// every consumer group (GET /lag), the stock of the hottest products as
+// every consumer group with members (GET /lag), the stock of the hottest products as
 // readers see it (GET /products/{id}), and the invoice emails sent (the
 // EmailSent events on the emails topic, by their time).
 type sampler struct {
@@ -107,9 +107,14 @@ func (s *sampler) followEmails(ctx context.Context) {
 func (s *sampler) sample(ctx context.Context) {
 	now := time.Since(s.start).Seconds()
 	if groups, err := s.groups(ctx); err == nil {
+		// Only groups with members: a broker keeps the offsets of groups
+		// nobody runs any more (an older projection version, a one-off
+		// redrive), whose lag never drains.
 		m := map[string]int64{}
 		for _, g := range groups {
-			m[g.Group] = g.Lag
+			if g.Members > 0 {
+				m[g.Group] = g.Lag
+			}
 		}
 		s.mu.Lock()
 		s.lag = append(s.lag, report.LagSample{T: now, Groups: m})
