@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"shopstream/internal/app"
+	"shopstream/internal/devshop"
 	"shopstream/internal/devstack"
 )
 
@@ -46,26 +47,16 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 	}
 	defer stopStack(ctx, stack, log, stdout)
 	e := stack.Endpoints
-	return app.Run(ctx, shop.apply(devApp(e, *httpAddr, log, func(addr string) {
+	cfg := devshop.Config(e, *httpAddr, log)
+	cfg.OnReady = func(addr string) {
 		e.HTTP = "http://" + addr
 		if err := devstack.WriteEndpoints(*dataDir, e); err != nil {
 			log.Error("write endpoints", "err", err)
 		}
 		fmt.Fprintf(stdout, "shop dev ready in %s\n  http:      %s\n  kafka:     %v\n  registry:  %s\n  mongodb:   %s\n  postgres:  %s\n",
 			time.Since(began).Round(time.Millisecond), e.HTTP, e.Brokers, e.RegistryURL, e.MongoURI, mask("postgres", e.PostgresURL))
-	})))
-}
-
-// devApp is the whole shop on an embedded stack, as `shop dev` runs it:
-// every component, one replica per topic, the stack's endpoints served on
-// GET /dev/endpoints.
-func devApp(e devstack.Endpoints, httpAddr string, log *slog.Logger, onReady func(addr string)) app.Config {
-	return app.Config{
-		Brokers: e.Brokers, RegistryURL: e.RegistryURL, MongoURI: e.MongoURI, MongoDB: "shop",
-		PostgresURL: e.PostgresURL, CardPSPURL: e.CardPSPURL, SepaBankURL: e.SepaBankURL, SMTPAddr: e.SMTPAddr,
-		HTTPAddr: httpAddr, Components: app.Components(), Replication: 1, Logger: log,
-		DevEndpoints: e, OnReady: onReady,
 	}
+	return app.Run(ctx, shop.apply(cfg))
 }
 
 // stopStack stops the embedded infrastructure, within 30 s even when ctx

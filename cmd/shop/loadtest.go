@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"shopstream/internal/app"
+	"shopstream/internal/devshop"
 	"shopstream/internal/devstack"
 	"shopstream/internal/loadtest"
 	"shopstream/internal/loadtest/invariants"
@@ -92,44 +93,37 @@ func runLoadtest(ctx context.Context, args []string, getenv func(string) string,
 		defer os.RemoveAll(dir)
 	}
 	fmt.Fprintf(stdout, "starting an embedded shop in %s …\n", dir)
-	stack, err := devstack.Start(ctx, psp.apply(devstack.Config{Dir: dir, Logger: log}))
+	var kafka listFlag
+	if *kafkaBrokers != "" {
+		if err := kafka.Set(*kafkaBrokers); err != nil {
+			return fmt.Errorf("--kafka-brokers: %w", err)
+		}
+	}
+	s, err := devshop.Start(ctx, psp.apply(devstack.Config{Dir: dir, Logger: log}), func(c *app.Config) {
+		*c = shop.apply(*c)
+		if len(kafka) > 0 {
+			e, _ := c.DevEndpoints.(devstack.Endpoints)
+			e.Brokers = kafka
+			c.Brokers, c.DevEndpoints = kafka, e
+		}
+	})
 	if err != nil {
 		return err
 	}
-	defer stopStack(ctx, stack, log, stdout)
-	e := stack.Endpoints
-	if *kafkaBrokers != "" {
-		var l listFlag
-		if err := l.Set(*kafkaBrokers); err != nil {
-			return fmt.Errorf("--kafka-brokers: %w", err)
+	defer func() {
+		if err := s.Stop(context.WithoutCancel(ctx)); err != nil {
+			log.Error("stopping the embedded shop", "err", err)
 		}
-		e.Brokers = l
-	}
-	ready := make(chan string, 1)
-	appCtx, stopApp := context.WithCancel(ctx)
-	appDone := make(chan error, 1)
-	go func() {
-		appDone <- app.Run(appCtx, shop.apply(devApp(e, "127.0.0.1:0", log, func(addr string) { ready <- addr })))
 	}()
-	select {
-	case addr := <-ready:
-		cfg.Target = "http://" + addr
-	case err := <-appDone:
-		stopApp()
-		return fmt.Errorf("the embedded shop stopped before it was ready: %w", err)
-	case <-ctx.Done():
-		stopApp()
-		<-appDone
-		return ctx.Err()
+	e := s.Stack.Endpoints
+	if len(kafka) > 0 {
+		e.Brokers = kafka
 	}
+	cfg.Target = s.URL
 	cfg.Sources = sources(e, "shop", filepath.Join(dir, "mail"))
 	cfg.EmailQuota = int(*shop.emailRate)
-	rep, runErr := loadtest.Run(ctx, cfg)
-	stopApp()
-	if err := <-appDone; err != nil && !errors.Is(err, context.Canceled) {
-		log.Error("the embedded shop", "err", err)
-	}
-	return printVerdict(stdout, rep, runErr)
+	rep, err := loadtest.Run(ctx, cfg)
+	return printVerdict(stdout, rep, err)
 }
 
 // loadTarget finds where a --target's invariants are read: the flags, or

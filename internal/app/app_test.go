@@ -17,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"shopstream/internal/app"
+	"shopstream/internal/devshop"
 	"shopstream/internal/devstack"
 	"shopstream/internal/outbox"
 	"shopstream/internal/pgdb"
@@ -40,51 +41,21 @@ func startShop(t *testing.T, dir string, options ...func(*app.Config)) *shop {
 // startShopOn runs the shop on a stack configured by sc.
 func startShopOn(t *testing.T, sc devstack.Config, options ...func(*app.Config)) *shop {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	log := slog.New(slog.NewTextHandler(testLogOutput(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-	sc.Logger = log
-	stack, err := devstack.Start(ctx, sc)
+	sc.Logger = slog.New(slog.NewTextHandler(testLogOutput(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	ds, err := devshop.Start(ctx, sc, func(cfg *app.Config) {
+		for _, o := range options {
+			o(cfg)
+		}
+	})
 	if err != nil {
-		cancel()
 		t.Fatal(err)
 	}
-	ready := make(chan string, 1)
-	done := make(chan error, 1)
-	e := stack.Endpoints
-	go func() {
-		cfg := app.Config{
-			Brokers: e.Brokers, RegistryURL: e.RegistryURL, MongoURI: e.MongoURI, MongoDB: "shop", PostgresURL: e.PostgresURL,
-			CardPSPURL: e.CardPSPURL, SepaBankURL: e.SepaBankURL, SMTPAddr: e.SMTPAddr, HTTPAddr: "127.0.0.1:0", Components: app.Components(), Replication: 1, Logger: log,
-			OnReady: func(addr string) { ready <- addr },
-		}
-		for _, o := range options {
-			o(&cfg)
-		}
-		done <- app.Run(ctx, cfg)
-	}()
-	s := &shop{t: t, stack: stack}
-	select {
-	case addr := <-ready:
-		s.base = "http://" + addr
-	case err := <-done:
-		cancel()
-		_ = stack.Stop(context.Background())
-		t.Fatalf("shop stopped before it was ready: %v", err)
-	case <-time.After(90 * time.Second):
-		t.Fatal("shop not ready after 90 s")
-	}
-	stopped := false
+	s := &shop{t: t, stack: ds.Stack, base: ds.URL}
 	s.stop = func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("app.Run: %v", err)
-		}
-		if err := stack.Stop(context.Background()); err != nil {
-			t.Errorf("stop stack: %v", err)
+		if err := ds.Stop(context.Background()); err != nil {
+			t.Errorf("stop the shop: %v", err)
 		}
 	}
 	t.Cleanup(s.stop)

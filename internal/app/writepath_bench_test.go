@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
@@ -27,6 +26,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"shopstream/internal/app"
+	"shopstream/internal/devshop"
 	"shopstream/internal/devstack"
 	"shopstream/internal/embedded/postgres"
 	"shopstream/internal/kafkatest"
@@ -71,46 +71,28 @@ func BenchmarkWritePath(b *testing.B) {
 	clients := testenv.Int(b, envBenchClients, 8)
 	pgSeconds := testenv.Int(b, envBenchPgbench, 5)
 
-	ctx, cancel := context.WithCancel(context.Background())
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	stack, err := devstack.Start(ctx, devstack.Config{Dir: b.TempDir(), Logger: log})
-	if err != nil {
-		cancel()
-		b.Fatal(err)
-	}
-	brokers, kafkaName, replication := stack.Endpoints.Brokers, "kfake (embedded)", int16(1)
+	brokers, kafkaName, replication := []string(nil), "kfake (embedded)", int16(1)
 	if v := os.Getenv(kafkatest.EnvBrokers); v != "" {
 		brokers, kafkaName, replication = strings.Split(v, ","), "Apache Kafka at "+v, -1
 	}
-	ready := make(chan string, 1)
-	done := make(chan error, 1)
-	e := stack.Endpoints
-	go func() {
-		done <- app.Run(ctx, app.Config{
-			Brokers: brokers, RegistryURL: e.RegistryURL, MongoURI: e.MongoURI, MongoDB: "shop", PostgresURL: e.PostgresURL,
-			HTTPAddr: "127.0.0.1:0", Components: []string{app.OutboxRelay, app.Gateway}, Replication: replication, Logger: log,
-			OnReady: func(addr string) { ready <- addr },
-		})
-	}()
-	b.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			b.Errorf("app.Run: %v", err)
+	start, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	ds, err := devshop.Start(start, devstack.Config{Dir: b.TempDir()}, func(cfg *app.Config) {
+		if brokers != nil {
+			cfg.Brokers = brokers
 		}
-		if err := stack.Stop(context.Background()); err != nil {
-			b.Errorf("stop stack: %v", err)
+		brokers = cfg.Brokers
+		cfg.Components, cfg.Replication = []string{app.OutboxRelay, app.Gateway}, replication
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		if err := ds.Stop(context.Background()); err != nil {
+			b.Errorf("stop the shop: %v", err)
 		}
 	})
-	var base string
-	select {
-	case addr := <-ready:
-		base = "http://" + addr
-	case err := <-done:
-		done <- err // for the cleanup
-		b.Fatalf("shop stopped before it was ready: %v", err)
-	case <-time.After(90 * time.Second):
-		b.Fatal("shop not ready after 90 s")
-	}
+	base, e := ds.URL, ds.Stack.Endpoints
 
 	var shop shopResult
 	b.Run("shop", func(b *testing.B) {

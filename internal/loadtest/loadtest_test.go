@@ -246,4 +246,3 @@ func BenchmarkGenerator(b *testing.B) {
 			rate, p.Duration, rep.Totals.Requests, took.Round(time.Millisecond), float64(rep.Totals.Requests)/took.Seconds(), rep.Totals.Late, rep.Totals.Errors)
 	}
 }
-

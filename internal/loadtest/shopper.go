@@ -22,15 +22,15 @@ type Action struct {
 // Actions are what shoppers do, in realistic proportions: mostly browsing,
 // about one request in eight an order.
 var Actions = []Action{
-	{"browse", 22},     // GET /products
-	{"view", 30},       // GET /products/{id}, hot products most
-	{"cart", 12},       // POST /carts/items
-	{"order", 13},      // POST /orders, card or SEPA, items or the cart
-	{"review", 8},      // POST /products/{id}/reviews
-	{"signup", 5},      // POST /customers
-	{"my-orders", 4},   // GET /customers/{id}/orders
-	{"order-view", 5},  // GET /orders/{id}
-	{"restock", 1},     // POST /products/{id}/restock, a sold-out product
+	{"browse", 22},    // GET /products
+	{"view", 30},      // GET /products/{id}, hot products most
+	{"cart", 12},      // POST /carts/items
+	{"order", 13},     // POST /orders, card or SEPA, items or the cart
+	{"review", 8},     // POST /products/{id}/reviews
+	{"signup", 5},     // POST /customers
+	{"my-orders", 4},  // GET /customers/{id}/orders
+	{"order-view", 5}, // GET /orders/{id}
+	{"restock", 1},    // POST /products/{id}/restock, a sold-out product
 }
 
 // Catalogue is the shop a run sets up before its load: Products products of
@@ -337,4 +337,3 @@ func pick(rng *rand.Rand) string {
 	}
 	return Actions[0].Name
 }
-

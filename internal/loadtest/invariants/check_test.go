@@ -15,7 +15,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"shopstream/internal/app"
+	"shopstream/internal/devshop"
 	"shopstream/internal/devstack"
 	"shopstream/internal/loadtest/invariants"
 	"shopstream/internal/loadtest/report"
@@ -34,43 +34,21 @@ type shop struct {
 func startShop(t *testing.T) *shop {
 	t.Helper()
 	dir := t.TempDir()
-	ctx, cancel := context.WithCancel(context.Background())
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-	stack, err := devstack.Start(ctx, devstack.Config{Dir: dir, Logger: log})
+	start, cancel := context.WithTimeout(t.Context(), 90*time.Second)
+	defer cancel()
+	ds, err := devshop.Start(start, devstack.Config{Dir: dir, Logger: log}, nil)
 	if err != nil {
-		cancel()
 		t.Fatal(err)
 	}
-	e := stack.Endpoints
-	ready, done := make(chan string, 1), make(chan error, 1)
-	go func() {
-		done <- app.Run(ctx, app.Config{
-			Brokers: e.Brokers, RegistryURL: e.RegistryURL, MongoURI: e.MongoURI, MongoDB: "shop", PostgresURL: e.PostgresURL,
-			CardPSPURL: e.CardPSPURL, SepaBankURL: e.SepaBankURL, SMTPAddr: e.SMTPAddr, HTTPAddr: "127.0.0.1:0",
-			Components: app.Components(), Replication: 1, Logger: log, OnReady: func(addr string) { ready <- addr },
-		})
-	}()
-	s := &shop{t: t, ends: e, dir: dir}
-	select {
-	case addr := <-ready:
-		s.base = "http://" + addr
-	case err := <-done:
-		cancel()
-		_ = stack.Stop(context.Background())
-		t.Fatalf("shop stopped before it was ready: %v", err)
-	case <-time.After(90 * time.Second):
-		cancel()
-		t.Fatal("shop not ready after 90 s")
-	}
 	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("app.Run: %v", err)
-		}
-		if err := stack.Stop(context.Background()); err != nil {
-			t.Errorf("stop stack: %v", err)
+		if err := ds.Stop(context.Background()); err != nil {
+			t.Errorf("stop the shop: %v", err)
 		}
 	})
+	e := ds.Stack.Endpoints
+	s := &shop{t: t, ends: e, dir: dir, base: ds.URL}
+	ctx := context.Background()
 	pool, err := pgdb.Connect(ctx, e.PostgresURL)
 	if err != nil {
 		t.Fatal(err)
