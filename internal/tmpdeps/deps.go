@@ -1,0 +1,15 @@
+// Package tmpdeps pins the modules issue 7's work imports until it does;
+// it is removed once they are imported for real.
+package tmpdeps
+
+import (
+	_ "github.com/twmb/franz-go/plugin/kprom"
+	_ "sigs.k8s.io/yaml"
+	_ "github.com/testcontainers/testcontainers-go"
+	_ "github.com/testcontainers/testcontainers-go/modules/kafka"
+	_ "github.com/testcontainers/testcontainers-go/modules/mongodb"
+	_ "github.com/testcontainers/testcontainers-go/modules/postgres"
+	_ "github.com/compose-spec/compose-go/v2/loader"
+	_ "go.opentelemetry.io/otel/sdk/trace"
+	_ "go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
+)
