@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"time"
 
 	"shopstream/internal/app"
@@ -40,7 +39,7 @@ func runLoadtest(ctx context.Context, args []string, getenv func(string) string,
 	registryURL := fs.String("registry-url", "", "--target: schema registry URL, with --brokers")
 	mongoURI := fs.String("mongo-uri", "", "--target: MongoDB URI of the read models, with --brokers")
 	mongoDB := fs.String("mongo-db", "shop", "MongoDB database of the read models")
-	mailDir := fs.String("mail-dir", "", "--target: directory of the SMTP server's .eml files, if readable (I3 reads EmailSent events otherwise)")
+	mailDir := fs.String("mail-dir", "", "--target: directory of the SMTP server's .eml files, if readable (default: a `shop dev`'s own; I3 reads EmailSent events otherwise)")
 	logLevel := fs.String("log-level", "warn", "--embedded: the shop's log level")
 	shop := addShopFlags(fs)
 	psp := addPSPFlags(fs)
@@ -71,6 +70,9 @@ func runLoadtest(ctx context.Context, args []string, getenv func(string) string,
 		e, err := loadTarget(ctx, *target, brokers, *registryURL, *mongoURI)
 		if err != nil {
 			return err
+		}
+		if *mailDir == "" {
+			*mailDir = e.MailDir // a `shop dev` on this machine says where its mailbox is
 		}
 		cfg.Sources = sources(e, *mongoDB, *mailDir)
 		cfg.EmailQuota = int(*quota)
@@ -120,7 +122,7 @@ func runLoadtest(ctx context.Context, args []string, getenv func(string) string,
 		e.Brokers = kafka
 	}
 	cfg.Target = s.URL
-	cfg.Sources = sources(e, "shop", filepath.Join(dir, "mail"))
+	cfg.Sources = sources(e, "shop", e.MailDir)
 	cfg.EmailQuota = int(*shop.emailRate)
 	rep, err := loadtest.Run(ctx, cfg)
 	return printVerdict(stdout, rep, err)

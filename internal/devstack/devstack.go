@@ -47,7 +47,8 @@ type Endpoints struct {
 	PostgresURL string   `json:"postgres_url"`
 	CardPSPURL  string   `json:"card_psp_url"`
 	SepaBankURL string   `json:"sepa_bank_url"`
-	SMTPAddr    string   `json:"smtp_addr"`      // writes each message to <dir>/mail/*.eml
+	SMTPAddr    string   `json:"smtp_addr"`      // writes each message to MailDir/*.eml
+	MailDir     string   `json:"mail_dir"`       // <dir>/mail, absolute
 	HTTP        string   `json:"http,omitempty"` // the gateway, when `shop dev` serves one
 }
 
@@ -74,6 +75,10 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
 	s := &Stack{dir: cfg.Dir}
+	mailDir, err := filepath.Abs(filepath.Join(cfg.Dir, "mail"))
+	if err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
 	defer func() {
 		if err != nil {
 			s.Stop(context.WithoutCancel(ctx))
@@ -100,14 +105,14 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 			Latency: cfg.PSPLatency, FailureRate: cfg.PSPFailureRate, Seed: 2, Logger: log})
 	}
 	if err == nil {
-		s.smtp, err = smtpd.Start(ctx, smtpd.Config{Dir: filepath.Join(cfg.Dir, "mail"), Logger: log})
+		s.smtp, err = smtpd.Start(ctx, smtpd.Config{Dir: mailDir, Logger: log})
 	}
 	wg.Wait()
 	if err = errors.Join(err, pgErr, mongoErr); err != nil {
 		return nil, err
 	}
 	s.Endpoints = Endpoints{Brokers: s.kafka.Brokers(), RegistryURL: s.registry.URL(), MongoURI: s.mongo.URI(), PostgresURL: s.pg.URL(),
-		CardPSPURL: s.card.URL(), SepaBankURL: s.bank.URL(), SMTPAddr: s.smtp.Addr()}
+		CardPSPURL: s.card.URL(), SepaBankURL: s.bank.URL(), SMTPAddr: s.smtp.Addr(), MailDir: mailDir}
 	return s, nil
 }
 
