@@ -1,9 +1,12 @@
 // Package kafkatest runs one test body against every Kafka backend a test
 // run has: always an embedded kfake cluster, and real Apache Kafka when
-// SHOP_TEST_KAFKA_BROKERS names its brokers (comma-separated). Without the
-// variable the real-Kafka subtest skips with that reason, never passes
-// silently. Tests on real Kafka share its topics with earlier runs, so they
-// read from the end offsets they saw before producing (see From).
+// SHOP_TEST_KAFKA_BROKERS names its brokers (comma-separated), or else when
+// SHOP_TEST_BACKEND=testcontainers (a Kafka container shared by the test
+// binary, see internal/testbackend). Without either, the real-Kafka subtest
+// skips with that reason, never passes silently; with testcontainers and no
+// Docker engine it skips saying so. Tests on real Kafka share its topics
+// with earlier runs and other tests, so they read from the end offsets they
+// saw before producing (see From).
 package kafkatest
 
 import (
@@ -19,19 +22,26 @@ import (
 
 	"shopstream/internal/embedded/kafka"
 	"shopstream/internal/eventlog"
+	"shopstream/internal/testbackend"
 )
 
 // EnvBrokers is the variable that selects the real-Kafka integration tests.
 const EnvBrokers = "SHOP_TEST_KAFKA_BROKERS"
 
-// RealBrokers returns the brokers named by SHOP_TEST_KAFKA_BROKERS, or skips t.
+// RealBrokers returns the brokers named by SHOP_TEST_KAFKA_BROKERS; when it
+// is unset and SHOP_TEST_BACKEND=testcontainers, those of the shared Kafka
+// container (testbackend.Kafka, which skips t where no Docker engine
+// answers); otherwise it skips t.
 func RealBrokers(t testing.TB) []string {
 	t.Helper()
-	v := os.Getenv(EnvBrokers)
-	if v == "" {
-		t.Skip(EnvBrokers + " is unset: real Apache Kafka test skipped (.ci/run installs Kafka and sets it)")
+	if v := os.Getenv(EnvBrokers); v != "" {
+		return strings.Split(v, ",")
 	}
-	return strings.Split(v, ",")
+	if testbackend.Containers(t) {
+		return testbackend.Kafka(t)
+	}
+	t.Skip(EnvBrokers + " is unset: real Apache Kafka test skipped (.ci/run installs Kafka and sets it)")
+	return nil
 }
 
 // Embedded starts a fresh in-memory kfake cluster for t.
