@@ -20,6 +20,7 @@ import (
 	"shopstream/internal/kafkatest"
 	"shopstream/internal/outbox"
 	"shopstream/internal/pgdb"
+	"shopstream/internal/testbackend"
 )
 
 const topic = "shopstream.test.outbox"
@@ -27,12 +28,20 @@ const topic = "shopstream.test.outbox"
 func startPostgres(t *testing.T) *pgxpool.Pool {
 	t.Helper()
 	ctx := context.Background()
-	srv, err := postgres.Start(ctx, postgres.Config{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
+	// A private cluster, or a database of its own on the shared container
+	// with SHOP_TEST_BACKEND=testcontainers.
+	var url string
+	if testbackend.Containers(t) {
+		url = testbackend.Postgres(t)
+	} else {
+		srv, err := postgres.Start(ctx, postgres.Config{Dir: t.TempDir()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = srv.Stop(context.Background()) })
+		url = srv.URL()
 	}
-	t.Cleanup(func() { _ = srv.Stop(context.Background()) })
-	pool, err := pgdb.Connect(ctx, srv.URL())
+	pool, err := pgdb.Connect(ctx, url)
 	if err != nil {
 		t.Fatal(err)
 	}

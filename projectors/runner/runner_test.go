@@ -16,6 +16,7 @@ import (
 
 	"shopstream/internal/docstore"
 	"shopstream/internal/embedded/ferret"
+	"shopstream/internal/testbackend"
 	"shopstream/internal/embedded/registry"
 	"shopstream/internal/eventlog"
 	"shopstream/projectors/products"
@@ -42,17 +43,25 @@ func setup(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fdb, err := ferret.Start(ctx, ferret.Config{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
+	// MongoDB: embedded FerretDB, or a database of its own on the shared
+	// container with SHOP_TEST_BACKEND=testcontainers.
+	uri, dbName := "", "shop"
+	if testbackend.Containers(t) {
+		uri, dbName = testbackend.Mongo(t), testbackend.DatabaseName(t)
+	} else {
+		fdb, err := ferret.Start(ctx, ferret.Config{Dir: t.TempDir()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = fdb.Stop(ctx) })
+		uri = fdb.URI()
 	}
-	t.Cleanup(func() { _ = fdb.Stop(ctx) })
-	mc, err := mongo.Connect(options.Client().ApplyURI(fdb.URI()))
+	mc, err := mongo.Connect(options.Client().ApplyURI(uri))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = mc.Disconnect(ctx) })
-	f := &fixture{serde: eventlog.NewSerde(rc, cat), db: mc.Database("shop")}
+	f := &fixture{serde: eventlog.NewSerde(rc, cat), db: mc.Database(dbName)}
 	f.r = runner.New(products.Projection(), f.serde, docstore.New(f.db), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	return f
 }
