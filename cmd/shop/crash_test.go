@@ -255,7 +255,7 @@ func startRun(t *testing.T, bin string, e devstack.Endpoints, components string)
 		}
 		go func() { p.exited <- cmd.Wait() }()
 		t.Cleanup(func() { _ = cmd.Process.Kill() })
-		if !strings.Contains(components, "gateway") { // no HTTP: wait for its ready line
+		if !strings.Contains(components, "gateway") { // no gateway: wait for its ready line
 			if p.waitOutput("shop run ready", 60*time.Second) {
 				return p
 			}

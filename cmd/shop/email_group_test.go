@@ -266,14 +266,14 @@ func TestEmailQuotaHoldsAcrossTwoInstances(t *testing.T) {
 }
 
 // startRunWith starts `shop run --components=components` against e, with
-// extra flags (a repeated flag's last value wins), without HTTP, and waits
-// for its ready line.
+// extra flags (a repeated flag's last value wins), its HTTP (metrics and
+// health) on a free port, and waits for its ready line.
 func startRunWith(t *testing.T, bin string, e devstack.Endpoints, components string, extra ...string) *shopRun {
 	t.Helper()
 	args := append([]string{"run", "--components=" + components,
 		"--brokers", strings.Join(e.Brokers, ","), "--registry-url", e.RegistryURL, "--mongo-uri", e.MongoURI,
 		"--postgres-url", e.PostgresURL, "--card-psp-url", e.CardPSPURL, "--sepa-bank-url", e.SepaBankURL,
-		"--smtp-addr", e.SMTPAddr, "--log-level", childLogLevel()}, extra...)
+		"--smtp-addr", e.SMTPAddr, "--http", "127.0.0.1:0", "--log-level", childLogLevel()}, extra...)
 	cmd := exec.Command(bin, args...)
 	p := &shopRun{cmd: cmd, out: &lockedBuffer{}, exited: make(chan error, 1), client: &http.Client{Timeout: 10 * time.Second}}
 	cmd.Stdout, cmd.Stderr = p.out, p.out

@@ -39,7 +39,7 @@ func runRun(ctx context.Context, args []string, getenv func(string) string, stdo
 	fs := newFlags("run", stderr)
 	infra := addInfraFlags(fs)
 	components := fs.String("components", "all", "components to run, comma-separated: all, or "+strings.Join(app.Components(), ", "))
-	httpAddr := fs.String("http", ":8080", "address of the HTTP gateway")
+	httpAddr := fs.String("http", ":8080", "HTTP address: GET /metrics and /healthz on every instance, the shop's API with the gateway component")
 	replication := fs.Int("replication", -1, "replication factor of topics created at start (-1: broker default)")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	shop := addShopFlags(fs)
@@ -61,10 +61,9 @@ func runRun(ctx context.Context, args []string, getenv func(string) string, stdo
 	return app.Run(ctx, shop.apply(app.Config{
 		Brokers: infra.brokers, RegistryURL: *infra.registryURL, MongoURI: *infra.mongoURI, MongoDB: *infra.mongoDB,
 		PostgresURL: *infra.postgresURL, CardPSPURL: *infra.cardPSPURL, SepaBankURL: *infra.sepaBankURL, SMTPAddr: *infra.smtpAddr, HTTPAddr: *httpAddr, Components: comps, Replication: int16(*replication), Logger: log,
+		Getenv: getenv,
 		OnReady: func(addr string) {
-			if addr != "" {
-				addr = "http://" + addr
-			}
+			addr = "http://" + addr
 			fmt.Fprintf(stdout, "shop run ready: components %s, http %s\n", strings.Join(comps, ","), addr)
 		},
 	}))

@@ -4,6 +4,13 @@
 // real Kafka, schema registry, MongoDB and PostgreSQL). Run returns when its
 // context ends, after every component stopped; a component that fails
 // stops the others and its error is returned.
+//
+// Every instance, whatever its components, serves GET /metrics (its own
+// Prometheus registry: franz-go client metrics of every Kafka client it
+// builds, the lag and dead-letter gauges, and those of the components it
+// runs) and GET /healthz on Config.HTTPAddr. Tracing follows the standard
+// OTEL_* environment (package tracing); traceparent propagates from the
+// gateway through every processor whether spans are exported or not.
 package app
 
 import (
@@ -13,6 +20,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -21,21 +29,29 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/sony/gobreaker/v2"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
+	"github.com/twmb/franz-go/plugin/kprom"
 	"github.com/twmb/franz-go/plugin/kslog"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"shopstream/internal/docstore"
 	"shopstream/internal/eventlog"
 	"shopstream/internal/gateway"
 	"shopstream/internal/idempotency"
 	"shopstream/internal/lag"
+	shopmetrics "shopstream/internal/metrics"
 	"shopstream/internal/outbox"
 	"shopstream/internal/pgdb"
 	"shopstream/internal/stockwatch"
+	"shopstream/internal/tracing"
 	billingproc "shopstream/processors/billing"
 	"shopstream/processors/consumer"
 	"shopstream/processors/email"
@@ -103,8 +119,10 @@ type Config struct {
 	MongoURI    string
 	MongoDB     string
 	PostgresURL string
-	HTTPAddr    string
-	Components  []string
+	// HTTPAddr is where every instance serves GET /metrics (Prometheus)
+	// and GET /healthz; with the gateway component, the shop's API too.
+	HTTPAddr   string
+	Components []string
 	// CardPSPURL and SepaBankURL are the payment providers' APIs.
 	CardPSPURL  string
 	SepaBankURL string
@@ -125,8 +143,14 @@ type Config struct {
 	// the embedded infrastructure, for tools such as `shop replay --http`.
 	DevEndpoints any
 	// OnReady, if set, is called once every component runs, with the
-	// address the gateway listens on ("" without a gateway).
+	// address HTTP listens on.
 	OnReady func(httpAddr string)
+	// Tracing is the tracer provider of every component; nil builds one
+	// from the OTEL_* environment (tracing.FromEnv, read with Getenv),
+	// which Run shuts down as it returns.
+	Tracing trace.TracerProvider
+	// Getenv reads the environment for Tracing; nil is os.Getenv.
+	Getenv func(string) string
 }
 
 // Run starts the configured components and blocks until ctx ends.
@@ -146,8 +170,37 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := serde.RegisterAll(ctx); err != nil {
 		return err
 	}
+	tp := cfg.Tracing
+	if tp == nil {
+		getenv := cfg.Getenv
+		if getenv == nil {
+			getenv = os.Getenv
+		}
+		p, err := tracing.FromEnv(ctx, getenv, attribute.String("shop.components", strings.Join(cfg.Components, ",")))
+		if err != nil {
+			return err
+		}
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			if err := p.Shutdown(sctx); err != nil {
+				log.Warn("tracing: spans not flushed", "err", err)
+			}
+		}()
+		tp = p
+		log.Info("tracing", "exporting", p.Enabled)
+	}
+	// metrics is this instance's registry, served on GET /metrics.
+	metrics := prometheus.NewRegistry()
+	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	kopts := []kgo.Opt{kgo.SeedBrokers(cfg.Brokers...), kgo.WithLogger(kslog.New(log.With("component", "kafka-client")))}
-	admin, err := kgo.NewClient(kopts...)
+	// kclient builds a Kafka client whose franz-go metrics (kprom, under
+	// "shop_", labelled client=name) this instance serves.
+	kclient := func(name string, opts ...kgo.Opt) (*kgo.Client, error) {
+		m := kprom.NewMetrics("shop", kprom.Registerer(metrics), kprom.WithStaticLabel(prometheus.Labels{"client": name}))
+		return kgo.NewClient(slices.Concat(kopts, opts, []kgo.Opt{kgo.WithHooks(m)})...)
+	}
+	admin, err := kclient("admin")
 	if err != nil {
 		return fmt.Errorf("kafka: %w", err)
 	}
@@ -171,7 +224,6 @@ func Run(ctx context.Context, cfg Config) error {
 	defer mc.Disconnect(context.WithoutCancel(ctx)) //nolint:errcheck // best effort at exit
 	db := mc.Database(cfg.MongoDB)
 
-	metrics := prometheus.NewRegistry()
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var wg sync.WaitGroup
@@ -189,13 +241,14 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 
 	if has(OutboxRelay) {
-		prod, err := kgo.NewClient(append(kopts, kgo.ProducerLinger(2*time.Millisecond))...)
+		prod, err := kclient(OutboxRelay, kgo.ProducerLinger(2*time.Millisecond))
 		if err != nil {
 			return err
 		}
 		defer prod.Close()
 		relay := outbox.NewRelay(pool, prod, outbox.RelayConfig{Logger: log})
 		start(OutboxRelay, relay.Run)
+		metrics.MustRegister(shopmetrics.Outbox(pool, 0, log))
 	}
 	// group runs a consumer group (a processor's or a projector's) as a
 	// component, with a client of its own.
@@ -203,7 +256,7 @@ func Run(ctx context.Context, cfg Config) error {
 		ClientOpts() []kgo.Opt
 		Run(context.Context, *kgo.Client) error
 	}) error {
-		cl, err := kgo.NewClient(append(kopts, g.ClientOpts()...)...)
+		cl, err := kclient(name, g.ClientOpts()...)
 		if err != nil {
 			return err
 		}
@@ -221,6 +274,7 @@ func Run(ctx context.Context, cfg Config) error {
 		if cfg.Logger == nil {
 			cfg.Logger = log
 		}
+		cfg.Tracing = tp
 		return group(name, consumer.New(cfg))
 	}
 	svc := newServices(pool, serde)
@@ -237,12 +291,18 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	if has(PaymentsCard) || has(PaymentsSepa) {
 		var providers [2]*pspclient.Client
+		targets := [2]string{"card", "sepa"}
 		for i, url := range []string{cfg.CardPSPURL, cfg.SepaBankURL} {
-			if providers[i], err = pspclient.New(pspclient.Config{BaseURL: url, Logger: log}); err != nil {
+			if providers[i], err = pspclient.New(pspclient.Config{BaseURL: url, Logger: log, Breaker: pspclient.BreakerConfig{Name: targets[i]}}); err != nil {
 				return fmt.Errorf("payment provider %s: %w", url, err)
 			}
 		}
 		p := paymentsproc.New(svc.payments, providers[0], providers[1], log)
+		for i, c := range []string{PaymentsCard, PaymentsSepa} {
+			if has(c) {
+				metrics.MustRegister(breakerGauge(targets[i], providers[i]))
+			}
+		}
 		if has(PaymentsCard) {
 			if err := consume(PaymentsCard, p.CardConfig(serde)); err != nil {
 				return err
@@ -278,35 +338,57 @@ func Run(ctx context.Context, cfg Config) error {
 		if err != nil {
 			return fmt.Errorf("--email-rate %v: %w", rate, err)
 		}
-		sender := email.New(email.Deps{Notifications: svc.notifications, Billing: svc.billing, Mailer: m, Pacer: pacer, Logger: log})
+		sent := prometheus.NewCounter(prometheus.CounterOpts{Name: "shop_email_sent_total", Help: "Emails the SMTP relay accepted from this instance."})
+		metrics.MustRegister(sent,
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "shop_email_quota_per_second",
+				Help: "This instance's share of the email quota: the group's quota times the share of the email partitions it owns."}, pacer.Share),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "shop_email_group_quota_per_second",
+				Help: "The email provider's quota for the whole email consumer group (--email-rate)."}, pacer.Rate))
+		sender := email.New(email.Deps{Notifications: svc.notifications, Billing: svc.billing, Mailer: m, Pacer: pacer, Logger: log, Sent: sent})
 		if err := consume(Email, sender.Config(serde)); err != nil {
 			return err
 		}
 	}
 	store := docstore.New(db)
 	if has(ProjectorProducts) {
-		if err := group(ProjectorProducts, runner.New(products.Projection(), serde, store, log)); err != nil {
+		r := runner.New(products.Projection(), serde, store, log).WithTracing(tp)
+		metrics.MustRegister(checkpointGauge(products.Projection().Name, r.Checkpoint))
+		if err := group(ProjectorProducts, r); err != nil {
 			return err
 		}
 	}
 	if has(ProjectorOrders) {
-		if err := group(ProjectorOrders, runner.New(orderviews.Projection(), serde, store, log)); err != nil {
+		r := runner.New(orderviews.Projection(), serde, store, log).WithTracing(tp)
+		metrics.MustRegister(checkpointGauge(orderviews.Projection().Name, r.Checkpoint))
+		if err := group(ProjectorOrders, r); err != nil {
 			return err
 		}
 	}
-	httpAddr := ""
-	if has(Gateway) {
-		checks := infraChecks(admin, reg, mc, pool)
-		for _, name := range cfg.Components {
-			if flag := alive[name]; flag != nil {
-				checks = append(checks, gateway.Check{Name: name, Check: func(context.Context) error {
-					if !flag.Load() {
-						return errors.New("stopped")
-					}
-					return nil
-				}})
-			}
+	var dlqs []string
+	for _, t := range schemas.Topics() {
+		dlqs = append(dlqs, eventlog.DeadLetterTopic(t.Name))
+	}
+	metrics.MustRegister(
+		shopmetrics.Lag(kadm.NewClient(admin), known, 0, log),
+		shopmetrics.DeadLetters(kadm.NewClient(admin), dlqs, 0, log))
+	checks := infraChecks(admin, reg, mc, pool)
+	for _, name := range cfg.Components {
+		if flag := alive[name]; flag != nil {
+			checks = append(checks, gateway.Check{Name: name, Check: func(context.Context) error {
+				if !flag.Load() {
+					return errors.New("stopped")
+				}
+				return nil
+			}})
 		}
+	}
+	// Every instance serves GET /metrics and GET /healthz; with the
+	// gateway, the gateway serves the rest.
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(metrics, promhttp.HandlerOpts{
+		ErrorHandling: promhttp.ContinueOnError, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}))
+	server := "http"
+	if has(Gateway) {
 		hub := stockwatch.New(serde, log)
 		if err := group("stockwatch", hub); err != nil {
 			return err
@@ -314,27 +396,32 @@ func Run(ctx context.Context, cfg Config) error {
 		gw := gateway.New(gateway.Deps{
 			Commands: commandBus(svc, pool, cfg, metrics), Products: products.NewReader(db), Orders: orderviews.NewReader(db),
 			Stock: hub, Checks: checks, Logger: log, DevEndpoints: cfg.DevEndpoints,
-			Lag: func(ctx context.Context) ([]lag.Group, error) { return lag.Measure(ctx, kadm.NewClient(admin), known) },
+			Lag:     func(ctx context.Context) ([]lag.Group, error) { return lag.Measure(ctx, kadm.NewClient(admin), known) },
+			Metrics: metrics, Tracing: tp,
 		})
-		ln, err := net.Listen("tcp", cfg.HTTPAddr)
-		if err != nil {
-			return fmt.Errorf("listen --http %s: %w", cfg.HTTPAddr, err)
-		}
-		httpAddr = ln.Addr().String()
-		srv := &http.Server{Handler: gw, ReadHeaderTimeout: 10 * time.Second}
-		start(Gateway, func(ctx context.Context) error {
-			go func() {
-				<-ctx.Done()
-				sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-				defer scancel()
-				_ = srv.Shutdown(sctx)
-			}()
-			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-				return err
-			}
-			return nil
-		})
+		mux.Handle("/", gw)
+		server = Gateway
+	} else {
+		mux.Handle("GET /healthz", gateway.Healthz(checks))
 	}
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listen --http %s: %w", cfg.HTTPAddr, err)
+	}
+	httpAddr := ln.Addr().String()
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	start(server, func(ctx context.Context) error {
+		go func() {
+			<-ctx.Done()
+			sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			defer scancel()
+			_ = srv.Shutdown(sctx)
+		}()
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
 	log.Info("components running", "components", cfg.Components, "http", httpAddr)
 	if cfg.OnReady != nil {
 		cfg.OnReady(httpAddr)
@@ -427,4 +514,37 @@ func infraChecks(k *kgo.Client, reg *sr.Client, mc *mongo.Client, pool *pgxpool.
 		{Name: "mongodb", Check: func(ctx context.Context) error { return mc.Ping(ctx, nil) }},
 		{Name: "postgres", Check: pool.Ping},
 	}
+}
+
+// breakerGauge is shop_circuit_breaker_state{target}: 0 closed, 1
+// half-open, 2 open.
+func breakerGauge(target string, c *pspclient.Client) prometheus.Collector {
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "shop_circuit_breaker_state",
+		Help:        "State of the circuit breaker around a payment provider: 0 closed, 1 half-open, 2 open.",
+		ConstLabels: prometheus.Labels{"target": target}}, func() float64 {
+		switch c.State() {
+		case gobreaker.StateHalfOpen:
+			return 1
+		case gobreaker.StateOpen:
+			return 2
+		default:
+			return 0
+		}
+	})
+}
+
+// checkpointGauge is shop_projector_checkpoint_age_seconds{projection}:
+// the seconds since the projector's checkpoint (runner.Checkpoint: its
+// last committed batch, or the last time it found itself caught up), 0
+// before it runs.
+func checkpointGauge(projection string, checkpoint func() time.Time) prometheus.Collector {
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "shop_projector_checkpoint_age_seconds",
+		Help:        "Seconds since the projector last committed a batch or last found itself caught up with its topics.",
+		ConstLabels: prometheus.Labels{"projection": projection}}, func() float64 {
+		at := checkpoint()
+		if at.IsZero() {
+			return 0
+		}
+		return time.Since(at).Seconds()
+	})
 }

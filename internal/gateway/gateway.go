@@ -15,9 +15,12 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"shopstream/internal/lag"
 	"shopstream/internal/stockwatch"
+	"shopstream/internal/tracing"
 	"shopstream/producers/carts"
 	"shopstream/producers/catalog"
 	"shopstream/producers/command"
@@ -48,6 +51,12 @@ type Deps struct {
 	DevEndpoints any
 	Checks       []Check
 	Logger       *slog.Logger
+	// Metrics, if set, is where New registers MetricRequestDuration
+	// (once: New panics if it is registered there already).
+	Metrics prometheus.Registerer
+	// Tracing traces every request with a server span (see withTracing);
+	// nil records nothing but still passes a traceparent on.
+	Tracing trace.TracerProvider
 }
 
 // Gateway serves the shop's HTTP API.
@@ -55,13 +64,15 @@ type Gateway struct {
 	d       Deps
 	log     *slog.Logger
 	mux     *http.ServeMux
-	handler http.Handler // mux behind the request-wide concerns
+	handler http.Handler // route behind the request-wide concerns
+	inner   http.Handler // mux behind the idempotency key
 	routes  []string
 }
 
 // New returns the gateway's handler.
 func New(d Deps) *Gateway {
 	g := &Gateway{d: d, log: d.Logger.With("component", "gateway"), mux: http.NewServeMux()}
+	g.inner = withIdempotencyKey(g.mux)
 	g.handle("GET /healthz", g.healthz)
 	g.handle("GET /openapi.json", g.openAPI)
 	g.handle("POST /customers", g.signUp)
@@ -78,7 +89,7 @@ func New(d Deps) *Gateway {
 	g.handle("GET /customers/{id}/orders", g.listCustomerOrders)
 	g.handle("GET /lag", g.getLag)
 	g.handle("GET /dev/endpoints", g.devEndpoints)
-	g.handler = withIdempotencyKey(g.mux)
+	g.handler = withTracing(d.Tracing, withMetrics(d.Metrics, http.HandlerFunc(g.route)))
 	return g
 }
 
@@ -94,7 +105,8 @@ func (g *Gateway) Routes() []string { return slices.Clone(g.routes) }
 
 // ServeHTTP routes a request; unknown routes get a 404 problem. Every
 // answer carries the request's X-Correlation-ID (a new one when it sent
-// none or not a UUID).
+// none or not a UUID). Every request is traced and measured by its route
+// (withTracing, withMetrics).
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	corr := r.Header.Get("X-Correlation-ID")
 	if uuid.Validate(corr) != nil {
@@ -102,20 +114,28 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("X-Correlation-ID", corr)
 	r = r.WithContext(context.WithValue(r.Context(), correlationCtxKey{}, corr))
-	if _, pattern := g.mux.Handler(r); pattern == "" {
+	_, pattern := g.mux.Handler(r)
+	g.handler.ServeHTTP(w, withRoute(r, pattern))
+}
+
+// route serves a request ServeHTTP has routed.
+func (g *Gateway) route(w http.ResponseWriter, r *http.Request) {
+	if routeOf(r) == routeUnmatched {
 		writeProblem(w, r, http.StatusNotFound, "no-route", "no route for "+r.Method+" "+r.URL.Path)
 		return
 	}
-	g.handler.ServeHTTP(w, r)
+	g.inner.ServeHTTP(w, r)
 }
 
 type correlationCtxKey struct{}
 
 // meta derives a command's metadata from the request: the correlation id
-// ServeHTTP settled, traceparent and the idempotency key.
+// ServeHTTP settled, the traceparent of the request's span (withTracing)
+// and the idempotency key.
 func meta(r *http.Request) command.Meta {
 	corr, _ := r.Context().Value(correlationCtxKey{}).(string)
-	return command.Meta{CorrelationID: corr, CausationID: corr, TraceParent: r.Header.Get("traceparent"), Idempotency: idempotencyKey(r)}
+	return command.Meta{CorrelationID: corr, CausationID: corr, TraceParent: tracing.Parent(r.Context(), r.Header.Get(tracing.Header)),
+		Idempotency: idempotencyKey(r)}
 }
 
 // dispatch sends cmd through the command bus and answers with its result
@@ -141,18 +161,25 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-func (g *Gateway) healthz(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-	defer cancel()
-	status, code := map[string]string{}, http.StatusOK
-	for _, c := range g.d.Checks {
-		if err := c.Check(ctx); err != nil {
-			status[c.Name], code = err.Error(), http.StatusServiceUnavailable
-			continue
+func (g *Gateway) healthz(w http.ResponseWriter, r *http.Request) { Healthz(g.d.Checks)(w, r) }
+
+// Healthz answers GET /healthz: 200 when every check passes within 2 s,
+// else 503, with each check's "ok" or error. Instances without the
+// gateway serve it too.
+func Healthz(checks []Check) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		status, code := map[string]string{}, http.StatusOK
+		for _, c := range checks {
+			if err := c.Check(ctx); err != nil {
+				status[c.Name], code = err.Error(), http.StatusServiceUnavailable
+				continue
+			}
+			status[c.Name] = "ok"
 		}
-		status[c.Name] = "ok"
+		writeJSON(w, code, map[string]any{"status": map[bool]string{true: "ok", false: "unavailable"}[code == http.StatusOK], "checks": status})
 	}
-	writeJSON(w, code, map[string]any{"status": map[bool]string{true: "ok", false: "unavailable"}[code == http.StatusOK], "checks": status})
 }
 
 // pathID returns the {id} of the path. An id this shop could not have

@@ -29,6 +29,10 @@ import (
 // Channel is the LISTEN/NOTIFY channel of the outbox.
 const Channel = "shop_outbox"
 
+// Table is the outbox: the one table every context appends to and the
+// relay publishes from.
+const Table = "outbox.records"
+
 // Migrations creates the outbox schema.
 func Migrations() []pgdb.Migration {
 	return []pgdb.Migration{{Context: "outbox", Version: 1, SQL: `
@@ -78,6 +82,6 @@ func Pending(ctx context.Context, q interface {
 	QueryRow(context.Context, string, ...any) pgx.Row
 }) (int64, error) {
 	var n int64
-	err := q.QueryRow(ctx, `SELECT count(*) FROM outbox.records`).Scan(&n)
+	err := q.QueryRow(ctx, `SELECT count(*) FROM `+Table).Scan(&n)
 	return n, err
 }

@@ -3,13 +3,10 @@
 package tmpdeps
 
 import (
-	_ "github.com/twmb/franz-go/plugin/kprom"
-	_ "sigs.k8s.io/yaml"
+	_ "github.com/compose-spec/compose-go/v2/loader"
 	_ "github.com/testcontainers/testcontainers-go"
 	_ "github.com/testcontainers/testcontainers-go/modules/kafka"
 	_ "github.com/testcontainers/testcontainers-go/modules/mongodb"
 	_ "github.com/testcontainers/testcontainers-go/modules/postgres"
-	_ "github.com/compose-spec/compose-go/v2/loader"
-	_ "go.opentelemetry.io/otel/sdk/trace"
-	_ "go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
+	_ "sigs.k8s.io/yaml"
 )

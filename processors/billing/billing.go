@@ -76,7 +76,7 @@ func (p *Processor) Handle(ctx context.Context, env eventlog.Envelope) error {
 	if err != nil {
 		return consumer.Permanent(err)
 	}
-	meta := command.CausedBy(env.Meta)
+	meta := command.CausedBy(ctx, env.Meta)
 	_, err = aggregate.Transact(ctx, p.d.Pool, meta, func(tx pgx.Tx) (command.Result, error) {
 		if err := p.d.Billing.IssueIn(ctx, tx, meta, billing.Issue{OrderID: e.OrderID, Number: inv.Number,
 			CustomerID: inv.Customer.ID, TotalCents: inv.TotalCents}, pdf); err != nil {

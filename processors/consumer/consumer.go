@@ -29,6 +29,8 @@
 //     handling (the call is not canceled; a pending retry is abandoned), its
 //     progress is committed, then the partition is released. A lost
 //     partition (the member was fenced) is released without a commit.
+//   - Tracing: each handler call (each attempt) runs under a consumer span
+//     whose parent is the record's traceparent header (Config.Tracing).
 //   - Stop: when Run's context ends (handlers see it end too), every worker
 //     stops after its current call, the progress is committed and Run
 //     returns.
@@ -52,8 +54,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"go.opentelemetry.io/otel/trace"
 
 	"shopstream/internal/eventlog"
+	"shopstream/internal/tracing"
 )
 
 // Handler applies one event's effect; it returns nil once the effect is
@@ -97,6 +101,12 @@ type Config struct {
 	// CommitInterval is the least time between two periodic commits.
 	// Default 500ms.
 	CommitInterval time.Duration
+	// Tracing traces the handling of each record: every handler call runs
+	// under a consumer span, child of the record's traceparent, so the
+	// events the handler writes (command.CausedBy) carry that span as
+	// parent. Nil is a no-op provider: nothing is recorded, and the
+	// handler's ctx carries the record's traceparent unchanged.
+	Tracing trace.TracerProvider
 }
 
 // SessionTimeout is how long the group waits for a silent member before
@@ -115,6 +125,7 @@ const (
 type Consumer struct {
 	cfg     Config
 	log     *slog.Logger
+	tracer  trace.Tracer
 	running atomic.Bool
 
 	mu      sync.Mutex
@@ -157,6 +168,7 @@ func New(cfg Config) *Consumer {
 	return &Consumer{
 		cfg:     cfg,
 		log:     cfg.Logger.With("component", "processor", "group", cfg.Group),
+		tracer:  tracing.OrNoop(cfg.Tracing).Tracer("shopstream/processors/consumer"),
 		workers: map[tp]*worker{},
 		pending: map[tp]kgo.EpochOffset{},
 		kick:    make(chan struct{}, 1),

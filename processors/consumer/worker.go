@@ -8,8 +8,10 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/attribute"
 
 	"shopstream/internal/eventlog"
+	"shopstream/internal/tracing"
 )
 
 // worker handles the records of one partition, in order, for as long as
@@ -153,11 +155,15 @@ func (w *worker) process(ctx context.Context, rec *kgo.Record) bool {
 	return true
 }
 
-func (w *worker) handle(ctx context.Context, rec *kgo.Record) error {
+// handle decodes rec and calls the handler, under a consumer span.
+func (w *worker) handle(ctx context.Context, rec *kgo.Record) (err error) {
+	ctx, span := tracing.StartConsumer(ctx, w.c.tracer, w.c.cfg.Group, rec)
+	defer func() { tracing.End(span, err) }()
 	env, err := w.c.cfg.Serde.Read(ctx, rec)
 	if err != nil {
 		return err
 	}
+	span.SetAttributes(attribute.String("shop.event_type", env.Meta.Type), attribute.String("shop.event_id", env.Meta.EventID))
 	return w.c.cfg.Handler(ctx, env)
 }
 

@@ -39,6 +39,9 @@ type Deps struct {
 	Mailer        *mailer.Mailer
 	Pacer         *quota.Pacer
 	Logger        *slog.Logger
+	// Sent, if set, counts the emails the relay accepted (a
+	// prometheus.Counter), resends after a crash included.
+	Sent interface{ Inc() }
 }
 
 // Sender sends requested emails.
@@ -95,5 +98,8 @@ func (s *Sender) Handle(ctx context.Context, env eventlog.Envelope) error {
 		}
 		return err
 	}
-	return s.d.Notifications.MarkSent(ctx, command.CausedBy(env.Meta), notifications.MarkSent{OrderID: e.OrderID, MessageID: msg.MessageID, SentAt: at})
+	if s.d.Sent != nil {
+		s.d.Sent.Inc()
+	}
+	return s.d.Notifications.MarkSent(ctx, command.CausedBy(ctx, env.Meta), notifications.MarkSent{OrderID: e.OrderID, MessageID: msg.MessageID, SentAt: at})
 }

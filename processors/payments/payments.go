@@ -93,5 +93,5 @@ func (p *Processor) charge(ctx context.Context, env eventlog.Envelope, provider 
 	default:
 		settle.Succeeded, settle.Reference = true, res.ChargeID
 	}
-	return p.svc.Settle(ctx, command.CausedBy(env.Meta), settle)
+	return p.svc.Settle(ctx, command.CausedBy(ctx, env.Meta), settle)
 }

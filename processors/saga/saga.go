@@ -56,7 +56,7 @@ func (s *Saga) Config(serde *eventlog.Serde) consumer.Config {
 
 // Handle runs the step an event calls for.
 func (s *Saga) Handle(ctx context.Context, env eventlog.Envelope) error {
-	meta := command.CausedBy(env.Meta)
+	meta := command.CausedBy(ctx, env.Meta)
 	var err error
 	switch e := env.Event.(type) {
 	case schemas.OrderPlaced:

@@ -36,7 +36,7 @@ func Handler(svc *inventory.Service) consumer.Handler {
 			return nil
 		}
 		cmd.CatalogVersion = env.Meta.AggregateVersion
-		err := svc.Receive(ctx, command.CausedBy(env.Meta), cmd)
+		err := svc.Receive(ctx, command.CausedBy(ctx, env.Meta), cmd)
 		if errors.Is(err, command.ErrInvalid) {
 			return consumer.Permanent(err)
 		}

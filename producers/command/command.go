@@ -4,10 +4,12 @@
 package command
 
 import (
+	"context"
 	"errors"
 	"fmt"
 
 	"shopstream/internal/eventlog"
+	"shopstream/internal/tracing"
 )
 
 // Sentinel errors callers branch on with errors.Is.
@@ -37,7 +39,7 @@ func Invalid(field, reason string) error { return &FieldError{Field: field, Reas
 type Meta struct {
 	CorrelationID string // the request that started the chain
 	CausationID   string // the request (or event) that caused this command
-	TraceParent   string // W3C traceparent of the request, if traced
+	TraceParent   string // W3C traceparent of the span that ran the command, if traced
 	// Idempotency is the request's Idempotency-Key, when it sent one: the
 	// command records it with its effect, in the same transaction.
 	Idempotency *IdempotencyKey
@@ -76,8 +78,11 @@ func (e *Shortage) SoldOut() bool { return e.Available == 0 }
 // Unwrap makes a Shortage an ErrConflict.
 func (e *Shortage) Unwrap() error { return ErrConflict }
 
-// CausedBy is the metadata of a command an event causes: the event's
-// correlation and trace, and the event as cause.
-func CausedBy(ev eventlog.Metadata) Meta {
-	return Meta{CorrelationID: ev.CorrelationID, CausationID: ev.EventID, TraceParent: ev.TraceParent}
+// CausedBy is the metadata of a command an event causes, handled under
+// ctx: the event's correlation, the event as cause, and as trace parent
+// the span handling the event (ctx's: a child of the event's traceparent,
+// or that traceparent itself when tracing is off), or the event's own
+// traceparent when ctx carries no span (see tracing.Parent).
+func CausedBy(ctx context.Context, ev eventlog.Metadata) Meta {
+	return Meta{CorrelationID: ev.CorrelationID, CausationID: ev.EventID, TraceParent: tracing.Parent(ctx, ev.TraceParent)}
 }

@@ -18,6 +18,10 @@
 // live runner to a new collection while it runs. A poison record (one that
 // can never be decoded) is parked on its topic's dead-letter topic before
 // the batch's offsets are committed; the partition keeps flowing.
+//
+// Each record folded runs under a consumer span, child of the record's
+// traceparent (see [Runner.WithTracing]), which ends once its batch is
+// written. [Runner.Checkpoint] tells how fresh the runner's progress is.
 package runner
 
 import (
@@ -31,11 +35,14 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.opentelemetry.io/otel/trace"
 
 	"shopstream/internal/docstore"
 	"shopstream/internal/eventlog"
+	"shopstream/internal/tracing"
 )
 
 // Projection describes one read model. V is its document type, without _id
@@ -78,18 +85,67 @@ type Runner[V any] struct {
 
 	indexed  sync.Map // collection -> true once its indexes exist
 	poisoned atomic.Int64
+
+	tracer trace.Tracer
+	// progress is when Run last committed a batch or found itself caught
+	// up (unix ns); waiting is when Run began waiting for records with
+	// none in hand (0 while it has some); fetched is when the client last
+	// read a fetch response (see Checkpoint).
+	progress, waiting atomic.Int64
+	fetched           fetchWatch
+}
+
+// fetchWatch is a client hook noting when a fetch response was last read.
+type fetchWatch struct{ at atomic.Int64 }
+
+// OnBrokerRead implements kgo.HookBrokerRead.
+func (f *fetchWatch) OnBrokerRead(_ kgo.BrokerMetadata, key int16, _ int, _, _ time.Duration, err error) {
+	if key == int16(kmsg.Fetch) && err == nil {
+		f.at.Store(time.Now().UnixNano())
+	}
 }
 
 // New returns a runner of p writing through store.
 func New[V any](p Projection[V], serde *eventlog.Serde, store *docstore.Store, log *slog.Logger) *Runner[V] {
 	return &Runner[V]{p: p, serde: serde, store: store, aliases: NewAliases(store.Database()),
-		log: log.With("component", "projector", "projection", p.Name)}
+		log: log.With("component", "projector", "projection", p.Name), tracer: tracing.OrNoop(nil).Tracer(tracerName)}
+}
+
+const tracerName = "shopstream/projectors/runner"
+
+// WithTracing makes r trace with tp: every record it folds runs under a
+// consumer span, child of the record's traceparent. Without it, spans are
+// no-ops. Call it before Run; it returns r.
+func (r *Runner[V]) WithTracing(tp trace.TracerProvider) *Runner[V] {
+	r.tracer = tracing.OrNoop(tp).Tracer(tracerName)
+	return r
 }
 
 // Into returns a runner of the same projection that writes into collection
 // coll whatever the alias says (a rebuild's new or scratch collection).
 func (r *Runner[V]) Into(coll string) *Runner[V] {
-	return &Runner[V]{p: r.p, serde: r.serde, store: r.store, aliases: r.aliases, log: r.log.With("collection", coll), fixed: coll}
+	return &Runner[V]{p: r.p, serde: r.serde, store: r.store, aliases: r.aliases, log: r.log.With("collection", coll), fixed: coll, tracer: r.tracer}
+}
+
+// Checkpoint is the last time Run was known to be up to date: the later
+// of its last committed batch and the last fetch response its client read
+// while Run waited with every record in hand folded and committed (an
+// idle runner is caught up: its fetches, answered every FetchMaxWait,
+// bring nothing new). It is the start of Run before either happens, and
+// the zero time before Run. The age of the checkpoint stays below a
+// second for a caught-up runner, grows while a batch takes long or its
+// commits fail, and grows while the broker does not answer its fetches.
+func (r *Runner[V]) Checkpoint() time.Time {
+	at := r.progress.Load()
+	if w := r.waiting.Load(); w != 0 {
+		if f := r.fetched.at.Load(); f > w {
+			at = max(at, f)
+		}
+	}
+	if at == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, at)
 }
 
 // Projection is the projection r runs.
@@ -129,13 +185,17 @@ func (r *Runner[V]) ClientOpts() []kgo.Opt {
 		kgo.DisableAutoCommit(),
 		kgo.BlockRebalanceOnPoll(),
 		kgo.FetchMaxWait(250 * time.Millisecond),
+		kgo.WithHooks(&r.fetched),
 	}
 }
 
 // Run consumes with client (built with ClientOpts) until ctx ends.
 func (r *Runner[V]) Run(ctx context.Context, client *kgo.Client) error {
+	r.progress.Store(time.Now().UnixNano())
 	for {
+		r.waiting.Store(time.Now().UnixNano())
 		fs := client.PollRecords(ctx, 2000)
+		r.waiting.Store(0)
 		if ctx.Err() != nil {
 			client.AllowRebalance()
 			return nil
@@ -154,6 +214,8 @@ func (r *Runner[V]) Run(ctx context.Context, client *kgo.Client) error {
 			}
 			if err := client.CommitRecords(ctx, recs...); err != nil && ctx.Err() == nil {
 				r.log.Warn("commit failed; the batch will be replayed after a restart", "err", err)
+			} else if err == nil {
+				r.progress.Store(time.Now().UnixNano())
 			}
 		}
 		client.AllowRebalance()
@@ -212,16 +274,25 @@ func (r *Runner[V]) Apply(ctx context.Context, recs []*kgo.Record) error {
 	return r.apply(ctx, recs, nil)
 }
 
-func (r *Runner[V]) apply(ctx context.Context, recs []*kgo.Record, poison func(context.Context, *kgo.Record, error) error) error {
+// apply folds recs; each record's span ends with the batch, with its error.
+func (r *Runner[V]) apply(ctx context.Context, recs []*kgo.Record, poison func(context.Context, *kgo.Record, error) error) (err error) {
 	coll, err := r.Target(ctx)
 	if err != nil {
 		return err
 	}
 	var order []string
 	byDoc := map[string][]eventlog.Envelope{}
+	spans := make([]trace.Span, 0, len(recs))
+	defer func() {
+		for _, span := range spans {
+			tracing.End(span, err)
+		}
+	}()
 	for _, rec := range recs {
-		env, err := r.serde.Read(ctx, rec)
+		rctx, span := tracing.StartConsumer(ctx, r.tracer, r.p.Group(), rec)
+		env, err := r.serde.Read(rctx, rec)
 		if errors.Is(err, eventlog.ErrPoison) {
+			tracing.End(span, err)
 			r.log.Error("poison record skipped", "topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "err", err)
 			if poison != nil {
 				if err := poison(ctx, rec, err); err != nil {
@@ -231,6 +302,7 @@ func (r *Runner[V]) apply(ctx context.Context, recs []*kgo.Record, poison func(c
 			r.poisoned.Add(1)
 			continue
 		}
+		spans = append(spans, span) // ended with the batch
 		if err != nil {
 			return err
 		}

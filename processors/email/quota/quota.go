@@ -39,6 +39,7 @@ type Config struct {
 // Pacer hands out the slots of the partitions a member owns. It is safe
 // for concurrent use.
 type Pacer struct {
+	rate       float64
 	slot       time.Duration
 	partitions int64
 	tolerance  time.Duration
@@ -67,12 +68,24 @@ func New(cfg Config) (*Pacer, error) {
 	if float64(time.Second)*cfg.Margin <= float64(cfg.Tolerance) {
 		return nil, fmt.Errorf("quota: tolerance %v is not less than the margin %v of a second", cfg.Tolerance, cfg.Margin)
 	}
-	return &Pacer{slot: time.Duration(float64(time.Second) * (1 + cfg.Margin) / cfg.Rate), partitions: int64(cfg.Partitions),
+	return &Pacer{rate: cfg.Rate, slot: time.Duration(float64(time.Second) * (1 + cfg.Margin) / cfg.Rate), partitions: int64(cfg.Partitions),
 		tolerance: cfg.Tolerance, now: cfg.Now, owned: map[int32]bool{}, changed: make(chan struct{})}, nil
 }
 
 // Slot is the length of one slot.
 func (p *Pacer) Slot() time.Duration { return p.slot }
+
+// Rate is the group's quota: sends per second for every member together.
+func (p *Pacer) Rate() float64 { return p.rate }
+
+// Share is this member's part of the quota, in sends per second: the
+// group's rate times the share of the partitions it owns (0 with none).
+// The members' shares sum to Rate once every partition is assigned.
+func (p *Pacer) Share() float64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.rate * float64(len(p.owned)) / float64(p.partitions)
+}
 
 // Assign records partitions the member now owns.
 func (p *Pacer) Assign(partitions []int32) { p.set(partitions, true) }

@@ -145,3 +145,27 @@ func TestMostInWindow(t *testing.T) {
 		})
 	}
 }
+
+// A member's share follows the partitions it owns; the rate is the
+// group's whatever it owns.
+func TestShareFollowsOwnedPartitions(t *testing.T) {
+	p, err := New(Config{Rate: 12, Partitions: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		assign, release []int32
+		share           float64
+	}{
+		{nil, nil, 0},
+		{[]int32{0, 2}, nil, 6},
+		{[]int32{1, 3}, nil, 12},
+		{nil, []int32{0, 1, 3}, 3},
+	} {
+		p.Assign(c.assign)
+		p.Release(c.release)
+		if p.Share() != c.share || p.Rate() != 12 {
+			t.Errorf("owning %v: share %v, rate %v; want %v, 12", p.Owned(), p.Share(), p.Rate(), c.share)
+		}
+	}
+}
