@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"os"
 	"runtime"
@@ -225,7 +226,7 @@ func (p *progress) load(ctx context.Context, cfg Config, rec *Recorder, smp *sam
 // lagLine shows the groups that lag, most first, without the shop. prefix.
 func lagLine(groups map[string]int64) string {
 	var parts []string
-	names := sortedGroups(groups)
+	names := slices.Sorted(maps.Keys(groups))
 	slices.SortStableFunc(names, func(a, b string) int { return int(groups[b] - groups[a]) })
 	var total int64
 	for _, g := range names {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"sort"
 	"sync"
 	"time"
 
@@ -184,14 +183,4 @@ func (s *sampler) fill(rep *report.Report, end int) {
 	for _, p := range s.hot {
 		rep.Stock = append(rep.Stock, report.StockSeries{ProductID: p.id, Title: p.title, Points: s.stock[p.id]})
 	}
-}
-
-// sortedGroups lists groups by name.
-func sortedGroups(m map[string]int64) []string {
-	names := make([]string, 0, len(m))
-	for g := range m {
-		names = append(names, g)
-	}
-	sort.Strings(names)
-	return names
 }

@@ -4,8 +4,9 @@ import (
 	"bytes"
 	"fmt"
 	"html"
+	"maps"
 	"math"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -181,7 +182,7 @@ func lagChart(r *Report) chart.Chart {
 			groups[g] = true
 		}
 	}
-	names := sortedKeys(groups)
+	names := slices.Sorted(maps.Keys(groups))
 	lines := make([]line, len(names))
 	for i, g := range names {
 		lines[i] = line{name: strings.TrimPrefix(g, "shop."), color: paletteColor(i), width: 2}
@@ -596,14 +597,5 @@ func routeNames(r *Report) []string {
 			}
 		}
 	}
-	return append(names, sortedKeys(extra)...)
-}
-
-func sortedKeys(m map[string]bool) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
+	return append(names, slices.Sorted(maps.Keys(extra))...)
 }
