@@ -49,12 +49,39 @@ func newPacer(t *testing.T, rate float64, own ...int32) *Pacer {
 func TestOneMemberUsesTheWholeQuota(t *testing.T) {
 	const rate, d = 20, 3 * time.Second
 	p := newPacer(t, rate, 0, 1, 2, 3, 4, 5)
+	starved := schedulingDelay(d)
 	sends := run(t, d, 3, p)[p]
 	worst, perSecond := MostInWindow(sends, time.Second), float64(len(sends))/d.Seconds()
 	t.Logf("%d sends in %v: %.1f/s of %d/s (%.0f%%), at most %d in any 1 s window", len(sends), d, perSecond, rate, 100*perSecond/rate, worst)
-	if worst > rate || perSecond < 0.95*rate*0.97 { // the run's partial first and last slots cost a little
-		t.Fatalf("%d in one second, %.1f/s: want at most %d and at least 95%% of it", worst, perSecond, rate)
+	if worst > rate {
+		t.Fatalf("%d sends in one second: want at most %d", worst, rate)
 	}
+	// The lower bound needs goroutines scheduled on time: on a starved
+	// machine slots pass unused, which says nothing of the pacer. A probe
+	// that sleeps 10 ms at a time tells, independently of the pacer.
+	if late := <-starved; late > 50*time.Millisecond {
+		t.Logf("a 10 ms sleep woke %v late during the run: the machine is starved, the 95%% bound is not checked", late)
+		return
+	}
+	if perSecond < 0.95*rate*0.97 { // the run's partial first and last slots cost a little
+		t.Fatalf("%.1f/s: want at least 95%% of %d/s", perSecond, rate)
+	}
+}
+
+// schedulingDelay measures, for d, how late a goroutine sleeping 10 ms at
+// a time wakes at worst; the result arrives when d is over.
+func schedulingDelay(d time.Duration) <-chan time.Duration {
+	out := make(chan time.Duration, 1)
+	go func() {
+		var worst time.Duration
+		for end := time.Now().Add(d); time.Now().Before(end); {
+			t0 := time.Now()
+			time.Sleep(10 * time.Millisecond)
+			worst = max(worst, time.Since(t0)-10*time.Millisecond)
+		}
+		out <- worst
+	}()
+	return out
 }
 
 // Two members splitting the partitions 4/2 send in proportion, and the
