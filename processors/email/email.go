@@ -88,11 +88,23 @@ func (s *Sender) Handle(ctx context.Context, env eventlog.Envelope) error {
 		}
 		msg.Attachments = []mailer.Attachment{{Name: "invoice-" + e.OrderID + ".pdf", ContentType: "application/pdf", Data: pdf}}
 	}
+	// The conversation with the relay runs up to DATA before the slot, so
+	// that the relay receives the message one write and one round trip
+	// after the slot starts, not after a dial and five round trips whose
+	// length varies: the quota holds by the provider's clock too.
+	pending, err := s.d.Mailer.Prepare(ctx, msg)
+	if err != nil {
+		if errors.Is(err, mailer.ErrPermanent) {
+			return consumer.Permanent(err)
+		}
+		return err
+	}
 	if _, err := s.d.Pacer.Wait(ctx); err != nil {
+		pending.Abort()
 		return err
 	}
 	at := time.Now() // the send's real start, within the slot's tolerance
-	if err := s.d.Mailer.Send(ctx, msg); err != nil {
+	if err := pending.Commit(); err != nil {
 		if errors.Is(err, mailer.ErrPermanent) {
 			return consumer.Permanent(err)
 		}

@@ -175,93 +175,143 @@ func invalid(format string, args ...any) error {
 
 // Send builds msg and hands it to the relay. It returns once the relay has
 // accepted it (250 after DATA) or with an error; see the package comment for
-// which errors are permanent.
-func (m *Mailer) Send(ctx context.Context, msg Message) (err error) {
-	to, err := parseAddress(msg.To)
-	if err != nil {
-		return invalid("To: %v", err)
-	}
-	raw, err := m.Build(msg, time.Now())
+// which errors are permanent. It is Prepare then Commit.
+func (m *Mailer) Send(ctx context.Context, msg Message) error {
+	p, err := m.Prepare(ctx, msg)
 	if err != nil {
 		return err
 	}
+	return p.Commit()
+}
+
+// Pending is a message whose transaction with the relay is open up to the
+// DATA command's 354 reply: Commit hands the message over, Abort leaves
+// nothing sent. It lets a caller pace the moment the relay receives a
+// message (one write and one round trip after Commit) rather than the start
+// of a conversation of several round trips, whose length varies.
+type Pending struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	stop   func() bool
+	c      *smtp.Client
+	w      io.WriteCloser
+	raw    []byte
+}
+
+// Prepare builds msg, connects to the relay and runs the transaction up to
+// DATA. The Pending holds the connection until Commit or Abort, one of
+// which must be called; Config.Timeout bounds the whole, from Prepare to the
+// relay's final reply, and ctx ending aborts it.
+func (m *Mailer) Prepare(ctx context.Context, msg Message) (_ *Pending, err error) {
+	to, err := parseAddress(msg.To)
+	if err != nil {
+		return nil, invalid("To: %v", err)
+	}
+	raw, err := m.Build(msg, time.Now())
+	if err != nil {
+		return nil, err
+	}
 
 	ctx, cancel := context.WithTimeout(ctx, m.cfg.Timeout)
-	defer cancel()
+	p := &Pending{ctx: ctx, cancel: cancel, raw: raw}
+	defer func() {
+		if err != nil {
+			p.Abort()
+			err = ctxErr(ctx, err)
+		}
+	}()
 	deadline, _ := ctx.Deadline()
 
 	d := net.Dialer{}
 	conn, err := d.DialContext(ctx, "tcp", m.cfg.Addr)
 	if err != nil {
-		return ctxErr(ctx, opErr("dial", err))
+		return nil, opErr("dial", err)
 	}
 	// The client sets per-command deadlines; cancellation closes the socket.
-	stop := context.AfterFunc(ctx, func() { conn.Close() })
-	defer stop()
-	defer func() { err = ctxErr(ctx, err) }()
+	p.stop = context.AfterFunc(ctx, func() { conn.Close() })
 
 	if m.cfg.TLS == TLSImplicit {
 		tc := tls.Client(conn, m.tlsConfig())
 		if err := tc.HandshakeContext(ctx); err != nil {
 			conn.Close()
-			return opErr("tls", err)
+			return nil, opErr("tls", err)
 		}
 		conn = tc
 	}
-	var c *smtp.Client
 	if m.cfg.TLS == TLSStartTLS {
-		c, err = smtp.NewClientStartTLS(conn, m.tlsConfig())
+		p.c, err = smtp.NewClientStartTLS(conn, m.tlsConfig())
 		if err != nil {
 			conn.Close()
-			return opErr("starttls", err)
+			return nil, opErr("starttls", err)
 		}
 	} else {
-		c = smtp.NewClient(conn)
+		p.c = smtp.NewClient(conn)
 	}
-	defer c.Close()
 	// A backstop only: the context ends first, closes the socket, and the
 	// error then names the context.
 	timeout := time.Until(deadline) + time.Second
-	c.CommandTimeout, c.SubmissionTimeout = timeout, timeout
-	if err := c.Hello(m.cfg.LocalName); err != nil {
-		return opErr("ehlo", err)
+	p.c.CommandTimeout, p.c.SubmissionTimeout = timeout, timeout
+	if err := p.c.Hello(m.cfg.LocalName); err != nil {
+		return nil, opErr("ehlo", err)
 	}
 
 	if m.cfg.Username != "" {
-		if ok, _ := c.Extension("AUTH"); !ok {
-			return opErr("auth", errors.New("relay does not offer AUTH"))
+		if ok, _ := p.c.Extension("AUTH"); !ok {
+			return nil, opErr("auth", errors.New("relay does not offer AUTH"))
 		}
-		if err := c.Auth(sasl.NewPlainClient("", m.cfg.Username, m.cfg.Password)); err != nil {
-			return opErr("auth", err)
+		if err := p.c.Auth(sasl.NewPlainClient("", m.cfg.Username, m.cfg.Password)); err != nil {
+			return nil, opErr("auth", err)
 		}
 	}
 
 	opts := &smtp.MailOptions{Size: int64(len(raw))}
 	if !isASCII(m.from.Address) || !isASCII(to.Address) {
-		if ok, _ := c.Extension("SMTPUTF8"); !ok {
-			return invalid("the relay does not accept non-ASCII addresses (no SMTPUTF8)")
+		if ok, _ := p.c.Extension("SMTPUTF8"); !ok {
+			return nil, invalid("the relay does not accept non-ASCII addresses (no SMTPUTF8)")
 		}
 		opts.UTF8 = true
 	}
-	if err := c.Mail(m.from.Address, opts); err != nil {
-		return opErr("mail", err)
+	if err := p.c.Mail(m.from.Address, opts); err != nil {
+		return nil, opErr("mail", err)
 	}
-	if err := c.Rcpt(to.Address, nil); err != nil {
-		return opErr("rcpt", err)
+	if err := p.c.Rcpt(to.Address, nil); err != nil {
+		return nil, opErr("rcpt", err)
 	}
-	w, err := c.Data()
-	if err != nil {
+	if p.w, err = p.c.Data(); err != nil {
+		return nil, opErr("data", err)
+	}
+	return p, nil
+}
+
+// Commit writes the message and waits for the relay's 250; see the package
+// comment for the errors. The Pending is done either way.
+func (p *Pending) Commit() (err error) {
+	defer p.Abort()
+	defer func() { err = ctxErr(p.ctx, err) }()
+	if err := p.ctx.Err(); err != nil {
+		return opErr("data", err) // ended while waiting: nothing is handed over
+	}
+	if _, err := p.w.Write(p.raw); err != nil {
 		return opErr("data", err)
 	}
-	if _, err := w.Write(raw); err != nil {
-		w.Close()
+	if err := p.w.Close(); err != nil {
 		return opErr("data", err)
 	}
-	if err := w.Close(); err != nil {
-		return opErr("data", err)
-	}
-	_ = c.Quit() // the message is accepted; a failed QUIT changes nothing
+	_ = p.c.Quit() // the message is accepted; a failed QUIT changes nothing
 	return nil
+}
+
+// Abort closes the connection without ending the DATA, so the relay
+// discards the message. It is a no-op after Commit and safe to call twice.
+func (p *Pending) Abort() {
+	if p.c != nil {
+		p.c.Close()
+		p.c = nil
+	}
+	if p.stop != nil {
+		p.stop()
+	}
+	p.cancel()
 }
 
 // ctxErr reports the context's end rather than the closed socket it caused.

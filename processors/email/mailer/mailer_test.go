@@ -651,3 +651,59 @@ func renderPDF(t *testing.T, pdf []byte, want ...string) {
 		}
 	}
 }
+
+// A prepared message reaches the relay only on Commit: an aborted one is
+// discarded (the connection closes inside DATA), and a committed one is
+// stored once, however long it waited between the two.
+func TestPreparedMessageIsSentOnlyOnCommit(t *testing.T) {
+	s := startSMTPD(t, smtpd.Config{})
+	m := newMailer(t, mailer.Config{Addr: s.Addr()})
+	msg := mailer.Message{MessageID: "<paced-1@shopstream>", To: "zizou@example.org", Subject: "Facture", Text: "Merci\n"}
+
+	aborted, err := m.Prepare(context.Background(), msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	aborted.Abort()
+	aborted.Abort() // twice is harmless
+	time.Sleep(100 * time.Millisecond)
+	if files, err := s.Messages(); err != nil || len(files) != 0 {
+		t.Fatalf("an aborted message was stored: %v %v", files, err)
+	}
+
+	p, err := m.Prepare(context.Background(), msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond) // the pacing wait
+	if files, _ := s.Messages(); len(files) != 0 {
+		t.Fatalf("stored before Commit: %v", files)
+	}
+	if err := p.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := readEML(t, onlyMessage(t, s))
+	if id := got.Header.Get("Message-Id"); id != "<paced-1@shopstream>" {
+		t.Fatalf("Message-ID %q", id)
+	}
+}
+
+// A context that ends while the message waits aborts it: Commit fails
+// (transient) and nothing is stored.
+func TestPreparedMessageAbortsWithItsContext(t *testing.T) {
+	s := startSMTPD(t, smtpd.Config{})
+	m := newMailer(t, mailer.Config{Addr: s.Addr()})
+	ctx, cancel := context.WithCancel(context.Background())
+	p, err := m.Prepare(ctx, mailer.Message{MessageID: "<paced-2@shopstream>", To: "zizou@example.org", Subject: "x", Text: "y\n"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	if err := p.Commit(); err == nil || errors.Is(err, mailer.ErrPermanent) {
+		t.Fatalf("Commit after the context ended: %v, want a transient error", err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if files, _ := s.Messages(); len(files) != 0 {
+		t.Fatalf("stored after the context ended: %v", files)
+	}
+}
