@@ -26,6 +26,7 @@ import (
 
 	"github.com/mattn/go-isatty"
 
+	"shopstream/internal/embedded/smtpd"
 	"shopstream/internal/loadtest/invariants"
 	"shopstream/internal/loadtest/report"
 )
@@ -138,7 +139,7 @@ func Run(ctx context.Context, cfg Config) (*report.Report, error) {
 	rec.Fill(rep, int(cfg.Profile.Duration/time.Second), func(sec int) float64 {
 		return cfg.Profile.Rate(time.Duration(sec) * time.Second)
 	})
-	smp.fill(rep, int(end/time.Second))
+	smp.fill(rep, int(end/time.Second), mailboxTimes(cfg.Sources.MailDir, start, cfg.Logger))
 	rep.Totals.AchievedRPS = float64(rep.Totals.Requests) / loadEnd.Seconds()
 	rep.Totals.OrdersAccepted = int64(len(acc.Orders))
 	rep.Totals.OrdersConfirmed, rep.Totals.OrdersCancelled = ends.confirmed, ends.cancelled
@@ -160,6 +161,27 @@ func Run(ctx context.Context, cfg Config) (*report.Report, error) {
 		return rep, fmt.Errorf("%w: %s", ErrInvariants, strings.Join(failed, ", "))
 	}
 	return rep, nil
+}
+
+// mailboxTimes are the times the SMTP server received each message since
+// start, when its mailbox is readable: the provider's own clock, which the
+// quota is about. nil otherwise (the EmailSent events' times are used).
+func mailboxTimes(dir string, start time.Time, log *slog.Logger) []time.Time {
+	if dir == "" {
+		return nil
+	}
+	mails, err := smtpd.ReadMailbox(dir)
+	if err != nil {
+		log.Warn("mailbox unreadable: emails/s from EmailSent events", "dir", dir, "err", err)
+		return nil
+	}
+	times := []time.Time{}
+	for _, m := range mails {
+		if !m.Received.Before(start) {
+			times = append(times, m.Received)
+		}
+	}
+	return times
 }
 
 func machine() report.Machine {

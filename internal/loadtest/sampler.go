@@ -171,14 +171,23 @@ func (s *sampler) emailsIn(sec int) int {
 	return s.emails[sec]
 }
 
-// fill writes the samples into rep, up to second end.
-func (s *sampler) fill(rep *report.Report, end int) {
+// fill writes the samples into rep, up to second end. Emails per second
+// come from received (the SMTP server's clock) when it is not nil, else
+// from the EmailSent events followed during the run.
+func (s *sampler) fill(rep *report.Report, end int, received []time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	rep.Lag = s.lag
+	perSecond := s.emails
+	if received != nil {
+		perSecond = map[int]int{}
+		for _, at := range received {
+			perSecond[int(at.Sub(s.start)/time.Second)]++
+		}
+	}
 	for sec := range end + 1 {
-		rep.Emails = append(rep.Emails, report.EmailSample{T: sec, Sent: s.emails[sec]})
-		rep.Totals.EmailsSent += int64(s.emails[sec])
+		rep.Emails = append(rep.Emails, report.EmailSample{T: sec, Sent: perSecond[sec]})
+		rep.Totals.EmailsSent += int64(perSecond[sec])
 	}
 	for _, p := range s.hot {
 		rep.Stock = append(rep.Stock, report.StockSeries{ProductID: p.id, Title: p.title, Points: s.stock[p.id]})
