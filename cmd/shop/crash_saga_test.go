@@ -14,6 +14,7 @@ import (
 	"shopstream/internal/devstack"
 	"shopstream/internal/embedded/smtpd"
 	"shopstream/internal/kafkatest"
+	"shopstream/internal/pgdb"
 	"shopstream/internal/testenv"
 )
 
@@ -54,13 +55,14 @@ func TestCrashKillProcessorsLosesNoOrder(t *testing.T) {
 	var created struct{ ID string }
 	_ = json.Unmarshal(body, &created)
 	customer := created.ID
-	code, body, err = post(front.client, front.base+"/products", `{"title": "Maillot", "price_cents": 8999, "quantity": 100}`)
-	if err != nil || code != http.StatusCreated {
-		t.Fatalf("product: %d %s %v", code, body, err)
+	pool, err := pgdb.Connect(ctx, e.PostgresURL)
+	if err != nil {
+		t.Fatal(err)
 	}
-	_ = json.Unmarshal(body, &created)
-	product := created.ID
-	time.Sleep(500 * time.Millisecond) // the stock feed receives the units
+	defer pool.Close()
+	// Orders wait until the inventory holds the units (on a fresh broker
+	// the stock feed's group takes seconds to join).
+	product := groupProduct(t, front, pool, 100)
 	var orders []string
 	for i := range 30 {
 		method := []string{"card", "sepa"}[i%2]
