@@ -22,17 +22,23 @@ func drain(ctx context.Context, cfg Config, smp *sampler, orders []string, out *
 	var ends orderEnds
 	dctx, cancel := context.WithTimeout(ctx, cfg.DrainTimeout)
 	defer cancel()
+	var ordersDone time.Time // when every order was first seen terminal
 	for {
 		var conf, canc int64
 		pending, conf, canc = stillPending(dctx, smp, pending)
 		ends.confirmed += conf
 		ends.cancelled += canc
-		groups := smp.lastLag()
+		if len(pending) == 0 && ordersDone.IsZero() {
+			ordersDone = time.Now()
+		}
+		groups, at := smp.lastLag()
 		var lagging int64
 		for _, l := range groups {
 			lagging += l
 		}
-		if len(pending) == 0 && groups != nil && lagging == 0 {
+		// Drained: every order terminal, and a lag sample taken after that
+		// (not an older one) says no group lags.
+		if !ordersDone.IsZero() && groups != nil && at.After(ordersDone) && lagging == 0 {
 			d.Drained = true
 			break
 		}

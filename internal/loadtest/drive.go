@@ -39,7 +39,7 @@ func drive(ctx context.Context, p Profile, w *world, c *client, workers int, sta
 loop:
 	for {
 		now := time.Since(start)
-		for due := int(p.Arrivals(now)); sent < due; sent++ {
+		for due := int(p.Arrivals(now) + 1e-9); sent < due; sent++ { // 1e-9: 0.1/s × 10 s is 1, not 0.999…
 			j := next(now)
 			select {
 			case jobs <- j:

@@ -132,6 +132,9 @@ func Run(ctx context.Context, cfg Config) (*report.Report, error) {
 	end := time.Since(start)
 	stopSampling()
 	sampling.Wait()
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("interrupted during the drain, invariants not checked: %w", err)
+	}
 
 	out.line("checking invariants I1–I6 …")
 	rep.Invariants = invariants.Check(ctx, cfg.Sources, invariants.Accepted{
@@ -150,6 +153,11 @@ func Run(ctx context.Context, cfg Config) (*report.Report, error) {
 			return rep, fmt.Errorf("write the report: %w", err)
 		}
 		out.line("report: %s", strings.Join(files, ", "))
+	}
+	if rep.Totals.OrdersAccepted == 0 {
+		// Every check would hold with nothing to check.
+		return rep, fmt.Errorf("%w: no order was accepted (%d requests: %d shed, %d refused, %d errors), so the invariants checked nothing",
+			ErrInvariants, rep.Totals.Requests, rep.Totals.Shed, rep.Totals.Refused, rep.Totals.Errors)
 	}
 	var failed []string
 	for _, inv := range rep.Invariants {
@@ -239,9 +247,10 @@ func (p *progress) load(ctx context.Context, cfg Config, rec *Recorder, smp *sam
 		}
 		sec := int(time.Since(start)/time.Second) - 1
 		l := rec.Second(sec)
+		lag, _ := smp.lastLag()
 		p.status("[%3ds/%ds] target %4.0f/s sent %4d/s  answered %4d: ok %4d  429 %3d  4xx %3d  err %3d  p95 %5.0fms | lag %s | emails %d/s (quota %d)",
 			sec+1, int(cfg.Profile.Duration/time.Second), cfg.Profile.Rate(time.Duration(sec)*time.Second), l.Sent, l.Answered, l.OK, l.Shed, l.Refused, l.Errors, l.P95,
-			lagLine(smp.lastLag()), smp.emailsIn(sec), cfg.EmailQuota)
+			lagLine(lag), smp.emailsIn(sec), cfg.EmailQuota)
 	}
 }
 

@@ -30,7 +30,8 @@ type sampler struct {
 	lag    []report.LagSample
 	stock  map[string][]report.StockPoint
 	emails map[int]int // second since start -> EmailSent events
-	last   map[string]int64
+	last   map[string]int64 // the latest lag sample; nil when GET /lag failed
+	lastAt time.Time        // when it was taken
 
 	emailsCl *kgo.Client
 }
@@ -105,7 +106,12 @@ func (s *sampler) followEmails(ctx context.Context) {
 
 func (s *sampler) sample(ctx context.Context) {
 	now := time.Since(s.start).Seconds()
-	if groups, err := s.groups(ctx); err == nil {
+	groups, err := s.groups(ctx)
+	if err != nil {
+		s.mu.Lock()
+		s.last, s.lastAt = nil, time.Time{} // unknown, not the old figures
+		s.mu.Unlock()
+	} else {
 		// Only groups with members: a broker keeps the offsets of groups
 		// nobody runs any more (an older projection version, a one-off
 		// redrive), whose lag never drains.
@@ -117,7 +123,7 @@ func (s *sampler) sample(ctx context.Context) {
 		}
 		s.mu.Lock()
 		s.lag = append(s.lag, report.LagSample{T: now, Groups: m})
-		s.last = m
+		s.last, s.lastAt = m, time.Now()
 		s.mu.Unlock()
 	}
 	for _, p := range s.hot {
@@ -157,11 +163,12 @@ func (s *sampler) get(ctx context.Context, path string, v any) error {
 	return json.NewDecoder(resp.Body).Decode(v)
 }
 
-// lastLag is the latest lag of each group (nil before the first sample).
-func (s *sampler) lastLag() map[string]int64 {
+// lastLag is the latest lag of each group and when it was measured (nil
+// before the first sample and after a failed one).
+func (s *sampler) lastLag() (map[string]int64, time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.last
+	return s.last, s.lastAt
 }
 
 // emailsIn is the number of emails sent during second sec.

@@ -107,6 +107,7 @@ func (c *client) do(ctx context.Context, route, method, path string, body any) r
 		rd = bytes.NewReader(b)
 	}
 	began := time.Now()
+	c.rec.Started(began)
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
 	if err != nil {
 		c.rec.Record(route, began, 0, 0)
@@ -115,7 +116,6 @@ func (c *client) do(ctx context.Context, route, method, path string, body any) r
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	c.rec.Started(began)
 	resp, err := c.http.Do(req)
 	if err != nil {
 		c.rec.Record(route, began, time.Since(began), 0)

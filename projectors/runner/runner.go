@@ -92,6 +92,7 @@ type Runner[V any] struct {
 	// none in hand (0 while it has some); fetched is when the client last
 	// read a fetch response (see Checkpoint).
 	progress, waiting atomic.Int64
+	commitFailed      atomic.Bool // the last commit failed
 	fetched           fetchWatch
 }
 
@@ -137,7 +138,7 @@ func (r *Runner[V]) Into(coll string) *Runner[V] {
 // commits fail, and grows while the broker does not answer its fetches.
 func (r *Runner[V]) Checkpoint() time.Time {
 	at := r.progress.Load()
-	if w := r.waiting.Load(); w != 0 {
+	if w := r.waiting.Load(); w != 0 && !r.commitFailed.Load() {
 		if f := r.fetched.at.Load(); f > w {
 			at = max(at, f)
 		}
@@ -214,8 +215,10 @@ func (r *Runner[V]) Run(ctx context.Context, client *kgo.Client) error {
 			}
 			if err := client.CommitRecords(ctx, recs...); err != nil && ctx.Err() == nil {
 				r.log.Warn("commit failed; the batch will be replayed after a restart", "err", err)
+				r.commitFailed.Store(true) // idle fetches no longer mean caught up
 			} else if err == nil {
 				r.progress.Store(time.Now().UnixNano())
+				r.commitFailed.Store(false)
 			}
 		}
 		client.AllowRebalance()

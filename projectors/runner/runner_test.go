@@ -16,9 +16,9 @@ import (
 
 	"shopstream/internal/docstore"
 	"shopstream/internal/embedded/ferret"
-	"shopstream/internal/testbackend"
 	"shopstream/internal/embedded/registry"
 	"shopstream/internal/eventlog"
+	"shopstream/internal/testbackend"
 	"shopstream/projectors/products"
 	"shopstream/projectors/runner"
 	"shopstream/schemas"

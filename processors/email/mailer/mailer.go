@@ -190,18 +190,21 @@ func (m *Mailer) Send(ctx context.Context, msg Message) error {
 // message (one write and one round trip after Commit) rather than the start
 // of a conversation of several round trips, whose length varies.
 type Pending struct {
-	ctx    context.Context
-	cancel context.CancelFunc
-	stop   func() bool
-	c      *smtp.Client
-	w      io.WriteCloser
-	raw    []byte
+	ctx     context.Context // the caller's: Commit refuses once it ended
+	timeout time.Duration
+	conn    net.Conn
+	c       *smtp.Client
+	w       io.WriteCloser
+	raw     []byte
 }
 
 // Prepare builds msg, connects to the relay and runs the transaction up to
 // DATA. The Pending holds the connection until Commit or Abort, one of
-// which must be called; Config.Timeout bounds the whole, from Prepare to the
-// relay's final reply, and ctx ending aborts it.
+// which must be called. Config.Timeout bounds Prepare, and separately
+// Commit: the wait between them (a pacer's slot) is the caller's, and ctx
+// ending before Commit aborts the message. A relay drops a connection left
+// idle in DATA after its own timeout (minutes, RFC 5321 suggests 10):
+// Commit then fails with a transient error.
 func (m *Mailer) Prepare(ctx context.Context, msg Message) (_ *Pending, err error) {
 	to, err := parseAddress(msg.To)
 	if err != nil {
@@ -212,28 +215,30 @@ func (m *Mailer) Prepare(ctx context.Context, msg Message) (_ *Pending, err erro
 		return nil, err
 	}
 
-	ctx, cancel := context.WithTimeout(ctx, m.cfg.Timeout)
-	p := &Pending{ctx: ctx, cancel: cancel, raw: raw}
+	p := &Pending{ctx: ctx, timeout: m.cfg.Timeout, raw: raw}
+	pctx, cancel := context.WithTimeout(ctx, m.cfg.Timeout)
+	defer cancel()
 	defer func() {
 		if err != nil {
 			p.Abort()
-			err = ctxErr(ctx, err)
+			err = ctxErr(pctx, err)
 		}
 	}()
-	deadline, _ := ctx.Deadline()
 
 	d := net.Dialer{}
-	conn, err := d.DialContext(ctx, "tcp", m.cfg.Addr)
+	conn, err := d.DialContext(pctx, "tcp", m.cfg.Addr)
 	if err != nil {
 		return nil, opErr("dial", err)
 	}
-	// The client sets per-command deadlines; cancellation closes the socket.
-	p.stop = context.AfterFunc(ctx, func() { conn.Close() })
+	p.conn = conn
+	// The client sets per-command deadlines; the end of Prepare's context
+	// closes the socket (not once Prepare has returned).
+	stop := context.AfterFunc(pctx, func() { conn.Close() })
+	defer stop()
 
 	if m.cfg.TLS == TLSImplicit {
 		tc := tls.Client(conn, m.tlsConfig())
-		if err := tc.HandshakeContext(ctx); err != nil {
-			conn.Close()
+		if err := tc.HandshakeContext(pctx); err != nil {
 			return nil, opErr("tls", err)
 		}
 		conn = tc
@@ -241,7 +246,6 @@ func (m *Mailer) Prepare(ctx context.Context, msg Message) (_ *Pending, err erro
 	if m.cfg.TLS == TLSStartTLS {
 		p.c, err = smtp.NewClientStartTLS(conn, m.tlsConfig())
 		if err != nil {
-			conn.Close()
 			return nil, opErr("starttls", err)
 		}
 	} else {
@@ -249,8 +253,7 @@ func (m *Mailer) Prepare(ctx context.Context, msg Message) (_ *Pending, err erro
 	}
 	// A backstop only: the context ends first, closes the socket, and the
 	// error then names the context.
-	timeout := time.Until(deadline) + time.Second
-	p.c.CommandTimeout, p.c.SubmissionTimeout = timeout, timeout
+	p.c.CommandTimeout, p.c.SubmissionTimeout = m.cfg.Timeout+time.Second, m.cfg.Timeout+time.Second
 	if err := p.c.Hello(m.cfg.LocalName); err != nil {
 		return nil, opErr("ehlo", err)
 	}
@@ -287,10 +290,15 @@ func (m *Mailer) Prepare(ctx context.Context, msg Message) (_ *Pending, err erro
 // comment for the errors. The Pending is done either way.
 func (p *Pending) Commit() (err error) {
 	defer p.Abort()
-	defer func() { err = ctxErr(p.ctx, err) }()
 	if err := p.ctx.Err(); err != nil {
-		return opErr("data", err) // ended while waiting: nothing is handed over
+		return ctxErr(p.ctx, opErr("data", err)) // ended while waiting: nothing is handed over
 	}
+	ctx, cancel := context.WithTimeout(p.ctx, p.timeout)
+	defer cancel()
+	conn := p.conn
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	defer func() { err = ctxErr(ctx, err) }()
 	if _, err := p.w.Write(p.raw); err != nil {
 		return opErr("data", err)
 	}
@@ -308,10 +316,10 @@ func (p *Pending) Abort() {
 		p.c.Close()
 		p.c = nil
 	}
-	if p.stop != nil {
-		p.stop()
+	if p.conn != nil {
+		p.conn.Close()
+		p.conn = nil
 	}
-	p.cancel()
 }
 
 // ctxErr reports the context's end rather than the closed socket it caused.

@@ -707,3 +707,19 @@ func TestPreparedMessageAbortsWithItsContext(t *testing.T) {
 		t.Fatalf("stored after the context ended: %v", files)
 	}
 }
+
+// The timeout bounds Prepare and Commit each, not the caller's wait
+// between them (a pacer's slot can be seconds away at a low quota).
+func TestTimeoutDoesNotCountTheWaitBeforeCommit(t *testing.T) {
+	s := startSMTPD(t, smtpd.Config{})
+	m := newMailer(t, mailer.Config{Addr: s.Addr(), Timeout: 300 * time.Millisecond})
+	p, err := m.Prepare(context.Background(), mailer.Message{MessageID: "<paced-3@shopstream>", To: "zizou@example.org", Subject: "x", Text: "y\n"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(600 * time.Millisecond) // twice the timeout
+	if err := p.Commit(); err != nil {
+		t.Fatalf("Commit after a wait longer than the timeout: %v", err)
+	}
+	onlyMessage(t, s)
+}
