@@ -29,7 +29,7 @@ type sampler struct {
 	mu     sync.Mutex
 	lag    []report.LagSample
 	stock  map[string][]report.StockPoint
-	emails map[int]int // second since start -> EmailSent events
+	emails map[int]int      // second since start -> EmailSent events
 	last   map[string]int64 // the latest lag sample; nil when GET /lag failed
 	lastAt time.Time        // when it was taken
 

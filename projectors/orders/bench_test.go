@@ -25,48 +25,7 @@ import (
 //
 //	go test -run '^$' -bench Apply ./projectors/orders
 func BenchmarkApply(b *testing.B) {
-	docs := benchOrderLog(300, 20)
-	events := 0
-	for _, envs := range docs {
-		events += len(envs)
-	}
-	built := make([]orders.View, len(docs))
-	for i, envs := range docs {
-		for _, env := range envs {
-			built[i] = orders.Apply(built[i], env)
-		}
-	}
-	b.Run("log", func(b *testing.B) {
-		b.ReportAllocs()
-		var v orders.View
-		m := runnertest.MemStart()
-		for b.Loop() {
-			for _, envs := range docs {
-				v = orders.View{}
-				for _, env := range envs {
-					v = orders.Apply(v, env)
-				}
-			}
-		}
-		if !v.Placed {
-			b.Fatal("nothing folded")
-		}
-		runnertest.ReportPerEvent(b, events, m)
-	})
-	b.Run("redelivered", func(b *testing.B) {
-		b.ReportAllocs()
-		var v orders.View
-		m := runnertest.MemStart()
-		for b.Loop() {
-			for i, envs := range docs {
-				v = built[i]
-				for _, env := range envs {
-					v = orders.Apply(v, env)
-				}
-			}
-		}
-		runnertest.ReportPerEvent(b, events, m)
-	})
+	runnertest.BenchmarkFold(b, orders.Apply, benchOrderLog(300, 20), func(v orders.View) bool { return v.Placed })
 }
 
 // benchOrderLog is the log of n orders over a catalogue of nProducts, as

@@ -88,12 +88,13 @@ const (
 // Projection is the orders projection.
 func Projection() runner.Projection[View] {
 	return runner.Projection[View]{
-		Name:    "orders",
-		Version: Version,
-		Topics:  []string{schemas.TopicOrders, schemas.TopicStock, schemas.TopicPayments, schemas.TopicInvoices, schemas.TopicEmails},
-		DocID:   DocID,
-		Apply:   Apply,
-		Indexes: []mongo.IndexModel{{Keys: bson.D{{Key: "customer_id", Value: 1}, {Key: "placed_at", Value: -1}}}},
+		Name:     "orders",
+		Version:  Version,
+		Topics:   []string{schemas.TopicOrders, schemas.TopicStock, schemas.TopicPayments, schemas.TopicInvoices, schemas.TopicEmails},
+		DocID:    DocID,
+		Apply:    Apply,
+		Indexes:  []mongo.IndexModel{{Keys: bson.D{{Key: "customer_id", Value: 1}, {Key: "placed_at", Value: -1}}}},
+		Readable: bson.E{Key: "placed", Value: true},
 	}
 }
 

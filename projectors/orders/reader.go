@@ -19,8 +19,7 @@ func NewReader(db *mongo.Database) *Reader { return &Reader{r: runner.NewReader(
 // Get returns a placed order; found is false for an unknown id or an order
 // whose placement has not been projected yet.
 func (r *Reader) Get(ctx context.Context, id string) (View, bool, error) {
-	v, found, err := r.r.Get(ctx, id)
-	return v, found && v.Placed, err
+	return r.r.Get(ctx, id)
 }
 
 // Order is an order document with its id, as listed.
@@ -29,7 +28,7 @@ type Order = runner.Document[View]
 // OfCustomer returns up to limit of a customer's placed orders, newest
 // first (ties by id), served by the index {customer_id, placed_at}.
 func (r *Reader) OfCustomer(ctx context.Context, customerID string, limit int) ([]Order, error) {
-	docs, err := r.r.Find(ctx, bson.D{{Key: "customer_id", Value: customerID}, {Key: "placed", Value: true}},
+	docs, err := r.r.Find(ctx, bson.D{{Key: "customer_id", Value: customerID}},
 		options.Find().SetSort(bson.D{{Key: "placed_at", Value: -1}, {Key: "_id", Value: -1}}).SetLimit(int64(limit)))
 	return docs, err
 }

@@ -25,48 +25,7 @@ import (
 //
 //	go test -run '^$' -bench Apply ./projectors/products
 func BenchmarkApply(b *testing.B) {
-	docs := benchProductLog(100, 25)
-	events := 0
-	for _, envs := range docs {
-		events += len(envs)
-	}
-	built := make([]products.View, len(docs))
-	for i, envs := range docs {
-		for _, env := range envs {
-			built[i] = products.Apply(built[i], env)
-		}
-	}
-	b.Run("log", func(b *testing.B) {
-		b.ReportAllocs()
-		var v products.View
-		m := runnertest.MemStart()
-		for b.Loop() {
-			for _, envs := range docs {
-				v = products.View{}
-				for _, env := range envs {
-					v = products.Apply(v, env)
-				}
-			}
-		}
-		if v.RatingCount == 0 {
-			b.Fatal("nothing folded")
-		}
-		runnertest.ReportPerEvent(b, events, m)
-	})
-	b.Run("redelivered", func(b *testing.B) {
-		b.ReportAllocs()
-		var v products.View
-		m := runnertest.MemStart()
-		for b.Loop() {
-			for i, envs := range docs {
-				v = built[i]
-				for _, env := range envs {
-					v = products.Apply(v, env)
-				}
-			}
-		}
-		runnertest.ReportPerEvent(b, events, m)
-	})
+	runnertest.BenchmarkFold(b, products.Apply, benchProductLog(100, 25), func(v products.View) bool { return v.RatingCount > 0 })
 }
 
 // benchProductLog is the log of n products, grouped by product, numbered

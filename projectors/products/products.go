@@ -13,6 +13,7 @@
 package products
 
 import (
+	"go.mongodb.org/mongo-driver/v2/bson"
 	"time"
 
 	"shopstream/internal/eventlog"
@@ -59,11 +60,12 @@ var streams = map[string]string{
 // Projection is the products projection.
 func Projection() runner.Projection[View] {
 	return runner.Projection[View]{
-		Name:    "products",
-		Version: Version,
-		Topics:  []string{schemas.TopicProducts, schemas.TopicStock, schemas.TopicReviews},
-		DocID:   func(env eventlog.Envelope) string { return env.Meta.AggregateID },
-		Apply:   Apply,
+		Name:     "products",
+		Version:  Version,
+		Topics:   []string{schemas.TopicProducts, schemas.TopicStock, schemas.TopicReviews},
+		DocID:    func(env eventlog.Envelope) string { return env.Meta.AggregateID },
+		Apply:    Apply,
+		Readable: bson.E{Key: "registered", Value: true},
 	}
 }
 

@@ -19,8 +19,7 @@ func NewReader(db *mongo.Database) *Reader { return &Reader{r: runner.NewReader(
 // Get returns a registered product; found is false for an unknown id or a
 // product whose registration has not been projected yet.
 func (r *Reader) Get(ctx context.Context, id string) (View, bool, error) {
-	v, found, err := r.r.Get(ctx, id)
-	return v, found && v.Registered, err
+	return r.r.Get(ctx, id)
 }
 
 // Product is a product document with its id, as listed.
@@ -30,7 +29,7 @@ type Product = runner.Document[View]
 // sorted by id, and whether more follow. The id of the last one is the
 // cursor of the next page.
 func (r *Reader) Page(ctx context.Context, after string, limit int) ([]Product, bool, error) {
-	filter := bson.D{{Key: "registered", Value: true}}
+	var filter bson.D
 	if after != "" {
 		filter = append(filter, bson.E{Key: "_id", Value: bson.D{{Key: "$gt", Value: after}}})
 	}
@@ -50,9 +49,7 @@ func (r *Reader) Many(ctx context.Context, ids []string) (map[string]View, error
 	}
 	out := make(map[string]View, len(docs))
 	for _, d := range docs {
-		if d.View.Registered {
-			out[d.ID] = d.View
-		}
+		out[d.ID] = d.View
 	}
 	return out, nil
 }

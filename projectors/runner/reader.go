@@ -15,18 +15,23 @@ import (
 // the switch the new one, never a half-built one. A read that misses right
 // after a switch resolves the alias again and retries once, so a product
 // never goes missing while its collection is swapped.
+//
+// Only the projection's Readable documents are ever read.
 type Reader[V any] struct {
-	name  string
-	db    *mongo.Database
-	alias *aliasCache
+	name     string
+	db       *mongo.Database
+	alias    *aliasCache
+	readable bson.E
 }
 
 // NewReader reads p's documents in db.
 func NewReader[V any](db *mongo.Database, p Projection[V]) *Reader[V] {
-	return &Reader[V]{name: p.Name, db: db, alias: &aliasCache{aliases: NewAliases(db), base: p.Collection(), ttl: ReaderAliasTTL}}
+	return &Reader[V]{name: p.Name, db: db, readable: p.Readable,
+		alias: &aliasCache{aliases: NewAliases(db), base: p.Collection(), ttl: ReaderAliasTTL}}
 }
 
-// Get returns document id; found is false when there is none.
+// Get returns document id; found is false when there is none, or it is not
+// readable yet.
 func (r *Reader[V]) Get(ctx context.Context, id string) (v V, found bool, err error) {
 	docs, err := r.Find(ctx, bson.D{{Key: "_id", Value: id}}, options.Find().SetLimit(1))
 	if err != nil || len(docs) == 0 {
@@ -35,8 +40,12 @@ func (r *Reader[V]) Get(ctx context.Context, id string) (v V, found bool, err er
 	return docs[0].View, true, nil
 }
 
-// Find returns the documents matching filter, with opts (sort, limit…).
+// Find returns the readable documents matching filter, with opts (sort,
+// limit…).
 func (r *Reader[V]) Find(ctx context.Context, filter bson.D, opts *options.FindOptionsBuilder) ([]Document[V], error) {
+	if r.readable.Key != "" {
+		filter = append(bson.D{r.readable}, filter...)
+	}
 	target, err := r.alias.get(ctx, false)
 	if err != nil {
 		return nil, err

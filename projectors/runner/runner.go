@@ -59,6 +59,11 @@ type Projection[V any] struct {
 	// Indexes the query side needs; created on every collection the
 	// projection is written to, before its first write.
 	Indexes []mongo.IndexModel
+	// Readable is the field every document readers may see has (e.g.
+	// {registered: true}): a document folded only from events that arrived
+	// before its creation event is not. [Reader] adds it to every read;
+	// empty Key: every document is readable.
+	Readable bson.E
 }
 
 // Group is the projection's consumer group.

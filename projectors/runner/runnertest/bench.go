@@ -3,7 +3,49 @@ package runnertest
 import (
 	"runtime"
 	"testing"
+
+	"shopstream/internal/eventlog"
 )
+
+// BenchmarkFold measures apply alone, in memory, over docs (each
+// document's events in order, as the runner folds a batch), reporting per
+// event:
+//
+//   - log: the events folded into empty documents; folded must hold for
+//     the last document, or nothing was folded;
+//   - redelivered: the same events folded again over the finished
+//     documents, every one already applied: the version guard alone.
+func BenchmarkFold[V any](b *testing.B, apply func(V, eventlog.Envelope) V, docs [][]eventlog.Envelope, folded func(V) bool) {
+	events := 0
+	built := make([]V, len(docs))
+	for i, envs := range docs {
+		events += len(envs)
+		for _, env := range envs {
+			built[i] = apply(built[i], env)
+		}
+	}
+	run := func(b *testing.B, from func(i int) V) V {
+		b.ReportAllocs()
+		var v V
+		m := MemStart()
+		for b.Loop() {
+			for i, envs := range docs {
+				v = from(i)
+				for _, env := range envs {
+					v = apply(v, env)
+				}
+			}
+		}
+		ReportPerEvent(b, events, m)
+		return v
+	}
+	b.Run("log", func(b *testing.B) {
+		if !folded(run(b, func(int) V { var zero V; return zero })) {
+			b.Fatal("nothing folded")
+		}
+	})
+	b.Run("redelivered", func(b *testing.B) { run(b, func(i int) V { return built[i] }) })
+}
 
 // MemStart samples the allocation counters before a benchmark loop.
 func MemStart() runtime.MemStats {
