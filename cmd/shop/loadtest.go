@@ -67,7 +67,7 @@ func runLoadtest(ctx context.Context, args []string, getenv func(string) string,
 	}
 	cfg := loadtest.Config{Target: *target, Profile: p, Workers: *workers, DrainTimeout: *drainTimeout, Out: *out, Progress: stderr}
 	if !*embedded {
-		e, err := loadTarget(ctx, *target, brokers, *registryURL, *mongoURI)
+		e, err := infrastructure(ctx, brokers, *registryURL, *mongoURI, "--target", *target, "")
 		if err != nil {
 			return err
 		}
@@ -126,22 +126,6 @@ func runLoadtest(ctx context.Context, args []string, getenv func(string) string,
 	cfg.EmailQuota = int(*shop.emailRate)
 	rep, err := loadtest.Run(ctx, cfg)
 	return printVerdict(stdout, rep, err)
-}
-
-// loadTarget finds where a --target's invariants are read: the flags, or
-// the target's own GET /dev/endpoints when it is a `shop dev`.
-func loadTarget(ctx context.Context, target string, brokers []string, registryURL, mongoURI string) (devstack.Endpoints, error) {
-	if len(brokers) > 0 {
-		if registryURL == "" || mongoURI == "" {
-			return devstack.Endpoints{}, errors.New("--brokers needs --registry-url and --mongo-uri too")
-		}
-		return devstack.Endpoints{Brokers: brokers, RegistryURL: registryURL, MongoURI: mongoURI}, nil
-	}
-	e, err := devEndpoints(ctx, target)
-	if err != nil {
-		return e, fmt.Errorf("%w; give --brokers, --registry-url and --mongo-uri for a shop that is not a `shop dev`", err)
-	}
-	return e, nil
 }
 
 func sources(e devstack.Endpoints, mongoDB, mailDir string) invariants.Sources {

@@ -89,7 +89,7 @@ func runReplay(ctx context.Context, args []string, getenv func(string) string, s
 	if *switchLag < 0 {
 		return fmt.Errorf("--switch-lag %d: must not be negative", *switchLag)
 	}
-	e, err := replayTarget(ctx, brokers, *registryURL, *mongoURI, *httpURL, *dataDir)
+	e, err := infrastructure(ctx, brokers, *registryURL, *mongoURI, "--http", *httpURL, *dataDir)
 	if err != nil {
 		return err
 	}
@@ -134,10 +134,11 @@ func runReplay(ctx context.Context, args []string, getenv func(string) string, s
 	return nil
 }
 
-// replayTarget finds the infrastructure to replay against: the flags of
-// external infrastructure, or a running `shop dev` by its --http or its
-// --data-dir.
-func replayTarget(ctx context.Context, brokers []string, registryURL, mongoURI, httpURL, dataDir string) (devstack.Endpoints, error) {
+// infrastructure finds the infrastructure a tool works against (`shop
+// replay`, `shop loadtest --target`): the flags of external
+// infrastructure, or a running `shop dev` by its HTTP address or its data
+// directory.
+func infrastructure(ctx context.Context, brokers []string, registryURL, mongoURI, httpFlag, httpURL, dataDir string) (devstack.Endpoints, error) {
 	switch {
 	case len(brokers) > 0:
 		if registryURL == "" || mongoURI == "" {
@@ -145,7 +146,11 @@ func replayTarget(ctx context.Context, brokers []string, registryURL, mongoURI, 
 		}
 		return devstack.Endpoints{Brokers: brokers, RegistryURL: registryURL, MongoURI: mongoURI}, nil
 	case httpURL != "":
-		return devEndpoints(ctx, httpURL)
+		e, err := devEndpoints(ctx, httpFlag, httpURL)
+		if err != nil {
+			return e, fmt.Errorf("%w; or give --brokers, --registry-url and --mongo-uri", err)
+		}
+		return e, nil
 	}
 	e, err := devstack.ReadEndpoints(dataDir)
 	if err != nil {
@@ -154,25 +159,26 @@ func replayTarget(ctx context.Context, brokers []string, registryURL, mongoURI, 
 	return e, nil
 }
 
-// devEndpoints asks a running `shop dev` for its infrastructure.
-func devEndpoints(ctx context.Context, base string) (devstack.Endpoints, error) {
+// devEndpoints asks a running `shop dev` at base, given by flag, for its
+// infrastructure.
+func devEndpoints(ctx context.Context, flag, base string) (devstack.Endpoints, error) {
 	var e devstack.Endpoints
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(base, "/")+"/dev/endpoints", nil)
 	if err != nil {
-		return e, fmt.Errorf("--http %s: %w", base, err)
+		return e, fmt.Errorf("%s %s: %w", flag, base, err)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return e, fmt.Errorf("--http %s: %w", base, err)
+		return e, fmt.Errorf("%s %s: %w", flag, base, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return e, fmt.Errorf("--http %s: GET /dev/endpoints answered %s: is it a `shop dev`?", base, resp.Status)
+		return e, fmt.Errorf("%s %s: GET /dev/endpoints answered %s: is it a `shop dev`?", flag, base, resp.Status)
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&e); err != nil {
-		return e, fmt.Errorf("--http %s: %w", base, err)
+		return e, fmt.Errorf("%s %s: %w", flag, base, err)
 	}
 	return e, nil
 }
