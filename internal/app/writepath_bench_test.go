@@ -63,10 +63,10 @@ const (
 // (-benchtime 10s works too.) SHOP_BENCH_CLIENTS sets C (default 8),
 // SHOP_BENCH_PGBENCH_SECONDS pgbench's -T (default 5), and
 // SHOP_TEST_KAFKA_BROKERS runs against real Kafka instead of the embedded
-// kfake. The stack (kfake or not, srfake, FerretDB, PostgreSQL with
-// fsync=on) runs in this process except PostgreSQL, so the figures depend on
-// the machine and whatever else runs on it; CPU use per phase is printed to
-// tell which side saturates.
+// kfake. The stack (kfake or not, the embedded schema registry, FerretDB,
+// PostgreSQL with fsync=on) runs in this process except PostgreSQL, so the
+// figures depend on the machine and whatever else runs on it; CPU use per
+// phase is printed to tell which side saturates.
 func BenchmarkWritePath(b *testing.B) {
 	clients := testenv.Int(b, envBenchClients, 8)
 	pgSeconds := testenv.Int(b, envBenchPgbench, 5)

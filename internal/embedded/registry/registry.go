@@ -1,29 +1,63 @@
-// Package registry runs an embedded schema registry (franz-go's srfake,
-// which speaks the Confluent REST API) for `shop dev` and tests, persisted
-// to a JSON file: every successful change is written to the file
-// atomically, and a restart seeds the registry from it, so schema ids never
-// change across restarts (records in the log keep decoding). Soft-deleted
-// versions are not persisted.
+// Package registry runs an embedded schema registry for `shop dev` and
+// tests: a small server of our own that speaks the Confluent Schema
+// Registry REST API (v1, content type application/vnd.schemaregistry.v1+json,
+// errors as {"error_code":N,"message":"..."} with Confluent's codes), with
+// real Avro compatibility checks by hamba/avro.
+//
+// Guarantees:
+//
+//   - Persistence. Every acknowledged change (registration, delete, config,
+//     mode) is written to Config.File atomically (temporary file, fsync,
+//     rename) before the answer; a failed write answers 500 50001 and
+//     undoes the change in memory. A restart on the same file keeps schema
+//     ids, versions, soft deletes, the global and per-subject compatibility
+//     levels and modes. The file of the srfake-based registry (a JSON array
+//     of {subject, version, id, schema, schemaType, references}) still
+//     loads with the same ids; it is rewritten in format 2 (an object) at
+//     the first change.
+//   - Ids are global per schema: a schema (same type, same normalised
+//     form, same references) registered in several subjects has one id,
+//     and an id once given is never given to another schema, even after a
+//     hard delete. A schema equal to a live version of the subject returns
+//     that version's id without a compatibility check; equal means the
+//     same JSON form once parsed (whitespace, key order and namespace
+//     spelling do not matter; doc, defaults, aliases do, as for Confluent).
+//   - Compatibility. NONE, BACKWARD (the default, or Config.Compatibility),
+//     BACKWARD_TRANSITIVE, FORWARD, FORWARD_TRANSITIVE, FULL and
+//     FULL_TRANSITIVE, per subject or global, checked against live
+//     (not soft-deleted) versions only: the latest one, or every one for
+//     the _TRANSITIVE levels. BACKWARD means the new schema, as reader,
+//     reads data written with the old one; FORWARD the reverse; FULL both.
+//     The verdict is avro.NewSchemaCompatibility().Compatible from
+//     hamba/avro (reader field aliases, numeric promotions, enum defaults),
+//     so it may differ from the Java implementation's in corner cases.
+//   - GET /schemas/ids/{id} finds the id whatever ?subject= says (as
+//     Confluent does), and also finds ids whose versions are all
+//     soft-deleted.
+//   - Modes READWRITE, READONLY (registrations and deletes answer 422
+//     42205) and IMPORT (registrations may carry an explicit id and
+//     version, and are not checked for compatibility).
+//
+// Not supported: schema types other than AVRO (JSON and PROTOBUF answer
+// 422 42201); contexts (/contexts/...) and the multi-tenant :.ctx: subject
+// prefixes; references beyond storing them and resolving them to parse the
+// referencing schema (GET .../referencedby answers the ids of the live
+// versions that name the version; a referenced version cannot be
+// hard-deleted); normalize=true (schemas are always compared normalised);
+// metadata, rule sets, GUIDs, data contracts, exporters, READONLY_OVERRIDE,
+// pagination (offset/limit), authentication.
 package registry
 
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptest"
-	"os"
-	"path/filepath"
-	"slices"
 	"sync"
 	"time"
-
-	"github.com/twmb/franz-go/pkg/sr"
-	"github.com/twmb/franz-go/pkg/sr/srfake"
 )
 
 // Config configures the embedded registry.
@@ -31,27 +65,25 @@ type Config struct {
 	File   string       // JSON file the registry persists to; empty keeps it in memory
 	Addr   string       // listen address; default 127.0.0.1:0
 	Logger *slog.Logger // optional
+
+	// Compatibility is the global compatibility level until one is set
+	// through PUT /config (that one is persisted and wins); empty means
+	// Confluent's default, BACKWARD.
+	Compatibility string
 }
 
 // Server is a running embedded registry.
 type Server struct {
-	reg  *srfake.Registry
-	file string
+	file     string
+	defLevel string
+	log      *slog.Logger
+
+	mu sync.Mutex // guards st; held across the persisting of a change
+	st *state
+
 	srv  *http.Server
 	ln   net.Listener
-	log  *slog.Logger
-	mu   sync.Mutex // serialises snapshots
 	done chan struct{}
-}
-
-// entry is one persisted subject version.
-type entry struct {
-	Subject    string               `json:"subject"`
-	Version    int                  `json:"version"`
-	ID         int                  `json:"id"`
-	Schema     string               `json:"schema"`
-	Type       sr.SchemaType        `json:"schemaType"`
-	References []sr.SchemaReference `json:"references,omitempty"`
 }
 
 // Start loads the registry file (if any) and serves the registry.
@@ -60,17 +92,32 @@ func Start(cfg Config) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{reg: srfake.NewRegistry(), file: cfg.File, log: log, done: make(chan struct{})}
-	if err := s.load(); err != nil {
-		return nil, err
+	def := Backward
+	if cfg.Compatibility != "" {
+		l, ok := level(cfg.Compatibility)
+		if !ok {
+			return nil, fmt.Errorf("schema registry: invalid compatibility level %q", cfg.Compatibility)
+		}
+		def = l
 	}
+	st := newState()
+	if cfg.File != "" {
+		var err error
+		if st, err = load(cfg.File); err != nil {
+			return nil, err
+		}
+	}
+	for _, w := range st.warnings {
+		log.Warn("schema registry file", "component", "registry", "file", cfg.File, "warning", w)
+	}
+	s := &Server{file: cfg.File, defLevel: def, log: log, st: st, done: make(chan struct{})}
 	addr := cmp.Or(cfg.Addr, "127.0.0.1:0")
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("schema registry listen %s: %w", addr, err)
 	}
 	s.ln = ln
-	s.srv = &http.Server{Handler: s.persisting(s.reg.Handler()), ReadHeaderTimeout: 10 * time.Second}
+	s.srv = &http.Server{Handler: s.routes(), ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		defer close(s.done)
 		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -91,114 +138,31 @@ func (s *Server) Stop(ctx context.Context) error {
 	return err
 }
 
-// persisting wraps the registry handler: after a successful change it
-// writes a snapshot before the client gets its answer, so an acknowledged
-// registration is never lost.
-func (s *Server) persisting(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodGet || r.Method == http.MethodHead || s.file == "" {
-			next.ServeHTTP(w, r)
-			return
-		}
-		rec := httptest.NewRecorder()
-		next.ServeHTTP(rec, r)
-		if rec.Code < 300 {
-			if err := s.snapshot(); err != nil {
-				s.log.Error("persist schema registry", "component", "registry", "err", err)
-				http.Error(w, `{"error_code":50001,"message":"could not persist the registry"}`, http.StatusInternalServerError)
-				return
-			}
-		}
-		for k, v := range rec.Header() {
-			w.Header()[k] = v
-		}
-		w.WriteHeader(rec.Code)
-		_, _ = w.Write(rec.Body.Bytes())
-	})
-}
-
-// get calls the registry's own handler in-process.
-func (s *Server) get(path string, into any) error {
-	rec := httptest.NewRecorder()
-	s.reg.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
-	if rec.Code != http.StatusOK {
-		return fmt.Errorf("GET %s: %d %s", path, rec.Code, rec.Body.String())
-	}
-	return json.Unmarshal(rec.Body.Bytes(), into)
-}
-
-func (s *Server) snapshot() error {
+// change runs fn on the state under the lock and, if it succeeds, persists
+// the state before returning; if fn or the persisting fails, the state is
+// as before.
+func (s *Server) change(fn func(st *state) error) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var subjects []string
-	if err := s.get("/subjects", &subjects); err != nil {
+	prev := s.st.clone()
+	if err := fn(s.st); err != nil {
+		s.st = prev
 		return err
 	}
-	var entries []entry
-	for _, subj := range subjects {
-		var versions []int
-		if err := s.get("/subjects/"+subj+"/versions", &versions); err != nil {
-			return err
-		}
-		for _, v := range versions {
-			var e entry
-			if err := s.get(fmt.Sprintf("/subjects/%s/versions/%d", subj, v), &e); err != nil {
-				return err
-			}
-			entries = append(entries, e)
-		}
-	}
-	b, err := json.MarshalIndent(entries, "", "  ")
-	if err != nil {
-		return err
-	}
-	tmp := s.file + ".tmp"
-	if err := os.MkdirAll(filepath.Dir(s.file), 0o755); err != nil {
-		return err
-	}
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, s.file)
-}
-
-// load seeds the registry from the file, in id order so that a schema
-// shared by several subjects keeps its one id.
-func (s *Server) load() (err error) {
 	if s.file == "" {
 		return nil
 	}
-	b, err := os.ReadFile(s.file)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("read schema registry file: %w", err)
-	}
-	var entries []entry
-	if err := json.Unmarshal(b, &entries); err != nil {
-		return fmt.Errorf("schema registry file %s: %w", s.file, err)
-	}
-	slices.SortFunc(entries, func(a, b entry) int {
-		return cmp.Or(cmp.Compare(a.ID, b.ID), cmp.Compare(a.Subject, b.Subject), cmp.Compare(a.Version, b.Version))
-	})
-	defer func() { // SeedSchema panics on a slot already taken
-		if r := recover(); r != nil {
-			err = fmt.Errorf("schema registry file %s: %v", s.file, r)
-		}
-	}()
-	seeded := map[int]bool{}
-	for _, e := range entries {
-		sch := sr.Schema{Schema: e.Schema, Type: e.Type, References: e.References}
-		if !seeded[e.ID] {
-			s.reg.SeedSchema(e.Subject, e.Version, e.ID, sch)
-			seeded[e.ID] = true
-			continue
-		}
-		id, v, err := s.reg.RegisterSchema(e.Subject, sch)
-		if err != nil || id != e.ID || v != e.Version {
-			return fmt.Errorf("schema registry file %s: %s v%d id %d restored as v%d id %d: %v", s.file, e.Subject, e.Version, e.ID, v, id, err)
-		}
+	if err := s.st.save(s.file); err != nil {
+		s.st = prev
+		s.log.Error("persist schema registry", "component", "registry", "file", s.file, "err", err)
+		return &apiError{http.StatusInternalServerError, 50001, "Error while persisting the registry: " + err.Error()}
 	}
 	return nil
+}
+
+// read runs fn on the state under the lock.
+func (s *Server) read(fn func(st *state) error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return fn(s.st)
 }
