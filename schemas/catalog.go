@@ -9,11 +9,12 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/linkedin/goavro/v2"
 )
 
-//go:embed avro/*.avsc
+//go:embed avro/*.avsc avro/published.json
 var avroFiles embed.FS
 
 // ErrUnknownSchema is returned for a writer schema that matches no known
@@ -25,13 +26,17 @@ var ErrUnknownSchema = errors.New("unknown writer schema")
 type Upcaster func(old map[string]any) (map[string]any, error)
 
 // definition is one event type of the contract: its topic, its current
-// version, a constructor of its Go form and the upcasters from each older
-// version to the next.
+// version, a constructor of its Go form, the upcasters from each older
+// version to the next, and the versions retired for breaking the policy.
 type definition struct {
 	topic     string
 	current   int
 	newEvent  func() Event
 	upcasters map[int]Upcaster
+	// retired versions broke compatibility with the versions before them.
+	// This build never writes or registers them, still reads their records,
+	// and every later version must be compatible with them (see Policy).
+	retired map[int]string
 }
 
 func definitions() []definition {
@@ -40,8 +45,9 @@ func definitions() []definition {
 	}
 	return []definition{
 		one(TopicCustomers, func() Event { return &CustomerSignedUp{} }),
-		{topic: TopicProducts, current: 2, newEvent: func() Event { return &ProductRegistered{} },
-			upcasters: map[int]Upcaster{1: upcastProductRegisteredV1}},
+		{topic: TopicProducts, current: 3, newEvent: func() Event { return &ProductRegistered{} },
+			upcasters: map[int]Upcaster{1: upcastProductRegisteredV1, 2: upcastProductRegisteredV2},
+			retired:   map[int]string{2: "renamed the required field quantity to initial_stock: v1 readers could not read it; v3 restores v1's names with v2's as aliases"}},
 		one(TopicProducts, func() Event { return &ProductRestocked{} }),
 		one(TopicProducts, func() Event { return &PhotoWasAdded{} }),
 		one(TopicStock, func() Event { return &StockReserved{} }),
@@ -78,13 +84,36 @@ func upcastProductRegisteredV1(old map[string]any) (map[string]any, error) {
 	return out, nil
 }
 
+// upcastProductRegisteredV2 renames initial_stock and photo_url back to
+// v1's names, which v3 uses again.
+func upcastProductRegisteredV2(old map[string]any) (map[string]any, error) {
+	out := maps.Clone(old)
+	out["quantity"] = old["initial_stock"]
+	out["photo"] = old["photo_url"]
+	delete(out, "initial_stock")
+	delete(out, "photo_url")
+	return out, nil
+}
+
 // Version is one version of one event type's Avro schema.
 type Version struct {
 	Type   *Type
 	Number int
+	File   string // the .avsc file name, e.g. shop.orders.OrderPlaced.v1.avsc
 	Schema string // the .avsc text, as registered
 	Codec  *goavro.Codec
+	// Retired says why the version broke the policy; empty for a live
+	// version. A retired version is read, never written nor registered.
+	Retired string
 }
+
+// Subject is the registry subject of the type's versions: Confluent's
+// TopicRecordNameStrategy, "<topic>-<record full name>", so that the several
+// event types of one topic evolve independently.
+func (t *Type) Subject() string { return Subject(t.Topic, t.Name) }
+
+// Subject is the TopicRecordNameStrategy subject of a record on a topic.
+func Subject(topic, recordName string) string { return topic + "-" + recordName }
 
 // Type is one event type of the contract.
 type Type struct {
@@ -142,11 +171,17 @@ type Catalog struct {
 
 var fileName = regexp.MustCompile(`^(.+)\.v([0-9]+)\.avsc$`)
 
-// Load parses the embedded schemas and checks them against the definitions:
-// every definition has versions 1..current and an upcaster for each step,
-// every file belongs to a definition, and no two versions share a canonical
-// form (a writer schema must identify exactly one version).
-func Load() (*Catalog, error) {
+// Load parses the embedded schemas (the files of schemas/avro) and checks
+// them against the definitions; see LoadFS.
+func Load() (*Catalog, error) { return LoadFS(Embedded()) }
+
+// LoadFS parses the .avsc files at the root of fsys and checks them against
+// the definitions: every definition has versions 1..current and an upcaster
+// for each step, the current version is not retired, every file belongs to
+// a definition, and no two versions share a canonical form (a writer schema
+// must identify exactly one version). It does not check compatibility
+// between versions: that is CheckPolicy.
+func LoadFS(fsys fs.FS) (*Catalog, error) {
 	c := &Catalog{types: map[string]*Type{}, canonical: map[string]*Version{}}
 	for _, d := range definitions() {
 		name := d.newEvent().EventType()
@@ -155,11 +190,14 @@ func Load() (*Catalog, error) {
 		}
 		c.types[name] = &Type{Name: name, Topic: d.topic, versions: map[int]*Version{}, current: d.current, def: d}
 	}
-	entries, err := fs.ReadDir(avroFiles, "avro")
+	entries, err := fs.ReadDir(fsys, ".")
 	if err != nil {
-		return nil, fmt.Errorf("read embedded schemas: %w", err)
+		return nil, fmt.Errorf("read schemas: %w", err)
 	}
 	for _, e := range entries {
+		if e.IsDir() || !strings.HasSuffix(e.Name(), ".avsc") {
+			continue
+		}
 		m := fileName.FindStringSubmatch(e.Name())
 		if m == nil {
 			return nil, fmt.Errorf("schema file %s: name must be <full name>.v<N>.avsc", e.Name())
@@ -169,7 +207,7 @@ func Load() (*Catalog, error) {
 			return nil, fmt.Errorf("schema file %s: no event type %s is defined", e.Name(), m[1])
 		}
 		n, _ := strconv.Atoi(m[2])
-		text, err := avroFiles.ReadFile("avro/" + e.Name())
+		text, err := fs.ReadFile(fsys, e.Name())
 		if err != nil {
 			return nil, err
 		}
@@ -177,7 +215,7 @@ func Load() (*Catalog, error) {
 		if err != nil {
 			return nil, fmt.Errorf("schema file %s: %w", e.Name(), err)
 		}
-		v := &Version{Type: t, Number: n, Schema: string(text), Codec: codec}
+		v := &Version{Type: t, Number: n, File: e.Name(), Schema: string(text), Codec: codec, Retired: t.def.retired[n]}
 		if other, dup := c.canonical[codec.CanonicalSchema()]; dup {
 			return nil, fmt.Errorf("%s v%d and %s v%d have the same canonical form", t.Name, n, other.Type.Name, other.Number)
 		}
@@ -192,6 +230,9 @@ func Load() (*Catalog, error) {
 			if n < t.current && t.def.upcasters[n] == nil {
 				return nil, fmt.Errorf("%s: no upcaster from v%d to v%d", t.Name, n, n+1)
 			}
+		}
+		if t.def.retired[t.current] != "" {
+			return nil, fmt.Errorf("%s: the current version %d is retired", t.Name, t.current)
 		}
 		if len(t.versions) != t.current {
 			return nil, fmt.Errorf("%s: schema files beyond current version %d", t.Name, t.current)

@@ -2,6 +2,7 @@ package schemas_test
 
 import (
 	"errors"
+	"fmt"
 	"reflect"
 	"testing"
 
@@ -65,15 +66,27 @@ func TestEveryTopicHasEventTypes(t *testing.T) {
 	}
 }
 
-func TestProductRegisteredV1UpcastsToCurrent(t *testing.T) {
+func TestProductRegisteredOldVersionsUpcastToCurrent(t *testing.T) {
 	c := load(t)
 	ty, _ := c.Type("shop.catalog.ProductRegistered")
-	v1, ok := ty.Version(1)
-	if !ok || ty.Current().Number != 2 {
-		t.Fatalf("want versions 1 and current 2, got current %d", ty.Current().Number)
+	if ty.Current().Number != 3 {
+		t.Fatalf("want current 3, got %d", ty.Current().Number)
 	}
-	old := map[string]any{"product_id": "p-9", "title": "Maillot", "price_cents": int64(100),
-		"quantity": int32(3), "photo": goavro.Union("string", "http://x/y.jpg")}
+	for n, old := range map[int]map[string]any{
+		1: {"product_id": "p-9", "title": "Maillot", "price_cents": int64(100),
+			"quantity": int32(3), "photo": goavro.Union("string", "http://x/y.jpg")},
+		2: {"product_id": "p-9", "title": "Maillot", "price_cents": int64(100), "currency": "EUR",
+			"initial_stock": int32(3), "photo_url": goavro.Union("string", "http://x/y.jpg")},
+	} {
+		t.Run(fmt.Sprintf("v%d", n), func(t *testing.T) { upcastsToCurrent(t, c, ty, n, old) })
+	}
+}
+
+func upcastsToCurrent(t *testing.T, c *schemas.Catalog, ty *schemas.Type, n int, old map[string]any) {
+	v1, ok := ty.Version(n)
+	if !ok {
+		t.Fatalf("no version %d", n)
+	}
 	bin, err := v1.Codec.BinaryFromNative(nil, old)
 	if err != nil {
 		t.Fatal(err)
@@ -84,13 +97,13 @@ func TestProductRegisteredV1UpcastsToCurrent(t *testing.T) {
 	}
 	found, err := c.Identify(writer)
 	if err != nil || found != v1 {
-		t.Fatalf("identify v1: %v %v", found, err)
+		t.Fatalf("identify v%d: %v %v", n, found, err)
 	}
 	native, _, err := v1.Codec.NativeFromBinary(bin)
 	if err != nil {
 		t.Fatal(err)
 	}
-	up, err := ty.Upcast(1, native.(map[string]any))
+	up, err := ty.Upcast(n, native.(map[string]any))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,11 +113,11 @@ func TestProductRegisteredV1UpcastsToCurrent(t *testing.T) {
 	}
 	got := ev.(schemas.ProductRegistered)
 	if got.InitialStock != 3 || got.PhotoURL == nil || *got.PhotoURL != "http://x/y.jpg" || got.Currency != "EUR" || got.Title != "Maillot" {
-		t.Fatalf("upcast v1: got %+v", got)
+		t.Fatalf("upcast v%d: got %+v", n, got)
 	}
 	// The upcast value must also be a valid value of the current schema.
 	if _, err := ty.Current().Codec.BinaryFromNative(nil, up); err != nil {
-		t.Fatalf("upcast value does not fit v2: %v", err)
+		t.Fatalf("upcast value does not fit the current version: %v", err)
 	}
 }
 

@@ -17,14 +17,14 @@ type CustomerSignedUp struct {
 	Name       string `avro:"name"`
 }
 
-// ProductRegistered (v2): shop.catalog.products.v1.
+// ProductRegistered (v3): shop.catalog.products.v1.
 type ProductRegistered struct {
 	ProductID    string  `avro:"product_id"`
 	Title        string  `avro:"title"`
 	PriceCents   int64   `avro:"price_cents"`
 	Currency     string  `avro:"currency"`
-	InitialStock int32   `avro:"initial_stock"`
-	PhotoURL     *string `avro:"photo_url"`
+	InitialStock int32   `avro:"quantity"`
+	PhotoURL     *string `avro:"photo"`
 }
 
 // ProductRestocked: shop.catalog.products.v1.

@@ -18,7 +18,7 @@ var ErrPoison = errors.New("poison record")
 
 // Subject is the registry subject of an event type on a topic
 // (TopicRecordNameStrategy).
-func Subject(topic, typeName string) string { return topic + "-" + typeName }
+func Subject(topic, typeName string) string { return schemas.Subject(topic, typeName) }
 
 // Serde encodes events into the Confluent wire format and decodes them back,
 // upcast to the current version. It caches schema ids both ways, so after
@@ -41,10 +41,15 @@ func NewSerde(reg *sr.Client, cat *schemas.Catalog) *Serde {
 // Catalog is the catalog the serde reads and writes with.
 func (s *Serde) Catalog() *schemas.Catalog { return s.cat }
 
-// RegisterAll registers the current version of every event type under its
-// subject, so that the first command does not pay for it and a schema the
-// registry refuses (incompatible change) stops the process at start.
+// RegisterAll sets the contract policy (schemas.Policy) on every subject of
+// the catalogue, then registers the current version of every event type
+// under its subject, so that the first command does not pay for it and a
+// schema the registry refuses (incompatible change) stops the process at
+// start.
 func (s *Serde) RegisterAll(ctx context.Context) error {
+	if err := SetPolicy(ctx, s.reg, s.cat); err != nil {
+		return err
+	}
 	for _, t := range s.cat.Types() {
 		if _, err := s.idFor(ctx, t.Topic, t.Current()); err != nil {
 			return err
