@@ -45,6 +45,8 @@ commands:
   migrate   apply the PostgreSQL migrations
   loadtest  drive a shop with simulated shoppers (a Black Friday spike), check the invariants, write a report with charts
   replay    rebuild a read model from the log while the shop serves (replay products|orders), or --verify it
+  schemas   check the .avsc history against the compatibility policy (schemas check [--registry-url URL]), or lock new versions
+  asyncapi  write the AsyncAPI 3.0 document of the event log (-o file; stdout by default)
 
 Run 'shop <command> -h' for its flags.`
 
@@ -69,6 +71,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runLoadtest(ctx, rest, getenv, stdout, stderr)
 	case "replay":
 		return runReplay(ctx, rest, getenv, stdout, stderr)
+	case "asyncapi":
+		return runAsyncAPI(ctx, rest, getenv, stdout, stderr)
+	case "schemas":
+		return runSchemas(ctx, rest, getenv, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprintln(stdout, usage)
 		return nil
