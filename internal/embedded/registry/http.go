@@ -74,7 +74,7 @@ func handler(fn func(r *http.Request) (any, error)) http.HandlerFunc {
 			return
 		}
 		if raw, ok := v.(rawText); ok {
-			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("Content-Type", contentType)
 			_, _ = io.WriteString(w, string(raw))
 			return
 		}
