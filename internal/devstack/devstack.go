@@ -24,6 +24,7 @@ import (
 	"shopstream/internal/embedded/psp"
 	"shopstream/internal/embedded/registry"
 	"shopstream/internal/embedded/smtpd"
+	"shopstream/schemas"
 )
 
 // Config configures the stack. Empty addresses pick free ports.
@@ -94,7 +95,7 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 		s.mongo, mongoErr = ferret.Start(ctx, ferret.Config{Dir: filepath.Join(cfg.Dir, "mongo"), Addr: cfg.MongoAddr, Logger: log})
 	})
 	if s.kafka, err = kafka.Start(kafka.Config{Dir: filepath.Join(cfg.Dir, "kafka"), Addr: cfg.KafkaAddr, Logger: log}); err == nil {
-		s.registry, err = registry.Start(registry.Config{File: filepath.Join(cfg.Dir, "registry.json"), Addr: cfg.RegistryAddr, Logger: log})
+		s.registry, err = registry.Start(registry.Config{File: filepath.Join(cfg.Dir, "registry.json"), Addr: cfg.RegistryAddr, Compatibility: schemas.Policy, Logger: log})
 	}
 	if err == nil {
 		s.card, err = psp.Start(ctx, psp.Config{Kind: psp.KindCard, File: filepath.Join(cfg.Dir, "psp", "card.jsonl"),
