@@ -28,6 +28,7 @@ import (
 	"shopstream/internal/idempotency"
 	"shopstream/internal/outbox"
 	"shopstream/internal/pgdb"
+	"shopstream/internal/tracing"
 	"shopstream/producers/command"
 	"shopstream/schemas"
 )
@@ -189,6 +190,10 @@ func (s *Store[S]) save(ctx context.Context, tx pgx.Tx, id string, old, version 
 func (s *Store[S]) records(ctx context.Context, id string, old int64, meta command.Meta, events []schemas.Event) ([]*kgo.Record, error) {
 	recs := make([]*kgo.Record, len(events))
 	now := s.now().UTC()
+	traceparent := meta.TraceParent
+	if traceparent == "" { // a command run outside a request or a handler starts a trace of its own
+		traceparent = tracing.NewTraceParent()
+	}
 	for i, ev := range events {
 		t, err := s.serde.Catalog().TypeOf(ev)
 		if err != nil {
@@ -205,7 +210,7 @@ func (s *Store[S]) records(ctx context.Context, id string, old int64, meta comma
 		m := eventlog.Metadata{
 			EventID: eventID.String(), Type: ev.EventType(), Source: s.source,
 			AggregateID: id, AggregateVersion: old + int64(i) + 1, OccurredAt: now,
-			CorrelationID: meta.CorrelationID, CausationID: meta.CausationID, TraceParent: meta.TraceParent,
+			CorrelationID: meta.CorrelationID, CausationID: meta.CausationID, TraceParent: traceparent,
 		}
 		recs[i] = &kgo.Record{Topic: t.Topic, Key: []byte(id), Value: value, Headers: m.Headers()}
 	}

@@ -3,6 +3,7 @@ package app_test
 import (
 	"context"
 	"net/http"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -69,15 +70,19 @@ func eventsOf(t *testing.T, brokers []string, corr string, want []string) []trac
 	return out
 }
 
-// placeTracedOrder places a card order with traceparent, waits until it
+// placeTracedOrder places a card order with traceparent (none when ""), waits until it
 // is confirmed and emailed and returns its correlation id.
 func placeTracedOrder(t *testing.T, s *shop, traceparent string) string {
 	t.Helper()
 	pool := s.pool()
 	customer, product := s.customer(), s.product(pool, 3)
+	var headers []string
+	if traceparent != "" { // "": the request sends no traceparent header at all
+		headers = []string{"traceparent", traceparent}
+	}
 	code, h, body := s.do(http.MethodPost, "/orders", "application/json",
 		`{"customer_id": "`+customer+`", "payment_method": "card", "items": [{"product_id": "`+product+`", "quantity": 1}]}`,
-		"traceparent", traceparent)
+		headers...)
 	if code != http.StatusAccepted {
 		t.Fatalf("POST /orders: %d %s", code, body)
 	}
@@ -201,5 +206,41 @@ func TestTraceParentSurvivesEveryHopWithTracingOn(t *testing.T) {
 		if !found {
 			t.Errorf("no span of group %s child of the server span", group)
 		}
+	}
+}
+
+var w3cTraceParent = regexp.MustCompile(`^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$`)
+
+// With tracing off, a request that sends no traceparent starts a trace of
+// its own: every event of the chain it causes carries a valid W3C
+// traceparent, all of the same (non-zero) trace id, not sampled.
+func TestTraceParentStartsWithARequestWithoutOne(t *testing.T) {
+	s := startShop(t, t.TempDir(), func(c *app.Config) {
+		c.Getenv = func(string) string { return "" } // tracing off, whatever this process's environment says
+	})
+	corr := placeTracedOrder(t, s, "")
+	events := eventsOf(t, s.stack.Endpoints.Brokers, corr, orderChain)
+	var traceID trace.TraceID
+	for _, ev := range events {
+		if !w3cTraceParent.MatchString(ev.traceparent) {
+			t.Errorf("%s carries traceparent %q, want a valid W3C one", ev.typ, ev.traceparent)
+			continue
+		}
+		tid, _ := parseTraceParent(t, ev.traceparent)
+		if !tid.IsValid() {
+			t.Errorf("%s carries the all-zero trace id: %q", ev.typ, ev.traceparent)
+		}
+		if !traceID.IsValid() {
+			traceID = tid
+		}
+		if tid != traceID {
+			t.Errorf("%s carries trace id %s, want the chain's %s", ev.typ, tid, traceID)
+		}
+		if !strings.HasSuffix(ev.traceparent, "-00") {
+			t.Errorf("%s carries traceparent %q: with tracing off nothing is sampled", ev.typ, ev.traceparent)
+		}
+	}
+	if len(events) < len(orderChain) {
+		t.Errorf("%d events, want at least the %d of the chain", len(events), len(orderChain))
 	}
 }

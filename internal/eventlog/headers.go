@@ -11,8 +11,10 @@ import (
 	"shopstream/schemas"
 )
 
-// Header names, after the CloudEvents Kafka protocol binding (binary mode)
-// and W3C trace context.
+// Header names, after the CloudEvents Kafka protocol binding (binary mode:
+// the ce_ attributes and content-type as the event's datacontenttype) and
+// W3C trace context. What each means, and whether a consumer may rely on
+// it, is in [HeaderDocs].
 const (
 	HeaderSpecVersion      = "ce_specversion"
 	HeaderID               = "ce_id"
@@ -41,7 +43,7 @@ type Metadata struct {
 	OccurredAt       time.Time
 	CorrelationID    string // the request that started the chain
 	CausationID      string // the event or request that caused this one
-	TraceParent      string // W3C traceparent, empty when not traced
+	TraceParent      string // W3C traceparent; every event the shop writes has one (see internal/tracing), Headers omits it when empty
 }
 
 // Headers renders metadata as record headers.

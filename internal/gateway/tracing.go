@@ -12,10 +12,13 @@ import (
 )
 
 // withTracing runs every request under a server span named by its route,
-// child of the request's traceparent (a new root without one, when tp
-// records). The commands it dispatches carry that span as the trace parent
-// of their events (see meta). With a nil or no-op tp nothing is recorded
-// and a valid incoming traceparent passes on unchanged.
+// child of the request's traceparent. The commands it dispatches carry
+// that span as the trace parent of their events (see meta). With a nil or
+// no-op tp nothing is recorded and a valid incoming traceparent passes on
+// unchanged. A request without a valid traceparent starts a new trace,
+// tracing on or off (tracing.Start): a recorded root span when tp records,
+// else an unrecorded root span context, not sampled; either way its events
+// carry a valid traceparent.
 func withTracing(tp trace.TracerProvider, next http.Handler) http.Handler {
 	tracer := tracing.OrNoop(tp).Tracer("shopstream/internal/gateway")
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -26,7 +29,7 @@ func withTracing(tp trace.TracerProvider, next http.Handler) http.Handler {
 			_, path, _ = strings.Cut(route, " ")
 		}
 		ctx := tracing.WithRemoteParent(r.Context(), r.Header.Get(tracing.Header))
-		ctx, span := tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(
+		ctx, span := tracing.Start(ctx, tracer, name, trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(
 			attribute.String("http.request.method", r.Method),
 			attribute.String("http.route", path),
 			attribute.String("url.path", r.URL.Path),

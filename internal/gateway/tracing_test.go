@@ -3,6 +3,7 @@ package gateway_test
 import (
 	"context"
 	"log/slog"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -53,7 +54,8 @@ func TestRequestRunsUnderAServerSpanChildOfItsTraceParent(t *testing.T) {
 }
 
 // Without a tracer provider the request's traceparent passes on unchanged
-// to its command; a malformed one does not pass at all.
+// to its command; a request with a malformed one or none starts a new
+// trace: a valid W3C traceparent, not sampled, a trace id of its own.
 func TestWithoutTracingTheRequestTraceParentPassesUnchanged(t *testing.T) {
 	bus, metas := signUps()
 	g := gateway.New(gateway.Deps{Logger: slog.New(slog.DiscardHandler), Commands: bus})
@@ -66,7 +68,39 @@ func TestWithoutTracingTheRequestTraceParentPassesUnchanged(t *testing.T) {
 	if len(m) != 3 {
 		t.Fatalf("%d commands, want 3", len(m))
 	}
-	if m[0].TraceParent != incoming || m[1].TraceParent != "" || m[2].TraceParent != "" {
-		t.Errorf("command traceparents %q, %q, %q: want %q, none, none", m[0].TraceParent, m[1].TraceParent, m[2].TraceParent, incoming)
+	if m[0].TraceParent != incoming {
+		t.Errorf("command traceparent %q, want the request's %q", m[0].TraceParent, incoming)
+	}
+	for i, sent := range []string{"00-nonsense", ""} {
+		got := m[i+1].TraceParent
+		if !w3c.MatchString(got) || strings.HasPrefix(got, "00-00000000000000000000000000000000-") || !strings.HasSuffix(got, "-00") {
+			t.Errorf("request with traceparent %q: command traceparent %q, want a new valid one, not sampled", sent, got)
+		}
+	}
+	if m[1].TraceParent[:35] == m[2].TraceParent[:35] {
+		t.Errorf("two requests without a traceparent share the trace of %q", m[1].TraceParent)
+	}
+}
+
+var w3c = regexp.MustCompile(`^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$`)
+
+// With tracing on, a request without a traceparent runs under a root
+// server span, and its command carries that span (sampled).
+func TestWithTracingARequestWithoutTraceParentStartsATrace(t *testing.T) {
+	exp := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
+	defer func() { _ = tp.Shutdown(context.Background()) }()
+	bus, metas := signUps()
+	g := gateway.New(gateway.Deps{Logger: slog.New(slog.DiscardHandler), Commands: bus, Tracing: tp})
+	if code := serve(t, g, "POST", "/customers", signUpBody); code != 201 {
+		t.Fatalf("POST /customers: %d", code)
+	}
+	spans := exp.GetSpans()
+	if len(spans) != 1 || spans[0].Parent.IsValid() {
+		t.Fatalf("spans %v, want one root server span", spans)
+	}
+	want := tracing.TraceParent(trace.ContextWithSpanContext(context.Background(), spans[0].SpanContext))
+	if m := metas(); len(m) != 1 || m[0].TraceParent != want || !w3c.MatchString(want) || !strings.HasSuffix(want, "-01") {
+		t.Errorf("command metadata %+v, want traceparent %s (sampled)", m, want)
 	}
 }

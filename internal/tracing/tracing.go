@@ -12,12 +12,23 @@
 //     that parent, so [TraceParent] gives back the incoming traceparent
 //     unchanged. With tracing on, a span is a child of the incoming one:
 //     same trace id, new span id.
-//   - A missing or malformed traceparent starts no trace of its own when
-//     tracing is off; an event then carries no traceparent.
+//   - Every event carries a valid traceparent (version 00). Work that has
+//     no valid trace context of its own (a request without a traceparent
+//     or with a malformed one, a record without one, a command run outside
+//     a request or a handler) starts a new trace, tracing on or off: with
+//     tracing on the SDK starts a root span (sampled as its sampler says);
+//     with tracing off [Start] and [Parent] make a root span context of a
+//     random 16-byte trace id and 8-byte span id, not sampled (flags 00:
+//     nothing was recorded); a command whose metadata carries no
+//     traceparent at all (run outside a request or a handler, e.g. by a
+//     test or a seeding tool) gets one [NewTraceParent] for all the events
+//     it writes (internal/aggregate). Effects of that work then share its
+//     trace id like any other.
 package tracing
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"strconv"
@@ -137,18 +148,57 @@ func TraceParent(ctx context.Context) string {
 // Parent is the traceparent the effects of work done under ctx carry:
 // ctx's span's, or when ctx carries none (work not started through this
 // package, e.g. a handler a test calls directly) fallback if it is a valid
-// traceparent, else "".
+// traceparent, else a new trace's ([NewTraceParent]): never "".
 func Parent(ctx context.Context, fallback string) string {
 	if tp := TraceParent(ctx); tp != "" {
 		return tp
 	}
-	return TraceParent(WithRemoteParent(context.Background(), fallback))
+	if tp := TraceParent(WithRemoteParent(context.Background(), fallback)); tp != "" {
+		return tp
+	}
+	return NewTraceParent()
+}
+
+// NewRoot is the span context of a new trace that nothing records: a
+// random trace id and span id (never all zeros), not sampled.
+func NewRoot() trace.SpanContext {
+	var tid trace.TraceID
+	var sid trace.SpanID
+	for !tid.IsValid() {
+		_, _ = rand.Read(tid[:]) // crypto/rand.Read never fails
+	}
+	for !sid.IsValid() {
+		_, _ = rand.Read(sid[:])
+	}
+	return trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid})
+}
+
+// NewTraceParent is the traceparent of a new trace that nothing records
+// ([NewRoot]): "00-<32 hex>-<16 hex>-00".
+func NewTraceParent() string {
+	return TraceParent(trace.ContextWithSpanContext(context.Background(), NewRoot()))
+}
+
+// Start starts a span with tracer like tracer.Start, and makes sure the
+// context it returns carries a valid span context: when the tracer gave
+// none (a no-op tracer and no valid parent in ctx), the span is a new
+// trace's root that nothing records ([NewRoot]), so the work's effects
+// still carry a traceparent. The caller ends the span.
+func Start(ctx context.Context, tracer trace.Tracer, name string, opts ...trace.SpanStartOption) (context.Context, trace.Span) {
+	ctx, span := tracer.Start(ctx, name, opts...)
+	if span.SpanContext().IsValid() {
+		return ctx, span
+	}
+	span.End()
+	ctx = trace.ContextWithSpanContext(ctx, NewRoot())
+	return ctx, trace.SpanFromContext(ctx)
 }
 
 // StartConsumer starts the span of handling rec in a consumer group: a
 // consumer span named "process <topic>", child of the record's
-// traceparent header (a new root without one), with the OpenTelemetry
-// messaging attributes. The caller ends it.
+// traceparent header (a new trace without a valid one, tracing on or off:
+// see [Start]), with the OpenTelemetry messaging attributes. The caller
+// ends it.
 func StartConsumer(ctx context.Context, tracer trace.Tracer, group string, rec *kgo.Record) (context.Context, trace.Span) {
 	for _, h := range rec.Headers {
 		if h.Key == Header {
@@ -156,7 +206,7 @@ func StartConsumer(ctx context.Context, tracer trace.Tracer, group string, rec *
 			break
 		}
 	}
-	return tracer.Start(ctx, "process "+rec.Topic, trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(
+	return Start(ctx, tracer, "process "+rec.Topic, trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(
 		attribute.String("messaging.system", "kafka"),
 		attribute.String("messaging.operation.type", "process"),
 		attribute.String("messaging.destination.name", rec.Topic),

@@ -4,12 +4,15 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"testing"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"shopstream/internal/tracing"
 )
@@ -90,10 +93,14 @@ func TestParent(t *testing.T) {
 	if got := tracing.Parent(bg, incoming); got != incoming {
 		t.Errorf("no span in ctx: %q, want the fallback %q", got, incoming)
 	}
+	seen := map[string]bool{}
 	for _, bad := range []string{"", "garbage", "00-00000000000000000000000000000000-00f067aa0ba902b7-01"} {
-		if got := tracing.Parent(bg, bad); got != "" {
-			t.Errorf("fallback %q is no traceparent: got %q, want none", bad, got)
+		got := tracing.Parent(bg, bad)
+		checkNewTrace(t, got)
+		if seen[got[3:35]] {
+			t.Errorf("fallback %q: trace id of %q already given", bad, got)
 		}
+		seen[got[3:35]] = true
 	}
 	exp := tracetest.NewInMemoryExporter()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
@@ -106,5 +113,67 @@ func TestParent(t *testing.T) {
 	spans := exp.GetSpans()
 	if len(spans) != 1 || spans[0].Parent.SpanID().String() != "00f067aa0ba902b7" {
 		t.Errorf("span's parent %v, want the remote span 00f067aa0ba902b7", spans)
+	}
+}
+
+var w3c = regexp.MustCompile(`^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$`)
+
+// checkNewTrace fails unless tp is the traceparent of a new unrecorded
+// trace: valid W3C version 00, trace and span ids not zero, not sampled.
+func checkNewTrace(t *testing.T, tp string) {
+	t.Helper()
+	if !w3c.MatchString(tp) {
+		t.Fatalf("traceparent %q is not W3C", tp)
+	}
+	sc := trace.SpanContextFromContext(tracing.WithRemoteParent(context.Background(), tp))
+	if !sc.IsValid() || sc.IsSampled() || !strings.HasSuffix(tp, "-00") {
+		t.Errorf("traceparent %q: want valid ids, not sampled", tp)
+	}
+}
+
+func TestNewTraceParent(t *testing.T) {
+	a, b := tracing.NewTraceParent(), tracing.NewTraceParent()
+	checkNewTrace(t, a)
+	checkNewTrace(t, b)
+	if a[3:35] == b[3:35] || a[36:52] == b[36:52] {
+		t.Errorf("two new traces %q and %q share ids", a, b)
+	}
+}
+
+// Start with a no-op tracer keeps a valid parent as it is and starts a new
+// unrecorded trace without one; with a recording tracer it is the tracer's
+// span, a root one (sampled) without a parent.
+func TestStart(t *testing.T) {
+	bg := context.Background()
+	off := noop.NewTracerProvider().Tracer("test")
+	ctx, span := tracing.Start(tracing.WithRemoteParent(bg, incoming), off, "work")
+	span.End()
+	if got := tracing.TraceParent(ctx); got != incoming {
+		t.Errorf("off, under %q: %q, want it unchanged", incoming, got)
+	}
+	for _, parent := range []string{"", "00-garbage"} {
+		ctx, span := tracing.Start(tracing.WithRemoteParent(bg, parent), off, "work")
+		span.End()
+		got := tracing.TraceParent(ctx)
+		checkNewTrace(t, got)
+		if span.SpanContext().TraceID().String() != got[3:35] {
+			t.Errorf("off, parent %q: span %v is not the trace of %q", parent, span.SpanContext(), got)
+		}
+		// Work under it keeps that trace.
+		ctx2, span2 := tracing.Start(ctx, off, "more")
+		span2.End()
+		if got2 := tracing.TraceParent(ctx2); got2 != got {
+			t.Errorf("off: a span under %q is %q, want the same", got, got2)
+		}
+	}
+	exp := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
+	defer func() { _ = tp.Shutdown(bg) }()
+	ctx, span = tracing.Start(bg, tp.Tracer("test"), "work")
+	span.End()
+	got := tracing.TraceParent(ctx)
+	if !w3c.MatchString(got) || !strings.HasSuffix(got, "-01") || len(exp.GetSpans()) != 1 ||
+		exp.GetSpans()[0].SpanContext.SpanID() != span.SpanContext().SpanID() || exp.GetSpans()[0].Parent.IsValid() {
+		t.Errorf("on, no parent: traceparent %q, spans %v: want the recorded root span's, sampled", got, exp.GetSpans())
 	}
 }

@@ -2,7 +2,9 @@ package consumer_test
 
 import (
 	"context"
+	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -109,7 +111,8 @@ func TestHandlingRunsUnderAConsumerSpanChildOfTheRecord(t *testing.T) {
 
 // Without a tracer provider nothing is recorded, and a command caused by
 // a record carries the record's traceparent unchanged; a record without
-// one causes commands without one.
+// one starts a new trace: its commands carry a valid traceparent, not
+// sampled.
 func TestWithoutTracingTheTraceParentPassesUnchanged(t *testing.T) {
 	brokers := kafkatest.Embedded(t)
 	f := setup(t, brokers)
@@ -125,7 +128,8 @@ func TestWithoutTracingTheTraceParentPassesUnchanged(t *testing.T) {
 	if tp, _ := got("traced"); tp != incoming {
 		t.Errorf("traced record causes traceparent %q, want %q", tp, incoming)
 	}
-	if tp, _ := got("untraced"); tp != "" {
-		t.Errorf("untraced record causes traceparent %q, want none", tp)
+	if tp, _ := got("untraced"); !regexp.MustCompile(`^00-[0-9a-f]{32}-[0-9a-f]{16}-00$`).MatchString(tp) || tp[3:35] == incoming[3:35] ||
+		strings.HasPrefix(tp, "00-00000000000000000000000000000000-") {
+		t.Errorf("untraced record causes traceparent %q, want a new trace's, not sampled", tp)
 	}
 }
