@@ -104,6 +104,6 @@ func AsyncAPI() ([]byte, error) {
 		Catalog: cat, Topics: schemas.Topics(), Flows: Flows(), Headers: headers,
 		Servers: []asyncapi.Server{{Name: "dev", Host: "127.0.0.1:9092", RegistryURL: "http://127.0.0.1:8081",
 			Description: "`shop dev` / `shop infra` on a laptop, and the compose file's broker."}},
-		Subject: eventlog.Subject, DeadLetter: eventlog.DeadLetterTopic,
+		DeadLetter: eventlog.DeadLetterTopic,
 	})
 }

@@ -33,7 +33,7 @@ const AvroSchemaFormat = "application/vnd.apache.avro+json;version=1.9.0"
 
 // Compatibility is the schema registry compatibility level of every subject
 // of the contract.
-const Compatibility = "FULL_TRANSITIVE"
+const Compatibility = schemas.Policy
 
 // Flow is what one component does with the event log: the topics a
 // consumer group of it reads and the event types it writes (through the
@@ -79,8 +79,6 @@ type Input struct {
 	Flows   []Flow
 	Headers []Header
 	Servers []Server
-	// Subject names the registry subject of an event type on a topic.
-	Subject func(topic, typeName string) string
 	// DeadLetter names a topic's dead-letter topic.
 	DeadLetter func(topic string) string
 	// Title and APIVersion of info; empty for the defaults.
@@ -112,8 +110,8 @@ func ref(pointer ...string) object {
 }
 
 func build(in Input) (object, error) {
-	if in.Catalog == nil || in.Subject == nil {
-		return nil, fmt.Errorf("asyncapi: Input needs a Catalog and a Subject function")
+	if in.Catalog == nil {
+		return nil, fmt.Errorf("asyncapi: Input needs a Catalog")
 	}
 	types := in.Catalog.Types()
 	byTopic := map[string][]*schemas.Type{}
@@ -206,7 +204,7 @@ func build(in Input) (object, error) {
 }
 
 func infoDescription(in Input) string {
-	example := in.Subject("<topic>", "<record full name>")
+	example := schemas.Subject("<topic>", "<record full name>")
 	return strings.Join([]string{
 		"The shop's event log: one Kafka topic per aggregate type, generated from the schema catalogue (`shop asyncapi`, `GET /asyncapi.json`).",
 		"",
@@ -251,14 +249,20 @@ func message(in Input, t *schemas.Type, headers object) (object, error) {
 		if err := json.Unmarshal([]byte(v.Schema), &s); err != nil {
 			return nil, fmt.Errorf("asyncapi: %s v%d: %w", t.Name, v.Number, err)
 		}
-		versions = append(versions, object{"version": v.Number, "current": v == cur, "schema": s})
-		numbers = append(numbers, fmt.Sprintf("v%d", v.Number))
+		ver := object{"version": v.Number, "current": v == cur, "schema": s}
+		n := fmt.Sprintf("v%d", v.Number)
+		if v.Retired != "" {
+			ver["retired"] = v.Retired
+			n += " (retired: read, never written)"
+		}
+		versions = append(versions, ver)
+		numbers = append(numbers, n)
 	}
 	var doc struct {
 		Doc string `json:"doc"`
 	}
 	_ = json.Unmarshal([]byte(cur.Schema), &doc)
-	subject := in.Subject(t.Topic, t.Name)
+	subject := t.Subject()
 	desc := fmt.Sprintf("Topic %s, registry subject %s. Written with v%d; schema versions %s (older versions are read and upcast, see x-shop-versions).",
 		t.Topic, subject, cur.Number, strings.Join(numbers, ", "))
 	return object{
