@@ -1,6 +1,7 @@
 package clients_test
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"log/slog"
@@ -28,6 +29,10 @@ import (
 // EnvRequireTools makes a missing Python package or node_modules a failure
 // instead of a skip (.ci/run sets it, after installing them).
 const EnvRequireTools = "SHOP_TEST_REQUIRE_TOOLS"
+
+// EnvPython names the Python interpreter that has the requirements of
+// python/requirements.txt (.ci/run's virtual environment); default python3.
+const EnvPython = "SHOP_TEST_PYTHON"
 
 // The stock Python and Node consumers (python/consume.py, node/consume.mjs,
 // at their libraries' defaults) decode every record a short Black Friday
@@ -118,7 +123,8 @@ func TestConsumersDecodeEveryTopic(t *testing.T) {
 	}
 }
 
-// tools are the Python interpreter with the Python requirements, and node
+// tools are the Python interpreter with the Python requirements ($SHOP_TEST_PYTHON
+// or python3), and node
 // with the Node packages installed; when one is missing the test skips,
 // or fails under SHOP_TEST_REQUIRE_TOOLS=1.
 func tools(t *testing.T) (python, node string) {
@@ -130,9 +136,9 @@ func tools(t *testing.T) (python, node string) {
 		}
 		t.Skipf(format+" (.ci/run installs it)", args...)
 	}
-	python, err := exec.LookPath("python3")
+	python, err := exec.LookPath(cmp.Or(os.Getenv(EnvPython), "python3"))
 	if err != nil {
-		missing("python3 is not installed")
+		missing("no Python: %v", err)
 	}
 	if out, err := exec.Command(python, "-c", "import confluent_kafka.schema_registry.avro").CombinedOutput(); err != nil {
 		missing("the Python requirements are not installed (pip install -r schemas/clients/python/requirements.txt): %v\n%s", err, out)
