@@ -674,7 +674,9 @@ func (s *Server) deleteVersion(r *http.Request) (any, error) {
 		if err != nil {
 			return err
 		}
-		v, err := sub.pick(n, permanent)
+		// "latest" is the latest live version for a soft delete; a number
+		// may name a soft-deleted one (40406 below).
+		v, err := sub.pick(n, permanent || n != -1)
 		if err != nil {
 			return err
 		}

@@ -84,6 +84,9 @@ type Server struct {
 	srv  *http.Server
 	ln   net.Listener
 	done chan struct{}
+
+	connMu sync.Mutex
+	conns  map[net.Conn]http.ConnState
 }
 
 // Start loads the registry file (if any) and serves the registry.
@@ -117,7 +120,8 @@ func Start(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("schema registry listen %s: %w", addr, err)
 	}
 	s.ln = ln
-	s.srv = &http.Server{Handler: s.routes(), ReadHeaderTimeout: 10 * time.Second}
+	s.conns = map[net.Conn]http.ConnState{}
+	s.srv = &http.Server{Handler: s.routes(), ReadHeaderTimeout: 10 * time.Second, ConnState: s.track}
 	go func() {
 		defer close(s.done)
 		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -131,11 +135,43 @@ func Start(cfg Config) (*Server, error) {
 // URL is the registry's base URL.
 func (s *Server) URL() string { return "http://" + s.ln.Addr().String() }
 
-// Stop stops serving; the file is already up to date.
+// Stop stops serving, letting requests under way finish; the file is
+// already up to date.
 func (s *Server) Stop(ctx context.Context) error {
-	err := s.srv.Shutdown(ctx)
-	<-s.done
-	return err
+	stopped := make(chan error, 1)
+	go func() { stopped <- s.srv.Shutdown(ctx) }()
+	// Shutdown waits up to 5 s for a connection that has sent nothing yet
+	// (a client's spare dial, as franz-go's sr client makes for parallel
+	// calls): close those, since no new request is served any more.
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-stopped:
+			<-s.done
+			return err
+		case <-tick.C:
+			s.connMu.Lock()
+			for c, st := range s.conns {
+				if st == http.StateNew {
+					_ = c.Close()
+				}
+			}
+			s.connMu.Unlock()
+		}
+	}
+}
+
+// track follows connection states, for Stop.
+func (s *Server) track(c net.Conn, st http.ConnState) {
+	s.connMu.Lock()
+	defer s.connMu.Unlock()
+	switch st {
+	case http.StateClosed, http.StateHijacked:
+		delete(s.conns, c)
+	default:
+		s.conns[c] = st
+	}
 }
 
 // change runs fn on the state under the lock and, if it succeeds, persists
