@@ -546,7 +546,7 @@ func (s *Server) register(r *http.Request) (any, error) {
 		for _, v := range slices.Backward(live) {
 			if st.schemas[v.ID].key == c.key && (c.body.ID <= 0 || c.body.ID == v.ID) {
 				id = v.ID
-				return nil
+				return errNoChange
 			}
 		}
 		if !importing {

@@ -181,7 +181,10 @@ func (s *Server) change(fn func(st *state) error) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	prev := s.st.clone()
-	if err := fn(s.st); err != nil {
+	if err := fn(s.st); errors.Is(err, errNoChange) {
+		s.st = prev
+		return nil
+	} else if err != nil {
 		s.st = prev
 		return err
 	}
@@ -195,6 +198,10 @@ func (s *Server) change(fn func(st *state) error) error {
 	}
 	return nil
 }
+
+// errNoChange, from a change's fn, means it changed nothing: nothing to
+// persist.
+var errNoChange = errors.New("no change")
 
 // read runs fn on the state under the lock.
 func (s *Server) read(fn func(st *state) error) error {

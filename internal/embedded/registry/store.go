@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"github.com/hamba/avro/v2"
 )
@@ -262,7 +263,7 @@ func (st *state) restore(f file) error {
 		}
 		typ, err := schemaType(e.Type)
 		if err != nil {
-			return fmt.Errorf("id %d: %w", e.ID, err)
+			typ = strings.ToUpper(e.Type) // kept as stored; keyOf fails on it below
 		}
 		st.schemas[e.ID] = &schema{ID: e.ID, Text: e.Schema, Type: typ, Refs: e.References}
 		st.nextID = max(st.nextID, e.ID+1)
