@@ -128,6 +128,9 @@ func checkVerdict(t *testing.T, s *registry.Server, subject, lvl string, history
 	if !all.Is && len(all.Messages) == 0 {
 		t.Errorf("verbose refusal without messages")
 	}
+	if all.Is && !strings.Contains(string(r.body), `"messages":[]`) {
+		t.Errorf("verbose acceptance %s, want an empty messages list", r.body)
+	}
 	if !strings.HasSuffix(lvl, "_TRANSITIVE") {
 		var latest struct {
 			Is       bool `json:"is_compatible"`

@@ -190,13 +190,18 @@ type candidate struct {
 	parsed avro.Schema
 }
 
-// readSchema decodes and parses a request's schema; st resolves references.
-func readSchema(r *http.Request, st *state) (*candidate, error) {
+// readBody decodes a request's schema body (before taking the lock, so
+// that a slow client does not hold up the registry).
+func readBody(r *http.Request) (schemaBody, error) {
 	var b schemaBody
-	dec := json.NewDecoder(r.Body)
-	if err := dec.Decode(&b); err != nil {
-		return nil, errInvalidSchema(fmt.Errorf("the request body is not a JSON schema object: %v", err))
+	if err := json.NewDecoder(r.Body).Decode(&b); err != nil {
+		return b, errInvalidSchema(fmt.Errorf("the request body is not a JSON schema object: %v", err))
 	}
+	return b, nil
+}
+
+// candidateOf parses a request's schema; st resolves references.
+func candidateOf(b schemaBody, st *state) (*candidate, error) {
 	typ, err := schemaType(b.SchemaType)
 	if err != nil {
 		return nil, errInvalidSchema(err)
@@ -474,14 +479,18 @@ func (st *state) referrers(subj string, n int) []int {
 }
 
 func (s *Server) lookup(r *http.Request) (any, error) {
+	body, err := readBody(r)
+	if err != nil {
+		return nil, err
+	}
 	var out subjectSchema
 	name, deleted := r.PathValue("subject"), flag(r, "deleted")
-	err := s.read(func(st *state) error {
+	err = s.read(func(st *state) error {
 		sub, err := st.liveSubject(name, deleted)
 		if err != nil {
 			return err
 		}
-		c, err := readSchema(r, st)
+		c, err := candidateOf(body, st)
 		if err != nil {
 			return err
 		}
@@ -527,13 +536,17 @@ func (s *Server) writable(st *state, name string) error {
 }
 
 func (s *Server) register(r *http.Request) (any, error) {
+	body, err := readBody(r)
+	if err != nil {
+		return nil, err
+	}
 	name := r.PathValue("subject")
 	var id int
-	err := s.change(func(st *state) error {
+	err = s.change(func(st *state) error {
 		if err := s.writable(st, name); err != nil {
 			return err
 		}
-		c, err := readSchema(r, st)
+		c, err := candidateOf(body, st)
 		if err != nil {
 			return err
 		}
@@ -581,12 +594,13 @@ func (s *Server) register(r *http.Request) (any, error) {
 			n = sub.versions[len(sub.versions)-1].Version + 1
 		}
 		if c.body.Version > 0 {
-			if sub.find(c.body.Version) != nil || c.body.Version < n {
-				return errNotPermitted(fmt.Sprintf("Version %d of subject %s already exists or is lower than an existing one", c.body.Version, name))
+			if sub.find(c.body.Version) != nil {
+				return errNotPermitted(fmt.Sprintf("Version %d of subject %s already exists", c.body.Version, name))
 			}
 			n = c.body.Version
 		}
 		sub.versions = append(sub.versions, &version{Version: n, ID: id})
+		slices.SortFunc(sub.versions, func(a, b *version) int { return a.Version - b.Version })
 		return nil
 	})
 	if err != nil {
@@ -708,15 +722,12 @@ func (s *Server) deleteVersion(r *http.Request) (any, error) {
 
 // --- compatibility ---
 
-type checkResult struct {
-	Is       bool     `json:"is_compatible"`
-	Messages []string `json:"messages,omitempty"`
-}
-
-func result(msgs []string, verbose bool) checkResult {
-	res := checkResult{Is: len(msgs) == 0}
+// result is Confluent's {"is_compatible":...} answer, with "messages"
+// (possibly empty) only when verbose.
+func result(msgs []string, verbose bool) map[string]any {
+	res := map[string]any{"is_compatible": len(msgs) == 0}
 	if verbose {
-		res.Messages = append([]string{}, msgs...)
+		res["messages"] = append([]string{}, msgs...)
 	}
 	return res
 }
@@ -724,10 +735,14 @@ func result(msgs []string, verbose bool) checkResult {
 // checkVersion checks against one version (or the latest live one), in the
 // direction(s) of the subject's level.
 func (s *Server) checkVersion(r *http.Request) (any, error) {
+	body, err := readBody(r)
+	if err != nil {
+		return nil, err
+	}
 	name := r.PathValue("subject")
-	var out checkResult
-	err := s.read(func(st *state) error {
-		c, err := readSchema(r, st)
+	var out map[string]any
+	err = s.read(func(st *state) error {
+		c, err := candidateOf(body, st)
 		if err != nil {
 			return err
 		}
@@ -757,10 +772,14 @@ func (s *Server) checkVersion(r *http.Request) (any, error) {
 // checkAll checks against the live versions the subject's level asks for
 // (a subject without any is compatible with everything, as for Confluent).
 func (s *Server) checkAll(r *http.Request) (any, error) {
+	body, err := readBody(r)
+	if err != nil {
+		return nil, err
+	}
 	name := r.PathValue("subject")
-	var out checkResult
-	err := s.read(func(st *state) error {
-		c, err := readSchema(r, st)
+	var out map[string]any
+	err = s.read(func(st *state) error {
+		c, err := candidateOf(body, st)
 		if err != nil {
 			return err
 		}

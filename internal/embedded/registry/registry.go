@@ -18,7 +18,8 @@
 //   - Ids are global per schema: a schema (same type, same normalised
 //     form, same references) registered in several subjects has one id,
 //     and an id once given is never given to another schema, even after a
-//     hard delete. A schema equal to a live version of the subject returns
+//     hard delete (registering that schema again gets its old id back).
+//     A schema equal to a live version of the subject returns
 //     that version's id without a compatibility check; equal means the
 //     same JSON form once parsed (whitespace, key order and namespace
 //     spelling do not matter; doc, defaults, aliases do, as for Confluent).
@@ -31,9 +32,13 @@
 //     The verdict is avro.NewSchemaCompatibility().Compatible from
 //     hamba/avro (reader field aliases, numeric promotions, enum defaults),
 //     so it may differ from the Java implementation's in corner cases.
+//     POST /compatibility/subjects/{s}/versions checks against what the
+//     level asks for (a subject without live versions takes anything);
+//     .../versions/{v|latest} against that one version, in the level's
+//     direction(s) (unknown subject 40401, version 40402).
 //   - GET /schemas/ids/{id} finds the id whatever ?subject= says (as
 //     Confluent does), and also finds ids whose versions are all
-//     soft-deleted.
+//     soft-deleted; an id whose versions are all hard-deleted is 40403.
 //   - Modes READWRITE, READONLY (registrations and deletes answer 422
 //     42205) and IMPORT (registrations may carry an explicit id and
 //     version, and are not checked for compatibility).
@@ -42,8 +47,8 @@
 // 422 42201); contexts (/contexts/...) and the multi-tenant :.ctx: subject
 // prefixes; references beyond storing them and resolving them to parse the
 // referencing schema (GET .../referencedby answers the ids of the live
-// versions that name the version; a referenced version cannot be
-// hard-deleted); normalize=true (schemas are always compared normalised);
+// versions that name the version, and a referenced version cannot be
+// deleted, 42206); normalize=true (schemas are always compared normalised);
 // metadata, rule sets, GUIDs, data contracts, exporters, READONLY_OVERRIDE,
 // pagination (offset/limit), authentication.
 package registry
