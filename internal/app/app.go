@@ -397,7 +397,7 @@ func Run(ctx context.Context, cfg Config) error {
 			Commands: commandBus(svc, pool, cfg, metrics), Products: products.NewReader(db), Orders: orderviews.NewReader(db),
 			Stock: hub, Checks: checks, Logger: log, DevEndpoints: cfg.DevEndpoints,
 			Lag:     func(ctx context.Context) ([]lag.Group, error) { return lag.Measure(ctx, kadm.NewClient(admin), known) },
-			Metrics: metrics, Tracing: tp,
+			Metrics: metrics, Tracing: tp, AsyncAPI: AsyncAPI,
 		})
 		mux.Handle("/", gw)
 		server = Gateway

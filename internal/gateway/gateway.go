@@ -45,6 +45,9 @@ type Deps struct {
 	Stock    *stockwatch.Hub // sold-out and restock notices, for GET /products/{id}/events
 	// Lag measures the consumer groups' lag, for GET /lag (nil: 404).
 	Lag func(ctx context.Context) ([]lag.Group, error)
+	// AsyncAPI generates what GET /asyncapi.json answers, the AsyncAPI
+	// document of the event log (nil: 404).
+	AsyncAPI func() ([]byte, error)
 	// DevEndpoints is what GET /dev/endpoints answers: the embedded
 	// infrastructure of `shop dev`, so that `shop replay --http` finds it
 	// (nil outside `shop dev`: 404).
@@ -67,6 +70,8 @@ type Gateway struct {
 	handler http.Handler // route behind the request-wide concerns
 	inner   http.Handler // mux behind the idempotency key
 	routes  []string
+
+	asyncDoc asyncAPIDoc
 }
 
 // New returns the gateway's handler.
@@ -75,6 +80,7 @@ func New(d Deps) *Gateway {
 	g.inner = withIdempotencyKey(g.mux)
 	g.handle("GET /healthz", g.healthz)
 	g.handle("GET /openapi.json", g.openAPI)
+	g.handle("GET /asyncapi.json", g.asyncAPI)
 	g.handle("POST /customers", g.signUp)
 	g.handle("POST /products", g.registerProduct)
 	g.handle("POST /products/{id}/restock", g.restockProduct)
