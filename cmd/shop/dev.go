@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"time"
 
 	"shopstream/internal/app"
@@ -16,10 +18,16 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 	fs := newFlags("dev", stderr)
 	dataDir := fs.String("data-dir", ".shop", "directory of all embedded data (Kafka log, registry, MongoDB, PostgreSQL); kept across restarts")
 	httpAddr := fs.String("http", "127.0.0.1:8080", "address of the HTTP gateway")
-	kafkaAddr := fs.String("kafka-addr", "127.0.0.1:0", "address of the embedded Kafka broker (port 0: a free port)")
-	registryAddr := fs.String("registry-addr", "127.0.0.1:0", "address of the embedded schema registry")
-	mongoAddr := fs.String("mongo-addr", "127.0.0.1:0", "address of the embedded MongoDB-compatible server (FerretDB)")
-	pgPort := fs.Int("postgres-port", 0, "port of the embedded PostgreSQL (0: a free port)")
+	// Fixed conventional ports by default, so that what points at them
+	// outside the shop keeps working across restarts; port 0 picks a
+	// free one at each start.
+	kafkaAddr := fs.String("kafka-addr", devstack.DefaultKafkaAddr, "address of the embedded Kafka broker, on 127.0.0.1 (port 0: a free port)")
+	registryAddr := fs.String("registry-addr", devstack.DefaultRegistryAddr, "address of the embedded schema registry (port 0: a free port)")
+	mongoAddr := fs.String("mongo-addr", devstack.DefaultMongoAddr, "address of the embedded MongoDB-compatible server, FerretDB (port 0: a free port)")
+	pgPort := fs.Int("postgres-port", devstack.DefaultPostgresPort, "port of the embedded PostgreSQL on 127.0.0.1 (0: a free port)")
+	cardAddr := fs.String("card-psp-addr", devstack.DefaultCardPSPAddr, "address of the simulated card PSP (port 0: a free port)")
+	bankAddr := fs.String("sepa-bank-addr", devstack.DefaultSepaBankAddr, "address of the simulated SEPA bank (port 0: a free port)")
+	smtpAddr := fs.String("smtp-addr", devstack.DefaultSMTPAddr, "address of the embedded SMTP server, on loopback (port 0: a free port)")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	shop := addShopFlags(fs)
 	psp := addPSPFlags(fs)
@@ -36,14 +44,18 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 	if err != nil {
 		return err
 	}
+	if err := checkHTTPAddr(*httpAddr); err != nil {
+		return err
+	}
 	printConfig(stdout, fs)
 	began := time.Now()
 	fmt.Fprintf(stdout, "starting embedded infrastructure in %s …\n", *dataDir)
 	stack, err := devstack.Start(ctx, psp.apply(devstack.Config{
-		Dir: *dataDir, KafkaAddr: *kafkaAddr, RegistryAddr: *registryAddr, MongoAddr: *mongoAddr, PostgresPort: *pgPort, Logger: log,
+		Dir: *dataDir, KafkaAddr: *kafkaAddr, RegistryAddr: *registryAddr, MongoAddr: *mongoAddr, PostgresPort: *pgPort,
+		CardPSPAddr: *cardAddr, SepaBankAddr: *bankAddr, SMTPAddr: *smtpAddr, Logger: log,
 	}))
 	if err != nil {
-		return err
+		return devAddrError(err)
 	}
 	defer stopStack(ctx, stack, log, stdout)
 	e := stack.Endpoints
@@ -54,10 +66,61 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 		if err := devstack.WriteEndpoints(*dataDir, e); err != nil {
 			log.Error("write endpoints", "err", err)
 		}
-		fmt.Fprintf(stdout, "shop dev ready in %s\n  http:      %s\n  kafka:     %v\n  registry:  %s\n  mongodb:   %s\n  postgres:  %s\n",
-			time.Since(began).Round(time.Millisecond), e.HTTP, e.Brokers, e.RegistryURL, e.MongoURI, mask("postgres", e.PostgresURL))
+		fmt.Fprintf(stdout, "shop dev ready in %s\n  http:      %s\n  kafka:     %v\n  registry:  %s\n  mongodb:   %s\n  postgres:  %s\n"+
+			"  card psp:  %s\n  sepa bank: %s\n  smtp:      %s (mail in %s)\n  endpoints: %s/dev/endpoints\n",
+			time.Since(began).Round(time.Millisecond), e.HTTP, e.Brokers, e.RegistryURL, e.MongoURI, mask("postgres", e.PostgresURL),
+			e.CardPSPURL, e.SepaBankURL, e.SMTPAddr, e.MailDir, e.HTTP)
 	}
 	return app.Run(ctx, shop.apply(cfg))
+}
+
+// devFlags names the flag of each server of the stack, and what else may
+// be listening on its default port.
+var devFlags = map[string]struct{ flag, zero, other string }{
+	"http":                  {"http", "127.0.0.1:0", "another shop?"},
+	devstack.ServerKafka:    {"kafka-addr", "127.0.0.1:0", "another Kafka?"},
+	devstack.ServerRegistry: {"registry-addr", "127.0.0.1:0", "another schema registry?"},
+	devstack.ServerMongo:    {"mongo-addr", "127.0.0.1:0", "another MongoDB?"},
+	devstack.ServerPostgres: {"postgres-port", "0", "another PostgreSQL?"},
+	devstack.ServerCardPSP:  {"card-psp-addr", "127.0.0.1:0", "another shop dev?"},
+	devstack.ServerSepaBank: {"sepa-bank-addr", "127.0.0.1:0", "another shop dev?"},
+	devstack.ServerSMTP:     {"smtp-addr", "127.0.0.1:0", "another SMTP server such as Mailpit or MailHog?"},
+}
+
+// devAddrError names the flag of an address the stack cannot listen on,
+// e.g. "--kafka-addr 127.0.0.1:9092: address already in use (another
+// Kafka? pass --kafka-addr 127.0.0.1:0 for a free port)"; other errors
+// as they are.
+func devAddrError(err error) error {
+	var ae *devstack.AddrError
+	if !errors.As(err, &ae) {
+		return err
+	}
+	f, ok := devFlags[ae.Server]
+	if !ok {
+		return err
+	}
+	value := ae.Addr
+	if ae.Server == devstack.ServerPostgres {
+		_, value, _ = net.SplitHostPort(ae.Addr)
+	}
+	if !ae.InUse() {
+		return fmt.Errorf("--%s %s: %s", f.flag, value, ae.Reason())
+	}
+	return fmt.Errorf("--%s %s: %s (%s pass --%s %s for a free port)", f.flag, value, ae.Reason(), f.other, f.flag, f.zero)
+}
+
+// checkHTTPAddr fails at once when the gateway's fixed address is taken,
+// before the embedded infrastructure starts.
+func checkHTTPAddr(addr string) error {
+	if _, port, err := net.SplitHostPort(addr); err != nil || port == "0" {
+		return nil // a malformed address is the gateway's to report
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return devAddrError(&devstack.AddrError{Server: "http", Addr: addr, Err: err})
+	}
+	return ln.Close()
 }
 
 // stopStack stops the embedded infrastructure, within 30 s even when ctx

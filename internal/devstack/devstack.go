@@ -13,9 +13,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"shopstream/internal/embedded/ferret"
@@ -27,13 +31,31 @@ import (
 	"shopstream/schemas"
 )
 
-// Config configures the stack. Empty addresses pick free ports.
+// The addresses `shop dev` listens on unless its flags say otherwise: the
+// conventional ports of each server, so that a consumer outside the shop
+// keeps its configuration across restarts. A Config's zero values do not
+// use them: they pick free ports.
+const (
+	DefaultKafkaAddr    = "127.0.0.1:9092"
+	DefaultRegistryAddr = "127.0.0.1:8081"
+	DefaultMongoAddr    = "127.0.0.1:27017"
+	DefaultPostgresPort = 5432 // on 127.0.0.1
+	DefaultCardPSPAddr  = "127.0.0.1:8091"
+	DefaultSepaBankAddr = "127.0.0.1:8092"
+	DefaultSMTPAddr     = "127.0.0.1:1025"
+)
+
+// Config configures the stack. Empty addresses, port 0 and addresses of
+// port 0 pick free ports.
 type Config struct {
 	Dir          string
 	KafkaAddr    string
 	RegistryAddr string
 	MongoAddr    string
 	PostgresPort int
+	CardPSPAddr  string
+	SepaBankAddr string
+	SMTPAddr     string
 	// The payment simulators' behaviour (card PSP and SEPA bank alike).
 	PSPLatency     time.Duration
 	PSPFailureRate float64
@@ -66,11 +88,16 @@ type Stack struct {
 	smtp      *smtpd.Server
 }
 
-// Start starts every part; on failure it stops what it had started.
+// Start starts every part; on failure it stops what it had started. It
+// first makes sure every fixed address of cfg is free (see [CheckAddrs]),
+// before anything slow starts.
 func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	log := cfg.Logger
 	if log == nil {
 		log = slog.Default()
+	}
+	if err := CheckAddrs(cfg); err != nil {
+		return nil, err
 	}
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
@@ -98,15 +125,15 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 		s.registry, err = registry.Start(registry.Config{File: filepath.Join(cfg.Dir, "registry.json"), Addr: cfg.RegistryAddr, Compatibility: schemas.Policy, Logger: log})
 	}
 	if err == nil {
-		s.card, err = psp.Start(ctx, psp.Config{Kind: psp.KindCard, File: filepath.Join(cfg.Dir, "psp", "card.jsonl"),
+		s.card, err = psp.Start(ctx, psp.Config{Kind: psp.KindCard, Addr: cfg.CardPSPAddr, File: filepath.Join(cfg.Dir, "psp", "card.jsonl"),
 			Latency: cfg.PSPLatency, FailureRate: cfg.PSPFailureRate, Seed: 1, Logger: log})
 	}
 	if err == nil {
-		s.bank, err = psp.Start(ctx, psp.Config{Kind: psp.KindSEPA, File: filepath.Join(cfg.Dir, "psp", "sepa.jsonl"),
+		s.bank, err = psp.Start(ctx, psp.Config{Kind: psp.KindSEPA, Addr: cfg.SepaBankAddr, File: filepath.Join(cfg.Dir, "psp", "sepa.jsonl"),
 			Latency: cfg.PSPLatency, FailureRate: cfg.PSPFailureRate, Seed: 2, Logger: log})
 	}
 	if err == nil {
-		s.smtp, err = smtpd.Start(ctx, smtpd.Config{Dir: mailDir, Logger: log})
+		s.smtp, err = smtpd.Start(ctx, smtpd.Config{Addr: cfg.SMTPAddr, Dir: mailDir, Logger: log})
 	}
 	wg.Wait()
 	if err = errors.Join(err, pgErr, mongoErr); err != nil {
@@ -148,6 +175,96 @@ func (s *Stack) Stop(ctx context.Context) error {
 }
 
 const endpointsFile = "endpoints.json"
+
+// Server names of an [AddrError].
+const (
+	ServerKafka    = "kafka"
+	ServerRegistry = "registry"
+	ServerMongo    = "mongo"
+	ServerPostgres = "postgres"
+	ServerCardPSP  = "card-psp"
+	ServerSepaBank = "sepa-bank"
+	ServerSMTP     = "smtp"
+)
+
+// AddrError is a fixed address of the stack that cannot be listened on.
+type AddrError struct {
+	Server string // which: ServerKafka, ServerRegistry, …
+	Addr   string // as configured; for PostgreSQL, 127.0.0.1:<port>
+	Err    error  // the listen error (errors.Is syscall.EADDRINUSE when taken)
+}
+
+func (e *AddrError) Error() string {
+	return fmt.Sprintf("%s address %s: %s", e.Server, e.Addr, e.Reason())
+}
+
+func (e *AddrError) Unwrap() error { return e.Err }
+
+// InUse is whether another process listens on the address.
+func (e *AddrError) InUse() bool { return errors.Is(e.Err, syscall.EADDRINUSE) }
+
+// Reason is the cause alone: "address already in use", or the listen error.
+func (e *AddrError) Reason() string {
+	if e.InUse() {
+		return "address already in use"
+	}
+	var op *net.OpError
+	if errors.As(e.Err, &op) && op.Err != nil {
+		return op.Err.Error()
+	}
+	return e.Err.Error()
+}
+
+// CheckAddrs listens on every address of cfg that names a port (not 0)
+// and closes it again, returning an [*AddrError] for the first it cannot
+// have: cheap, so a taken port fails at once instead of after PostgreSQL
+// and FerretDB started. PostgreSQL's port held by a server left running on
+// cfg.Dir (its postmaster.pid names that port) is not an error: Start
+// shuts that server down first.
+func CheckAddrs(cfg Config) error {
+	pgAddr := ""
+	if cfg.PostgresPort != 0 {
+		pgAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.PostgresPort))
+	}
+	for _, a := range []struct{ server, addr string }{
+		{ServerKafka, cfg.KafkaAddr}, {ServerRegistry, cfg.RegistryAddr}, {ServerMongo, cfg.MongoAddr},
+		{ServerPostgres, pgAddr}, {ServerCardPSP, cfg.CardPSPAddr}, {ServerSepaBank, cfg.SepaBankAddr}, {ServerSMTP, cfg.SMTPAddr},
+	} {
+		if a.addr == "" {
+			continue
+		}
+		_, port, err := net.SplitHostPort(a.addr)
+		if err != nil {
+			return &AddrError{Server: a.server, Addr: a.addr, Err: err}
+		}
+		if port == "0" {
+			continue
+		}
+		ln, err := net.Listen("tcp", a.addr)
+		if err == nil {
+			ln.Close()
+			continue
+		}
+		e := &AddrError{Server: a.server, Addr: a.addr, Err: err}
+		if a.server == ServerPostgres && e.InUse() && stalePostgresOn(cfg.Dir, cfg.PostgresPort) {
+			continue
+		}
+		return e
+	}
+	return nil
+}
+
+// stalePostgresOn tells whether the PostgreSQL cluster under dir says it
+// runs on port: its postmaster.pid (left by a server whose parent died) has
+// port as its fourth line.
+func stalePostgresOn(dir string, port int) bool {
+	b, err := os.ReadFile(filepath.Join(dir, "postgres", "pgdata", "postmaster.pid"))
+	if err != nil {
+		return false
+	}
+	lines := strings.Split(string(b), "\n")
+	return len(lines) > 3 && strings.TrimSpace(lines[3]) == strconv.Itoa(port)
+}
 
 // WriteEndpoints records where a running stack listens.
 func WriteEndpoints(dir string, e Endpoints) error {
