@@ -1,10 +1,15 @@
 package registry_test
 
 import (
+	"context"
 	"net/url"
 	"os"
 	"reflect"
+	"slices"
+	"sync"
 	"testing"
+
+	"github.com/twmb/franz-go/pkg/sr"
 
 	"shopstream/internal/embedded/registry"
 )
@@ -112,5 +117,41 @@ func TestAnUnparsableStoredSchemaStillLoads(t *testing.T) {
 	}
 	if id := register(t, s, "a-value", `"int"`); id != 5 {
 		t.Errorf("id %d, want 5", id)
+	}
+}
+
+// Concurrent registrations: one id per schema, one version per
+// registration, whatever the interleaving.
+func TestConcurrentRegistrations(t *testing.T) {
+	s := start(t, registry.Config{Compatibility: "NONE"})
+	const n = 16
+	ids := make([]int, n)
+	shared := make([]int, n)
+	cl := client(t, s)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			ctx := context.Background()
+			a, err := cl.RegisterSchema(ctx, "c"+itoa(i)+"-value", sr.Schema{Schema: record(fA)}, -1, -1)
+			if err != nil {
+				t.Error(err)
+			}
+			b, err := cl.RegisterSchema(ctx, "shared-value", sr.Schema{Schema: record(`{"name":"f` + itoa(i) + `","type":"int","default":0}`)}, -1, -1)
+			if err != nil {
+				t.Error(err)
+			}
+			ids[i], shared[i] = a, b
+		})
+	}
+	wg.Wait()
+	for _, id := range ids {
+		if id != ids[0] {
+			t.Fatalf("one schema, several ids: %v", ids)
+		}
+	}
+	var versions []int
+	call(t, s, "GET", "/subjects/shared-value/versions", nil).decode(t, &versions)
+	if len(versions) != n || len(slices.Compact(slices.Sorted(slices.Values(shared)))) != n {
+		t.Errorf("versions %v, ids %v", versions, shared)
 	}
 }
