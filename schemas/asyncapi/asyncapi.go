@@ -318,7 +318,7 @@ func operationsOf(in Input, byTopic map[string][]*schemas.Type) (object, error) 
 				writes[f.Component][t.Topic] = append(writes[f.Component][t.Topic], name)
 			}
 		}
-		if len(f.Writes) > 0 && f.Group == "" {
+		if len(f.Writes) > 0 && descs[f.Component] == "" {
 			descs[f.Component] = f.Description
 		}
 	}
