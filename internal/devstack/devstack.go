@@ -1,6 +1,6 @@
 // Package devstack starts the whole embedded infrastructure of `shop dev`
 // and of component tests under one data directory: Kafka (kfake), the schema
-// registry (srfake, persisted), a MongoDB-compatible server (FerretDB on
+// registry (Confluent-compatible, persisted), a MongoDB-compatible server (FerretDB on
 // SQLite) and a private PostgreSQL cluster. Everything persists under the
 // directory, so a restart keeps every topic, schema, read model and row.
 // The addresses in use are written to <dir>/endpoints.json so that other
