@@ -1,11 +1,21 @@
-// Package ferret runs an embedded, MongoDB wire-compatible server (FerretDB
-// with its SQLite backend) inside the current process.
+// Package ferret runs an embedded, MongoDB wire-compatible server (FerretDB)
+// inside the current process, on one of FerretDB's two backends:
+//
+//   - PostgreSQL (Config.PostgreSQLURL set): documents live as jsonb in a
+//     PostgreSQL database (shop dev gives it a database of its embedded
+//     cluster). FerretDB pushes top-level equality filters down to SQL, and
+//     the server makes them index-served (see [Server.SyncIndexes]); look-ups
+//     cost the same at 1k and 100k documents.
+//   - SQLite (Config.Dir only): no PostgreSQL needed, but every look-up,
+//     _id included, reads the whole collection (see
+//     /work/shared/design/READ-STORE.md); fine for small tests only.
 //
 // It is meant for tests and single-node development setups: clients talk to
 // it with the official MongoDB driver exactly as they would to a real MongoDB.
 package ferret
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -27,13 +37,33 @@ const DefaultAddr = "127.0.0.1:0"
 
 // Config configures an embedded server.
 type Config struct {
-	// Dir is the SQLite data directory. It is created if missing; data
-	// written to it survives restarts of a server using the same Dir.
+	// Dir is the SQLite data directory, used when PostgreSQLURL is empty.
+	// It is created if missing; data written to it survives restarts of a
+	// server using the same Dir.
 	Dir string
+
+	// PostgreSQLURL, when set, selects FerretDB's PostgreSQL backend on
+	// that database (it must exist; FerretDB makes one schema per MongoDB
+	// database in it), e.g. postgres://shop@127.0.0.1:5433/ferretdb.
+	// Start adds pool_max_conns=PoolSize and plan_cache_mode=
+	// force_custom_plan unless the URL sets them.
+	PostgreSQLURL string
+
+	// PoolSize is FerretDB's pool of PostgreSQL connections
+	// (default [DefaultPoolSize]). An update command holds one connection
+	// per statement until it returns (its internal/handler/msg_update.go),
+	// so it must exceed the write statements in flight at once
+	// (docstore.DefaultInFlight) with room left for reads; the server's
+	// max_connections must exceed it plus its other clients.
+	PoolSize int
 
 	// Addr is the TCP listen address, e.g. "127.0.0.1:0" (the default,
 	// picks a free port) or "127.0.0.1:27018".
 	Addr string
+
+	// noTwins leaves the PostgreSQL backend's indexes without their
+	// push-down twins (for the backend benchmark's baseline).
+	noTwins bool
 
 	// Logger optionally receives FerretDB's own logs, filtered to Error
 	// level (FerretDB logs every connection at Info, and every command it
@@ -44,50 +74,79 @@ type Config struct {
 
 // Server is a running embedded FerretDB instance.
 type Server struct {
-	uri    string
-	cancel context.CancelFunc
-	done   chan struct{} // closed when FerretDB's Run has returned
-	once   sync.Once
+	uri     string
+	backend string   // "sqlite" or "postgresql"
+	idx     *indexer // PostgreSQL backend only
+	cancel  context.CancelFunc
+	done    chan struct{} // closed when FerretDB's Run has returned
+	once    sync.Once
 }
 
 // Start starts an embedded server and returns once it answers a ping sent
 // through the official MongoDB driver. ctx bounds startup only; the server
 // keeps running until Stop is called.
 func Start(ctx context.Context, cfg Config) (*Server, error) {
-	if cfg.Dir == "" {
-		return nil, errors.New("ferret: Config.Dir is required")
-	}
-	dir, err := filepath.Abs(cfg.Dir)
-	if err != nil {
-		return nil, fmt.Errorf("ferret: data dir: %w", err)
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("ferret: create data dir: %w", err)
-	}
 	addr := cfg.Addr
 	if addr == "" {
 		addr = DefaultAddr
 	}
+	// ferretdb.New leaks its backend (whose finalizer then panics) when it
+	// cannot listen: refuse a busy fixed address before.
+	if _, port, err := net.SplitHostPort(addr); err == nil && port != "0" {
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			return nil, fmt.Errorf("ferret: listen on %s: %w", addr, err)
+		}
+		_ = l.Close()
+	}
+	fcfg := &ferretdb.Config{Listener: ferretdb.ListenerConfig{TCP: addr}, Logger: errorLogger(cfg.Logger)}
+	var idx *indexer
+	switch {
+	case cfg.PostgreSQLURL != "":
+		pgURL, err := backendURL(cfg.PostgreSQLURL, cmp.Or(cfg.PoolSize, DefaultPoolSize))
+		if err != nil {
+			return nil, fmt.Errorf("ferret: PostgreSQL URL: %w", err)
+		}
+		if !cfg.noTwins {
+			if idx, err = newIndexer(ctx, cfg.PostgreSQLURL); err != nil {
+				return nil, fmt.Errorf("ferret: %w", err)
+			}
+		}
+		fcfg.Handler, fcfg.PostgreSQLURL = "postgresql", pgURL
+	case cfg.Dir != "":
+		dir, err := filepath.Abs(cfg.Dir)
+		if err != nil {
+			return nil, fmt.Errorf("ferret: data dir: %w", err)
+		}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("ferret: create data dir: %w", err)
+		}
+		// Build "file:/abs/dir/" with proper escaping of unusual characters.
+		fcfg.Handler, fcfg.SQLiteURL = "sqlite", (&url.URL{Scheme: "file", Path: filepath.ToSlash(dir) + "/"}).String()
+	default:
+		return nil, errors.New("ferret: Config.Dir or Config.PostgreSQLURL is required")
+	}
 
-	// Build "file:/abs/dir/" with proper escaping of unusual characters.
-	sqliteURL := (&url.URL{Scheme: "file", Path: filepath.ToSlash(dir) + "/"}).String()
-
-	f, err := ferretdb.New(&ferretdb.Config{
-		Listener:  ferretdb.ListenerConfig{TCP: addr},
-		Logger:    errorLogger(cfg.Logger),
-		Handler:   "sqlite",
-		SQLiteURL: sqliteURL,
-	})
+	f, err := ferretdb.New(fcfg)
 	if err != nil {
+		if idx != nil {
+			idx.close()
+		}
 		return nil, fmt.Errorf("ferret: %w", err)
 	}
 
 	runCtx, cancel := context.WithCancel(context.Background())
-	s := &Server{cancel: cancel, done: make(chan struct{})}
+	s := &Server{cancel: cancel, done: make(chan struct{}), backend: fcfg.Handler, idx: idx}
 	go func() {
 		defer close(s.done)
 		_ = f.Run(runCtx) // always returns nil; closes listener, conns and backend
+		if idx != nil {
+			idx.close()
+		}
 	}()
+	if idx != nil {
+		go idx.run(runCtx, IndexSyncInterval)
+	}
 
 	// The TCP listener is already bound by ferretdb.New, so MongoDBURI does
 	// not block here.
@@ -107,6 +166,19 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 
 // URI returns the connection string, e.g. "mongodb://127.0.0.1:PORT/".
 func (s *Server) URI() string { return s.uri }
+
+// Backend is FerretDB's backend: "postgresql" or "sqlite".
+func (s *Server) Backend() string { return s.backend }
+
+// SyncIndexes gives every index created through the MongoDB API its
+// push-down twin now, instead of within [IndexSyncInterval] (see pgindex.go).
+// It does nothing on SQLite.
+func (s *Server) SyncIndexes(ctx context.Context) error {
+	if s.idx == nil {
+		return nil
+	}
+	return s.idx.sync(ctx)
+}
 
 // Stop stops the server and waits until its listener, client connections
 // and SQLite backend are closed. Clients that are still connected are given

@@ -2,6 +2,8 @@ package ferret
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -11,6 +13,10 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/jackc/pgx/v5"
+
+	"shopstream/internal/embedded/postgres"
 )
 
 // levelRecorder records the levels of all records it receives.
@@ -126,5 +132,84 @@ func TestStartErrors(t *testing.T) {
 	addr := strings.TrimSuffix(strings.TrimPrefix(s.URI(), "mongodb://"), "/")
 	if _, err := Start(ctx, Config{Dir: t.TempDir(), Addr: addr}); err == nil {
 		t.Errorf("Start on busy address %s: want error", addr)
+	}
+}
+
+// On the PostgreSQL backend every index (the implicit _id one included)
+// gets its push-down twin, so an equality look-up is an index scan whatever
+// the collection's size; data survives a restart of the server.
+func TestPostgreSQLBackendIndexesLookups(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts PostgreSQL")
+	}
+	ctx := context.Background()
+	pg, err := postgres.Start(ctx, postgres.Config{Dir: t.TempDir()})
+	if errors.Is(err, postgres.ErrBinariesNotFound) {
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pg.Stop(context.Background()) })
+	u, err := pg.Database(ctx, "ferretdb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := Start(ctx, Config{PostgreSQLURL: u})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if srv.Backend() != "postgresql" {
+		t.Fatalf("backend %q", srv.Backend())
+	}
+	c := connect(t, srv.URI())
+	coll := c.Database("shop").Collection("orders")
+	fill(ctx, t, coll, 300)
+	if _, err := coll.Indexes().CreateOne(ctx, mongo.IndexModel{Keys: bson.D{{Key: "customer_id", Value: 1}, {Key: "placed_at", Value: -1}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.SyncIndexes(ctx); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(ctx, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var table string
+	if err := conn.QueryRow(ctx, `SELECT _jsonb->>'table' FROM shop._ferretdb_database_metadata WHERE _jsonb->>'_id' = 'orders'`).Scan(&table); err != nil {
+		t.Fatal(err)
+	}
+	for _, field := range []string{"_id", "customer_id"} {
+		var plan []string
+		rows, err := conn.Query(ctx, fmt.Sprintf(`EXPLAIN SELECT _jsonb FROM shop.%s WHERE _jsonb->%s @> $1`, pgx.Identifier{table}.Sanitize(), quoteLiteral(field)), `"x"`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if plan, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(strings.Join(plan, "\n"), "ferret_pd_") {
+			t.Errorf("look-up by %s is not served by a push-down index:\n%s", field, strings.Join(plan, "\n"))
+		}
+	}
+	var d bson.M
+	if err := coll.FindOne(ctx, bson.D{{Key: "_id", Value: docID(7)}}).Decode(&d); err != nil || d["price_cents"] != int64(8999+7) {
+		t.Fatalf("FindOne: %v %v", d, err)
+	}
+	_ = c.Disconnect(ctx)
+	if err := srv.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	srv, err = Start(ctx, Config{PostgreSQLURL: u})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Stop(ctx)
+	c = connect(t, srv.URI())
+	defer c.Disconnect(ctx)
+	if n, err := c.Database("shop").Collection("orders").CountDocuments(ctx, bson.D{{Key: "customer_id", Value: customerID(3)}}); err != nil || n != 10 {
+		t.Fatalf("after restart: %d documents of customer 3, %v", n, err)
 	}
 }

@@ -771,6 +771,21 @@ func (s *Server) adminURL() string {
 	return u.String()
 }
 
+// Database makes sure database exists (creating it if missing) and returns
+// its connection URL, like URL's but naming database: another client of
+// the cluster (e.g. the embedded FerretDB) gets a database of its own.
+func (s *Server) Database(ctx context.Context, database string) (string, error) {
+	if database == "" || len(database) > 63 {
+		return "", fmt.Errorf("postgres: invalid database name %q", database)
+	}
+	if err := createDatabase(ctx, s, database); err != nil {
+		return "", err
+	}
+	u, _ := url.Parse(s.url)
+	u.Path = "/" + database
+	return u.String(), nil
+}
+
 func createDatabase(ctx context.Context, s *Server, database string) error {
 	conn, err := pgx.Connect(ctx, s.adminURL())
 	if err != nil {
