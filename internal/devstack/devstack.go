@@ -1,7 +1,8 @@
 // Package devstack starts the whole embedded infrastructure of `shop dev`
 // and of component tests under one data directory: Kafka (kfake), the schema
-// registry (Confluent-compatible, persisted), a MongoDB-compatible server (FerretDB on
-// SQLite) and a private PostgreSQL cluster. Everything persists under the
+// registry (Confluent-compatible, persisted), a private PostgreSQL cluster and
+// a MongoDB-compatible server (FerretDB on the PostgreSQL backend, in the
+// cluster's database "ferretdb"; see [startMongo]). Everything persists under the
 // directory, so a restart keeps every topic, schema, read model and row.
 // The addresses in use are written to <dir>/endpoints.json so that other
 // commands (`shop topics`, `shop replay`) can find a running stack.
@@ -112,14 +113,15 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 			s.Stop(context.WithoutCancel(ctx))
 		}
 	}()
-	// PostgreSQL and FerretDB take the longest: start them side by side.
+	// PostgreSQL, then FerretDB on it, take the longest: start them beside
+	// the rest.
 	var wg sync.WaitGroup
 	var pgErr, mongoErr error
 	wg.Go(func() {
 		s.pg, pgErr = postgres.Start(ctx, postgres.Config{Dir: filepath.Join(cfg.Dir, "postgres"), Port: cfg.PostgresPort, Logger: log})
-	})
-	wg.Go(func() {
-		s.mongo, mongoErr = ferret.Start(ctx, ferret.Config{Dir: filepath.Join(cfg.Dir, "mongo"), Addr: cfg.MongoAddr, Logger: log})
+		if pgErr == nil {
+			s.mongo, mongoErr = startMongo(ctx, cfg, s.pg, log)
+		}
 	})
 	if s.kafka, err = kafka.Start(kafka.Config{Dir: filepath.Join(cfg.Dir, "kafka"), Addr: cfg.KafkaAddr, Logger: log}); err == nil {
 		s.registry, err = registry.Start(registry.Config{File: filepath.Join(cfg.Dir, "registry.json"), Addr: cfg.RegistryAddr, Compatibility: schemas.Policy, Logger: log})
@@ -175,6 +177,28 @@ func (s *Stack) Stop(ctx context.Context) error {
 }
 
 const endpointsFile = "endpoints.json"
+
+// MongoDatabase is the database of the PostgreSQL cluster that holds the
+// MongoDB-compatible server's documents.
+const MongoDatabase = "ferretdb"
+
+// startMongo starts FerretDB on the PostgreSQL backend in pg's database
+// MongoDatabase: its look-ups are index-served (see internal/embedded/ferret).
+// A data directory whose read models an older shop dev wrote with the SQLite
+// backend (<dir>/mongo/*.sqlite) keeps that backend: its projectors'
+// committed offsets point past what an empty store would need.
+func startMongo(ctx context.Context, cfg Config, pg *postgres.Server, log *slog.Logger) (*ferret.Server, error) {
+	sqliteDir := filepath.Join(cfg.Dir, "mongo")
+	if old, _ := filepath.Glob(filepath.Join(sqliteDir, "*.sqlite")); len(old) > 0 {
+		log.Warn("the read models are on FerretDB's SQLite backend, whose look-ups scan every document; start from a fresh --data-dir (or delete this directory and rebuild the projections from the log) to move them to PostgreSQL", "dir", sqliteDir)
+		return ferret.Start(ctx, ferret.Config{Dir: sqliteDir, Addr: cfg.MongoAddr, Logger: log})
+	}
+	u, err := pg.Database(ctx, MongoDatabase)
+	if err != nil {
+		return nil, err
+	}
+	return ferret.Start(ctx, ferret.Config{PostgreSQLURL: u, Addr: cfg.MongoAddr, Logger: log})
+}
 
 // Server names of an [AddrError].
 const (
