@@ -19,6 +19,7 @@ import (
 	"shopstream/internal/app"
 	"shopstream/internal/devshop"
 	"shopstream/internal/devstack"
+	"shopstream/internal/eventlog"
 	"shopstream/internal/outbox"
 	"shopstream/internal/pgdb"
 	"shopstream/schemas"
@@ -316,6 +317,55 @@ func (s *shop) waitRecords(topic string, n int64) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// waitEvents waits until topic holds exactly n events of one type (its
+// ce_type header), and fails if it holds more: for topics that other
+// components also write to while the test runs (the saga on orders).
+func (s *shop) waitEvents(topic, eventType string, n int) {
+	s.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got := countEvents(s.t, s.stack.Endpoints.Brokers, topic, eventType)
+		if got == n {
+			return
+		}
+		if got > n || time.Now().After(deadline) {
+			s.t.Fatalf("%s holds %d %s events, want %d", topic, got, eventType, n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// countEvents reads topic up to its end offsets and counts the records
+// whose ce_type is eventType.
+func countEvents(t *testing.T, brokers []string, topic, eventType string) int {
+	t.Helper()
+	end := endOffsets(t, brokers, topic)[topic]
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var read int64
+	count := 0
+	for read < end {
+		fs := cl.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			t.Fatalf("read %s: %d of %d records: %v", topic, read, end, err)
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			read++
+			for _, h := range r.Headers {
+				if h.Key == eventlog.HeaderType && string(h.Value) == eventType {
+					count++
+				}
+			}
+		})
+	}
+	return count
 }
 
 // testLogOutput is where the shop under test logs: nowhere, unless

@@ -206,7 +206,7 @@ func TestCartsAndOrders(t *testing.T) {
 	}
 	// Two orders reached the log, each priced by the catalogue; the cart's
 	// history ends with its checkout.
-	s.waitRecords(schemas.TopicOrders, 2)
+	s.waitEvents(schemas.TopicOrders, schemas.OrderPlaced{}.EventType(), 2) // the saga writes there too
 	s.waitRecords(schemas.TopicCarts, 5) // add, add, remove, add, checkout
 }
 
