@@ -17,6 +17,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"shopstream/internal/embedded/ferret"
+	"shopstream/internal/embedded/postgres"
 
 	"shopstream/internal/testenv"
 )
@@ -51,12 +52,27 @@ func runMain(m *testing.M) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	t0 := time.Now()
-	srv, err := ferret.Start(ctx, ferret.Config{Dir: dir})
+	cfg := ferret.Config{Dir: dir}
+	// SHOP_DOCSTORE_BACKEND=postgresql runs every test on FerretDB's
+	// PostgreSQL backend (an embedded PostgreSQL), as shop dev does.
+	if os.Getenv("SHOP_DOCSTORE_BACKEND") == "postgresql" {
+		pg, err := postgres.Start(ctx, postgres.Config{Dir: dir + "/pg"})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "docstore tests: start embedded PostgreSQL:", err)
+			return 1
+		}
+		defer func() { _ = pg.Stop(context.Background()) }()
+		if cfg.PostgreSQLURL, err = pg.Database(ctx, "ferretdb"); err != nil {
+			fmt.Fprintln(os.Stderr, "docstore tests:", err)
+			return 1
+		}
+	}
+	srv, err := ferret.Start(ctx, cfg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "docstore tests: start embedded FerretDB:", err)
 		return 1
 	}
-	fmt.Fprintf(os.Stderr, "docstore tests: embedded FerretDB at %s started in %v\n", srv.URI(), time.Since(t0))
+	fmt.Fprintf(os.Stderr, "docstore tests: embedded FerretDB (%s) at %s started in %v\n", srv.Backend(), srv.URI(), time.Since(t0))
 	serverURI = srv.URI()
 	defer func() {
 		stopCtx, stopCancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -559,5 +575,49 @@ func TestRevisionFilteredReplacesAreCompareAndSet(t *testing.T) {
 		if got := matched.Load(); got != 1 {
 			t.Fatalf("revision %d: %d of %d concurrent replaces matched, want exactly 1", rev, got, writers)
 		}
+	}
+}
+
+// FindByIDs finds exactly the documents among ids that exist and match
+// the extra filter, whatever their number (more than a chunk here).
+func TestFindByIDs(t *testing.T) {
+	s, rec := newStore(t)
+	ctx := rec.guard(t)
+	if err := s.Collection("byid").Drop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var models []mongo.WriteModel
+	for i := range 120 {
+		models = append(models, mongo.NewInsertOneModel().SetDocument(bson.D{{Key: "_id", Value: fmt.Sprintf("d%03d", i)}, {Key: "even", Value: i%2 == 0}}))
+	}
+	if _, err := s.BulkWrite(ctx, "byid", models); err != nil {
+		t.Fatal(err)
+	}
+	if ferret, err := IsFerretDB(ctx, s.Database()); err != nil || !ferret {
+		t.Fatalf("IsFerretDB: %v, %v", ferret, err)
+	}
+	var ids []string
+	for i := 60; i < 130; i++ { // 60 present, 10 absent
+		ids = append(ids, fmt.Sprintf("d%03d", i))
+	}
+	type doc struct {
+		ID   string `bson:"_id"`
+		Even bool   `bson:"even"`
+	}
+	all, err := FindByIDs[doc](ctx, s.Database(), "byid", ids, nil)
+	if err != nil || len(all) != 60 {
+		t.Fatalf("all: %d documents, %v; want 60", len(all), err)
+	}
+	even, err := FindByIDs[doc](ctx, s.Database(), "byid", ids, bson.D{{Key: "even", Value: true}})
+	if err != nil || len(even) != 30 {
+		t.Fatalf("even: %d documents, %v; want 30", len(even), err)
+	}
+	for _, d := range even {
+		if !d.Even {
+			t.Errorf("%s is odd", d.ID)
+		}
+	}
+	if none, err := FindByIDs[doc](ctx, s.Database(), "byid", nil, nil); err != nil || len(none) != 0 {
+		t.Fatalf("no ids: %v, %v", none, err)
 	}
 }

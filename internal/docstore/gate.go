@@ -13,6 +13,11 @@ import (
 // can pin one per statement until it returns, so concurrent chunks add up:
 // four concurrent 50-statement chunks deadlock the server just as one
 // 200-statement command does. 50 keeps half the pool free for other traffic.
+// On the PostgreSQL backend the same holds for FerretDB's pool of PostgreSQL
+// connections, which internal/embedded/ferret sizes at 100 for that reason
+// (ferret.DefaultPoolSize; FerretDB's own default of 50 hangs on one
+// 50-statement chunk), and the server's max_connections (200 in
+// internal/embedded/postgres) above it and the shop's own pool.
 const DefaultInFlight = 50
 
 // Gate bounds the number of write statements in flight at once across all

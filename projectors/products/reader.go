@@ -2,6 +2,7 @@ package products
 
 import (
 	"context"
+	"slices"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -41,9 +42,10 @@ func (r *Reader) Page(ctx context.Context, after string, limit int) ([]Product, 
 	return docs[:min(len(docs), limit)], more, nil
 }
 
-// Many returns the registered products among ids, by id.
+// Many returns the registered products among ids, by id: one look-up per
+// distinct id on FerretDB (which scans for $in), one $in on MongoDB.
 func (r *Reader) Many(ctx context.Context, ids []string) (map[string]View, error) {
-	docs, err := r.r.Find(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}}, options.Find())
+	docs, err := r.r.ByIDs(ctx, slices.Compact(slices.Sorted(slices.Values(ids))))
 	if err != nil {
 		return nil, err
 	}

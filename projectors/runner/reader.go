@@ -8,6 +8,8 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"shopstream/internal/docstore"
 )
 
 // Reader reads a projection's documents for the query side, through the
@@ -60,6 +62,28 @@ func (r *Reader[V]) Find(ctx context.Context, filter bson.D, opts *options.FindO
 		return docs, err
 	}
 	return r.find(ctx, fresh, filter, opts)
+}
+
+// ByIDs returns the readable documents among ids, in no particular order,
+// each look-up served by the _id index (see docstore.FindByIDs).
+func (r *Reader[V]) ByIDs(ctx context.Context, ids []string) ([]Document[V], error) {
+	var extra bson.D
+	if r.readable.Key != "" {
+		extra = bson.D{r.readable}
+	}
+	target, err := r.alias.get(ctx, false)
+	if err != nil {
+		return nil, err
+	}
+	docs, err := docstore.FindByIDs[Document[V]](ctx, r.db, target, ids, extra)
+	if err != nil || len(docs) > 0 || len(ids) == 0 {
+		return docs, err
+	}
+	fresh, err := r.alias.get(ctx, true)
+	if err != nil || fresh == target {
+		return docs, err
+	}
+	return docstore.FindByIDs[Document[V]](ctx, r.db, fresh, ids, extra)
 }
 
 func (r *Reader[V]) find(ctx context.Context, coll string, filter bson.D, opts *options.FindOptionsBuilder) ([]Document[V], error) {

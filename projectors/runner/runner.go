@@ -56,8 +56,12 @@ type Projection[V any] struct {
 	// Apply folds one event into a document. Pure; it must leave the
 	// document unchanged for an event it has already applied.
 	Apply func(doc V, env eventlog.Envelope) V
-	// Indexes the query side needs; created on every collection the
-	// projection is written to, before its first write.
+	// Indexes the query side needs (beside _id's): every field a reader
+	// filters on, first. Created (CreateMany, idempotent) on every
+	// collection the projection is written to, when its runner starts and
+	// before its first write. On the embedded FerretDB each one's first
+	// field also gets an index serving FerretDB's pushed-down equality
+	// (see internal/embedded/ferret).
 	Indexes []mongo.IndexModel
 	// Readable is the field every document readers may see has (e.g.
 	// {registered: true}): a document folded only from events that arrived
@@ -198,6 +202,11 @@ func (r *Runner[V]) ClientOpts() []kgo.Opt {
 // Run consumes with client (built with ClientOpts) until ctx ends.
 func (r *Runner[V]) Run(ctx context.Context, client *kgo.Client) error {
 	r.progress.Store(time.Now().UnixNano())
+	// The projection's indexes exist before its first read or write (the
+	// first batch creates them otherwise).
+	if _, err := r.Target(ctx); err != nil && ctx.Err() == nil {
+		r.log.Warn("indexes not created yet; the first batch tries again", "err", err)
+	}
 	for {
 		r.waiting.Store(time.Now().UnixNano())
 		fs := client.PollRecords(ctx, 2000)
@@ -376,22 +385,15 @@ func (r *Runner[V]) apply(ctx context.Context, recs []*kgo.Record, poison func(c
 var ErrConcurrentWrite = errors.New("concurrent write")
 
 // load reads the documents of a batch; absent ones are zero at revision 0.
+// Each look-up is served by the _id index (see docstore.FindByIDs).
 func (r *Runner[V]) load(ctx context.Context, collection string, ids []string) (map[string]Document[V], error) {
-	out := make(map[string]Document[V], len(ids))
-	coll := r.store.Collection(collection)
-	for lo := 0; lo < len(ids); lo += docstore.DefaultChunk {
-		chunk := ids[lo:min(lo+docstore.DefaultChunk, len(ids))]
-		cur, err := coll.Find(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: chunk}}}})
-		if err != nil {
-			return nil, fmt.Errorf("load documents: %w", err)
-		}
-		var docs []Document[V]
-		if err := cur.All(ctx, &docs); err != nil {
-			return nil, fmt.Errorf("load documents: %w", err)
-		}
-		for _, d := range docs {
-			out[d.ID] = d
-		}
+	docs, err := docstore.FindByIDs[Document[V]](ctx, r.store.Database(), collection, ids, nil)
+	if err != nil {
+		return nil, fmt.Errorf("load documents: %w", err)
+	}
+	out := make(map[string]Document[V], len(docs))
+	for _, d := range docs {
+		out[d.ID] = d
 	}
 	return out, nil
 }
