@@ -15,34 +15,41 @@ import (
 )
 
 // The Avro benchmarks compare, in one run on one machine, the shop's Avro
-// path with the raw goavro codec it is built on and with
-// github.com/hamba/avro/v2, which encodes Go structs directly by their
-// `avro` tags (the event structs carry them already):
+// path with the raw goavro codec and with github.com/hamba/avro/v2 used
+// directly on the Go structs (by their `avro` tags):
 //
 //	go test -run '^$' -bench Avro ./schemas
 //
 // Per event (OrderPlaced with 3 order lines: nesting and an array;
-// ReviewAdded: five flat fields) and direction, three sub-benchmarks:
+// ReviewAdded: five flat fields) and direction, four sub-benchmarks:
 //
-//   - goavro: what the shop does with every event (eventlog.Serde minus the
-//     5-byte wire header and the cached registry id): encode is
-//     Catalog.Native (Go struct → goavro native map, by reflection) then
-//     Version.Codec.BinaryFromNative; decode is Codec.NativeFromBinary, then
-//     Type.Upcast (no step for a current version) and Type.ToEvent (native
-//     map → Go struct).
+//   - shop: what the shop does with every event (eventlog.Serde minus the
+//     5-byte wire header and the cached registry id), the typed path:
+//     encode is Catalog.Encode (Version.Encode: hamba on the Go struct,
+//     configured to write goavro's bytes); decode is Version.Decode of a
+//     current-version record (hamba into a new Go struct).
+//   - generic: the shop's path before the typed one, still the path of an
+//     older version that schema resolution does not read (DecodeGeneric):
+//     encode is Catalog.Native (Go struct → goavro native map, by
+//     reflection) then Version.Codec.BinaryFromNative; decode is
+//     Codec.NativeFromBinary, Type.Upcast (no step for a current version)
+//     and Type.ToEvent (native map → Go struct).
 //   - goavro-codec: the goavro codec alone, on a native map built once
 //     (encode) or into a native map (decode): goavro's own share of the
-//     goavro line.
+//     generic line, and the yardstick of issue 14 (the shop's path at most
+//     1.5× it).
 //   - hamba: Marshal / Unmarshal of the same Go struct with a schema parsed
-//     from the same .avsc text, with hambaAPI (below).
+//     from the same .avsc text, with hambaAPI (below), into a new value.
 //
-// BenchmarkAvro/ratio, last, reports goavro/hamba (the shop's path over
-// hamba's) and codec/hamba from the figures the sub-benchmarks before it
-// measured in the same run. (testing.Benchmark cannot measure them from
-// inside a benchmark: the testing package holds a lock while a benchmark
-// function runs, which testing.Benchmark waits for, so it deadlocks.)
+// BenchmarkAvro/ratio, last, reports shop/codec, shop/hamba, generic/codec,
+// codec/hamba and the shop's allocations over the generic path's, from the
+// figures the sub-benchmarks before it measured in the same run, and logs
+// them as a table. (testing.Benchmark cannot measure them from inside a
+// benchmark: the testing package holds a lock while a benchmark function
+// runs, which testing.Benchmark waits for, so it deadlocks.)
 // TestHambaAndGoavroAgree checks that both libraries write the same bytes
-// for every sample event, and read them back to the same value.
+// for every sample event, and read them back to the same value;
+// TestTypedPathAndGoavroAgree does the same for the shop's typed path.
 
 // hambaAPI is hamba configured to write the bytes goavro writes. By default
 // hamba writes each array block with a negative item count followed by the
@@ -78,9 +85,10 @@ func avroCases() []avroCase {
 	}
 }
 
-// shopEncode is the shop's encoding of an event (eventlog.Serde.Encode
-// without the wire header): Go struct → native map → goavro binary.
-func shopEncode(cat *schemas.Catalog, ev schemas.Event) ([]byte, error) {
+// genericEncode is the generic encoding of an event (eventlog.Serde.Encode
+// before the typed path, without the wire header): Go struct → native map →
+// goavro binary.
+func genericEncode(cat *schemas.Catalog, ev schemas.Event) ([]byte, error) {
 	v, native, err := cat.Native(ev)
 	if err != nil {
 		return nil, err
@@ -88,10 +96,10 @@ func shopEncode(cat *schemas.Catalog, ev schemas.Event) ([]byte, error) {
 	return v.Codec.BinaryFromNative(nil, native)
 }
 
-// shopDecode is the shop's decoding of a value written with version v
-// (eventlog.Serde.Decode without the wire header): goavro binary → native
-// map → upcast to the current version → Go struct.
-func shopDecode(v *schemas.Version, bin []byte) (schemas.Event, error) {
+// genericDecode is the generic decoding of a value written with version v
+// (Version.DecodeGeneric, spelled out): goavro binary → native map → upcast
+// to the current version → Go struct.
+func genericDecode(v *schemas.Version, bin []byte) (schemas.Event, error) {
 	native, rest, err := v.Codec.NativeFromBinary(bin)
 	if err != nil {
 		return nil, err
@@ -150,7 +158,7 @@ func TestHambaAndGoavroAgree(t *testing.T) {
 		// arrays: goavro must still read them.
 		if def, err := avro.Marshal(schema, ev); err != nil {
 			t.Errorf("%s: hamba encode, default configuration: %v", v.Type.Name, err)
-		} else if back, err := shopDecode(v, def); err != nil {
+		} else if back, err := genericDecode(v, def); err != nil {
 			t.Errorf("%s: goavro decode of hamba's default bytes %x: %v", v.Type.Name, def, err)
 		} else if !reflect.DeepEqual(back, ev) {
 			t.Errorf("%s: goavro reads hamba's default bytes as\n%#v\nwant %#v", v.Type.Name, back, ev)
@@ -164,7 +172,7 @@ func TestHambaAndGoavroAgree(t *testing.T) {
 		} else if !reflect.DeepEqual(back, ev) {
 			t.Errorf("%s: hamba reads goavro's bytes as\n%#v\nwant %#v", v.Type.Name, back, ev)
 		}
-		if back, err := shopDecode(v, theirs); err != nil {
+		if back, err := genericDecode(v, theirs); err != nil {
 			t.Errorf("%s: goavro decode of hamba's bytes: %v", v.Type.Name, err)
 		} else if !reflect.DeepEqual(back, ev) {
 			t.Errorf("%s: goavro reads hamba's bytes as\n%#v\nwant %#v", v.Type.Name, back, ev)
@@ -194,15 +202,21 @@ func avroBenches(b *testing.B) (benches []avroBench, size map[string]int) {
 			b.Fatal(err)
 		}
 		schema := hambaSchema(b, v)
-		bin, err := shopEncode(cat, c.ev)
+		bin, err := genericEncode(cat, c.ev)
 		if err != nil {
 			b.Fatal(err)
 		}
 		if h, err := hambaAPI.Marshal(schema, c.ev); err != nil || !bytes.Equal(h, bin) {
 			b.Fatalf("%s: hamba writes %x (%v), goavro %x", c.name, h, err, bin)
 		}
-		if got, err := shopDecode(v, bin); err != nil || !reflect.DeepEqual(got, c.ev) {
-			b.Fatalf("%s: shop decode: %v %v", c.name, got, err)
+		if _, typed, err := cat.Encode(c.ev); err != nil || !bytes.Equal(typed, bin) {
+			b.Fatalf("%s: the typed path writes %x (%v), goavro %x", c.name, typed, err, bin)
+		}
+		if got, err := genericDecode(v, bin); err != nil || !reflect.DeepEqual(got, c.ev) {
+			b.Fatalf("%s: generic decode: %v %v", c.name, got, err)
+		}
+		if got, err := v.DecodeTyped(bin); err != nil || !reflect.DeepEqual(got, c.ev) {
+			b.Fatalf("%s: typed decode: %v %v", c.name, got, err)
 		}
 		if got, err := hambaDecode(schema, bin, c.ev); err != nil || !reflect.DeepEqual(got, c.ev) {
 			b.Fatalf("%s: hamba decode: %v %v", c.name, got, err)
@@ -212,10 +226,12 @@ func avroBenches(b *testing.B) (benches []avroBench, size map[string]int) {
 			benches = append(benches, avroBench{event: c.name, dir: dir, lib: lib, op: op})
 		}
 		ev := c.ev
-		add("encode", "goavro", func() error { _, err := shopEncode(cat, ev); return err })
+		add("encode", "shop", func() error { _, _, err := cat.Encode(ev); return err })
+		add("encode", "generic", func() error { _, err := genericEncode(cat, ev); return err })
 		add("encode", "goavro-codec", func() error { _, err := v.Codec.BinaryFromNative(nil, native); return err })
 		add("encode", "hamba", func() error { _, err := hambaAPI.Marshal(schema, ev); return err })
-		add("decode", "goavro", func() error { _, err := shopDecode(v, bin); return err })
+		add("decode", "shop", func() error { _, err := v.Decode(bin); return err })
+		add("decode", "generic", func() error { _, err := genericDecode(v, bin); return err })
 		add("decode", "goavro-codec", func() error { _, _, err := v.Codec.NativeFromBinary(bin); return err })
 		// A new value per record, as the shop's decode returns one.
 		add("decode", "hamba", func() error { return hambaAPI.Unmarshal(schema, bin, c.zero()) })
@@ -223,12 +239,20 @@ func avroBenches(b *testing.B) (benches []avroBench, size map[string]int) {
 	return benches, size
 }
 
-// avroFigure is what one sub-benchmark measured.
-type avroFigure struct{ ns, allocs float64 }
+// avroFigure is what one sub-benchmark measured, per operation.
+type avroFigure struct{ ns, bytes, allocs float64 }
 
-// BenchmarkAvro prints ns/op and allocs/op per library side by side,
-// BenchmarkAvro/<event>/<encode|decode>/<goavro|goavro-codec|hamba>, then
-// BenchmarkAvro/ratio: the ratios of those figures.
+func (f avroFigure) String() string {
+	return fmt.Sprintf("%6.0f ns %5.0f B %3.0f allocs", f.ns, f.bytes, f.allocs)
+}
+
+// avroTarget is issue 14's bound: the shop's path at most this many times
+// the goavro codec alone.
+const avroTarget = 1.5
+
+// BenchmarkAvro prints ns/op, B/op and allocs/op per path side by side,
+// BenchmarkAvro/<event>/<encode|decode>/<shop|generic|goavro-codec|hamba>,
+// then BenchmarkAvro/ratio: the ratios of those figures.
 func BenchmarkAvro(b *testing.B) {
 	benches, size := avroBenches(b)
 	measured := map[string]avroFigure{}
@@ -245,35 +269,47 @@ func BenchmarkAvro(b *testing.B) {
 			}
 			runtime.ReadMemStats(&m1)
 			b.ReportMetric(float64(size[ab.event]), "avro-bytes")
-			measured[name] = avroFigure{ns: float64(b.Elapsed().Nanoseconds()) / float64(b.N), allocs: float64(m1.Mallocs-m0.Mallocs) / float64(b.N)}
+			n := float64(b.N)
+			measured[name] = avroFigure{ns: float64(b.Elapsed().Nanoseconds()) / n,
+				bytes: float64(m1.TotalAlloc-m0.TotalAlloc) / n, allocs: float64(m1.Mallocs-m0.Mallocs) / n}
 		})
 	}
 	logged := false
 	b.Run("ratio", func(b *testing.B) { // called again with growing b.N: it only reports
 		var lines []string
 		for _, ab := range benches {
-			if ab.lib != "hamba" {
+			if ab.lib != "shop" {
 				continue
 			}
 			pre := ab.event + "/" + ab.dir + "/"
-			g, okg := measured[pre+"goavro"]
+			s, oks := measured[pre+"shop"]
+			g, okg := measured[pre+"generic"]
 			c, okc := measured[pre+"goavro-codec"]
 			h, okh := measured[pre+"hamba"]
-			if !okg || !okc || !okh {
+			if !oks || !okg || !okc || !okh {
 				continue // filtered out by -bench
 			}
 			metric := ab.event + "-" + ab.dir
-			b.ReportMetric(g.ns/h.ns, metric+"-goavro/hamba")
+			b.ReportMetric(s.ns/c.ns, metric+"-shop/codec")
+			b.ReportMetric(s.ns/h.ns, metric+"-shop/hamba")
+			b.ReportMetric(g.ns/c.ns, metric+"-generic/codec")
 			b.ReportMetric(c.ns/h.ns, metric+"-codec/hamba")
-			lines = append(lines, fmt.Sprintf("%-11s %s: goavro (shop path) %6.0f ns/op %3.0f allocs, goavro codec alone %6.0f ns/op %3.0f allocs, hamba %6.0f ns/op %3.0f allocs; goavro/hamba %.1fx, codec/hamba %.1fx",
-				ab.event, ab.dir, g.ns, g.allocs, c.ns, c.allocs, h.ns, h.allocs, g.ns/h.ns, c.ns/h.ns))
+			b.ReportMetric(s.allocs/g.allocs, metric+"-shop/generic-allocs")
+			verdict := "within"
+			if s.ns/c.ns > avroTarget {
+				verdict = "NOT within"
+			}
+			lines = append(lines, fmt.Sprintf("%-11s %s: shop %s | generic %s | goavro codec alone %s | hamba %s\n"+
+				"%-11s %s  shop/codec %.2fx (%s %.1fx), shop/hamba %.2fx, generic/codec %.2fx, codec/hamba %.2fx; allocs shop/generic %.2f",
+				ab.event, ab.dir, s, g, c, h,
+				"", "      ", s.ns/c.ns, verdict, avroTarget, s.ns/h.ns, g.ns/c.ns, c.ns/h.ns, s.allocs/g.allocs))
 		}
 		if len(lines) == 0 {
-			b.Skip("no pair of goavro, goavro-codec and hamba figures measured in this run (-bench filtered them out)")
+			b.Skip("no set of shop, generic, goavro-codec and hamba figures measured in this run (-bench filtered them out)")
 		}
 		b.ReportMetric(0, "ns/op") // computed, not timed
 		if !logged {
-			b.Logf("Avro, this run, this machine:\n%s", strings.Join(lines, "\n"))
+			b.Logf("Avro, this run, this machine (per operation):\n%s", strings.Join(lines, "\n"))
 			logged = true
 		}
 	})

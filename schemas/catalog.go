@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/hamba/avro/v2"
 	"github.com/linkedin/goavro/v2"
 )
 
@@ -26,49 +27,67 @@ var ErrUnknownSchema = errors.New("unknown writer schema")
 type Upcaster func(old map[string]any) (map[string]any, error)
 
 // definition is one event type of the contract: its topic, its current
-// version, a constructor of its Go form, the upcasters from each older
-// version to the next, and the versions retired for breaking the policy.
+// version, a constructor of its Go form and the typed decoder into it, the
+// upcasters from each older version to the next, the older versions Avro
+// schema resolution reads as the upcasters do, and the versions retired for
+// breaking the policy.
 type definition struct {
 	topic     string
 	current   int
-	newEvent  func() Event
+	newEvent  func() Event                          // a pointer to a new zero event
+	decode    func(*avro.Reader, avro.Schema) Event // typedDecode of the Go type
 	upcasters map[int]Upcaster
+	// resolvable older versions are decoded by the typed path: hamba's Avro
+	// schema resolution with the current schema as reader and the version
+	// as writer, straight into the Go struct, instead of goavro and the
+	// upcaster chain. Declare a version only when resolution (renames by
+	// alias, added fields by default, removed fields skipped) is all its
+	// upcasters do; TestResolutionReadsOldRecordsAsTheUpcasters holds the
+	// claim on sample records of each declared version.
+	resolvable map[int]bool
 	// retired versions broke compatibility with the versions before them.
 	// This build never writes or registers them, still reads their records,
 	// and every later version must be compatible with them (see Policy).
 	retired map[int]string
 }
 
+// event is the definition of Go event type T on topic, at version 1.
+func event[T Event](topic string) definition {
+	return definition{topic: topic, current: 1,
+		newEvent: func() Event { return any(new(T)).(Event) },
+		decode:   typedDecode[T]}
+}
+
 func definitions() []definition {
-	one := func(topic string, e func() Event) definition {
-		return definition{topic: topic, current: 1, newEvent: e}
-	}
+	productRegistered := event[ProductRegistered](TopicProducts)
+	productRegistered.current = 3
+	productRegistered.upcasters = map[int]Upcaster{1: upcastProductRegisteredV1, 2: upcastProductRegisteredV2}
+	productRegistered.resolvable = map[int]bool{1: true, 2: true}
+	productRegistered.retired = map[int]string{2: "renamed the required field quantity to initial_stock: v1 readers could not read it; v3 restores v1's names with v2's as aliases"}
 	return []definition{
-		one(TopicCustomers, func() Event { return &CustomerSignedUp{} }),
-		{topic: TopicProducts, current: 3, newEvent: func() Event { return &ProductRegistered{} },
-			upcasters: map[int]Upcaster{1: upcastProductRegisteredV1, 2: upcastProductRegisteredV2},
-			retired:   map[int]string{2: "renamed the required field quantity to initial_stock: v1 readers could not read it; v3 restores v1's names with v2's as aliases"}},
-		one(TopicProducts, func() Event { return &ProductRestocked{} }),
-		one(TopicProducts, func() Event { return &PhotoWasAdded{} }),
-		one(TopicStock, func() Event { return &StockReserved{} }),
-		one(TopicStock, func() Event { return &StockReservationRejected{} }),
-		one(TopicStock, func() Event { return &StockReleased{} }),
-		one(TopicStock, func() Event { return &StockReceived{} }),
-		one(TopicStock, func() Event { return &ProductSoldOut{} }),
-		one(TopicCarts, func() Event { return &ItemAddedToCart{} }),
-		one(TopicCarts, func() Event { return &ItemRemovedFromCart{} }),
-		one(TopicCarts, func() Event { return &CartCheckedOut{} }),
-		one(TopicOrders, func() Event { return &OrderPlaced{} }),
-		one(TopicOrders, func() Event { return &OrderConfirmed{} }),
-		one(TopicOrders, func() Event { return &OrderCancelled{} }),
-		one(TopicPayments, func() Event { return &PaymentRequested{} }),
-		one(TopicPayments, func() Event { return &PaymentSucceeded{} }),
-		one(TopicPayments, func() Event { return &PaymentFailed{} }),
-		one(TopicSepaRequests, func() Event { return &SepaTransferRequested{} }),
-		one(TopicInvoices, func() Event { return &InvoiceIssued{} }),
-		one(TopicEmails, func() Event { return &EmailRequested{} }),
-		one(TopicEmails, func() Event { return &EmailSent{} }),
-		one(TopicReviews, func() Event { return &ReviewAdded{} }),
+		event[CustomerSignedUp](TopicCustomers),
+		productRegistered,
+		event[ProductRestocked](TopicProducts),
+		event[PhotoWasAdded](TopicProducts),
+		event[StockReserved](TopicStock),
+		event[StockReservationRejected](TopicStock),
+		event[StockReleased](TopicStock),
+		event[StockReceived](TopicStock),
+		event[ProductSoldOut](TopicStock),
+		event[ItemAddedToCart](TopicCarts),
+		event[ItemRemovedFromCart](TopicCarts),
+		event[CartCheckedOut](TopicCarts),
+		event[OrderPlaced](TopicOrders),
+		event[OrderConfirmed](TopicOrders),
+		event[OrderCancelled](TopicOrders),
+		event[PaymentRequested](TopicPayments),
+		event[PaymentSucceeded](TopicPayments),
+		event[PaymentFailed](TopicPayments),
+		event[SepaTransferRequested](TopicSepaRequests),
+		event[InvoiceIssued](TopicInvoices),
+		event[EmailRequested](TopicEmails),
+		event[EmailSent](TopicEmails),
+		event[ReviewAdded](TopicReviews),
 	}
 }
 
@@ -101,7 +120,13 @@ type Version struct {
 	Number int
 	File   string // the .avsc file name, e.g. shop.orders.OrderPlaced.v1.avsc
 	Schema string // the .avsc text, as registered
-	Codec  *goavro.Codec
+	// Codec is goavro's codec of the version: the generic path, for
+	// generic values (Catalog.Native, Type.Upcast) and DecodeGeneric.
+	Codec *goavro.Codec
+	// typed is the hamba schema Encode and Decode use: the version's own
+	// for the current version, the resolution of the current schema
+	// against this one for a resolvable older version, nil otherwise.
+	typed avro.Schema
 	// Retired says why the version broke the policy; empty for a live
 	// version. A retired version is read, never written nor registered.
 	Retired string
@@ -122,6 +147,7 @@ type Type struct {
 	versions map[int]*Version
 	current  int
 	def      definition
+	typedErr error // why the typed path could not be built; nil when it was
 }
 
 // Current is the version this build writes and every read is upcast to.
@@ -172,15 +198,31 @@ type Catalog struct {
 var fileName = regexp.MustCompile(`^(.+)\.v([0-9]+)\.avsc$`)
 
 // Load parses the embedded schemas (the files of schemas/avro) and checks
-// them against the definitions; see LoadFS.
-func Load() (*Catalog, error) { return LoadFS(Embedded()) }
+// them against the definitions (see LoadFS). It also requires the typed
+// path (Version.Encode, Version.Decode) of every type to build: a Go event
+// that no longer fits its current schema, or a version declared resolvable
+// that does not resolve, fails at start.
+func Load() (*Catalog, error) {
+	c, err := LoadFS(Embedded())
+	if err != nil {
+		return nil, err
+	}
+	for _, t := range c.Types() {
+		if t.typedErr != nil {
+			return nil, fmt.Errorf("%s: %w", t.Name, t.typedErr)
+		}
+	}
+	return c, nil
+}
 
 // LoadFS parses the .avsc files at the root of fsys and checks them against
 // the definitions: every definition has versions 1..current and an upcaster
 // for each step, the current version is not retired, every file belongs to
 // a definition, and no two versions share a canonical form (a writer schema
 // must identify exactly one version). It does not check compatibility
-// between versions: that is CheckPolicy.
+// between versions: that is CheckPolicy. A type whose typed path does not
+// build (its Go type does not fit the current schema of fsys) is left on
+// the generic path, goavro only; Load refuses that.
 func LoadFS(fsys fs.FS) (*Catalog, error) {
 	c := &Catalog{types: map[string]*Type{}, canonical: map[string]*Version{}}
 	for _, d := range definitions() {
@@ -237,6 +279,10 @@ func LoadFS(fsys fs.FS) (*Catalog, error) {
 		if len(t.versions) != t.current {
 			return nil, fmt.Errorf("%s: schema files beyond current version %d", t.Name, t.current)
 		}
+		// A typed path that does not build (a history under test whose Go
+		// type no longer fits) leaves the type on the generic path; Load
+		// refuses it.
+		_ = t.prepareTyped()
 	}
 	return c, nil
 }

@@ -78,18 +78,32 @@ func (s *Serde) idFor(ctx context.Context, topic string, v *schemas.Version) (in
 }
 
 // Encode writes ev with the current version of its schema, registering the
-// schema on first use. The event's type must belong to topic.
+// schema on first use. The event's type must belong to topic. The payload
+// after the 5-byte header is written by the catalogue's typed path
+// (schemas.Version.Encode: hamba on the Go struct, no generic value),
+// byte-identical to goavro's encoding of the same event.
 func (s *Serde) Encode(ctx context.Context, topic string, ev schemas.Event) ([]byte, error) {
-	v, native, err := s.cat.Native(ev)
+	t, err := s.cat.TypeOf(ev)
 	if err != nil {
 		return nil, err
 	}
-	return s.EncodeVersion(ctx, topic, v, native)
+	v := t.Current()
+	if t.Topic != topic {
+		return nil, fmt.Errorf("event %s belongs to %s, not %s", t.Name, t.Topic, topic)
+	}
+	id, err := s.idFor(ctx, topic, v)
+	if err != nil {
+		return nil, err
+	}
+	var header [5]byte
+	binary.BigEndian.PutUint32(header[1:], uint32(id))
+	return v.Encode(header[:], ev)
 }
 
-// EncodeVersion writes a generic value with a given schema version. The
-// shop itself writes only current versions; this exists for tools and tests
-// that must produce records as an older build would have.
+// EncodeVersion writes a generic value with a given schema version, by
+// goavro (the generic path). The shop itself writes only current versions,
+// with Encode; this exists for tools and tests that must produce records as
+// an older build would have.
 func (s *Serde) EncodeVersion(ctx context.Context, topic string, v *schemas.Version, native map[string]any) ([]byte, error) {
 	if v.Type.Topic != topic {
 		return nil, fmt.Errorf("event %s belongs to %s, not %s", v.Type.Name, v.Type.Topic, topic)
@@ -109,7 +123,10 @@ func (s *Serde) EncodeVersion(ctx context.Context, topic string, v *schemas.Vers
 
 // Decode reads a wire-format value written on topic with any known version
 // of its schema and returns the event upcast to the current version, with
-// the writer's version.
+// the writer's version. The payload is read by schemas.Version.Decode: the
+// typed path (hamba into the Go struct) for the current version and for
+// older versions that Avro schema resolution reads as their upcasters do;
+// goavro, the upcaster chain and ToEvent for any other older version.
 func (s *Serde) Decode(ctx context.Context, topic string, value []byte) (schemas.Event, *schemas.Version, error) {
 	if len(value) < 5 || value[0] != 0 {
 		return nil, nil, fmt.Errorf("%w: not in the Confluent wire format", ErrPoison)
@@ -122,18 +139,7 @@ func (s *Serde) Decode(ctx context.Context, topic string, value []byte) (schemas
 	if v.Type.Topic != topic {
 		return nil, nil, fmt.Errorf("%w: event %s does not belong on %s", ErrPoison, v.Type.Name, topic)
 	}
-	native, rest, err := v.Codec.NativeFromBinary(value[5:])
-	if err != nil {
-		return nil, nil, fmt.Errorf("%w: decode %s v%d: %v", ErrPoison, v.Type.Name, v.Number, err)
-	}
-	if len(rest) != 0 {
-		return nil, nil, fmt.Errorf("%w: %d trailing bytes after %s", ErrPoison, len(rest), v.Type.Name)
-	}
-	current, err := v.Type.Upcast(v.Number, native.(map[string]any))
-	if err != nil {
-		return nil, nil, fmt.Errorf("%w: %v", ErrPoison, err)
-	}
-	ev, err := v.Type.ToEvent(current)
+	ev, err := v.Decode(value[5:])
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: %v", ErrPoison, err)
 	}
