@@ -59,13 +59,13 @@ func (s *Serde) RegisterAll(ctx context.Context) error {
 }
 
 func (s *Serde) idFor(ctx context.Context, topic string, v *schemas.Version) (int, error) {
-	subject := Subject(topic, v.Type.Name)
 	s.mu.RLock()
 	id, ok := s.ids[v]
 	s.mu.RUnlock()
 	if ok {
 		return id, nil
 	}
+	subject := Subject(topic, v.Type.Name) // after the cache: it allocates
 	ss, err := s.reg.CreateSchema(ctx, subject, sr.Schema{Schema: v.Schema, Type: sr.TypeAvro})
 	if err != nil {
 		return 0, fmt.Errorf("register schema %s: %w", subject, err)

@@ -1,6 +1,7 @@
 package eventlog_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"reflect"
@@ -19,7 +20,7 @@ import (
 	"shopstream/schemas/schemastest"
 )
 
-func newSerde(t *testing.T) (*eventlog.Serde, *sr.Client) {
+func newSerde(t testing.TB) (*eventlog.Serde, *sr.Client) {
 	t.Helper()
 	srv, err := registry.Start(registry.Config{File: t.TempDir() + "/registry.json"})
 	if err != nil {
@@ -99,7 +100,9 @@ func TestEveryEventRoundTripsThroughRegistryAndKafka(t *testing.T) {
 }
 
 // A record written by an older build with ProductRegistered v1 (before the
-// rename of quantity and photo, and before currency) reads as v2.
+// rename of quantity and photo, and before currency) reads as the current
+// event: Decode reads it by schema resolution (the typed path), and the
+// upcaster chain (DecodeGeneric) reads it to the same event.
 func TestV1RecordDecodesThroughTheUpcaster(t *testing.T) {
 	ctx := context.Background()
 	serde, _ := newSerde(t)
@@ -131,6 +134,9 @@ func TestV1RecordDecodesThroughTheUpcaster(t *testing.T) {
 	want := schemas.ProductRegistered{ProductID: "p-1", Title: "Maillot de l'OM 93", PriceCents: 8999, Currency: "EUR", InitialStock: 1, PhotoURL: &photo}
 	if !reflect.DeepEqual(ev, want) {
 		t.Fatalf("got %#v\nwant %#v", ev, want)
+	}
+	if generic, err := v1.DecodeGeneric(value[5:]); err != nil || !reflect.DeepEqual(generic, want) {
+		t.Fatalf("through the upcasters: got %#v (%v)\nwant %#v", generic, err, want)
 	}
 }
 
@@ -188,5 +194,57 @@ func TestMetadataWithoutIDIsPoison(t *testing.T) {
 	_, err := eventlog.ParseMetadata(&kgo.Record{Key: []byte("k")})
 	if !errors.Is(err, eventlog.ErrPoison) {
 		t.Fatalf("want ErrPoison, got %v", err)
+	}
+}
+
+// A record written by a build of the retired v2 (initial_stock, photo_url,
+// its own currency) reads as the current event, through the typed path's
+// schema resolution and through the upcasters alike.
+func TestV2RecordDecodesThroughResolutionAsThroughTheUpcasters(t *testing.T) {
+	ctx := context.Background()
+	serde, _ := newSerde(t)
+	ty, _ := serde.Catalog().Type("shop.catalog.ProductRegistered")
+	v2, _ := ty.Version(2)
+	value, err := serde.EncodeVersion(ctx, schemas.TopicProducts, v2, map[string]any{
+		"product_id": "p-2", "title": "Écharpe", "price_cents": int64(1500), "currency": "USD",
+		"initial_stock": int32(7), "photo_url": nil,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, writer, err := serde.Decode(ctx, schemas.TopicProducts, value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := schemas.ProductRegistered{ProductID: "p-2", Title: "Écharpe", PriceCents: 1500, Currency: "USD", InitialStock: 7}
+	if writer != v2 || !reflect.DeepEqual(ev, want) {
+		t.Fatalf("got %#v (writer v%d)\nwant %#v", ev, writer.Number, want)
+	}
+	if generic, err := v2.DecodeGeneric(value[5:]); err != nil || !reflect.DeepEqual(generic, want) {
+		t.Fatalf("the upcasters read %#v (%v)", generic, err)
+	}
+}
+
+// The serde's payload (the typed path) is byte for byte what goavro writes
+// for the generic value of every sample, after the same header.
+func TestEncodeWritesGoavrosBytes(t *testing.T) {
+	ctx := context.Background()
+	serde, _ := newSerde(t)
+	for _, ev := range schemastest.Samples() {
+		v, native, err := serde.Catalog().Native(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		typed, err := serde.Encode(ctx, v.Type.Topic, ev)
+		if err != nil {
+			t.Fatalf("%s: %v", v.Type.Name, err)
+		}
+		generic, err := serde.EncodeVersion(ctx, v.Type.Topic, v, native)
+		if err != nil {
+			t.Fatalf("%s: %v", v.Type.Name, err)
+		}
+		if !bytes.Equal(typed, generic) {
+			t.Errorf("%s: typed %x\ngoavro %x", v.Type.Name, typed, generic)
+		}
 	}
 }
