@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -41,11 +42,25 @@ func runLoadtest(ctx context.Context, args []string, getenv func(string) string,
 	mongoDB := fs.String("mongo-db", "shop", "MongoDB database of the read models")
 	mailDir := fs.String("mail-dir", "", "--target: directory of the SMTP server's .eml files, if readable (default: a `shop dev`'s own; I3 reads EmailSent events otherwise)")
 	logLevel := fs.String("log-level", "warn", "--embedded: the shop's log level")
+	ramp := fs.Bool("ramp", false, "find the capacity: raise the offered orders/s step by step until p99 or a stage's lag stops holding, then spike at --ramp-spike-x times the highest rate that held, then measure accepted→visible at half of it")
+	rampStart := fs.Float64("ramp-start", 5, "--ramp: offered orders/s of the first step")
+	rampStep := fs.Float64("ramp-step", 5, "--ramp: orders/s added at each step")
+	rampMax := fs.Float64("ramp-max", 500, "--ramp: the highest orders/s offered")
+	rampStepFor := fs.Duration("ramp-step-for", 10*time.Second, "--ramp: how long each step lasts")
+	rampP99 := fs.Duration("ramp-p99", loadtest.DefaultRampP99, "--ramp: a step holds while the p99 of its requests stays within this")
+	rampMix := fs.String("ramp-mix", loadtest.MixShoppers, "--ramp: shoppers (every action in proportion, orders at the offered rate) or orders (POST /orders alone)")
+	rampSpikeX := fs.Float64("ramp-spike-x", loadtest.DefaultRampSpikeX, "--ramp: the spike offers this times the sustainable rate")
+	rampSpikeFor := fs.Duration("ramp-spike-for", 60*time.Second, "--ramp: how long the spike lasts (0: no spike)")
+	rampVisibleFor := fs.Duration("ramp-visible-for", 30*time.Second, "--ramp: how long the half-capacity run measuring accepted→visible lasts (0: none)")
+	rampVisibleBound := fs.Duration("ramp-visible-p99", loadtest.DefaultVisibleBound, "--ramp: the accepted→visible p99 half capacity must keep")
+	rampPoll := fs.Duration("ramp-poll", loadtest.DefaultPoll, "--ramp: how often the accepted→visible probe reads GET /orders/{id}")
 	shop := addShopFlags(fs)
 	psp := addPSPFlags(fs)
 	if err := parse(fs, args, getenv); err != nil {
 		return err
 	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if (*target == "") == !*embedded {
 		return errors.New("shop loadtest: give --target URL or --embedded, one of them")
 	}
@@ -62,10 +77,28 @@ func runLoadtest(ctx context.Context, args []string, getenv func(string) string,
 		return fmt.Errorf("--email-quota %v: must not be negative", *quota)
 	}
 	p := loadtest.Profile{Name: *profile, BaseRPS: *baseRPS, SpikeX: *spikeX, SpikeFor: *spikeFor, SpikeAt: *spikeAt, Duration: *duration, Seed: *seed}
-	if err := p.Check(); err != nil {
+	rc := loadtest.RampConfig{Start: *rampStart, Step: *rampStep, Max: *rampMax, StepFor: *rampStepFor, P99Bound: *rampP99, Mix: *rampMix,
+		SpikeX: *rampSpikeX, SpikeFor: *rampSpikeFor, VisibleFor: *rampVisibleFor, VisibleBound: *rampVisibleBound, Poll: *rampPoll}
+	if *ramp {
+		if err := rc.Check(); err != nil {
+			return err
+		}
+		if *embedded && !set["email-rate"] {
+			// The email group is quota-bound on purpose; at the default
+			// quota the final drain would wait on emails for minutes.
+			*shop.emailRate = rampEmailRate
+			fmt.Fprintf(stdout, "--ramp: the embedded shop sends up to %v emails/s (--email-rate to change)\n", rampEmailRate)
+		}
+	} else if err := p.Check(); err != nil {
 		return err
 	}
 	cfg := loadtest.Config{Target: *target, Profile: p, Workers: *workers, DrainTimeout: *drainTimeout, Out: *out, Progress: stderr}
+	runLoad := func(cfg loadtest.Config) (*report.Report, error) {
+		if *ramp {
+			return loadtest.Ramp(ctx, cfg, rc)
+		}
+		return loadtest.Run(ctx, cfg)
+	}
 	if !*embedded {
 		e, err := infrastructure(ctx, brokers, *registryURL, *mongoURI, "--target", *target, "")
 		if err != nil {
@@ -79,7 +112,7 @@ func runLoadtest(ctx context.Context, args []string, getenv func(string) string,
 		if *quota == 0 {
 			cfg.EmailQuota = int(app.DefaultEmailRate)
 		}
-		rep, err := loadtest.Run(ctx, cfg)
+		rep, err := runLoad(cfg)
 		return printVerdict(stdout, rep, err)
 	}
 
@@ -124,9 +157,13 @@ func runLoadtest(ctx context.Context, args []string, getenv func(string) string,
 	cfg.Target = s.URL
 	cfg.Sources = sources(e, "shop", e.MailDir)
 	cfg.EmailQuota = int(*shop.emailRate)
-	rep, err := loadtest.Run(ctx, cfg)
+	rep, err := runLoad(cfg)
 	return printVerdict(stdout, rep, err)
 }
+
+// rampEmailRate is the embedded shop's --email-rate under --ramp unless
+// given.
+const rampEmailRate = 2000
 
 func sources(e devstack.Endpoints, mongoDB, mailDir string) invariants.Sources {
 	return invariants.Sources{Brokers: e.Brokers, RegistryURL: e.RegistryURL, MongoURI: e.MongoURI, MongoDB: mongoDB,
@@ -136,6 +173,9 @@ func sources(e devstack.Endpoints, mongoDB, mailDir string) invariants.Sources {
 // printVerdict prints the verdict of a run: each invariant, the totals, and the
 // run's error (a violated invariant makes the exit code non-zero).
 func printVerdict(w io.Writer, rep *report.Report, err error) error {
+	if rep != nil && rep.Ramp != nil {
+		printRamp(w, rep.Ramp, rep.Machine)
+	}
 	if rep != nil {
 		t := rep.Totals
 		fmt.Fprintf(w, "load: %d requests, %.1f/s achieved: %d ok, %d shed (429), %d refused (4xx), %d errors, %d started late\n",
@@ -154,4 +194,54 @@ func printVerdict(w io.Writer, rep *report.Report, err error) error {
 		}
 	}
 	return err
+}
+
+// printRamp prints the capacity figures of a --ramp run.
+func printRamp(w io.Writer, r *report.Ramp, m report.Machine) {
+	fmt.Fprintf(w, "ramp: %d steps of %v from %v to at most %v orders/s (%s mix, %.1f requests per order), p99 bound %.0f ms\n",
+		len(r.Steps), r.StepFor, r.StartRate, r.Max, r.Mix, r.RequestsPerOrder, r.P99BoundMs)
+	for i, st := range r.Steps {
+		verdict := "holds"
+		if !st.Holds {
+			verdict = "FAILS"
+		}
+		fmt.Fprintf(w, "  step %d: %6.1f orders/s offered, %6.1f accepted, p99 %6.1f ms, %d shed, %d 5xx, %d timeouts: %s\n",
+			i+1, st.Offered, st.AcceptedOrders, st.P99, st.Answers.Shed429+st.Answers.Shed503, st.Answers.Status500+st.Answers.Other5xx, st.Answers.Timeouts, verdict)
+		for _, s := range st.Stages {
+			mark := "ok  "
+			switch {
+			case s.Quota:
+				mark = "quota"
+			case !s.Holds:
+				mark = "FAIL"
+			}
+			backlog := ""
+			if s.BacklogEnd >= 0 {
+				backlog = fmt.Sprintf(" backlog %d → %d", max(s.BacklogStart, 0), s.BacklogEnd)
+			}
+			if s.P99Ms > 0 {
+				backlog += fmt.Sprintf(" p99 %.0f ms", s.P99Ms)
+			}
+			fmt.Fprintf(w, "      %-5s %-34s %9.1f %-10s (asked %9.1f)%s %s\n", mark, s.Name, s.Rate, s.Unit, s.Expected, backlog, s.Reason)
+		}
+	}
+	bn := r.Bottleneck
+	if bn == "" {
+		bn = "none"
+	}
+	fmt.Fprintf(w, "sustainable: %.1f orders/s; stopped by %s; bottleneck: %s (%s) [%d CPUs, shared]\n", r.Sustainable, r.Stopped, bn, r.BottleneckReason, m.CPUs)
+	if sp := r.Spike; sp != nil {
+		a := sp.Answers
+		fmt.Fprintf(w, "spike: %.1f orders/s (%.0f×) for %v: %d sent, %d ok, %d shed 429, %d 503, %d answered 500, %d other 5xx, %d client timeouts, %d transport errors, %d sheds without Retry-After, p99 %.0f ms\n",
+			sp.Offered, sp.X, sp.For, a.Sent, a.OK, a.Shed429, a.Shed503, a.Status500, a.Other5xx, a.Timeouts, a.Transport, a.ShedWithoutRetryAfter, sp.P99)
+		fmt.Fprintf(w, "spike drain: %d orders accepted, %d not done at its end; drained %v in %v, bound 1.2 × %d ÷ %.1f/s = %v: holds %v\n",
+			sp.AcceptedOrders, sp.BacklogOrders, sp.Drained, sp.Drain.Round(time.Millisecond), sp.BacklogOrders, r.Sustainable, sp.Bound.Round(time.Millisecond), sp.BoundHolds)
+	}
+	if v := r.Visible; v != nil {
+		fmt.Fprintf(w, "accepted→visible at %.1f orders/s: %d orders, p50 %.1f ms, p99 %.1f ms, max %.1f ms, %d not seen (poll %.0f ms, bound %.0f ms): holds %v\n",
+			v.Offered, v.Orders, v.P50, v.P99, v.Max, v.NotSeen, v.PollMs, v.BoundMs, v.BoundHolds)
+	}
+	for _, n := range r.Notes {
+		fmt.Fprintf(w, "note: %s\n", n)
+	}
 }

@@ -25,7 +25,7 @@ func drain(ctx context.Context, cfg Config, smp *sampler, orders []string, out *
 	var ordersDone time.Time // when every order was first seen terminal
 	for {
 		var conf, canc int64
-		pending, conf, canc = stillPending(dctx, smp, pending)
+		pending, conf, canc = stillPending(dctx, smp, pending, true)
 		ends.confirmed += conf
 		ends.cancelled += canc
 		if len(pending) == 0 && ordersDone.IsZero() {
@@ -57,8 +57,10 @@ func drain(ctx context.Context, cfg Config, smp *sampler, orders []string, out *
 }
 
 // stillPending reads each order (16 at a time) and returns those not yet
-// terminal, with the number found confirmed and cancelled.
-func stillPending(ctx context.Context, smp *sampler, ids []string) (pending []string, confirmed, cancelled int64) {
+// terminal, with the number found confirmed and cancelled. A confirmed
+// order is terminal once its invoice is emailed, or at once without
+// needEmail.
+func stillPending(ctx context.Context, smp *sampler, ids []string, needEmail bool) (pending []string, confirmed, cancelled int64) {
 	var mu sync.Mutex
 	sem := make(chan struct{}, 16)
 	var wg sync.WaitGroup
@@ -78,7 +80,7 @@ func stillPending(ctx context.Context, smp *sampler, ids []string) (pending []st
 			switch {
 			case err == nil && o.Status == "cancelled":
 				cancelled++
-			case err == nil && o.Status == "confirmed" && o.Invoice != nil && o.Invoice.EmailedAt != nil:
+			case err == nil && o.Status == "confirmed" && (!needEmail || o.Invoice != nil && o.Invoice.EmailedAt != nil):
 				confirmed++
 			default:
 				pending = append(pending, id)

@@ -33,6 +33,10 @@ func drive(ctx context.Context, p Profile, w *world, c *client, workers int, sta
 		})
 	}
 	next := chooser(p.Seed)
+	if p.Mix == MixOrders {
+		all := next
+		next = func(at time.Duration) job { j := all(at); j.action = "order"; return j }
+	}
 	t := time.NewTicker(tick)
 	defer t.Stop()
 	sent := 0

@@ -20,7 +20,16 @@ type Profile struct {
 	SpikeFor time.Duration // BlackFriday: how long it lasts; 0: a third of the run
 	Duration time.Duration
 	Seed     int64
+	// Mix is what the shoppers do: MixShoppers (""), every action in its
+	// proportion, or MixOrders, orders alone.
+	Mix string
 }
+
+// Mixes of requests.
+const (
+	MixShoppers = "shoppers"
+	MixOrders   = "orders"
+)
 
 // Check fills the spike's defaults and names the first bad setting by its
 // flag.

@@ -3,6 +3,7 @@ package loadtest
 import (
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -24,18 +25,43 @@ type Recorder struct {
 type bucket struct {
 	ok, shed, refused, errors int64
 	latencies                 []float64 // ms
+	// The kinds of errors and sheds, counted apart for the ramp's spike.
+	s503, s500, other5xx, timeouts, transport, noRetryAfter int64
 }
 
-func (b *bucket) add(status int, ms float64) {
-	switch {
-	case status/100 == 2:
+// answer is how a request ended: its status (0: no answer), whether the
+// client gave up waiting, whether a shed came with Retry-After.
+type answer struct {
+	status     int
+	timeout    bool
+	retryAfter bool
+}
+
+func (b *bucket) add(a answer, ms float64) {
+	switch st := a.status; {
+	case st/100 == 2:
 		b.ok++
-	case status == 429:
+	case st == 429:
 		b.shed++
-	case status/100 == 4:
+	case st/100 == 4:
 		b.refused++
 	default: // 5xx, or 0: no answer
 		b.errors++
+		switch {
+		case st == 503:
+			b.s503++
+		case st == 500:
+			b.s500++
+		case st >= 500:
+			b.other5xx++
+		case a.timeout:
+			b.timeouts++
+		default:
+			b.transport++
+		}
+	}
+	if (a.status == 429 || a.status == 503) && !a.retryAfter {
+		b.noRetryAfter++
 	}
 	b.latencies = append(b.latencies, ms)
 }
@@ -51,6 +77,10 @@ func NewRecorder(start time.Time) *Recorder {
 // sent at began. Requests sent before the start (the setup) are not part
 // of the load and are not counted.
 func (r *Recorder) Record(route string, began time.Time, took time.Duration, status int) {
+	r.record(route, began, took, answer{status: status, retryAfter: true})
+}
+
+func (r *Recorder) record(route string, began time.Time, took time.Duration, a answer) {
 	if began.Before(r.start) {
 		return
 	}
@@ -67,7 +97,7 @@ func (r *Recorder) Record(route string, began time.Time, took time.Duration, sta
 			b = &bucket{}
 			m[route] = b
 		}
-		b.add(status, ms)
+		b.add(a, ms)
 	}
 }
 
@@ -168,4 +198,60 @@ func percentile(ms []float64, p float64) float64 {
 	slices.Sort(s)
 	i := int(float64(len(s))*p/100+0.5) - 1
 	return s[min(max(i, 0), len(s)-1)]
+}
+
+// window is the answers to the requests sent in seconds [from, to) of
+// the load, summed over the routes: what a ramp step or the spike did.
+type window struct {
+	answers        report.Answers
+	acceptedOrders int64 // POST /orders answered 2xx
+	commands       int64 // every POST answered 2xx
+	commandsSent   int64 // every POST answered, whatever the answer
+	answered       int64
+	all, orders    []float64 // latencies, ms
+}
+
+// Window sums seconds [from, to) over every route.
+func (r *Recorder) Window(from, to int) window {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var w window
+	for sec := max(from, 0); sec < to; sec++ {
+		if sec < len(r.started) {
+			w.answers.Sent += r.started[sec]
+		}
+		if sec >= len(r.seconds) {
+			continue
+		}
+		for route, b := range r.seconds[sec] {
+			a := &w.answers
+			a.OK += b.ok
+			a.Shed429 += b.shed
+			a.Shed503 += b.s503
+			a.Status500 += b.s500
+			a.Other5xx += b.other5xx
+			a.Timeouts += b.timeouts
+			a.Transport += b.transport
+			a.Refused += b.refused
+			a.ShedWithoutRetryAfter += b.noRetryAfter
+			w.answered += b.count()
+			w.all = append(w.all, b.latencies...)
+			if strings.HasPrefix(route, "POST ") {
+				w.commands += b.ok
+				w.commandsSent += b.count()
+			}
+			if route == "POST /orders" {
+				w.acceptedOrders += b.ok
+				w.orders = append(w.orders, b.latencies...)
+			}
+		}
+	}
+	return w
+}
+
+// lateCount is the number of requests started late so far.
+func (r *Recorder) lateCount() int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.late
 }

@@ -72,6 +72,48 @@ func Run(ctx context.Context, cfg Config) (*report.Report, error) {
 	if err := cfg.Profile.Check(); err != nil {
 		return nil, err
 	}
+	s, err := open(ctx, &cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer s.close()
+	rep := s.rep
+	rep.Profile = report.Profile{Name: cfg.Profile.Name, BaseRPS: cfg.Profile.BaseRPS, SpikeX: cfg.Profile.SpikeX,
+		SpikeAt: cfg.Profile.SpikeAt, SpikeFor: cfg.Profile.SpikeFor, Duration: cfg.Profile.Duration, Seed: cfg.Profile.Seed}
+
+	live, stopLive := context.WithCancel(ctx)
+	var liveDone sync.WaitGroup
+	liveDone.Go(func() { s.out.load(live, cfg, s.rec, s.smp, s.start) })
+	drive(ctx, cfg.Profile, s.w, s.c, cfg.Workers, s.start)
+	stopLive()
+	liveDone.Wait()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return s.finish(ctx, time.Since(s.start), int(cfg.Profile.Duration/time.Second), func(sec int) float64 {
+		return cfg.Profile.Rate(time.Duration(sec) * time.Second)
+	})
+}
+
+// session is one run against a shop: its catalogue set up, the recorder
+// counting from start, the sampler watching.
+type session struct {
+	cfg   Config
+	out   *progress
+	rec   *Recorder
+	c     *client
+	w     *world
+	smp   *sampler
+	start time.Time
+	rep   *report.Report
+
+	stopSampling context.CancelFunc
+	sampling     sync.WaitGroup
+}
+
+// open fills cfg's defaults, sets up the catalogue and starts sampling;
+// the load starts at the session's start.
+func open(ctx context.Context, cfg *Config) (*session, error) {
 	if cfg.Catalogue == (Catalogue{}) {
 		cfg.Catalogue = DefaultCatalogue
 	}
@@ -86,52 +128,51 @@ func Run(ctx context.Context, cfg Config) (*report.Report, error) {
 	}
 	cfg.Target = strings.TrimRight(cfg.Target, "/")
 	cfg.Sources.HTTP = cfg.Target
-	out := newProgress(cfg.Progress)
+	s := &session{cfg: *cfg, out: newProgress(cfg.Progress)}
 
-	rec := NewRecorder(time.Now().Add(24 * time.Hour)) // nothing counts until the load starts
-	c := &client{base: cfg.Target, rec: rec, http: &http.Client{
+	s.rec = NewRecorder(time.Now().Add(24 * time.Hour)) // nothing counts until the load starts
+	s.c = &client{base: cfg.Target, rec: s.rec, http: &http.Client{
 		Timeout:   10 * time.Second,
 		Transport: &http.Transport{MaxIdleConns: cfg.Workers, MaxIdleConnsPerHost: cfg.Workers, IdleConnTimeout: time.Minute},
 	}}
-	w := newWorld()
-	out.line("setting up %d products (%d hot, %d in stock each) and %d customers at %s …",
+	s.w = newWorld()
+	s.out.line("setting up %d products (%d hot, %d in stock each) and %d customers at %s …",
 		cfg.Catalogue.Products, cfg.Catalogue.HotProducts, cfg.Catalogue.HotStock, cfg.Catalogue.Customers, cfg.Target)
-	if err := w.setup(ctx, c, cfg.Catalogue, cfg.Profile.Seed); err != nil {
+	if err := s.w.setup(ctx, s.c, cfg.Catalogue, cfg.Profile.Seed); err != nil {
 		return nil, fmt.Errorf("set up the catalogue at %s: %w", cfg.Target, err)
 	}
 
-	rep := &report.Report{Target: cfg.Target, Started: time.Now(), Machine: machine(), EmailQuota: cfg.EmailQuota,
-		Profile: report.Profile{Name: cfg.Profile.Name, BaseRPS: cfg.Profile.BaseRPS, SpikeX: cfg.Profile.SpikeX,
-			SpikeAt: cfg.Profile.SpikeAt, SpikeFor: cfg.Profile.SpikeFor, Duration: cfg.Profile.Duration, Seed: cfg.Profile.Seed}}
-	start := time.Now()
-	rec.start = start
-	hot := w.products[:min(3, len(w.products))]
-	smp, err := newSampler(ctx, c, start, hot, cfg.Sources.Brokers)
+	s.rep = &report.Report{Target: cfg.Target, Started: time.Now(), Machine: machine(), EmailQuota: cfg.EmailQuota}
+	s.start = time.Now()
+	s.rec.start = s.start
+	hot := s.w.products[:min(3, len(s.w.products))]
+	smp, err := newSampler(ctx, s.c, s.start, hot, cfg.Sources.Brokers)
 	if err != nil {
 		return nil, err
 	}
-	sctx, stopSampling := context.WithCancel(ctx)
-	var sampling sync.WaitGroup
-	sampling.Go(func() { smp.run(sctx) })
-	defer func() { stopSampling(); sampling.Wait() }()
+	s.smp = smp
+	sctx, stop := context.WithCancel(ctx)
+	s.stopSampling = stop
+	s.sampling.Go(func() { smp.run(sctx) })
+	return s, nil
+}
 
-	live, stopLive := context.WithCancel(ctx)
-	var liveDone sync.WaitGroup
-	liveDone.Go(func() { out.load(live, cfg, rec, smp, start) })
-	drive(ctx, cfg.Profile, w, c, cfg.Workers, start)
-	stopLive()
-	liveDone.Wait()
-	loadEnd := time.Since(start)
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
+// close stops sampling (finish does it earlier).
+func (s *session) close() {
+	s.stopSampling()
+	s.sampling.Wait()
+}
 
-	acc := w.snapshot()
+// finish drains, checks the invariants, fills and writes the report, and
+// says whether every invariant held. loadEnd is when the load ended,
+// seconds its length, rate the target of each of its seconds.
+func (s *session) finish(ctx context.Context, loadEnd time.Duration, seconds int, rate func(sec int) float64) (*report.Report, error) {
+	cfg, rep, out := s.cfg, s.rep, s.out
+	acc := s.w.snapshot()
 	var ends orderEnds
-	rep.Drain, ends = drain(ctx, cfg, smp, acc.Orders, out)
-	end := time.Since(start)
-	stopSampling()
-	sampling.Wait()
+	rep.Drain, ends = drain(ctx, cfg, s.smp, acc.Orders, out)
+	end := time.Since(s.start)
+	s.close()
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("interrupted during the drain, invariants not checked: %w", err)
 	}
@@ -139,10 +180,8 @@ func Run(ctx context.Context, cfg Config) (*report.Report, error) {
 	out.line("checking invariants I1–I6 …")
 	rep.Invariants = invariants.Check(ctx, cfg.Sources, invariants.Accepted{
 		Customers: acc.Customers, Products: acc.Products, Reviews: acc.Reviews, Orders: acc.Orders, CartAdds: acc.CartAdds})
-	rec.Fill(rep, int(cfg.Profile.Duration/time.Second), func(sec int) float64 {
-		return cfg.Profile.Rate(time.Duration(sec) * time.Second)
-	})
-	smp.fill(rep, int(end/time.Second), mailboxTimes(cfg.Sources.MailDir, start, cfg.Logger))
+	s.rec.Fill(rep, seconds, rate)
+	s.smp.fill(rep, int(end/time.Second), mailboxTimes(cfg.Sources.MailDir, s.start, cfg.Logger))
 	rep.Totals.AchievedRPS = float64(rep.Totals.Requests) / loadEnd.Seconds()
 	rep.Totals.OrdersAccepted = int64(len(acc.Orders))
 	rep.Totals.OrdersConfirmed, rep.Totals.OrdersCancelled = ends.confirmed, ends.cancelled

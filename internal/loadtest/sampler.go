@@ -200,3 +200,22 @@ func (s *sampler) fill(rep *report.Report, end int, received []time.Time) {
 		rep.Stock = append(rep.Stock, report.StockSeries{ProductID: p.id, Title: p.title, Points: s.stock[p.id]})
 	}
 }
+
+// lagMinSince is each group's smallest lag over the samples taken at t
+// seconds since the start or later.
+func (s *sampler) lagMinSince(t float64) map[string]int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]int64{}
+	for _, l := range s.lag {
+		if l.T < t {
+			continue
+		}
+		for g, v := range l.Groups {
+			if old, ok := out[g]; !ok || v < old {
+				out[g] = v
+			}
+		}
+	}
+	return out
+}

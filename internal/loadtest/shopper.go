@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"sync"
 	"time"
@@ -87,6 +89,9 @@ type client struct {
 	base string
 	http *http.Client
 	rec  *Recorder
+	// onAnswer, when set before the load, sees every answer as it comes
+	// (the ramp's accepted→visible probe).
+	onAnswer func(route string, status int, id string)
 }
 
 // result is an answer: its status and the id it created, if any.
@@ -118,7 +123,9 @@ func (c *client) do(ctx context.Context, route, method, path string, body any) r
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		c.rec.Record(route, began, time.Since(began), 0)
+		var ne net.Error
+		timeout := errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
+		c.rec.record(route, began, time.Since(began), answer{timeout: timeout && ctx.Err() == nil})
 		return result{}
 	}
 	defer resp.Body.Close()
@@ -130,7 +137,10 @@ func (c *client) do(ctx context.Context, route, method, path string, body any) r
 	} else {
 		_, _ = io.Copy(io.Discard, resp.Body)
 	}
-	c.rec.Record(route, began, time.Since(began), resp.StatusCode)
+	c.rec.record(route, began, time.Since(began), answer{status: resp.StatusCode, retryAfter: resp.Header.Get("Retry-After") != ""})
+	if c.onAnswer != nil {
+		c.onAnswer(route, resp.StatusCode, out.ID)
+	}
 	return result{status: resp.StatusCode, id: out.ID}
 }
 

@@ -64,15 +64,16 @@ type namedChart struct {
 	Chart chart.Chart
 }
 
-// buildCharts builds the five charts of r, in report order.
+// buildCharts builds the five charts of r, in report order, and those of
+// its ramp if it has one.
 func buildCharts(r *Report) []namedChart {
-	return []namedChart{
+	return append([]namedChart{
 		{File: "throughput.png", Title: "Throughput", Chart: throughputChart(r)},
 		{File: "latency.png", Title: "Latency", Chart: latencyChart(r)},
 		{File: "lag.png", Title: "Consumer lag", Chart: lagChart(r)},
 		{File: "emails.png", Title: "Invoice emails", Chart: emailsChart(r)},
 		{File: "stock.png", Title: "Stock of the hottest products", Chart: stockChart(r)},
-	}
+	}, rampCharts(r)...)
 }
 
 // line is one series of a line chart, before it becomes a go-chart series.

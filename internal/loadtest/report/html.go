@@ -32,6 +32,16 @@ type page struct {
 	Inv      []invRow
 	Routes   []routeRow
 	Charts   []chartView
+	// Capacity and Steps show a ramp (none without one).
+	Capacity []section
+	Steps    []stepRow
+}
+
+// stepRow is one step of a ramp as its table shows it.
+type stepRow struct {
+	N, Offered, Accepted, P50, P99, OrdersP99, Shed, Lost string
+	Holds                                                bool
+	Stages                                               []kv
 }
 
 type verdict struct {
@@ -101,6 +111,9 @@ func renderHTML(w io.Writer, r *Report, charts []htmlChart) error {
 	}
 	for _, c := range charts {
 		p.Charts = append(p.Charts, chartView{Title: c.Title, File: c.File, SVG: template.HTML(c.SVG)})
+	}
+	if r.Ramp != nil {
+		p.Capacity, p.Steps = capacity(r.Ramp)
 	}
 	return pageTemplate.Execute(w, p)
 }
@@ -295,4 +308,88 @@ func dur(d time.Duration) string {
 	default:
 		return d.Round(time.Millisecond).String()
 	}
+}
+
+// capacity is a ramp at a glance: its verdict cards and its steps.
+func capacity(rp *Ramp) ([]section, []stepRow) {
+	bn := rp.Bottleneck
+	if bn == "" {
+		bn = "none"
+	}
+	capCard := section{Title: "Capacity", Rows: []kv{
+		{Key: "sustainable", Value: number(rp.Sustainable) + " orders/s", Class: failIf(rp.Sustainable <= 0)},
+		{Key: "bottleneck", Value: bn},
+		{Key: "why", Value: orDash(rp.BottleneckReason)},
+		{Key: "stopped by", Value: orDash(rp.Stopped)},
+		{Key: "steps", Value: fmt.Sprintf("%d × %s from %s by %s (max %s)", len(rp.Steps), dur(rp.StepFor), number(rp.StartRate), number(rp.Step), number(rp.Max))},
+		{Key: "p99 bound", Value: millis(rp.P99BoundMs) + " ms"},
+		{Key: "mix", Value: fmt.Sprintf("%s (%.1f requests per order)", rp.Mix, rp.RequestsPerOrder)},
+	}}
+	cards := []section{capCard}
+	if sp := rp.Spike; sp != nil {
+		a := sp.Answers
+		cards = append(cards, section{Title: fmt.Sprintf("Spike ×%s", number(sp.X)), Rows: []kv{
+			{Key: "offered", Value: fmt.Sprintf("%s orders/s for %s", number(sp.Offered), dur(sp.For))},
+			{Key: "answered 500", Value: count(a.Status500), Class: okFail(sp.No500)},
+			{Key: "other 5xx", Value: count(a.Other5xx), Class: failIf(a.Other5xx > 0)},
+			{Key: "client timeouts", Value: count(a.Timeouts), Class: failIf(a.Timeouts > 0)},
+			{Key: "shed 429 / 503", Value: count(a.Shed429) + " / " + count(a.Shed503), Class: warnIf(a.Shed429+a.Shed503 > 0)},
+			{Key: "sheds without Retry-After", Value: count(a.ShedWithoutRetryAfter), Class: okFail(sp.Sheds)},
+			{Key: "orders accepted", Value: count(sp.AcceptedOrders)},
+			{Key: "not done at its end", Value: count(sp.BacklogOrders)},
+			{Key: "drain", Value: dur(sp.Drain), Class: okFail(sp.BoundHolds)},
+			{Key: "bound 1.2 × backlog ÷ capacity", Value: dur(sp.Bound)},
+		}})
+	}
+	if v := rp.Visible; v != nil {
+		cards = append(cards, section{Title: "Accepted → visible", Rows: []kv{
+			{Key: "offered", Value: fmt.Sprintf("%s orders/s for %s", number(v.Offered), dur(v.For))},
+			{Key: "orders probed", Value: count(v.Orders)},
+			{Key: "p50", Value: millis(v.P50) + " ms"},
+			{Key: "p99", Value: millis(v.P99) + " ms", Class: okFail(v.BoundHolds)},
+			{Key: "max", Value: millis(v.Max) + " ms"},
+			{Key: "never seen", Value: count(v.NotSeen), Class: failIf(v.NotSeen > 0)},
+			{Key: "bound", Value: millis(v.BoundMs) + " ms (poll " + millis(v.PollMs) + " ms)"},
+		}})
+	}
+	if len(rp.Notes) > 0 {
+		notes := section{Title: "Notes"}
+		for _, n := range rp.Notes {
+			notes.Rows = append(notes.Rows, kv{Key: "note", Value: n})
+		}
+		cards = append(cards, notes)
+	}
+	var rows []stepRow
+	for i, st := range rp.Steps {
+		a := st.Answers
+		row := stepRow{N: strconv.Itoa(i + 1), Offered: number(st.Offered), Accepted: strconv.FormatFloat(st.AcceptedOrders, 'f', 1, 64),
+			P50: millis(st.P50), P99: millis(st.P99), OrdersP99: millis(st.OrdersP99), Holds: st.Holds,
+			Shed: count(a.Shed429 + a.Shed503), Lost: count(a.Status500 + a.Other5xx + a.Timeouts + a.Transport)}
+		for _, s := range st.Stages {
+			class := ""
+			switch {
+			case s.Quota:
+				class = "warn"
+			case !s.Holds:
+				class = "fail"
+			}
+			val := fmt.Sprintf("%.1f %s", s.Rate, s.Unit)
+			if s.BacklogEnd >= 0 {
+				val += fmt.Sprintf(", backlog %d → %d", max(s.BacklogStart, 0), s.BacklogEnd)
+			}
+			if s.Reason != "" && (!s.Holds || s.Quota) {
+				val += ": " + s.Reason
+			}
+			row.Stages = append(row.Stages, kv{Key: strings.TrimPrefix(s.Name, "shop."), Value: val, Class: class})
+		}
+		rows = append(rows, row)
+	}
+	return cards, rows
+}
+
+func okFail(ok bool) string {
+	if ok {
+		return "ok"
+	}
+	return "fail"
 }

@@ -31,6 +31,9 @@ type Report struct {
 
 	Drain      Drain       `json:"drain"`
 	Invariants []Invariant `json:"invariants"`
+
+	// Ramp is the capacity search of `shop loadtest --ramp`; nil otherwise.
+	Ramp *Ramp `json:"ramp,omitempty"`
 }
 
 // Profile is the load asked for.
