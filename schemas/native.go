@@ -6,8 +6,9 @@ import (
 	"time"
 )
 
-// The Go events and goavro's generic ("native") values are converted into
-// each other field by field, by the `avro` tags. Supported Go field types:
+// The generic path (see doc.go; the typed path, typed.go, needs none of
+// this): the Go events and goavro's generic ("native") values are converted
+// into each other field by field, by the `avro` tags. Supported Go field types:
 // string, bool, int32, int64, float64, []byte, time.Time (timestamp-millis),
 // nested structs (records), slices (arrays), and pointers to a primitive
 // (a ["null", T] union). Anything else is a programming error reported at

@@ -82,20 +82,27 @@ func (v *Version) Encode(prefix []byte, ev Event) ([]byte, error) {
 		return v.Codec.BinaryFromNative(out, native)
 	}
 	w := writerPool.Get().(*avro.Writer)
-	defer writerPool.Put(w)
+	defer putWriter(w)
 	w.Reset(nil)
 	w.Error = nil
 	_, _ = w.Write(prefix)
 	w.WriteVal(v.typed, ev)
 	if w.Error != nil {
-		err := w.Error
-		w.Error = nil
-		return nil, fmt.Errorf("encode %s: %w", v.Type.Name, err)
+		return nil, fmt.Errorf("encode %s: %w", v.Type.Name, w.Error)
 	}
 	buf := w.Buffer()
 	out := make([]byte, len(buf))
 	copy(out, buf)
 	return out, nil
+}
+
+// putWriter returns a writer to the pool, unless one huge event grew its
+// buffer: the pool would keep that memory for good.
+func putWriter(w *avro.Writer) {
+	w.Error = nil
+	if cap(w.Buffer()) <= 64<<10 {
+		writerPool.Put(w)
+	}
 }
 
 // Encode writes ev with the current version of its type (Version.Encode),
