@@ -133,11 +133,101 @@ func TestLoadtestFlagErrors(t *testing.T) {
 		{[]string{"loadtest", "--embedded", "--duration", "10s", "--spike-for", "20s"}, "--spike-for"},
 		{[]string{"loadtest", "--embedded", "--workers", "0"}, "--workers"},
 		{[]string{"loadtest", "--embedded", "--psp-failure-rate", "2"}, "--psp-failure-rate"},
+		{[]string{"loadtest", "--embedded", "--ramp", "--ramp-start", "0"}, "--ramp-start"},
+		{[]string{"loadtest", "--embedded", "--ramp", "--ramp-max", "1"}, "--ramp-max"},
+		{[]string{"loadtest", "--embedded", "--ramp", "--ramp-mix", "browse"}, "--ramp-mix"},
+		{[]string{"loadtest", "--embedded", "--ramp", "--ramp-step-for", "10ms"}, "--ramp-step-for"},
 	} {
 		var out bytes.Buffer
 		err := run(t.Context(), c.args, func(string) string { return "" }, &out, &out)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%v: %v, want an error naming %s", c.args, err, c.want)
 		}
+	}
+}
+
+// `shop loadtest --ramp --embedded`, short: small steps of seconds, a
+// spike of seconds, a few seconds at half capacity. The report has the
+// sustainable rate, a bottleneck, the plots against offered load, and a
+// spike without a single 500; every invariant holds. SHOP_TEST_SLOW=1
+// runs it at full length instead (10 s steps, a 60 s spike).
+func TestLoadtestRamp(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: skips building and running the shop binary")
+	}
+	bin := buildShop(t)
+	out := t.TempDir()
+	args := []string{"loadtest", "--embedded", "--ramp", "--ramp-start", "2", "--ramp-step", "3", "--ramp-max", "8", "--ramp-step-for", "3s",
+		"--ramp-spike-for", "3s", "--ramp-visible-for", "3s", "--drain-timeout", "2m", "--out", out}
+	if os.Getenv("SHOP_TEST_SLOW") == "1" {
+		args = []string{"loadtest", "--embedded", "--ramp", "--ramp-start", "5", "--ramp-step", "5", "--ramp-max", "200", "--ramp-step-for", "10s",
+			"--ramp-spike-for", "60s", "--ramp-visible-for", "30s", "--drain-timeout", "5m", "--out", out}
+	}
+	if b := os.Getenv(kafkatest.EnvBrokers); b != "" {
+		args = append(args, "--kafka-brokers", b)
+		forgetProjections(t, strings.Split(b, ","))
+	}
+	cmd := exec.Command(bin, args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	t.Logf("stdout:\n%s", stdout.String())
+	if err != nil {
+		t.Fatalf("shop loadtest --ramp: %v\nstderr (tail):\n%s", err, tail(stderr.String(), 40))
+	}
+	for _, want := range []string{"sustainable: ", "bottleneck: ", "spike: ", "spike drain: ", "accepted→visible at "} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("stdout lacks %q", want)
+		}
+	}
+	if !strings.Contains(stderr.String(), "[step 1 ") {
+		t.Errorf("no live line of step 1 in stderr:\n%s", tail(stderr.String(), 30))
+	}
+	b, err := os.ReadFile(filepath.Join(out, "report.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep report.Report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if !rep.Holds() || !rep.Drain.Drained || rep.Totals.OrdersConfirmed+rep.Totals.OrdersCancelled != rep.Totals.OrdersAccepted {
+		t.Fatalf("report: holds %v, drained %v, totals %+v", rep.Holds(), rep.Drain.Drained, rep.Totals)
+	}
+	rp := rep.Ramp
+	if rp == nil {
+		t.Fatal("report.json has no ramp")
+	}
+	if rp.Sustainable <= 0 || rp.Bottleneck == "" || rp.Stopped == "" || len(rp.Steps) == 0 {
+		t.Fatalf("ramp: sustainable %v, bottleneck %q (%s), stopped %q, %d steps", rp.Sustainable, rp.Bottleneck, rp.BottleneckReason, rp.Stopped, len(rp.Steps))
+	}
+	for _, st := range rp.Steps {
+		if len(st.Stages) < 5 { // loadgen, postgres, gateway, relay and the groups
+			t.Errorf("step at %v orders/s: stages %+v", st.Offered, st.Stages)
+		}
+	}
+	sp := rp.Spike
+	if sp == nil || sp.Answers.Status500 != 0 || !sp.No500 || sp.AcceptedOrders == 0 || !sp.Drained || sp.Bound <= 0 && sp.BacklogOrders > 0 {
+		t.Fatalf("spike: %+v", sp)
+	}
+	if sp.Offered != rp.Sustainable*5 {
+		t.Errorf("spike at %v orders/s, want 5 × %v", sp.Offered, rp.Sustainable)
+	}
+	if v := rp.Visible; v == nil || v.Seen == 0 || v.Offered != rp.Sustainable/2 {
+		t.Fatalf("accepted→visible: %+v", v)
+	}
+	for _, name := range []string{report.RampThroughputFile, report.RampStagesFile, report.RampLatencyFile} {
+		f, err := os.Open(filepath.Join(out, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := png.Decode(f); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+		f.Close()
+	}
+	html, err := os.ReadFile(filepath.Join(out, "report.html"))
+	if err != nil || strings.Count(string(html), "<svg") != 8 || !strings.Contains(string(html), `id="capacity"`) {
+		t.Fatalf("report.html: %v, %d charts", err, strings.Count(string(html), "<svg"))
 	}
 }

@@ -279,4 +279,3 @@ func requestsPerOrder(mix string) float64 {
 	}
 	return float64(total) / float64(orders)
 }
-

@@ -25,7 +25,7 @@ type stageSnap struct {
 	// counts 0), lag, and the end offsets of the partitions the group reads.
 	committed, lag, intake map[string]int64
 	// ends: the end offset of each topic, summed over its partitions.
-	ends map[string]int64
+	ends  map[string]int64
 	lagOK bool
 	// backlog is shop_outbox_backlog (-1: unknown).
 	backlog int64

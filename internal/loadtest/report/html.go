@@ -40,8 +40,8 @@ type page struct {
 // stepRow is one step of a ramp as its table shows it.
 type stepRow struct {
 	N, Offered, Accepted, P50, P99, OrdersP99, Shed, Lost string
-	Holds                                                bool
-	Stages                                               []kv
+	Holds                                                 bool
+	Stages                                                []kv
 }
 
 type verdict struct {
