@@ -51,6 +51,7 @@ func runLoadtest(ctx context.Context, args []string, getenv func(string) string,
 	rampMix := fs.String("ramp-mix", loadtest.MixShoppers, "--ramp: shoppers (every action in proportion, orders at the offered rate) or orders (POST /orders alone)")
 	rampSpikeX := fs.Float64("ramp-spike-x", loadtest.DefaultRampSpikeX, "--ramp: the spike offers this times the sustainable rate")
 	rampSpikeFor := fs.Duration("ramp-spike-for", 60*time.Second, "--ramp: how long the spike lasts (0: no spike)")
+	rampSpikeWorkers := fs.Int("ramp-spike-workers", 0, "--ramp: requests in flight at most during the spike (0: --workers); an open-loop spike needs its rate × its latency")
 	rampVisibleFor := fs.Duration("ramp-visible-for", 30*time.Second, "--ramp: how long the half-capacity run measuring accepted→visible lasts (0: none)")
 	rampVisibleBound := fs.Duration("ramp-visible-p99", loadtest.DefaultVisibleBound, "--ramp: the accepted→visible p99 half capacity must keep")
 	rampPoll := fs.Duration("ramp-poll", loadtest.DefaultPoll, "--ramp: how often the accepted→visible probe reads GET /orders/{id}")
@@ -78,7 +79,7 @@ func runLoadtest(ctx context.Context, args []string, getenv func(string) string,
 	}
 	p := loadtest.Profile{Name: *profile, BaseRPS: *baseRPS, SpikeX: *spikeX, SpikeFor: *spikeFor, SpikeAt: *spikeAt, Duration: *duration, Seed: *seed}
 	rc := loadtest.RampConfig{Start: *rampStart, Step: *rampStep, Max: *rampMax, StepFor: *rampStepFor, P99Bound: *rampP99, Mix: *rampMix,
-		SpikeX: *rampSpikeX, SpikeFor: *rampSpikeFor, VisibleFor: *rampVisibleFor, VisibleBound: *rampVisibleBound, Poll: *rampPoll}
+		SpikeX: *rampSpikeX, SpikeFor: *rampSpikeFor, SpikeWorkers: *rampSpikeWorkers, VisibleFor: *rampVisibleFor, VisibleBound: *rampVisibleBound, Poll: *rampPoll}
 	if *ramp {
 		if err := rc.Check(); err != nil {
 			return err
@@ -232,8 +233,8 @@ func printRamp(w io.Writer, r *report.Ramp, m report.Machine) {
 	fmt.Fprintf(w, "sustainable: %.1f orders/s; stopped by %s; bottleneck: %s (%s) [%d CPUs, shared]\n", r.Sustainable, r.Stopped, bn, r.BottleneckReason, m.CPUs)
 	if sp := r.Spike; sp != nil {
 		a := sp.Answers
-		fmt.Fprintf(w, "spike: %.1f orders/s (%.0f×) for %v: %d sent, %d ok, %d shed 429, %d 503, %d answered 500, %d other 5xx, %d client timeouts, %d transport errors, %d sheds without Retry-After, p99 %.0f ms\n",
-			sp.Offered, sp.X, sp.For, a.Sent, a.OK, a.Shed429, a.Shed503, a.Status500, a.Other5xx, a.Timeouts, a.Transport, a.ShedWithoutRetryAfter, sp.P99)
+		fmt.Fprintf(w, "spike: %.1f orders/s (%.0f×) for %v, all requests started in %v with %d in flight at most: %d sent, %d ok, %d shed 429, %d 503, %d answered 500, %d other 5xx, %d client timeouts, %d transport errors, %d sheds without Retry-After, %d started late, p99 %.0f ms\n",
+			sp.Offered, sp.X, sp.For, sp.Took.Round(time.Millisecond), sp.Workers, a.Sent, a.OK, a.Shed429, a.Shed503, a.Status500, a.Other5xx, a.Timeouts, a.Transport, a.ShedWithoutRetryAfter, a.Late, sp.P99)
 		fmt.Fprintf(w, "spike drain: %d orders accepted, %d not done at its end; drained %v in %v, bound 1.2 × %d ÷ %.1f/s = %v: holds %v\n",
 			sp.AcceptedOrders, sp.BacklogOrders, sp.Drained, sp.Drain.Round(time.Millisecond), sp.BacklogOrders, r.Sustainable, sp.Bound.Round(time.Millisecond), sp.BoundHolds)
 	}

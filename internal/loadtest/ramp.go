@@ -25,7 +25,10 @@ type RampConfig struct {
 	Mix              string // MixShoppers or MixOrders
 	SpikeX           float64
 	SpikeFor         time.Duration // 0: no spike
-	VisibleFor       time.Duration // 0: no accepted→visible run
+	// SpikeWorkers bound the spike's requests in flight (0: Config.Workers):
+	// an open-loop spike needs rate × latency of them.
+	SpikeWorkers int
+	VisibleFor   time.Duration // 0: no accepted→visible run
 	// VisibleBound is the accepted→visible p99 the half-capacity run must
 	// keep (25 ms by default).
 	VisibleBound time.Duration
@@ -77,6 +80,8 @@ func (rc *RampConfig) Check() error {
 		return fmt.Errorf("--ramp-spike-x %v: must be at least 1", rc.SpikeX)
 	case rc.SpikeFor < 0:
 		return fmt.Errorf("--ramp-spike-for %v: must not be negative", rc.SpikeFor)
+	case rc.SpikeWorkers < 0:
+		return fmt.Errorf("--ramp-spike-workers %d: must not be negative", rc.SpikeWorkers)
 	case rc.VisibleFor < 0:
 		return fmt.Errorf("--ramp-visible-for %v: must not be negative", rc.VisibleFor)
 	}
@@ -220,15 +225,18 @@ func Ramp(ctx context.Context, cfg Config, rc RampConfig) (*report.Report, error
 }
 
 // run drives one phase of ordersPerSec for d from the next whole second
-// of the load, and returns its seconds and the stage snapshots around it.
-func (r *rampRun) run(ctx context.Context, name string, ordersPerSec float64, d time.Duration) (from, to int, a, b stageSnap, err error) {
+// of the load with workers requests in flight at most, and returns its
+// seconds [from, to), the second its last request started by (last ≥ to
+// when the generator fell behind and started some late) and the stage
+// snapshots around it.
+func (r *rampRun) run(ctx context.Context, name string, ordersPerSec float64, d time.Duration, workers int) (from, to, last int, a, b stageSnap, err error) {
 	d = d.Truncate(time.Second)
 	// Start on a whole second, so the recorder's seconds are the phase's.
 	since := time.Since(r.start)
 	from = int((since + time.Second - 1) / time.Second)
 	select {
 	case <-ctx.Done():
-		return 0, 0, a, b, ctx.Err()
+		return 0, 0, 0, a, b, ctx.Err()
 	case <-time.After(time.Duration(from)*time.Second - since):
 	}
 	to = from + int(d/time.Second)
@@ -240,22 +248,23 @@ func (r *rampRun) run(ctx context.Context, name string, ordersPerSec float64, d 
 	prof := Profile{Name: Steady, BaseRPS: p.rps, Duration: d, Seed: r.seed, Mix: r.rc.Mix}
 	a = r.smp.snapshot(ctx)
 	r.cur.Store(p)
-	drive(ctx, prof, r.w, r.c, r.cfg.Workers, r.start.Add(time.Duration(from)*time.Second))
+	drive(ctx, prof, r.w, r.c, workers, r.start.Add(time.Duration(from)*time.Second))
 	r.cur.Store(nil)
+	last = max(to, int((time.Since(r.start)+time.Second-1)/time.Second))
 	b = r.smp.snapshot(ctx)
-	return from, to, a, b, ctx.Err()
+	return from, to, last, a, b, ctx.Err()
 }
 
 // step runs step k at rate orders/s and measures it.
 func (r *rampRun) step(ctx context.Context, k int, rate float64) (report.RampStep, error) {
 	late := r.rec.lateCount()
-	from, to, a, b, err := r.run(ctx, fmt.Sprintf("step %d", k), rate, r.rc.StepFor)
+	from, to, last, a, b, err := r.run(ctx, fmt.Sprintf("step %d", k), rate, r.rc.StepFor, r.cfg.Workers)
 	if err != nil {
 		return report.RampStep{}, err
 	}
 	secs := float64(to - from)
 	st := measureStep(stepInput{
-		offered: rate, offeredRPS: rate * r.rpo, secs: secs, win: r.rec.Window(from, to), late: r.rec.lateCount() - late,
+		offered: rate, offeredRPS: rate * r.rpo, secs: secs, win: r.rec.Window(from, last), late: r.rec.lateCount() - late,
 		from: a, to: b, tail: r.smp.lagMinSince(float64(from) + secs*2/3), p99BoundMs: ms(r.rc.P99Bound),
 	})
 	st.From, st.To = float64(from), float64(to)
@@ -299,15 +308,21 @@ func (r *rampRun) settle(ctx context.Context) error {
 func (r *rampRun) spike(ctx context.Context, sustainable float64) (*report.Spike, error) {
 	rate := sustainable * r.rc.SpikeX
 	r.out.line("spike: %s orders/s (%s× %s) for %v …", num(rate), num(r.rc.SpikeX), num(sustainable), r.rc.SpikeFor)
-	before := len(r.w.snapshot().Orders)
-	from, to, _, b, err := r.run(ctx, "spike", rate, r.rc.SpikeFor)
+	before, late := len(r.w.snapshot().Orders), r.rec.lateCount()
+	workers := r.cfg.Workers
+	if r.rc.SpikeWorkers > 0 {
+		workers = r.rc.SpikeWorkers
+	}
+	from, to, last, _, b, err := r.run(ctx, "spike", rate, r.rc.SpikeFor, workers)
 	if err != nil {
 		return nil, err
 	}
 	ended := time.Now()
-	win := r.rec.Window(from, to)
+	win := r.rec.Window(from, last) // the requests started late belong to the spike too
+	win.answers.Late = r.rec.lateCount() - late
 	orders := r.w.snapshot().Orders[before:]
-	sp := &report.Spike{X: r.rc.SpikeX, Offered: rate, For: time.Duration(to-from) * time.Second, Answers: win.answers,
+	sp := &report.Spike{X: r.rc.SpikeX, Offered: rate, For: time.Duration(to-from) * time.Second, Took: ended.Sub(r.start.Add(time.Duration(from) * time.Second)),
+		Workers: workers, Answers: win.answers,
 		P99: percentile(win.all, 99), AcceptedOrders: int64(len(orders)), BacklogRecords: b.lag,
 		No500: win.answers.Status500 == 0, Sheds: win.answers.ShedWithoutRetryAfter == 0}
 
@@ -363,7 +378,7 @@ func (r *rampRun) spike(ctx context.Context, sustainable float64) (*report.Spike
 func (r *rampRun) visible(ctx context.Context, rate float64) (*report.Visibility, error) {
 	r.out.line("half capacity: %s orders/s for %v, probing accepted→visible every %v …", num(rate), r.rc.VisibleFor, r.rc.Poll)
 	r.probing.Store(true)
-	from, to, _, _, err := r.run(ctx, "half capacity", rate, r.rc.VisibleFor)
+	from, to, last, _, _, err := r.run(ctx, "half capacity", rate, r.rc.VisibleFor, r.cfg.Workers)
 	r.probing.Store(false)
 	r.probes.Wait()
 	if err != nil {
@@ -372,7 +387,7 @@ func (r *rampRun) visible(ctx context.Context, rate float64) (*report.Visibility
 	r.probeMu.Lock()
 	seen, notSeen := r.seen, r.notSeen
 	r.probeMu.Unlock()
-	v := &report.Visibility{Offered: rate, For: time.Duration(to-from) * time.Second, Answers: r.rec.Window(from, to).answers,
+	v := &report.Visibility{Offered: rate, For: time.Duration(to-from) * time.Second, Answers: r.rec.Window(from, last).answers,
 		Seen: int64(len(seen)), NotSeen: notSeen, P50: percentile(seen, 50), P99: percentile(seen, 99), Max: percentile(seen, 100),
 		PollMs: ms(r.rc.Poll), BoundMs: ms(r.rc.VisibleBound)}
 	v.Orders = v.Seen + v.NotSeen

@@ -85,6 +85,7 @@ type line struct {
 	width float64   // 0: 2; whole pixels, as the SVG renderer truncates widths
 	dash  []float64 // nil: solid
 	fill  bool      // fill the area under the line (translucent)
+	dots  bool      // mark every point (a ramp's steps)
 	// ref lines are horizontal reference lines at ys[0]; they span the x
 	// range of the data lines and do not count as data.
 	ref bool
@@ -306,7 +307,7 @@ func buildLineChart(spec lineSpec) chart.Chart {
 		if l.fill {
 			style.FillColor = l.color.WithAlpha(48)
 		}
-		if len(xs) == 1 {
+		if len(xs) == 1 || l.dots && !l.ref {
 			style.DotWidth = 3
 			style.DotColor = l.color
 		}

@@ -330,6 +330,8 @@ func capacity(rp *Ramp) ([]section, []stepRow) {
 		a := sp.Answers
 		cards = append(cards, section{Title: fmt.Sprintf("Spike ×%s", number(sp.X)), Rows: []kv{
 			{Key: "offered", Value: fmt.Sprintf("%s orders/s for %s", number(sp.Offered), dur(sp.For))},
+			{Key: "requests started within", Value: fmt.Sprintf("%s (%d in flight at most)", dur(sp.Took), sp.Workers)},
+			{Key: "started late (generator behind)", Value: share(a.Late, a.Sent), Class: warnIf(a.Late > 0)},
 			{Key: "answered 500", Value: count(a.Status500), Class: okFail(sp.No500)},
 			{Key: "other 5xx", Value: count(a.Other5xx), Class: failIf(a.Other5xx > 0)},
 			{Key: "client timeouts", Value: count(a.Timeouts), Class: failIf(a.Timeouts > 0)},

@@ -27,12 +27,16 @@ type Ramp struct {
 	// Sustainable is the highest offered orders/s whose step held (0: not
 	// even the first one did).
 	Sustainable float64 `json:"sustainable_orders_per_s"`
-	// Stopped says why the ramp ended: "p99", "lag", "rate", "max" (the
-	// last step held at --ramp-max), or "interrupted".
+	// Stopped says why the ramp ended: "p99" (the gateway or PostgreSQL
+	// over the bound), "lag" (the relay or a consumer group behind),
+	// "shed" (the gateway shed, failed or timed out on over 1 % of its
+	// answers), "loadgen" (the generator itself fell behind), or "max"
+	// (every step held up to --ramp-max).
 	Stopped string `json:"stopped"`
-	// Bottleneck names the stage that gave way first ("" when the ramp
-	// reached its maximum): loadgen, gateway, postgres, relay, or a
-	// consumer group; BottleneckReason says what it did.
+	// Bottleneck names the stage that gave way first: loadgen, postgres,
+	// gateway, relay, or a consumer group; BottleneckReason says what it
+	// did. When every step held (Stopped "max") it is the stage nearest
+	// its limit at the last step.
 	Bottleneck       string `json:"bottleneck"`
 	BottleneckReason string `json:"bottleneck_reason"`
 
@@ -121,8 +125,15 @@ type Spike struct {
 	X       float64       `json:"x"`
 	Offered float64       `json:"offered_orders_per_s"`
 	For     time.Duration `json:"for"`
-	Answers Answers       `json:"answers"`
-	P99     float64       `json:"p99_ms"`
+	// Took is how long it took to start every request the spike asked
+	// for: more than For when the generator fell behind (Answers.Late),
+	// Workers (its requests in flight at most) all waiting on the shop.
+	Took    time.Duration `json:"took"`
+	Workers int           `json:"workers"`
+	// Answers are those of every request the spike asked for, late ones
+	// included.
+	Answers Answers `json:"answers"`
+	P99     float64 `json:"p99_ms"`
 	// AcceptedOrders were answered 2xx during the spike.
 	AcceptedOrders int64 `json:"accepted_orders"`
 	// BacklogOrders is how many of them were not yet done (confirmed or

@@ -50,7 +50,7 @@ func rampThroughputChart(rp *Ramp) chart.Chart {
 		title += fmt.Sprintf(" (sustainable %s orders/s)", number(rp.Sustainable))
 	}
 	return buildLineChart(lineSpec{title: title, xName: "offered orders/s", yName: "per second",
-		lines: []line{accepted, shed, lost, offered}})
+		lines: dotted(accepted, shed, lost, offered)})
 }
 
 // rampStagesChart: each stage's own rate at each step (commands/s,
@@ -82,7 +82,7 @@ func rampStagesChart(rp *Ramp) chart.Chart {
 			lines[i].name += " " + unitOf(rp, n)
 		}
 	}
-	return buildLineChart(lineSpec{title: "Each stage's own rate against offered load", xName: "offered orders/s", yName: "per second", lines: lines})
+	return buildLineChart(lineSpec{title: "Each stage's own rate against offered load", xName: "offered orders/s", yName: "per second", lines: dotted(lines...)})
 }
 
 func unitOf(rp *Ramp, name string) string {
@@ -109,9 +109,17 @@ func rampLatencyChart(rp *Ramp) chart.Chart {
 		p99.add(st.Offered, st.P99)
 		orders.add(st.Offered, st.OrdersP99)
 	}
-	lines := []line{p50, p95, p99, orders}
+	lines := dotted(p50, p95, p99, orders)
 	if rp.P99BoundMs > 0 {
 		lines = append(lines, line{name: fmt.Sprintf("p99 bound (%s ms)", number(rp.P99BoundMs)), ys: []float64{rp.P99BoundMs}, color: colorRed, width: 2, ref: true})
 	}
 	return buildLineChart(lineSpec{title: "Latency against offered load", xName: "offered orders/s", yName: "ms", lines: lines})
+}
+
+// dotted marks every step on lines.
+func dotted(lines ...line) []line {
+	for i := range lines {
+		lines[i].dots = true
+	}
+	return lines
 }
