@@ -56,6 +56,12 @@ type stepInput struct {
 // verdict, and says whether the step held.
 func measureStep(in stepInput) report.RampStep {
 	secs := math.Max(in.secs, 1e-3)
+	// The stages' counters are read before and after the step: their
+	// rates are over the time between the two readings.
+	snapSecs := secs
+	if d := in.to.at.Sub(in.from.at).Seconds(); !in.from.at.IsZero() && d > 0 {
+		snapSecs = d
+	}
 	w := in.win
 	st := report.RampStep{
 		Offered: in.offered, OfferedRPS: in.offeredRPS, Answers: w.answers,
@@ -80,7 +86,7 @@ func measureStep(in stepInput) report.RampStep {
 	pg := report.Stage{Name: StagePostgres, Unit: "commands/s", BacklogStart: -1, BacklogEnd: -1, Holds: true,
 		Expected: float64(w.commandsSent) / secs}
 	if h := in.to.commands.since(in.from.commands); h.count > 0 {
-		pg.Rate = h.count / secs
+		pg.Rate = h.count / snapSecs
 		pg.P99Ms = h.quantile(0.99) * 1000
 		if pg.P99Ms > in.p99BoundMs {
 			pg.Holds, pg.Reason = false, fmt.Sprintf("commands took %.0f ms at p99 inside the shop (bound %.0f ms)", pg.P99Ms, in.p99BoundMs)
@@ -110,15 +116,15 @@ func measureStep(in stepInput) report.RampStep {
 		for topic, end := range in.to.ends {
 			published += end - in.from.ends[topic]
 		}
-		relay.Rate = float64(published) / secs
+		relay.Rate = float64(published) / snapSecs
 	}
 	relay.Expected = relay.Rate
 	if in.from.backlog >= 0 && in.to.backlog >= 0 {
-		relay.Expected += float64(in.to.backlog-in.from.backlog) / secs
+		relay.Expected += float64(in.to.backlog-in.from.backlog) / snapSecs
 		if slack := slack(relay.Expected); float64(in.to.backlog) > slack && in.to.backlog > in.from.backlog {
 			relay.Holds = false
 			relay.Reason = fmt.Sprintf("outbox backlog grew from %d to %d rows: the relay publishes less than PostgreSQL commits", in.from.backlog, in.to.backlog)
-			relay.Severity = float64(in.to.backlog-in.from.backlog) / secs / math.Max(relay.Expected, 1)
+			relay.Severity = float64(in.to.backlog-in.from.backlog) / snapSecs / math.Max(relay.Expected, 1)
 		}
 	} else {
 		relay.Reason = "no shop_outbox_backlog in GET /metrics: judged by nothing"
@@ -127,7 +133,7 @@ func measureStep(in stepInput) report.RampStep {
 	st.Stages = []report.Stage{gen, pg, gw, relay}
 	if in.from.lagOK && in.to.lagOK {
 		for _, g := range slices.Sorted(maps.Keys(in.to.committed)) {
-			st.Stages = append(st.Stages, groupStage(g, in, secs))
+			st.Stages = append(st.Stages, groupStage(g, in, snapSecs))
 		}
 	}
 	st.Holds = true
