@@ -172,15 +172,10 @@ func TestSoftAndHardDelete(t *testing.T) {
 	want(t, call(t, s, "GET", "/subjects/d-value/versions/1", nil), 404, 40402)
 	want(t, call(t, s, "GET", "/subjects/d-value/versions/1?deleted=true", nil), 200, 0)
 	want(t, call(t, s, "GET", "/schemas/ids/"+itoa(id1), nil), 200, 0)
-	var versions []int
-	call(t, s, "GET", "/subjects/d-value/versions", nil).decode(t, &versions)
-	if !reflect.DeepEqual(versions, []int{2}) {
-		t.Errorf("live versions %v", versions)
-	}
-	call(t, s, "GET", "/subjects/d-value/versions?deleted=true", nil).decode(t, &versions)
-	if !reflect.DeepEqual(versions, []int{1, 2}) {
-		t.Errorf("versions with deleted %v", versions)
-	}
+	wantLists(t, s, map[string][]int{
+		"/subjects/d-value/versions":              {2},
+		"/subjects/d-value/versions?deleted=true": {1, 2},
+	})
 
 	// The whole subject.
 	r = call(t, s, "DELETE", "/subjects/d-value", nil)
@@ -193,24 +188,16 @@ func TestSoftAndHardDelete(t *testing.T) {
 	want(t, call(t, s, "GET", "/subjects/d-value/versions", nil), 404, 40401)
 	want(t, call(t, s, "GET", "/subjects/d-value/versions/latest", nil), 404, 40401)
 	want(t, call(t, s, "GET", "/schemas/ids/"+itoa(id2), nil), 200, 0)
-	var subjects []string
-	call(t, s, "GET", "/subjects", nil).decode(t, &subjects)
-	if len(subjects) != 0 {
-		t.Errorf("subjects %v after a soft delete", subjects)
-	}
-	call(t, s, "GET", "/subjects?deleted=true", nil).decode(t, &subjects)
-	if !reflect.DeepEqual(subjects, []string{"d-value"}) {
-		t.Errorf("subjects with deleted %v", subjects)
-	}
+	wantLists(t, s, map[string][]string{
+		"/subjects":              {}, // none live after a soft delete
+		"/subjects?deleted=true": {"d-value"},
+	})
 
 	// Reviving v2's schema: a new version (3), v2's id.
 	if got := register(t, s, "d-value", record(fA, fBDefault)); got != id2 {
 		t.Errorf("revived schema: id %d, want %d", got, id2)
 	}
-	call(t, s, "GET", "/subjects/d-value/versions", nil).decode(t, &versions)
-	if !reflect.DeepEqual(versions, []int{3}) {
-		t.Errorf("versions after revival %v, want [3]", versions)
-	}
+	wantLists(t, s, map[string][]int{"/subjects/d-value/versions": {3}})
 
 	// Hard delete of version 1 (soft-deleted), then of the rest.
 	want(t, call(t, s, "DELETE", "/subjects/d-value/versions/1?permanent=true", nil), 200, 0)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -114,4 +115,17 @@ func register(t *testing.T, s *registry.Server, subject, schema string) int {
 // record builds a record schema named R from field JSON texts.
 func record(fields ...string) string {
 	return `{"type":"record","name":"R","namespace":"t","fields":[` + strings.Join(fields, ",") + `]}`
+}
+
+// wantLists fails unless each GET path answers the list it maps to (an
+// empty list and null are alike).
+func wantLists[E any](t *testing.T, s *registry.Server, lists map[string][]E) {
+	t.Helper()
+	for path, wantList := range lists {
+		var got []E
+		call(t, s, "GET", path, nil).decode(t, &got)
+		if !(len(got) == 0 && len(wantList) == 0) && !reflect.DeepEqual(got, wantList) {
+			t.Errorf("GET %s: %v, want %v", path, got, wantList)
+		}
+	}
 }

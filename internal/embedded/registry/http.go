@@ -712,7 +712,7 @@ func (s *Server) deleteVersion(r *http.Request) (any, error) {
 			return &apiError{422, 42206, fmt.Sprintf("One or more references exist to the schema {subject=%s,version=%d}: ids %v", name, v.Version, refs)}
 		}
 		sub.versions = slices.DeleteFunc(sub.versions, func(x *version) bool { return x == v })
-		if len(sub.versions) == 0 && sub.compat == "" && sub.mode == "" {
+		if sub.empty() {
 			delete(st.subjects, name)
 		}
 		return nil
@@ -800,66 +800,159 @@ func (s *Server) checkAll(r *http.Request) (any, error) {
 
 // --- config and mode ---
 
-func (s *Server) getConfig(r *http.Request) (any, error) {
+// setting describes one of the two settings that have a global value and
+// may be overridden per subject: the compatibility level (/config) and the
+// mode (/mode). One get/put/delete implementation serves both.
+type setting struct {
+	getKey        string                          // answer key of GET and DELETE
+	putKey        string                          // answer key of PUT
+	own           func(*subject) *string          // the subject's value, "" when unset
+	global        func(*state) *string            // the global value, "" when unset
+	def           func(*Server) string            // what an unset global value means
+	decode        func(io.Reader) (string, error) // reads the PUT body; the error is the answer
+	parse         func(string) (string, bool)     // normalises a value; ok false for an unknown one
+	invalid       func() error                    // answer to an unknown value
+	notConfigured func(name string) error         // GET of a subject without its own value
+	deleteUnset   func(name string) error         // DELETE of a subject without its own value
+	// permit, when set, may refuse to set the value (for name, "" for global).
+	permit func(r *http.Request, st *state, name, value string) error
+}
+
+func errNotConfigured(code int, what string) func(string) error {
+	return func(name string) error {
+		return &apiError{404, code, fmt.Sprintf("Subject '%s' does not have subject-level %s configured", name, what)}
+	}
+}
+
+var compatSetting = setting{
+	getKey: "compatibilityLevel",
+	putKey: "compatibility",
+	own:    func(sub *subject) *string { return &sub.compat },
+	global: func(st *state) *string { return &st.compat },
+	def:    func(s *Server) string { return s.defLevel },
+	decode: func(r io.Reader) (string, error) {
+		var body struct {
+			Compatibility string `json:"compatibility"`
+		}
+		if err := json.NewDecoder(r).Decode(&body); err != nil {
+			return "", &apiError{422, 42203, "Invalid compatibility level: the body is not {\"compatibility\": ...}: " + err.Error()}
+		}
+		return body.Compatibility, nil
+	},
+	parse:         level,
+	invalid:       errInvalidLevel,
+	notConfigured: errNotConfigured(40408, "compatibility"),
+	deleteUnset:   errSubjectNotFound,
+}
+
+var modeSetting = setting{
+	getKey: "mode",
+	putKey: "mode",
+	own:    func(sub *subject) *string { return &sub.mode },
+	global: func(st *state) *string { return &st.mode },
+	def:    func(*Server) string { return ReadWrite },
+	decode: func(r io.Reader) (string, error) {
+		var body struct {
+			Mode string `json:"mode"`
+		}
+		if err := json.NewDecoder(r).Decode(&body); err != nil {
+			return "", errInvalidMode()
+		}
+		return body.Mode, nil
+	},
+	parse:         mode,
+	invalid:       errInvalidMode,
+	notConfigured: errNotConfigured(40409, "mode"),
+	deleteUnset:   errNotConfigured(40409, "mode"),
+	// IMPORT needs force=true while the subject (or, globally, any
+	// subject) has versions.
+	permit: func(r *http.Request, st *state, name, m string) error {
+		if m != Import || flag(r, "force") {
+			return nil
+		}
+		for n, sub := range st.subjects {
+			if (name == "" || n == name) && len(sub.versions) > 0 {
+				return errNotPermitted("Cannot import since found existing subjects (use force=true)")
+			}
+		}
+		return nil
+	},
+}
+
+func (s *Server) getConfig(r *http.Request) (any, error)    { return s.getSetting(r, compatSetting) }
+func (s *Server) putConfig(r *http.Request) (any, error)    { return s.putSetting(r, compatSetting) }
+func (s *Server) deleteConfig(r *http.Request) (any, error) { return s.deleteSetting(r, compatSetting) }
+func (s *Server) getMode(r *http.Request) (any, error)      { return s.getSetting(r, modeSetting) }
+func (s *Server) putMode(r *http.Request) (any, error)      { return s.putSetting(r, modeSetting) }
+func (s *Server) deleteMode(r *http.Request) (any, error)   { return s.deleteSetting(r, modeSetting) }
+
+// getSetting answers the subject's own value, else (for the global path or
+// with defaultToGlobal) the global one.
+func (s *Server) getSetting(r *http.Request, set setting) (any, error) {
 	name := r.PathValue("subject")
 	var out map[string]string
 	err := s.read(func(st *state) error {
 		if name != "" {
-			if sub, ok := st.subjects[name]; ok && sub.compat != "" {
-				out = map[string]string{"compatibilityLevel": sub.compat}
+			if sub, ok := st.subjects[name]; ok && *set.own(sub) != "" {
+				out = map[string]string{set.getKey: *set.own(sub)}
 				return nil
 			}
 			if !flag(r, "defaultToGlobal") {
-				return &apiError{404, 40408, fmt.Sprintf("Subject '%s' does not have subject-level compatibility configured", name)}
+				return set.notConfigured(name)
 			}
 		}
-		out = map[string]string{"compatibilityLevel": or(st.compat, s.defLevel)}
+		out = map[string]string{set.getKey: or(*set.global(st), set.def(s))}
 		return nil
 	})
 	return out, err
 }
 
-func (s *Server) putConfig(r *http.Request) (any, error) {
+func (s *Server) putSetting(r *http.Request, set setting) (any, error) {
 	name := r.PathValue("subject")
-	var body struct {
-		Compatibility string `json:"compatibility"`
+	raw, err := set.decode(r.Body)
+	if err != nil {
+		return nil, err
 	}
-	if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
-		return nil, &apiError{422, 42203, "Invalid compatibility level: the body is not {\"compatibility\": ...}: " + err.Error()}
-	}
-	lvl, ok := level(body.Compatibility)
+	v, ok := set.parse(raw)
 	if !ok {
-		return nil, errInvalidLevel()
+		return nil, set.invalid()
 	}
-	err := s.change(func(st *state) error {
+	err = s.change(func(st *state) error {
+		if set.permit != nil {
+			if err := set.permit(r, st, name, v); err != nil {
+				return err
+			}
+		}
 		if name == "" {
-			st.compat = lvl
+			*set.global(st) = v
 		} else {
-			st.subject(name).compat = lvl
+			*set.own(st.subject(name)) = v
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	return map[string]string{"compatibility": lvl}, nil
+	return map[string]string{set.putKey: v}, nil
 }
 
-func (s *Server) deleteConfig(r *http.Request) (any, error) {
+// deleteSetting unsets the value and answers the previous one (for the
+// global one, what it meant); a subject left with nothing is forgotten.
+func (s *Server) deleteSetting(r *http.Request, set setting) (any, error) {
 	name := r.PathValue("subject")
 	var prev string
 	err := s.change(func(st *state) error {
 		if name == "" {
-			prev = or(st.compat, s.defLevel)
-			st.compat = ""
+			prev = or(*set.global(st), set.def(s))
+			*set.global(st) = ""
 			return nil
 		}
 		sub, ok := st.subjects[name]
-		if !ok || sub.compat == "" {
-			return errSubjectNotFound(name)
+		if !ok || *set.own(sub) == "" {
+			return set.deleteUnset(name)
 		}
-		prev, sub.compat = sub.compat, ""
-		if len(sub.versions) == 0 && sub.mode == "" {
+		prev, *set.own(sub) = *set.own(sub), ""
+		if sub.empty() {
 			delete(st.subjects, name)
 		}
 		return nil
@@ -867,82 +960,5 @@ func (s *Server) deleteConfig(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return map[string]string{"compatibilityLevel": prev}, nil
-}
-
-func (s *Server) getMode(r *http.Request) (any, error) {
-	name := r.PathValue("subject")
-	var out map[string]string
-	err := s.read(func(st *state) error {
-		if name != "" {
-			if sub, ok := st.subjects[name]; ok && sub.mode != "" {
-				out = map[string]string{"mode": sub.mode}
-				return nil
-			}
-			if !flag(r, "defaultToGlobal") {
-				return &apiError{404, 40409, fmt.Sprintf("Subject '%s' does not have subject-level mode configured", name)}
-			}
-		}
-		out = map[string]string{"mode": or(st.mode, ReadWrite)}
-		return nil
-	})
-	return out, err
-}
-
-func (s *Server) putMode(r *http.Request) (any, error) {
-	name := r.PathValue("subject")
-	var body struct {
-		Mode string `json:"mode"`
-	}
-	if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
-		return nil, errInvalidMode()
-	}
-	m, ok := mode(body.Mode)
-	if !ok {
-		return nil, errInvalidMode()
-	}
-	err := s.change(func(st *state) error {
-		if m == Import && !flag(r, "force") {
-			for n, sub := range st.subjects {
-				if (name == "" || n == name) && len(sub.versions) > 0 {
-					return errNotPermitted("Cannot import since found existing subjects (use force=true)")
-				}
-			}
-		}
-		if name == "" {
-			st.mode = m
-		} else {
-			st.subject(name).mode = m
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return map[string]string{"mode": m}, nil
-}
-
-func (s *Server) deleteMode(r *http.Request) (any, error) {
-	name := r.PathValue("subject")
-	var prev string
-	err := s.change(func(st *state) error {
-		if name == "" {
-			prev = or(st.mode, ReadWrite)
-			st.mode = ""
-			return nil
-		}
-		sub, ok := st.subjects[name]
-		if !ok || sub.mode == "" {
-			return &apiError{404, 40409, fmt.Sprintf("Subject '%s' does not have subject-level mode configured", name)}
-		}
-		prev, sub.mode = sub.mode, ""
-		if len(sub.versions) == 0 && sub.compat == "" {
-			delete(st.subjects, name)
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return map[string]string{"mode": prev}, nil
+	return map[string]string{set.getKey: prev}, nil
 }

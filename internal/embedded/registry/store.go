@@ -47,6 +47,12 @@ type subject struct {
 	mode     string
 }
 
+// empty reports whether the subject has neither versions nor settings of
+// its own, so that nothing is lost by forgetting it.
+func (s *subject) empty() bool {
+	return len(s.versions) == 0 && s.compat == "" && s.mode == ""
+}
+
 func (s *subject) live() []*version {
 	var out []*version
 	for _, v := range s.versions {
