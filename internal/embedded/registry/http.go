@@ -735,43 +735,38 @@ func result(msgs []string, verbose bool) map[string]any {
 // checkVersion checks against one version (or the latest live one), in the
 // direction(s) of the subject's level.
 func (s *Server) checkVersion(r *http.Request) (any, error) {
-	body, err := readBody(r)
-	if err != nil {
-		return nil, err
-	}
-	name := r.PathValue("subject")
-	var out map[string]any
-	err = s.read(func(st *state) error {
-		c, err := candidateOf(body, st)
-		if err != nil {
-			return err
-		}
+	return s.checkAgainst(r, func(st *state, name, _ string) ([]*version, bool, error) {
 		n, err := versionArg(r)
 		if err != nil {
-			return err
+			return nil, false, err
 		}
 		sub, err := st.liveSubject(name, false)
 		if err != nil {
-			return err
+			return nil, false, err
 		}
 		v, err := sub.pick(n, false)
 		if err != nil {
-			return err
+			return nil, false, err
 		}
-		lvl := s.effectiveLevel(st, name)
-		msgs := s.check(st, lvl, c, []*version{v}, false)
-		if len(msgs) > 0 {
-			msgs = append(msgs, "compatibility: "+lvl)
-		}
-		out = result(msgs, flag(r, "verbose"))
-		return nil
+		return []*version{v}, false, nil
 	})
-	return out, err
 }
 
 // checkAll checks against the live versions the subject's level asks for
 // (a subject without any is compatible with everything, as for Confluent).
 func (s *Server) checkAll(r *http.Request) (any, error) {
+	return s.checkAgainst(r, func(st *state, name, lvl string) ([]*version, bool, error) {
+		var live []*version
+		if sub, ok := st.subjects[name]; ok {
+			live = sub.live()
+		}
+		return live, transitive(lvl), nil
+	})
+}
+
+// checkAgainst answers the verdict on the body's schema against the
+// versions against picks (after the body has parsed), at the subject's level.
+func (s *Server) checkAgainst(r *http.Request, against func(st *state, name, lvl string) (vs []*version, transitive bool, err error)) (any, error) {
 	body, err := readBody(r)
 	if err != nil {
 		return nil, err
@@ -783,12 +778,12 @@ func (s *Server) checkAll(r *http.Request) (any, error) {
 		if err != nil {
 			return err
 		}
-		var live []*version
-		if sub, ok := st.subjects[name]; ok {
-			live = sub.live()
-		}
 		lvl := s.effectiveLevel(st, name)
-		msgs := s.check(st, lvl, c, live, transitive(lvl))
+		vs, trans, err := against(st, name, lvl)
+		if err != nil {
+			return err
+		}
+		msgs := s.check(st, lvl, c, vs, trans)
 		if len(msgs) > 0 {
 			msgs = append(msgs, "compatibility: "+lvl)
 		}
