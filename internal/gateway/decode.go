@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,8 +15,10 @@ import (
 const maxBody = 1 << 20
 
 // decodeJSON reads a JSON object into dst, strictly: JSON content type,
-// one object, no unknown field, at most maxBody bytes. On failure it has
-// written the problem (400, 413 or 415) and returns false.
+// one object, no unknown field, at most maxBody bytes, no text with a NUL
+// or invalid UTF-8 (badText). On failure it has written the problem (400,
+// 408 for a body slower than the server's read timeout, 413, 415, or 422
+// naming the text field) and returns false.
 func decodeJSON(w http.ResponseWriter, r *http.Request, dst any) bool {
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
@@ -24,9 +27,16 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, dst any) bool {
 			return false
 		}
 	}
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	if err != nil && bodyTimedOut(err) {
+		writeBodyTimeout(w, r)
+		return false
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
-	err := dec.Decode(dst)
+	if err == nil {
+		err = dec.Decode(dst)
+	}
 	if err == nil && dec.More() {
 		err = errors.New("more than one JSON value")
 	}
@@ -36,6 +46,10 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, dst any) bool {
 		}
 	}
 	if err == nil {
+		if f, why, bad := badText(body); bad {
+			invalidText(w, r, f, why)
+			return false
+		}
 		return true
 	}
 	var tooBig *http.MaxBytesError

@@ -11,6 +11,9 @@ import (
 // proxies keep it open.
 const keepAlive = 15 * time.Second
 
+// streamWriteTimeout bounds each write of an event stream.
+const streamWriteTimeout = 10 * time.Second
+
 type stockEvent struct {
 	ProductID string `json:"product_id"`
 	Stock     int64  `json:"stock"`
@@ -26,16 +29,32 @@ func (g *Gateway) productEvents(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	select {
+	case g.streams <- struct{}{}:
+		defer func() { <-g.streams }()
+	default:
+		w.Header().Set("Retry-After", "5")
+		writeProblem(w, r, http.StatusServiceUnavailable, "unavailable",
+			fmt.Sprintf("this instance streams at most %d event streams at once; retry later", cap(g.streams)))
+		return
+	}
 	flusher, canFlush := w.(http.Flusher)
 	if g.d.Stock == nil || !canFlush {
 		writeProblem(w, r, http.StatusServiceUnavailable, "unavailable", "this instance does not stream events")
 		return
 	}
-	notices := g.d.Stock.Watch(r.Context(), id) // before reading: no notice falls between
-	v, ok := g.product(w, r, id)
+	notices := g.d.Stock.Watch(r.Context(), id)                    // before reading: no notice falls between
+	rq, cancel := withDeadline(r, g.limits.QueryTimeout, DepMongo) // the first read only
+	v, ok := g.product(w, rq, id)
+	cancel()
 	if !ok {
 		return
 	}
+	// The stream outlives the server's read and write timeouts: no read
+	// deadline, and a write deadline per write, so that a client that
+	// stopped reading is dropped.
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Time{})
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
@@ -43,6 +62,7 @@ func (g *Gateway) productEvents(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 	send := func(event string, data any) bool {
 		b, _ := json.Marshal(data)
+		_ = rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
 		_, err := fmt.Fprintf(w, "event: %s\ndata: %s\n\n", event, b)
 		flusher.Flush()
 		return err == nil
@@ -61,6 +81,7 @@ func (g *Gateway) productEvents(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		case <-tick.C:
+			_ = rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
 			if _, err := fmt.Fprint(w, ": keep-alive\n\n"); err != nil {
 				return
 			}

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -60,6 +61,9 @@ type Deps struct {
 	// Tracing traces every request with a server span (see withTracing);
 	// nil records nothing but still passes a traceparent on.
 	Tracing trace.TracerProvider
+	// Limits are the server-side deadlines of queries and commands and
+	// the cap on event streams (zero fields: the defaults).
+	Limits Limits
 }
 
 // Gateway serves the shop's HTTP API.
@@ -70,13 +74,16 @@ type Gateway struct {
 	handler http.Handler // route behind the request-wide concerns
 	inner   http.Handler // mux behind the idempotency key
 	routes  []string
+	limits  Limits
+	streams chan struct{} // a slot per open event stream
 
 	asyncDoc asyncAPIDoc
 }
 
 // New returns the gateway's handler.
 func New(d Deps) *Gateway {
-	g := &Gateway{d: d, log: d.Logger.With("component", "gateway"), mux: http.NewServeMux()}
+	g := &Gateway{d: d, log: d.Logger.With("component", "gateway"), mux: http.NewServeMux(), limits: d.Limits.withDefaults()}
+	g.streams = make(chan struct{}, g.limits.MaxStreams)
 	g.inner = withIdempotencyKey(g.mux)
 	g.handle("GET /healthz", g.healthz)
 	g.handle("GET /openapi.json", g.openAPI)
@@ -87,7 +94,7 @@ func New(d Deps) *Gateway {
 	g.handle("POST /products/{id}/reviews", g.addReview)
 	g.handle("GET /products", g.listProducts)
 	g.handle("GET /products/{id}", g.getProduct)
-	g.handle("GET /products/{id}/events", g.productEvents)
+	g.handle(routeEvents, g.productEvents)
 	g.handle("POST /carts/items", g.addToCart)
 	g.handle("DELETE /carts/{customer_id}/items/{product_id}", g.removeFromCart)
 	g.handle("POST /orders", g.placeOrder)
@@ -102,7 +109,7 @@ func New(d Deps) *Gateway {
 // handle registers a route and remembers its pattern for Routes.
 func (g *Gateway) handle(pattern string, h http.HandlerFunc) {
 	g.routes = append(g.routes, pattern)
-	g.mux.HandleFunc(pattern, h)
+	g.mux.Handle(pattern, checkParams(pattern, h))
 }
 
 // Routes lists the patterns the gateway serves ("METHOD /path/{param}"),
@@ -120,18 +127,39 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("X-Correlation-ID", corr)
 	r = r.WithContext(context.WithValue(r.Context(), correlationCtxKey{}, corr))
-	_, pattern := g.mux.Handler(r)
+	h, pattern := g.mux.Handler(r)
+	if isRedirect(h) {
+		pattern = ""
+	}
 	g.handler.ServeHTTP(w, withRoute(r, pattern))
 }
 
-// route serves a request ServeHTTP has routed.
+// route serves a request ServeHTTP has routed, under its server-side
+// deadline: QueryTimeout for a query, CommandTimeout for a command (an
+// event stream bounds only its first read). What the mux answers itself
+// (404, 405 with Allow, redirects) becomes a problem (muxProblem).
 func (g *Gateway) route(w http.ResponseWriter, r *http.Request) {
-	if routeOf(r) == routeUnmatched {
-		writeProblem(w, r, http.StatusNotFound, "no-route", "no route for "+r.Method+" "+r.URL.Path)
+	pattern := routeOf(r)
+	if pattern == routeUnmatched {
+		h, _ := g.mux.Handler(r)
+		muxProblem(w, r, h)
 		return
+	}
+	method, _, _ := strings.Cut(pattern, " ")
+	d := g.limits.CommandTimeout
+	if method == http.MethodGet || method == http.MethodHead {
+		d = g.limits.QueryTimeout
+	}
+	if pattern != routeEvents {
+		var cancel context.CancelFunc
+		r, cancel = withDeadline(r, d, routeDependency(pattern))
+		defer cancel()
 	}
 	g.inner.ServeHTTP(w, r)
 }
+
+// routeEvents is the event stream's route, which has no overall deadline.
+const routeEvents = "GET /products/{id}/events"
 
 type correlationCtxKey struct{}
 

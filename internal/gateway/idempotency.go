@@ -50,6 +50,10 @@ func withIdempotencyKey(next http.Handler) http.Handler {
 			writeProblem(w, r, http.StatusRequestEntityTooLarge, "too-large", fmt.Sprintf("the body must be at most %d bytes", maxBody))
 			return
 		}
+		if err != nil && bodyTimedOut(err) {
+			writeBodyTimeout(w, r)
+			return
+		}
 		if err != nil {
 			writeProblem(w, r, http.StatusBadRequest, "malformed", "could not read the body")
 			return

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -20,6 +21,9 @@ type Problem struct {
 	// ProductID names the product of a sold_out or insufficient-stock
 	// problem.
 	ProductID string `json:"product_id,omitempty"`
+	// Dependency names what is down in an unavailable problem
+	// (postgresql, mongodb, kafka, schema-registry).
+	Dependency string `json:"dependency,omitempty"`
 }
 
 // FieldProblem names a wrong field of a request.
@@ -35,6 +39,16 @@ func writeProblem(w http.ResponseWriter, r *http.Request, status int, kind, deta
 	})
 }
 
+// isUnavailable: err means a dependency down, or the request's own
+// server-side deadline expired (whatever error that caused).
+func isUnavailable(r *http.Request, err error) bool {
+	if _, ok := unavailable(err); ok {
+		return true
+	}
+	var dl *deadline
+	return errors.As(context.Cause(r.Context()), &dl)
+}
+
 func sendProblem(w http.ResponseWriter, p Problem) {
 	status := p.Status
 	w.Header().Set("Content-Type", "application/problem+json")
@@ -43,8 +57,9 @@ func sendProblem(w http.ResponseWriter, p Problem) {
 }
 
 // writeError maps a command error to its problem: 422 invalid, 404 not
-// found, 409 conflict; anything else is our fault, logged, and a 500 that
-// says nothing of the cause.
+// found, 409 conflict; a dependency down or the request's server-side
+// deadline expired (unavailable) 503 naming it, with Retry-After; anything
+// else is our fault, logged, and a 500 that says nothing of the cause.
 func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 	var fe *command.FieldError
 	var short *command.Shortage
@@ -67,6 +82,26 @@ func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 		writeProblem(w, r, http.StatusTooManyRequests, "overloaded", "the shop is busy; retry in a second")
 	case errors.Is(err, command.ErrConflict), errors.Is(err, command.ErrVersion):
 		writeProblem(w, r, http.StatusConflict, "conflict", err.Error())
+	case isUnavailable(r, err):
+		dep, _ := unavailable(err)
+		detail := "a service the shop depends on is unavailable; retry later"
+		var dl *deadline
+		if errors.As(context.Cause(r.Context()), &dl) {
+			if dep == "" {
+				dep = dl.dep
+			}
+			detail = dl.Error() + "; retry later"
+		}
+		if dep == "" {
+			dep, _ = r.Context().Value(depCtxKey{}).(string)
+		}
+		if dep != "" && dl == nil {
+			detail = dep + " is unavailable; retry later"
+		}
+		log.Warn("dependency unavailable", "method", r.Method, "path", r.URL.Path, "dependency", dep, "err", err)
+		w.Header().Set("Retry-After", retryAfter)
+		sendProblem(w, Problem{Type: "https://shopstream.dev/problems/unavailable", Title: http.StatusText(http.StatusServiceUnavailable),
+			Status: http.StatusServiceUnavailable, Detail: detail, Instance: r.URL.Path, Dependency: dep})
 	case errors.Is(err, r.Context().Err()):
 		writeProblem(w, r, http.StatusServiceUnavailable, "unavailable", "the request was cancelled")
 	default:
