@@ -7,6 +7,7 @@ import (
 
 	"shopstream/internal/app"
 	"shopstream/internal/devstack"
+	"shopstream/internal/gateway"
 )
 
 // shopFlags are the flags of the shop's own behaviour, shared by `shop dev`
@@ -15,6 +16,9 @@ type shopFlags struct {
 	maxInFlight *int
 	emailRate   *float64
 	mailFrom    *string
+
+	queryTimeout, commandTimeout, bodyTimeout *time.Duration
+	maxStreams                                *int
 }
 
 func addShopFlags(fs *flag.FlagSet) *shopFlags {
@@ -22,6 +26,13 @@ func addShopFlags(fs *flag.FlagSet) *shopFlags {
 		maxInFlight: fs.Int("max-inflight", app.DefaultMaxInFlight, "commands one instance runs at once; more are refused with 429 (load shedding)"),
 		emailRate:   fs.Float64("email-rate", app.DefaultEmailRate, "emails per second the provider accepts, for all email senders together"),
 		mailFrom:    fs.String("mail-from", app.DefaultMailFrom, "sender of the shop's emails"),
+		queryTimeout: fs.Duration("query-timeout", gateway.DefaultQueryTimeout,
+			"server-side deadline of a query (GET); past it the gateway answers 503 naming the read model"),
+		commandTimeout: fs.Duration("command-timeout", gateway.DefaultCommandTimeout,
+			"server-side deadline of a command (POST, DELETE); past it the gateway answers 503"),
+		bodyTimeout: fs.Duration("body-timeout", gateway.DefaultBodyTimeout,
+			"time to read a whole request, headers and body; a slower body is cut off with 408"),
+		maxStreams: fs.Int("max-streams", gateway.DefaultMaxStreams, "concurrent event streams (GET /products/{id}/events); more answer 503"),
 	}
 }
 
@@ -29,6 +40,14 @@ func addShopFlags(fs *flag.FlagSet) *shopFlags {
 func (f *shopFlags) check() error {
 	if *f.maxInFlight < 1 {
 		return fmt.Errorf("--max-inflight %d: must be at least 1", *f.maxInFlight)
+	}
+	for name, d := range map[string]time.Duration{"query-timeout": *f.queryTimeout, "command-timeout": *f.commandTimeout, "body-timeout": *f.bodyTimeout} {
+		if d <= 0 {
+			return fmt.Errorf("--%s %v: must be positive", name, d)
+		}
+	}
+	if *f.maxStreams < 1 {
+		return fmt.Errorf("--max-streams %d: must be at least 1", *f.maxStreams)
 	}
 	if *f.emailRate <= 0 {
 		return fmt.Errorf("--email-rate %v: must be positive", *f.emailRate)
@@ -41,6 +60,8 @@ func (f *shopFlags) apply(cfg app.Config) app.Config {
 	cfg.MaxInFlight = *f.maxInFlight
 	cfg.EmailRate = *f.emailRate
 	cfg.MailFrom = *f.mailFrom
+	cfg.HTTPLimits = gateway.Limits{QueryTimeout: *f.queryTimeout, CommandTimeout: *f.commandTimeout,
+		BodyTimeout: *f.bodyTimeout, MaxStreams: *f.maxStreams}
 	return cfg
 }
 

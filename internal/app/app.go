@@ -135,6 +135,10 @@ type Config struct {
 	// MaxInFlight bounds the commands the gateway runs at once; more get
 	// 429 at once. 0 means DefaultMaxInFlight.
 	MaxInFlight int
+	// HTTPLimits are the HTTP server's deadlines (queries, commands,
+	// request bodies) and its cap on event streams; zero fields take the
+	// gateway's defaults.
+	HTTPLimits gateway.Limits
 	// Replication is the replication factor of topics it creates; -1 for
 	// the broker default.
 	Replication int16
@@ -397,7 +401,7 @@ func Run(ctx context.Context, cfg Config) error {
 			Commands: commandBus(svc, pool, cfg, metrics), Products: products.NewReader(db), Orders: orderviews.NewReader(db),
 			Stock: hub, Checks: checks, Logger: log, DevEndpoints: cfg.DevEndpoints,
 			Lag:     func(ctx context.Context) ([]lag.Group, error) { return lag.Measure(ctx, kadm.NewClient(admin), known) },
-			Metrics: metrics, Tracing: tp, AsyncAPI: AsyncAPI,
+			Metrics: metrics, Tracing: tp, AsyncAPI: AsyncAPI, Limits: cfg.HTTPLimits,
 		})
 		mux.Handle("/", gw)
 		server = Gateway
@@ -409,7 +413,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("listen --http %s: %w", cfg.HTTPAddr, err)
 	}
 	httpAddr := ln.Addr().String()
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	srv := gateway.NewServer(gateway.WithProblems(mux), cfg.HTTPLimits)
 	start(server, func(ctx context.Context) error {
 		go func() {
 			<-ctx.Done()
