@@ -243,3 +243,23 @@ func TestReadAgainstDeadMongoAnswers503WithinTheDeadline(t *testing.T) {
 		t.Errorf("answered after %v, want within the 500ms read deadline", took)
 	}
 }
+
+func TestEventStreamsAreCapped(t *testing.T) {
+	g := New(Deps{Logger: slog.New(slog.DiscardHandler), Limits: Limits{MaxStreams: 1}})
+	ts := httptest.NewServer(g)
+	defer ts.Close()
+	g.streams <- struct{}{} // one stream open: the cap
+	resp, p := send(t, http.MethodGet, ts.URL+"/products/0190f5a0-0000-7000-8000-000000000001/events", "")
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" || !strings.HasSuffix(p.Type, "/unavailable") {
+		t.Errorf("stream over the cap: %d Retry-After %q %+v, want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"), p)
+	}
+	<-g.streams
+}
+
+func TestServerTimeouts(t *testing.T) {
+	srv := NewServer(http.NotFoundHandler(), Limits{})
+	if srv.ReadHeaderTimeout <= 0 || srv.ReadTimeout != DefaultBodyTimeout || srv.WriteTimeout <= srv.ReadTimeout+DefaultCommandTimeout ||
+		srv.IdleTimeout <= 0 || srv.MaxHeaderBytes <= MaxHeaderBytes {
+		t.Errorf("server: %+v", srv)
+	}
+}
