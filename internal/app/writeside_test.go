@@ -207,7 +207,7 @@ func TestCartsAndOrders(t *testing.T) {
 	// Two orders reached the log, each priced by the catalogue; the cart's
 	// history ends with its checkout.
 	s.waitEvents(schemas.TopicOrders, schemas.OrderPlaced{}.EventType(), 2) // the saga writes there too
-	s.waitRecords(schemas.TopicCarts, 5) // add, add, remove, add, checkout
+	s.waitRecords(schemas.TopicCarts, 5)                                    // add, add, remove, add, checkout
 }
 
 // With one command in flight allowed, a burst gets 429 problems with
