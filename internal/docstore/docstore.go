@@ -31,6 +31,7 @@ package docstore
 import (
 	"context"
 	"fmt"
+	"sync"
 
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
@@ -202,5 +203,96 @@ func (s *Store) writeChunk(ctx context.Context, c *mongo.Collection, models []mo
 		}
 		defer s.gate.release(n)
 	}
+	return c.BulkWrite(ctx, models, opts)
+}
+
+// BulkWriteDocs writes models to collection coll where models[i] writes
+// the document ids[i] alone, each document at most once (the shape of a
+// projector's batch). It groups the models by their documents' stripe (see
+// [StripeOf]) and writes the stripes at once, each as a sequence of
+// unordered chunks of at most the chunk size and its share of the gate's
+// budget, holding its stripe's lock, so that writes to different documents
+// go side by side while writes to one document never overlap (a
+// revision-filtered replace stays a compare-and-set, see [Gate]). FerretDB
+// runs the statements of a command one after another; chunks in parallel
+// keep several of its backend connections busy.
+//
+// There is no order between models. On failure it stops sending, waits for
+// the chunks in flight and returns the counts of what was applied and a
+// *[BulkError] wrapping the first cause (its chunk counts are over all
+// stripes). Without a gate it is [Store.BulkWrite] in one stripe.
+func (s *Store) BulkWriteDocs(ctx context.Context, coll string, ids []string, models []mongo.WriteModel) (Result, error) {
+	if len(ids) != len(models) {
+		return Result{}, fmt.Errorf("docstore: bulk write to %q: %d ids for %d models", coll, len(ids), len(models))
+	}
+	if s.gate == nil || len(models) <= s.chunk {
+		return s.BulkWrite(ctx, coll, models)
+	}
+	var byStripe [Stripes][]mongo.WriteModel
+	for i, m := range models {
+		st := StripeOf(ids[i])
+		byStripe[st] = append(byStripe[st], m)
+	}
+	chunk := max(1, min(s.chunk, s.gate.budget/Stripes))
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	c := s.db.Collection(coll)
+	opts := options.BulkWrite().SetOrdered(false)
+
+	var mu sync.Mutex
+	var res Result
+	var firstErr error
+	chunks, succeeded := 0, 0
+	for _, ms := range byStripe {
+		chunks += (len(ms) + chunk - 1) / chunk
+	}
+	var wg sync.WaitGroup
+	for st, ms := range byStripe {
+		if len(ms) == 0 {
+			continue
+		}
+		wg.Go(func() {
+			for lo := 0; lo < len(ms); lo += chunk {
+				if ctx.Err() != nil {
+					return
+				}
+				br, err := s.writeStripeChunk(ctx, c, st, ms[lo:min(lo+chunk, len(ms))], opts)
+				mu.Lock()
+				res.add(br)
+				if err == nil {
+					succeeded++
+				} else if firstErr == nil {
+					firstErr = err
+					cancel()
+				}
+				mu.Unlock()
+				if err != nil {
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if firstErr == nil && succeeded < chunks {
+		firstErr = context.Cause(ctx)
+	}
+	if firstErr != nil {
+		return res, &BulkError{Collection: coll, Chunks: chunks, Succeeded: succeeded, ChunkSize: chunk, Err: firstErr}
+	}
+	return res, nil
+}
+
+// writeStripeChunk sends one chunk of documents of one stripe.
+func (s *Store) writeStripeChunk(ctx context.Context, c *mongo.Collection, stripe int, models []mongo.WriteModel, opts *options.BulkWriteOptionsBuilder) (*mongo.BulkWriteResult, error) {
+	unlock, err := s.gate.lockStripe(ctx, c.Name(), stripe)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	n, err := s.gate.acquire(ctx, len(models))
+	if err != nil {
+		return nil, err
+	}
+	defer s.gate.release(n)
 	return c.BulkWrite(ctx, models, opts)
 }

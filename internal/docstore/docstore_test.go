@@ -621,3 +621,63 @@ func TestFindByIDs(t *testing.T) {
 		t.Fatalf("no ids: %v, %v", none, err)
 	}
 }
+
+// BulkWriteDocs writes stripes side by side yet keeps revision-filtered
+// replaces a compare-and-set: writers racing on the same documents, with
+// BulkWriteDocs and BulkWrite, match each document's revision exactly once.
+func TestBulkWriteDocsIsCompareAndSet(t *testing.T) {
+	const writers, rounds, docs = 6, 6, 40
+	base, rec := newStore(t, WithChunk(5))
+	ctx := rec.guard(t)
+	if err := base.Collection("casdocs").Drop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	var seed []mongo.WriteModel
+	for i := range docs {
+		ids = append(ids, fmt.Sprintf("doc-%02d", i))
+		seed = append(seed, mongo.NewInsertOneModel().SetDocument(bson.D{{Key: "_id", Value: ids[i]}, {Key: "rev", Value: 0}}))
+	}
+	if _, err := base.BulkWriteDocs(ctx, "casdocs", ids, seed); err != nil {
+		t.Fatal(err)
+	}
+	stripes := map[int]bool{}
+	for _, id := range ids {
+		stripes[StripeOf(id)] = true
+	}
+	if len(stripes) < 2 {
+		t.Fatalf("the documents fall in %d stripe(s)", len(stripes))
+	}
+	for rev := range rounds {
+		var matched atomic.Int64
+		var wg sync.WaitGroup
+		for w := range writers {
+			s := New(base.Database(), WithChunk(5))
+			wg.Go(func() {
+				models := make([]mongo.WriteModel, docs)
+				for i, id := range ids {
+					models[i] = mongo.NewReplaceOneModel().SetFilter(bson.D{{Key: "_id", Value: id}, {Key: "rev", Value: rev}}).
+						SetReplacement(bson.D{{Key: "_id", Value: id}, {Key: "rev", Value: rev + 1}, {Key: "by", Value: w}})
+				}
+				var res Result
+				var err error
+				if w == 0 {
+					res, err = s.BulkWrite(ctx, "casdocs", models)
+				} else {
+					res, err = s.BulkWriteDocs(ctx, "casdocs", ids, models)
+				}
+				if err != nil {
+					t.Error(err)
+				}
+				matched.Add(res.Matched)
+			})
+		}
+		wg.Wait()
+		if got := matched.Load(); got != docs {
+			t.Fatalf("revision %d: %d replaces matched, want exactly one per document (%d)", rev, got, docs)
+		}
+	}
+	if _, err := base.BulkWriteDocs(ctx, "casdocs", ids[:1], seed); err == nil {
+		t.Error("BulkWriteDocs with fewer ids than models: want an error")
+	}
+}

@@ -24,7 +24,9 @@ const DefaultInFlight = 50
 // Stores that share it. The zero value is not usable; use [NewGate].
 // A Gate is safe for concurrent use.
 //
-// A Gate also lets only one chunk per collection be in flight at once.
+// A Gate also lets only one chunk per document be in flight at once: one
+// chunk per collection, or with [Store.BulkWriteDocs] one per stripe of a
+// collection (chunks whose documents hash to different stripes go at once).
 // FerretDB v1.24 runs an update as a query followed by a write by _id
 // (updateDocument in its internal/handler/msg_update.go), not as one atomic
 // step, so two conditional replaces sent at once (filter {_id, _rev}) can
@@ -38,14 +40,29 @@ type Gate struct {
 	tokens chan struct{}
 
 	collMu sync.Mutex
-	colls  map[string]chan struct{} // collection -> a lock held while a chunk is in flight
+	colls  map[string]*[Stripes]chan struct{} // collection -> its stripes' locks, held while a chunk is in flight
+}
+
+// Stripes is how many parts a Gate's lock of each collection has: a chunk
+// of [Store.BulkWriteDocs] holds the part of its documents' stripe (see
+// [StripeOf]), a chunk of [Store.BulkWrite] holds all of them.
+const Stripes = 4
+
+// StripeOf is the stripe of the document id.
+func StripeOf(id string) int {
+	h := uint32(2166136261) // FNV-1a
+	for i := 0; i < len(id); i++ {
+		h ^= uint32(id[i])
+		h *= 16777619
+	}
+	return int(h % Stripes)
 }
 
 // NewGate returns a Gate allowing at most budget statements in flight
 // (budget is clamped to [MinChunk, MaxChunk]).
 func NewGate(budget int) *Gate {
 	budget = min(max(budget, MinChunk), MaxChunk)
-	g := &Gate{budget: budget, mu: make(chan struct{}, 1), tokens: make(chan struct{}, budget), colls: map[string]chan struct{}{}}
+	g := &Gate{budget: budget, mu: make(chan struct{}, 1), tokens: make(chan struct{}, budget), colls: map[string]*[Stripes]chan struct{}{}}
 	for range budget {
 		g.tokens <- struct{}{}
 	}
@@ -78,21 +95,49 @@ func (g *Gate) acquire(ctx context.Context, n int) (int, error) {
 
 // lockCollection waits until no other chunk to coll is in flight and
 // returns the function that lets the next one go; it returns ctx's error if
-// ctx ends first.
+// ctx ends first. It takes every stripe, in order.
 func (g *Gate) lockCollection(ctx context.Context, coll string) (func(), error) {
-	g.collMu.Lock()
-	l, ok := g.colls[coll]
-	if !ok {
-		l = make(chan struct{}, 1)
-		g.colls[coll] = l
+	l := g.stripes(coll)
+	for i := range l {
+		select {
+		case l[i] <- struct{}{}:
+		case <-ctx.Done():
+			for j := range i {
+				<-l[j]
+			}
+			return nil, ctx.Err()
+		}
 	}
-	g.collMu.Unlock()
+	return func() {
+		for i := range l {
+			<-l[i]
+		}
+	}, nil
+}
+
+// lockStripe waits until no other chunk to stripe of coll is in flight.
+func (g *Gate) lockStripe(ctx context.Context, coll string, stripe int) (func(), error) {
+	l := g.stripes(coll)
 	select {
-	case l <- struct{}{}:
-		return func() { <-l }, nil
+	case l[stripe] <- struct{}{}:
+		return func() { <-l[stripe] }, nil
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+}
+
+func (g *Gate) stripes(coll string) *[Stripes]chan struct{} {
+	g.collMu.Lock()
+	defer g.collMu.Unlock()
+	l, ok := g.colls[coll]
+	if !ok {
+		l = new([Stripes]chan struct{})
+		for i := range l {
+			l[i] = make(chan struct{}, 1)
+		}
+		g.colls[coll] = l
+	}
+	return l
 }
 
 func (g *Gate) release(n int) {

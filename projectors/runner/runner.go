@@ -340,6 +340,7 @@ func (r *Runner[V]) apply(ctx context.Context, recs []*kgo.Record, poison func(c
 		return err
 	}
 	models := make([]mongo.WriteModel, 0, len(order))
+	ids := make([]string, 0, len(order))
 	var replaces int64
 	for _, id := range order {
 		doc := current[id]
@@ -356,17 +357,21 @@ func (r *Runner[V]) apply(ctx context.Context, recs []*kgo.Record, poison func(c
 			// a concurrent writer created it first (and is much cheaper than
 			// an upsert on FerretDB).
 			models = append(models, mongo.NewInsertOneModel().SetDocument(written))
+			ids = append(ids, id)
 			continue
 		}
 		replaces++
 		models = append(models, mongo.NewReplaceOneModel().
 			SetFilter(bson.D{{Key: "_id", Value: id}, {Key: "_rev", Value: doc.Rev}}).
 			SetReplacement(written))
+		ids = append(ids, id)
 	}
 	if len(models) == 0 {
 		return nil
 	}
-	res, err := r.store.BulkWrite(ctx, coll, models)
+	// One write per document, its stripes side by side (see
+	// docstore.Store.BulkWriteDocs).
+	res, err := r.store.BulkWriteDocs(ctx, coll, ids, models)
 	if err != nil {
 		return fmt.Errorf("write %d documents: %w", len(models), err)
 	}
