@@ -116,6 +116,14 @@ func From(t testing.TB, brokers []string, topics ...string) map[string]map[int32
 // they do not all arrive within the timeout.
 func Consume(t testing.TB, brokers []string, from map[string]map[int32]kgo.Offset, n int, timeout time.Duration) []*kgo.Record {
 	t.Helper()
+	return ConsumeWhere(t, brokers, from, n, timeout, nil)
+}
+
+// ConsumeWhere is Consume counting only the records keep accepts (all when
+// keep is nil), for topics that other tests' shops on a shared broker also
+// write to, such as a dead-letter topic.
+func ConsumeWhere(t testing.TB, brokers []string, from map[string]map[int32]kgo.Offset, n int, timeout time.Duration, keep func(*kgo.Record) bool) []*kgo.Record {
+	t.Helper()
 	cl := Client(t, brokers, kgo.ConsumePartitions(from))
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
@@ -131,7 +139,11 @@ func Consume(t testing.TB, brokers []string, from map[string]map[int32]kgo.Offse
 			}
 			t.Logf("fetch %s/%d: %v (retrying)", topic, p, err)
 		})
-		out = append(out, fs.Records()...)
+		for _, r := range fs.Records() {
+			if keep == nil || keep(r) {
+				out = append(out, r)
+			}
+		}
 	}
 	return out
 }
