@@ -191,19 +191,10 @@ func (s *Store) BulkWrite(ctx context.Context, coll string, models []mongo.Write
 // writeChunk sends one chunk as one unordered bulk write, holding its
 // collection's lock and room in the gate while it is in flight.
 func (s *Store) writeChunk(ctx context.Context, c *mongo.Collection, models []mongo.WriteModel, opts *options.BulkWriteOptionsBuilder) (*mongo.BulkWriteResult, error) {
-	if s.gate != nil {
-		unlock, err := s.gate.lockCollection(ctx, c.Name())
-		if err != nil {
-			return nil, err
-		}
-		defer unlock()
-		n, err := s.gate.acquire(ctx, len(models))
-		if err != nil {
-			return nil, err
-		}
-		defer s.gate.release(n)
+	if s.gate == nil {
+		return c.BulkWrite(ctx, models, opts)
 	}
-	return c.BulkWrite(ctx, models, opts)
+	return s.gated(ctx, func(ctx context.Context) (func(), error) { return s.gate.lockCollection(ctx, c.Name()) }, c, models, opts)
 }
 
 // BulkWriteDocs writes models to collection coll where models[i] writes
@@ -282,9 +273,16 @@ func (s *Store) BulkWriteDocs(ctx context.Context, coll string, ids []string, mo
 	return res, nil
 }
 
-// writeStripeChunk sends one chunk of documents of one stripe.
+// writeStripeChunk sends one chunk of documents of one stripe, holding the
+// stripe's lock and room in the gate while it is in flight.
 func (s *Store) writeStripeChunk(ctx context.Context, c *mongo.Collection, stripe int, models []mongo.WriteModel, opts *options.BulkWriteOptionsBuilder) (*mongo.BulkWriteResult, error) {
-	unlock, err := s.gate.lockStripe(ctx, c.Name(), stripe)
+	return s.gated(ctx, func(ctx context.Context) (func(), error) { return s.gate.lockStripe(ctx, c.Name(), stripe) }, c, models, opts)
+}
+
+// gated sends models as one unordered bulk write under lock and room in
+// the gate for them.
+func (s *Store) gated(ctx context.Context, lock func(context.Context) (func(), error), c *mongo.Collection, models []mongo.WriteModel, opts *options.BulkWriteOptionsBuilder) (*mongo.BulkWriteResult, error) {
+	unlock, err := lock(ctx)
 	if err != nil {
 		return nil, err
 	}
