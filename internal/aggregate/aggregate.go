@@ -16,6 +16,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -61,6 +62,7 @@ type Store[S any] struct {
 	pool   *pgxpool.Pool
 	serde  *eventlog.Serde
 	table  string // schema-qualified table created with TableSQL
+	name   string // the table's name without its schema, which its constraints' names start with
 	source string // CloudEvents source, e.g. shopstream/catalog
 	now    func() time.Time
 }
@@ -68,7 +70,8 @@ type Store[S any] struct {
 // NewStore returns a store of aggregates of one type. Each event goes to
 // its type's topic in the schema catalogue, keyed by the aggregate id.
 func NewStore[S any](pool *pgxpool.Pool, serde *eventlog.Serde, table, source string) *Store[S] {
-	return &Store[S]{pool: pool, serde: serde, table: table, source: source, now: time.Now}
+	name := table[strings.LastIndexByte(table, '.')+1:]
+	return &Store[S]{pool: pool, serde: serde, table: table, name: name, source: source, now: time.Now}
 }
 
 // Decide is the pure part of a command: given the current state (the zero
@@ -88,20 +91,34 @@ func Decision[S any](decide func(S, int64) ([]schemas.Event, error), evolve func
 // Transact runs fn in one PostgreSQL transaction and records the result
 // under the request's idempotency key (if any) in that same transaction, so
 // a command's state, events and key commit together or not at all. fn
-// applies one or more aggregates with Store.Apply.
+// applies one or more aggregates with Store.Apply. After the commit the
+// outbox relay is woken (outbox.Notify) if fn appended events.
 func Transact(ctx context.Context, pool *pgxpool.Pool, meta command.Meta, fn func(tx pgx.Tx) (command.Result, error)) (command.Result, error) {
 	var res command.Result
+	var appended bool
 	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		t := &trackedTx{Tx: tx}
 		var err error
-		if res, err = fn(tx); err != nil {
+		if res, err = fn(t); err != nil {
 			return err
 		}
+		appended = t.appended
 		return idempotency.Record(ctx, tx, meta, res)
 	})
 	if err != nil {
 		return command.Result{}, err
 	}
+	if appended {
+		outbox.Notify(pool)
+	}
 	return res, nil
+}
+
+// trackedTx is the transaction Transact hands to fn: Apply marks it when it
+// appends events, so that Transact wakes the relay only then.
+type trackedTx struct {
+	pgx.Tx
+	appended bool
 }
 
 // Rule binds a context's pure Decide(state, version, command) and Evolve
@@ -118,23 +135,65 @@ func (s *Store[S]) Exec(ctx context.Context, id string, meta command.Meta, decid
 	return err
 }
 
-// Update is the common command: Apply decide to one aggregate in its own
-// transaction (Transact), answering with result of the new state.
+// Update is the common command: decide on one aggregate, answering with
+// result of the new state. It costs two round trips to PostgreSQL on one
+// pooled connection: the read of the state row, then one pipelined batch
+// (the state row written under its version check, the events appended to
+// the outbox, the idempotency key recorded) that PostgreSQL runs as one
+// implicit transaction, committed at the batch's Sync, or rolled back
+// whole on the first error. The read takes no lock and runs outside that
+// transaction: the write's version check (see queueSave) makes a
+// concurrent change fail the batch with command.ErrVersion, as in Apply.
 func (s *Store[S]) Update(ctx context.Context, id string, meta command.Meta, decide Decide[S], result func(S, int64) command.Result) (command.Result, error) {
-	return Transact(ctx, s.pool, meta, func(tx pgx.Tx) (command.Result, error) {
-		state, version, err := s.Apply(ctx, tx, id, meta, decide)
-		if err != nil {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return command.Result{}, err
+	}
+	defer conn.Release()
+	state, version, _, err := s.load(ctx, conn, id)
+	if err != nil {
+		return command.Result{}, err
+	}
+	next, events, err := decide(state, version)
+	if err != nil {
+		return command.Result{}, err
+	}
+	old := version
+	if len(events) == 0 {
+		next = state // a decide that returns no event changes nothing
+	}
+	version += int64(len(events))
+	res := result(next, version)
+	if len(events) == 0 && meta.Idempotency == nil {
+		return res, nil
+	}
+	w := &writes{}
+	if len(events) > 0 {
+		if err := s.queueWrites(ctx, w, id, old, version, next, meta, events); err != nil {
 			return command.Result{}, err
 		}
-		return result(state, version), nil
-	})
+	}
+	if meta.Idempotency != nil {
+		if err := idempotency.Queue(&w.batch, meta, res); err != nil {
+			return command.Result{}, err
+		}
+		w.check = append(w.check, idempotency.Check)
+	}
+	if err := w.send(ctx, conn); err != nil {
+		return command.Result{}, err
+	}
+	if len(events) > 0 {
+		outbox.Notify(s.pool)
+	}
+	return res, nil
 }
 
 // Apply runs decide on aggregate id within tx: it loads the state, saves
 // the new one if its version has not changed meanwhile (command.ErrVersion
 // otherwise, for the command bus to retry) and appends the events to the
 // outbox. It returns the state and version after the command; a decide that
-// returns no event changes nothing.
+// returns no event changes nothing. It costs two round trips: the read, and
+// the state row and outbox rows written in one pipelined batch.
 func (s *Store[S]) Apply(ctx context.Context, tx pgx.Tx, id string, meta command.Meta, decide Decide[S]) (S, int64, error) {
 	state, version, _, err := s.load(ctx, tx, id)
 	if err != nil {
@@ -146,45 +205,109 @@ func (s *Store[S]) Apply(ctx context.Context, tx pgx.Tx, id string, meta command
 	}
 	old := version
 	version += int64(len(events))
-	if err := s.save(ctx, tx, id, old, version, next); err != nil {
+	w := &writes{}
+	if err := s.queueWrites(ctx, w, id, old, version, next, meta, events); err != nil {
 		return state, old, err
+	}
+	if err := w.send(ctx, tx); err != nil {
+		return state, old, err
+	}
+	if t, ok := tx.(*trackedTx); ok {
+		t.appended = true
+	}
+	return next, version, nil
+}
+
+// writes is one pipelined batch of statements and, for each, what its
+// error means to the command.
+type writes struct {
+	batch pgx.Batch
+	check []func(error) error // one per queued statement
+}
+
+// send runs the batch on q and returns the first statement's error, mapped
+// by its check. On a pool connection the batch is one implicit
+// transaction; in a transaction, it is part of it.
+func (w *writes) send(ctx context.Context, q interface {
+	SendBatch(context.Context, *pgx.Batch) pgx.BatchResults
+}) error {
+	if w.batch.Len() == 0 {
+		return nil
+	}
+	br := q.SendBatch(ctx, &w.batch)
+	for _, check := range w.check {
+		if _, err := br.Exec(); err != nil {
+			_ = br.Close()
+			return check(err)
+		}
+	}
+	return br.Close()
+}
+
+// queueWrites queues the new state row and the events' outbox rows.
+func (s *Store[S]) queueWrites(ctx context.Context, w *writes, id string, old, version int64, next S, meta command.Meta, events []schemas.Event) error {
+	if err := s.queueSave(w, id, old, version, next); err != nil {
+		return err
 	}
 	recs, err := s.records(ctx, id, old, meta, events)
 	if err != nil {
-		return state, old, err
+		return err
 	}
-	return next, version, outbox.Append(ctx, tx, recs...)
+	if err := outbox.Queue(&w.batch, recs...); err != nil {
+		return err
+	}
+	for range recs {
+		w.check = append(w.check, func(err error) error { return fmt.Errorf("append to outbox: %w", err) })
+	}
+	return nil
 }
 
-func (s *Store[S]) save(ctx context.Context, tx pgx.Tx, id string, old, version int64, state S) error {
+// queueSave queues the write of the state row at version, expecting it at
+// old (0: absent). The statement fails, and so aborts the transaction it
+// runs in, when the row has changed since it was read:
+//
+//   - a new aggregate is a plain INSERT: a concurrent one makes it fail on
+//     the primary key (the loser waits for the winner's commit);
+//   - an existing one is an UPDATE that keeps the row's state and sets its
+//     version to -1 when the version is no longer old, which the table's
+//     CHECK (version > 0) refuses. Keeping the stored state keeps every
+//     other constraint of the context (a generated column's CHECK) true,
+//     so that a stale write is reported as the version race it is.
+//
+// Both are command.ErrVersion; another unique or check constraint of the
+// context refusing the new state is command.ErrConflict.
+func (s *Store[S]) queueSave(w *writes, id string, old, version int64, state S) error {
 	raw, err := json.Marshal(state)
 	if err != nil {
 		return fmt.Errorf("encode %s %s: %w", s.table, id, err)
 	}
-	var q string
 	if old == 0 {
-		q = `INSERT INTO ` + s.table + ` (id, version, state) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING`
+		w.batch.Queue(`INSERT INTO `+s.table+` (id, version, state) VALUES ($1, $2, $3)`, id, version, raw)
 	} else {
-		q = `UPDATE ` + s.table + ` SET version = $2, state = $3, updated_at = now() WHERE id = $1 AND version = $4`
+		w.batch.Queue(`UPDATE `+s.table+` SET
+			version = CASE WHEN version = $4 THEN $2 ELSE -1 END,
+			state = CASE WHEN version = $4 THEN $3::jsonb ELSE state END,
+			updated_at = now()
+			WHERE id = $1`, id, version, raw, old)
 	}
-	args := []any{id, version, raw}
-	if old != 0 {
-		args = append(args, old)
-	}
-	tag, err := tx.Exec(ctx, q, args...)
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && (pgErr.Code == uniqueViolation || pgErr.Code == checkViolation) {
-		// A constraint of the context (unique, check; not the id: that one
-		// is handled by ON CONFLICT) refuses the new state.
-		return fmt.Errorf("save %s %s: %s: %w", s.table, id, pgErr.ConstraintName, command.ErrConflict)
-	}
-	if err != nil {
-		return fmt.Errorf("save %s %s: %w", s.table, id, err)
-	}
-	if tag.RowsAffected() == 0 {
-		return fmt.Errorf("save %s %s at version %d: %w", s.table, id, old, command.ErrVersion)
-	}
+	w.check = append(w.check, func(err error) error { return s.saveError(id, old, err) })
 	return nil
+}
+
+// saveError maps the error of the state row's write.
+func (s *Store[S]) saveError(id string, old int64, err error) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch {
+		case pgErr.Code == uniqueViolation && pgErr.ConstraintName == s.name+"_pkey",
+			pgErr.Code == checkViolation && pgErr.ConstraintName == s.name+"_version_check":
+			return fmt.Errorf("save %s %s at version %d: %w", s.table, id, old, command.ErrVersion)
+		case pgErr.Code == uniqueViolation || pgErr.Code == checkViolation:
+			// A constraint of the context refuses the new state.
+			return fmt.Errorf("save %s %s: %s: %w", s.table, id, pgErr.ConstraintName, command.ErrConflict)
+		}
+	}
+	return fmt.Errorf("save %s %s: %w", s.table, id, err)
 }
 
 func (s *Store[S]) records(ctx context.Context, id string, old int64, meta command.Meta, events []schemas.Event) ([]*kgo.Record, error) {

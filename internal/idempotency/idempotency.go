@@ -49,6 +49,18 @@ var ErrReused = command.Invalid("Idempotency-Key", "was already used for another
 // Record stores a command's result under its key, in the command's
 // transaction tx. Without a key in meta it does nothing.
 func Record(ctx context.Context, tx pgx.Tx, meta command.Meta, res command.Result) error {
+	b := &pgx.Batch{}
+	if err := Queue(b, meta, res); err != nil || b.Len() == 0 {
+		return err
+	}
+	_, err := tx.Exec(ctx, b.QueuedQueries[0].SQL, b.QueuedQueries[0].Arguments...)
+	return Check(err)
+}
+
+// Queue queues in b the statement that stores a command's result under its
+// key, for a command that sends its writes as one pipelined batch; Check
+// maps that statement's error. Without a key in meta it queues nothing.
+func Queue(b *pgx.Batch, meta command.Meta, res command.Result) error {
 	k := meta.Idempotency
 	if k == nil {
 		return nil
@@ -57,8 +69,15 @@ func Record(ctx context.Context, tx pgx.Tx, meta command.Meta, res command.Resul
 	if err != nil {
 		return fmt.Errorf("idempotency: encode result: %w", err)
 	}
-	_, err = tx.Exec(ctx, `INSERT INTO idempotency.keys (key, hash, status, location, body) VALUES ($1, $2, $3, $4, $5)`,
+	b.Queue(`INSERT INTO idempotency.keys (key, hash, status, location, body) VALUES ($1, $2, $3, $4, $5)`,
 		k.Key, k.Hash, res.Status, res.Location, body)
+	return nil
+}
+
+// Check maps the error of the statement Queue queued: the key recorded by
+// a concurrent request is errTaken, which the middleware answers with that
+// request's result.
+func Check(err error) error {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "23505" {
 		return errTaken

@@ -1,13 +1,17 @@
 package outbox
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -29,6 +33,7 @@ type Relay struct {
 	client *kgo.Client
 	cfg    RelayConfig
 	log    *slog.Logger
+	wake   chan struct{} // Notify in this process: records committed
 }
 
 // NewRelay returns a relay publishing with client, which must be an
@@ -45,7 +50,7 @@ func NewRelay(pool *pgxpool.Pool, client *kgo.Client, cfg RelayConfig) *Relay {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Relay{pool: pool, client: client, cfg: cfg, log: log.With("component", "outbox-relay")}
+	return &Relay{pool: pool, client: client, cfg: cfg, log: log.With("component", "outbox-relay"), wake: make(chan struct{}, 1)}
 }
 
 // Run publishes until ctx ends. It returns nil on cancellation; transient
@@ -67,14 +72,17 @@ func (r *Relay) Run(ctx context.Context) error {
 	return nil
 }
 
-// lead waits for the advisory lock, then publishes while it holds it.
+// lead waits for the advisory lock, then publishes while it holds it, on
+// the session that holds it: a lost session fails the next batch, so no
+// relay publishes without the lock.
 func (r *Relay) lead(ctx context.Context) error {
-	conn, err := r.pool.Acquire(ctx)
+	pc, err := r.pool.Acquire(ctx)
 	if err != nil {
 		return err
 	}
 	// The session (and so the lock) must not go back to the pool: close it.
-	defer func() { _ = conn.Hijack().Close(context.WithoutCancel(ctx)) }()
+	conn := pc.Hijack()
+	defer func() { _ = conn.Close(context.WithoutCancel(ctx)) }()
 	for {
 		var got bool
 		if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, lockKey).Scan(&got); err != nil {
@@ -93,9 +101,19 @@ func (r *Relay) lead(ctx context.Context) error {
 	if _, err := conn.Exec(ctx, `LISTEN `+Channel); err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
+	notifiers.Lock()
+	notifiers.active[r.pool] = r
+	notifiers.Unlock()
+	defer func() {
+		notifiers.Lock()
+		if notifiers.active[r.pool] == r {
+			delete(notifiers.active, r.pool)
+		}
+		notifiers.Unlock()
+	}()
 	for {
 		for {
-			n, err := r.publishBatch(ctx)
+			n, err := r.publishBatch(ctx, conn)
 			if err != nil {
 				return err
 			}
@@ -103,61 +121,161 @@ func (r *Relay) lead(ctx context.Context) error {
 				break
 			}
 		}
-		wctx, cancel := context.WithTimeout(ctx, r.cfg.PollInterval)
-		_, err := conn.Conn().WaitForNotification(wctx)
-		cancel()
-		if err != nil && !errors.Is(err, context.DeadlineExceeded) {
-			return fmt.Errorf("wait for notification: %w", err)
-		}
-		// Keep the lock session alive and check we still own it: a lost
-		// session would have let another relay take over.
-		if err := conn.Ping(ctx); err != nil {
-			return fmt.Errorf("relay session: %w", err)
+		if err := r.wait(ctx, conn); err != nil {
+			return err
 		}
 	}
 }
 
-// publishBatch publishes up to BatchSize rows in id order and deletes them
-// once every record of the batch is acknowledged.
-func (r *Relay) publishBatch(ctx context.Context) (int, error) {
-	rows, err := r.pool.Query(ctx, `SELECT id, topic, key, value, headers FROM outbox.records ORDER BY id LIMIT $1`, r.cfg.BatchSize)
+// wakeUp makes the relay's wait return (Notify, in this process).
+func (r *Relay) wakeUp() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// wait returns on a wake-up from this process, a notification from another
+// one, or after PollInterval.
+func (r *Relay) wait(ctx context.Context, conn *pgx.Conn) error {
+	select {
+	case <-r.wake:
+		return nil
+	default:
+	}
+	wctx, cancel := context.WithTimeout(ctx, r.cfg.PollInterval)
+	defer cancel()
+	// A wake-up ends the wait by cancelling it (a cancelled wait leaves the
+	// session usable: pgconn turns it into a read deadline). The watcher
+	// is done before wait returns, so a wake-up it took came before the
+	// next batch's claim, which sees the rows that caused it.
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		select {
+		case <-r.wake:
+			cancel()
+		case <-wctx.Done():
+		}
+	}()
+	_, err := conn.WaitForNotification(wctx)
+	cancel()
+	<-watched
+	if err != nil && ctx.Err() == nil && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)) {
+		err = nil
+	}
 	if err != nil {
-		return 0, fmt.Errorf("read outbox: %w", err)
+		return fmt.Errorf("wait for notification: %w", err)
 	}
-	var ids []int64
-	var recs []*kgo.Record
-	for rows.Next() {
-		var id int64
-		var hj []byte
-		rec := &kgo.Record{}
-		if err := rows.Scan(&id, &rec.Topic, &rec.Key, &rec.Value, &hj); err != nil {
-			rows.Close()
-			return 0, fmt.Errorf("scan outbox: %w", err)
+	return nil
+}
+
+// claim deletes up to $1 rows, the oldest first, in the relay's open
+// transaction, returning them; the delete commits once they are published.
+const claim = `DELETE FROM outbox.records WHERE id = ANY(ARRAY(
+	SELECT id FROM outbox.records ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED))
+	RETURNING id, topic, key, value, headers`
+
+// publishBatch publishes up to BatchSize rows in id order and deletes them
+// once every record of the batch is acknowledged, in two round trips:
+//
+//  1. one pipelined batch: BEGIN; SET LOCAL synchronous_commit = off; the
+//     claim, which deletes the rows and returns them;
+//  2. after the broker acknowledged every record, COMMIT (or ROLLBACK on
+//     any failure, which puts the rows back).
+//
+// The delete's commit does not wait for its WAL flush: if PostgreSQL
+// crashed before flushing it, the rows would come back and be published
+// again, which at-least-once delivery allows; it never loses a row, and it
+// keeps the relay's commits from queueing behind the commands' flushes.
+func (r *Relay) publishBatch(ctx context.Context, conn *pgx.Conn) (n int, err error) {
+	b := &pgx.Batch{}
+	b.Queue(`BEGIN`)
+	b.Queue(`SET LOCAL synchronous_commit = off`)
+	b.Queue(claim, r.cfg.BatchSize)
+	br := conn.SendBatch(ctx, b)
+	defer func() {
+		if err != nil && conn.PgConn().TxStatus() != 'I' && !conn.IsClosed() {
+			_, _ = conn.Exec(context.WithoutCancel(ctx), `ROLLBACK`)
 		}
-		var hs []header
-		if err := json.Unmarshal(hj, &hs); err != nil {
-			rows.Close()
-			return 0, fmt.Errorf("outbox row %d headers: %w", id, err)
+	}()
+	type row struct {
+		id  int64
+		rec *kgo.Record
+	}
+	var rows []row
+	_, err = br.Exec()
+	if err == nil {
+		_, err = br.Exec()
+	}
+	if err == nil {
+		var rs pgx.Rows
+		rs, err = br.Query()
+		for err == nil && rs.Next() {
+			var id int64
+			var hj []byte
+			rec := &kgo.Record{}
+			if err = rs.Scan(&id, &rec.Topic, &rec.Key, &rec.Value, &hj); err != nil {
+				err = fmt.Errorf("scan outbox: %w", err)
+				break
+			}
+			var hs []header
+			if err = json.Unmarshal(hj, &hs); err != nil {
+				err = fmt.Errorf("outbox row %d headers: %w", id, err)
+				break
+			}
+			rec.Headers = make([]kgo.RecordHeader, len(hs))
+			for i, h := range hs {
+				rec.Headers[i] = kgo.RecordHeader{Key: h.K, Value: h.V}
+			}
+			rows = append(rows, row{id, rec})
 		}
-		for _, h := range hs {
-			rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: h.K, Value: h.V})
+		rs.Close()
+		if err == nil {
+			err = rs.Err()
 		}
-		ids = append(ids, id)
-		recs = append(recs, rec)
 	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return 0, fmt.Errorf("read outbox: %w", err)
+	if cerr := br.Close(); err == nil {
+		err = cerr
 	}
-	if len(recs) == 0 {
-		return 0, nil
+	if err != nil {
+		return 0, fmt.Errorf("claim outbox rows: %w", err)
 	}
-	if err := r.client.ProduceSync(ctx, recs...).FirstErr(); err != nil {
-		return 0, fmt.Errorf("publish %d records: %w", len(recs), err)
+	if len(rows) == 0 {
+		_, err = conn.Exec(ctx, `COMMIT`)
+		return 0, err
 	}
-	if _, err := r.pool.Exec(ctx, `DELETE FROM outbox.records WHERE id = ANY($1)`, ids); err != nil {
+	// DELETE … RETURNING returns rows in no set order.
+	slices.SortFunc(rows, func(a, b row) int { return cmp.Compare(a.id, b.id) })
+	// Produce the whole batch, then Flush: the batch is all there is to
+	// send, so waiting out the producer's linger would only add latency.
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var firstErr error
+	wg.Add(len(rows))
+	for _, rw := range rows {
+		r.client.Produce(ctx, rw.rec, func(_ *kgo.Record, err error) {
+			if err != nil {
+				mu.Lock()
+				if firstErr == nil {
+					firstErr = err
+				}
+				mu.Unlock()
+			}
+			wg.Done()
+		})
+	}
+	ferr := r.client.Flush(ctx)
+	wg.Wait()
+	if firstErr == nil {
+		firstErr = ferr
+	}
+	if firstErr != nil {
+		return 0, fmt.Errorf("publish %d records: %w", len(rows), firstErr)
+	}
+	if _, err = conn.Exec(ctx, `COMMIT`); err != nil {
 		return 0, fmt.Errorf("delete published rows: %w", err)
 	}
-	r.log.Debug("published", "records", len(recs), "last_id", ids[len(ids)-1])
-	return len(recs), nil
+	r.log.Debug("published", "records", len(rows), "last_id", rows[len(rows)-1].id)
+	return len(rows), nil
 }

@@ -82,6 +82,7 @@ func appendCommands(t *testing.T, pool *pgxpool.Pool, run string, n int, seq map
 		if err != nil {
 			t.Fatal(err)
 		}
+		outbox.Notify(pool)
 	}
 }
 
@@ -214,4 +215,77 @@ func TestRelayPublishesBacklogAndNothingRolledBack(t *testing.T) {
 	if seen != total(seq) {
 		t.Fatalf("%d records on the topic, want %d", seen, total(seq))
 	}
+}
+
+// A batch the broker does not acknowledge is not deleted: the relay's claim
+// rolls back, the rows stay, and they are published once the broker takes
+// them.
+func TestRelayKeepsWhatTheBrokerRefused(t *testing.T) {
+	brokers := kafkatest.Embedded(t)
+	pool := startPostgres(t)
+	seq := map[string]int{}
+	appendCommands(t, pool, "refused", 10, seq)
+	cl := kafkatest.Client(t, brokers, kgo.RecordDeliveryTimeout(time.Second))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- outbox.NewRelay(pool, cl, outbox.RelayConfig{BatchSize: 4, PollInterval: 100 * time.Millisecond,
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}).Run(ctx)
+	}()
+	time.Sleep(3 * time.Second) // failed attempts
+	if n, _ := outbox.Pending(context.Background(), pool); n != int64(total(seq)) {
+		t.Fatalf("outbox holds %d rows after failed publications, want %d", n, total(seq))
+	}
+	createTopic(t, brokers)
+	waitEmpty(t, pool)
+	from := map[string]map[int32]kgo.Offset{topic: {0: kgo.NewOffset().AtStart(), 1: kgo.NewOffset().AtStart(), 2: kgo.NewOffset().AtStart()}}
+	checkOrder(t, kafkatest.Consume(t, brokers, from, total(seq), 30*time.Second), seq)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Notify after a commit wakes the relay at once, long before its poll:
+// directly when the relay runs on the same pool, by NOTIFY from another
+// pool (another process).
+func TestNotifyWakesTheRelay(t *testing.T) {
+	brokers := kafkatest.Embedded(t)
+	pool := startPostgres(t)
+	createTopic(t, brokers)
+	from := kafkatest.From(t, brokers, topic)
+	other, err := pgxpool.New(context.Background(), pool.Config().ConnString())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(other.Close)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		_ = outbox.NewRelay(pool, kafkatest.Client(t, brokers), outbox.RelayConfig{PollInterval: time.Minute,
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}).Run(ctx)
+	}()
+	seq := map[string]int{}
+	waitEmpty(t, pool) // the relay has made its first pass and waits
+	time.Sleep(100 * time.Millisecond)
+	for _, c := range []struct {
+		name string
+		pool *pgxpool.Pool
+	}{{"same pool", pool}, {"another pool", other}} {
+		began := time.Now()
+		appendCommands(t, c.pool, c.name, 1, seq)
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			if n, err := outbox.Pending(context.Background(), pool); err == nil && n == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not published 10 s after Notify (poll interval 1 min)", c.name)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		t.Logf("%s: published %v after the commit", c.name, time.Since(began).Round(time.Millisecond))
+	}
+	checkOrder(t, kafkatest.Consume(t, brokers, from, total(seq), 30*time.Second), seq)
 }
