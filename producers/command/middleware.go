@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"shopstream/internal/admission"
 )
 
 // ErrOverloaded refuses a command because the instance already runs as
@@ -90,15 +92,13 @@ func Validation() Middleware {
 // refused at once with ErrOverloaded instead of queueing, so that a spike
 // gets fast 429s while the commands already admitted finish in time.
 func Shed(max int) Middleware {
-	slots := make(chan struct{}, max)
+	gate := admission.New(max)
 	return func(next Handler) Handler {
 		return func(ctx context.Context, meta Meta, cmd Command) (Result, error) {
-			select {
-			case slots <- struct{}{}:
-			default:
+			if !gate.Enter(ctx, 0) {
 				return Result{}, ErrOverloaded
 			}
-			defer func() { <-slots }()
+			defer gate.Leave()
 			return next(ctx, meta, cmd)
 		}
 	}
