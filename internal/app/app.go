@@ -8,7 +8,9 @@
 // Every instance, whatever its components, serves GET /metrics (its own
 // Prometheus registry: franz-go client metrics of every Kafka client it
 // builds, the lag and dead-letter gauges, and those of the components it
-// runs) and GET /healthz on Config.HTTPAddr. Tracing follows the standard
+// runs), GET /livez (the process serves), GET /readyz (the dependencies
+// its components need answer, see Needs) and GET /healthz (an alias of
+// /readyz) on Config.HTTPAddr. Tracing follows the standard
 // OTEL_* environment (package tracing); traceparent propagates from the
 // gateway through every processor whether spans are exported or not.
 package app
@@ -119,8 +121,9 @@ type Config struct {
 	MongoURI    string
 	MongoDB     string
 	PostgresURL string
-	// HTTPAddr is where every instance serves GET /metrics (Prometheus)
-	// and GET /healthz; with the gateway component, the shop's API too.
+	// HTTPAddr is where every instance serves GET /metrics (Prometheus),
+	// /livez, /readyz and /healthz; with the gateway component, the
+	// shop's API too.
 	HTTPAddr   string
 	Components []string
 	// CardPSPURL and SepaBankURL are the payment providers' APIs.
@@ -375,22 +378,15 @@ func Run(ctx context.Context, cfg Config) error {
 	metrics.MustRegister(
 		shopmetrics.Lag(kadm.NewClient(admin), known, 0, log),
 		shopmetrics.DeadLetters(kadm.NewClient(admin), dlqs, 0, log))
-	checks := infraChecks(admin, reg, mc, pool)
-	for _, name := range cfg.Components {
-		if flag := alive[name]; flag != nil {
-			checks = append(checks, gateway.Check{Name: name, Check: func(context.Context) error {
-				if !flag.Load() {
-					return errors.New("stopped")
-				}
-				return nil
-			}})
-		}
-	}
-	// Every instance serves GET /metrics and GET /healthz; with the
-	// gateway, the gateway serves the rest.
+	checks := readinessChecks(cfg.Components, infraChecks(admin, reg, mc, pool, cfg.SMTPAddr), alive)
+	// Every instance serves GET /metrics, /livez, /readyz and /healthz
+	// (the alias of /readyz); with the gateway, the gateway serves the
+	// rest, its own /healthz included.
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(metrics, promhttp.HandlerOpts{
 		ErrorHandling: promhttp.ContinueOnError, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}))
+	mux.Handle("GET /livez", gateway.Livez())
+	mux.Handle("GET /readyz", gateway.Readyz(checks))
 	server := "http"
 	if has(Gateway) {
 		hub := stockwatch.New(serde, log)
@@ -511,13 +507,87 @@ func newServices(pool *pgxpool.Pool, serde *eventlog.Serde) *services {
 	return s
 }
 
-func infraChecks(k *kgo.Client, reg *sr.Client, mc *mongo.Client, pool *pgxpool.Pool) []gateway.Check {
-	return []gateway.Check{
-		{Name: "kafka", Check: k.Ping},
-		{Name: "schema-registry", Check: func(ctx context.Context) error { _, err := reg.Subjects(ctx); return err }},
-		{Name: "mongodb", Check: func(ctx context.Context) error { return mc.Ping(ctx, nil) }},
-		{Name: "postgres", Check: pool.Ping},
+// DepSMTP names the mail relay in readiness checks (the other
+// dependencies are named as in a 503 problem: gateway.DepPostgres, …).
+const DepSMTP = "smtp"
+
+// Needs lists the dependencies component cannot do its work without, in
+// the order /readyz checks them: an instance is ready when those of its
+// components answer (GET /readyz), whatever the others do, so that an
+// outage of MongoDB takes no processor out of service and restarts
+// nothing. What a component reaches only through a circuit breaker and
+// deadlines that compensate (the payment providers) is not in it, nor is
+// what it merely reports (the gateway's /lag and event streams read
+// Kafka, but it accepts writes and serves reads without it: the outbox
+// holds the events).
+func Needs(component string) []string {
+	switch component {
+	case Gateway:
+		return []string{gateway.DepPostgres, gateway.DepMongo}
+	case OutboxRelay:
+		return []string{gateway.DepPostgres, gateway.DepKafka}
+	case ProjectorProducts, ProjectorOrders:
+		return []string{gateway.DepMongo, gateway.DepKafka, gateway.DepRegistry}
+	case StockFeed, Saga, PaymentsCard, PaymentsSepa, Billing:
+		return []string{gateway.DepPostgres, gateway.DepKafka, gateway.DepRegistry}
+	case Email:
+		return []string{gateway.DepPostgres, gateway.DepKafka, gateway.DepRegistry, DepSMTP}
 	}
+	return nil
+}
+
+// readinessChecks are what GET /readyz runs: the dependencies the
+// components need (Needs, each once, in a fixed order), then whether
+// each component still runs.
+func readinessChecks(components []string, infra map[string]gateway.Check, alive map[string]*atomic.Bool) []gateway.Check {
+	need := map[string]bool{}
+	for _, c := range components {
+		for _, d := range Needs(c) {
+			need[d] = true
+		}
+	}
+	var checks []gateway.Check
+	for _, d := range []string{gateway.DepPostgres, gateway.DepMongo, gateway.DepKafka, gateway.DepRegistry, DepSMTP} {
+		if need[d] {
+			checks = append(checks, infra[d])
+		}
+	}
+	for _, name := range components {
+		if flag := alive[name]; flag != nil {
+			checks = append(checks, gateway.Check{Name: name, Check: func(context.Context) error {
+				if !flag.Load() {
+					return errors.New("stopped")
+				}
+				return nil
+			}})
+		}
+	}
+	return checks
+}
+
+// infraChecks ping each dependency, by name: a round trip that needs the
+// server to answer, not just a pooled connection.
+func infraChecks(k *kgo.Client, reg *sr.Client, mc *mongo.Client, pool *pgxpool.Pool, smtpAddr string) map[string]gateway.Check {
+	checks := []gateway.Check{
+		{Name: gateway.DepKafka, Check: k.Ping},
+		{Name: gateway.DepRegistry, Check: func(ctx context.Context) error { _, err := reg.Subjects(ctx); return err }},
+		{Name: gateway.DepMongo, Check: func(ctx context.Context) error { return mc.Ping(ctx, nil) }},
+		{Name: gateway.DepPostgres, Check: pool.Ping},
+		// The relay answers a TCP connection: no SMTP session, so no
+		// message and nothing for a provider to count.
+		{Name: DepSMTP, Check: func(ctx context.Context) error {
+			c, err := (&net.Dialer{}).DialContext(ctx, "tcp", smtpAddr)
+			if err != nil {
+				return err
+			}
+			return c.Close()
+		}},
+	}
+	m := map[string]gateway.Check{}
+	for _, c := range checks {
+		m[c.Name] = c
+	}
+	return m
 }
 
 // breakerGauge is shop_circuit_breaker_state{target}: 0 closed, 1
