@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"shopstream/internal/eventlog"
+	"shopstream/internal/kafkagroup"
 	"shopstream/schemas"
 )
 
@@ -40,9 +41,10 @@ func New(serde *eventlog.Serde, log *slog.Logger) *Hub {
 }
 
 // ClientOpts are the consumer options of the hub's client: the stock
-// topic from its end, no group.
+// topic from its end, no group (so no session to time out: a gateway that
+// dies holds nothing), with the shop's fetch limits (kafkagroup.Fetch).
 func (h *Hub) ClientOpts() []kgo.Opt {
-	return []kgo.Opt{kgo.ConsumeTopics(schemas.TopicStock), kgo.ConsumeResetOffset(kgo.NewOffset().AtEnd())}
+	return append([]kgo.Opt{kgo.ConsumeTopics(schemas.TopicStock), kgo.ConsumeResetOffset(kgo.NewOffset().AtEnd())}, kafkagroup.Fetch()...)
 }
 
 // Run tails the stock topic until ctx ends.

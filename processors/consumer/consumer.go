@@ -57,6 +57,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"shopstream/internal/eventlog"
+	"shopstream/internal/kafkagroup"
 	"shopstream/internal/tracing"
 )
 
@@ -110,8 +111,9 @@ type Config struct {
 }
 
 // SessionTimeout is how long the group waits for a silent member before
-// it hands its partitions to the others.
-const SessionTimeout = 10 * time.Second
+// it hands its partitions to the others: the shop-wide
+// kafkagroup.SessionTimeout.
+const SessionTimeout = kafkagroup.SessionTimeout
 
 const (
 	maxPollRecords = 1000
@@ -178,11 +180,13 @@ func New(cfg Config) *Consumer {
 // ClientOpts are the client options the consumer needs: its group and
 // topics, a new group starting at the beginning of the log, manual
 // commits, rebalances blocked while polled records are being dispatched,
-// and the revocation callbacks. The caller adds the seed brokers and
-// anything else (logging, metrics). The client also produces the
-// dead-letter records.
+// and the revocation callbacks, with the shop's group settings
+// (kafkagroup.Opts: a member that dies without leaving has its partitions
+// handed on within about 10 s and a rebalance, not Kafka's default 45 s).
+// The caller adds the seed brokers and anything else (logging, metrics).
+// The client also produces the dead-letter records.
 func (c *Consumer) ClientOpts() []kgo.Opt {
-	return []kgo.Opt{
+	return append([]kgo.Opt{
 		kgo.ConsumerGroup(c.cfg.Group),
 		kgo.ConsumeTopics(c.cfg.Topics...),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
@@ -196,13 +200,7 @@ func (c *Consumer) ClientOpts() []kgo.Opt {
 		}),
 		kgo.OnPartitionsRevoked(c.revoked),
 		kgo.OnPartitionsLost(c.lost),
-		// A member that dies without leaving (SIGKILL, a lost host) has
-		// its partitions handed on after this, not Kafka's default 45 s.
-		kgo.SessionTimeout(SessionTimeout),
-		// A resumed partition joins the next fetch request: keep the
-		// long poll of the others short.
-		kgo.FetchMaxWait(250 * time.Millisecond),
-	}
+	}, kafkagroup.Opts()...)
 }
 
 // Run consumes with cl (built with ClientOpts) until ctx ends, then stops

@@ -42,6 +42,7 @@ import (
 
 	"shopstream/internal/docstore"
 	"shopstream/internal/eventlog"
+	"shopstream/internal/kafkagroup"
 	"shopstream/internal/tracing"
 )
 
@@ -185,18 +186,20 @@ func (r *Runner[V]) Target(ctx context.Context) (string, error) {
 	return coll, nil
 }
 
-// ClientOpts are the consumer options the runner needs; the caller adds
-// the seed brokers and anything else (logging, metrics).
+// ClientOpts are the consumer options the runner needs, with the shop's
+// group settings (kafkagroup.Opts: a runner that dies without leaving the
+// group has its partitions taken over within about 10 s and a rebalance,
+// not franz-go's default 45 s); the caller adds the seed brokers and
+// anything else (logging, metrics).
 func (r *Runner[V]) ClientOpts() []kgo.Opt {
-	return []kgo.Opt{
+	return append([]kgo.Opt{
 		kgo.ConsumerGroup(r.p.Group()),
 		kgo.ConsumeTopics(r.p.Topics...),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.DisableAutoCommit(),
 		kgo.BlockRebalanceOnPoll(),
-		kgo.FetchMaxWait(250 * time.Millisecond),
 		kgo.WithHooks(&r.fetched),
-	}
+	}, kafkagroup.Opts()...)
 }
 
 // Run consumes with client (built with ClientOpts) until ctx ends.
