@@ -18,7 +18,7 @@ type shopFlags struct {
 	mailFrom    *string
 
 	queryTimeout, commandTimeout, bodyTimeout *time.Duration
-	maxStreams                                *int
+	maxStreams, maxQueries                    *int
 }
 
 func addShopFlags(fs *flag.FlagSet) *shopFlags {
@@ -33,6 +33,8 @@ func addShopFlags(fs *flag.FlagSet) *shopFlags {
 		bodyTimeout: fs.Duration("body-timeout", gateway.DefaultBodyTimeout,
 			"time to read a whole request, headers and body; a slower body is cut off with 408"),
 		maxStreams: fs.Int("max-streams", gateway.DefaultMaxStreams, "concurrent event streams (GET /products/{id}/events); more answer 503"),
+		maxQueries: fs.Int("max-queries", gateway.DefaultMaxQueries,
+			fmt.Sprintf("queries (read-model GETs) one instance runs at once; one more waits at most %v for a slot, then answers 503 with Retry-After (load shedding)", gateway.QueryQueueWait)),
 	}
 }
 
@@ -49,6 +51,9 @@ func (f *shopFlags) check() error {
 	if *f.maxStreams < 1 {
 		return fmt.Errorf("--max-streams %d: must be at least 1", *f.maxStreams)
 	}
+	if *f.maxQueries < 1 {
+		return fmt.Errorf("--max-queries %d: must be at least 1", *f.maxQueries)
+	}
 	if *f.emailRate <= 0 {
 		return fmt.Errorf("--email-rate %v: must be positive", *f.emailRate)
 	}
@@ -61,7 +66,7 @@ func (f *shopFlags) apply(cfg app.Config) app.Config {
 	cfg.EmailRate = *f.emailRate
 	cfg.MailFrom = *f.mailFrom
 	cfg.HTTPLimits = gateway.Limits{QueryTimeout: *f.queryTimeout, CommandTimeout: *f.commandTimeout,
-		BodyTimeout: *f.bodyTimeout, MaxStreams: *f.maxStreams}
+		BodyTimeout: *f.bodyTimeout, MaxStreams: *f.maxStreams, MaxQueries: *f.maxQueries}
 	return cfg
 }
 

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
@@ -245,15 +246,19 @@ func TestReadAgainstDeadMongoAnswers503WithinTheDeadline(t *testing.T) {
 }
 
 func TestEventStreamsAreCapped(t *testing.T) {
-	g := New(Deps{Logger: slog.New(slog.DiscardHandler), Limits: Limits{MaxStreams: 1}})
+	reg := prometheus.NewRegistry()
+	g := New(Deps{Logger: slog.New(slog.DiscardHandler), Limits: Limits{MaxStreams: 1}, Metrics: reg})
 	ts := httptest.NewServer(g)
 	defer ts.Close()
-	g.streams <- struct{}{} // one stream open: the cap
+	g.shed.streams.Enter(context.Background(), 0) // one stream open: the cap
 	resp, p := send(t, http.MethodGet, ts.URL+"/products/0190f5a0-0000-7000-8000-000000000001/events", "")
-	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" || !strings.HasSuffix(p.Type, "/unavailable") {
-		t.Errorf("stream over the cap: %d Retry-After %q %+v, want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"), p)
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" || !strings.HasSuffix(p.Type, "/overloaded") {
+		t.Errorf("stream over the cap: %d Retry-After %q %+v, want 503 overloaded with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"), p)
 	}
-	<-g.streams
+	g.leaveStream()
+	if n := shedCount(t, reg, shedStream); n != 1 {
+		t.Errorf("%s{class=stream} = %v, want 1", MetricShed, n)
+	}
 }
 
 func TestServerTimeouts(t *testing.T) {

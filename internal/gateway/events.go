@@ -29,15 +29,10 @@ func (g *Gateway) productEvents(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	select {
-	case g.streams <- struct{}{}:
-		defer func() { <-g.streams }()
-	default:
-		w.Header().Set("Retry-After", "5")
-		writeProblem(w, r, http.StatusServiceUnavailable, "unavailable",
-			fmt.Sprintf("this instance streams at most %d event streams at once; retry later", cap(g.streams)))
+	if !g.enterStream(w, r) {
 		return
 	}
+	defer g.leaveStream()
 	flusher, canFlush := w.(http.Flusher)
 	if g.d.Stock == nil || !canFlush {
 		writeProblem(w, r, http.StatusServiceUnavailable, "unavailable", "this instance does not stream events")

@@ -55,14 +55,14 @@ type Deps struct {
 	DevEndpoints any
 	Checks       []Check
 	Logger       *slog.Logger
-	// Metrics, if set, is where New registers MetricRequestDuration
-	// (once: New panics if it is registered there already).
+	// Metrics, if set, is where New registers MetricRequestDuration and
+	// MetricShed (once: New panics if they are registered there already).
 	Metrics prometheus.Registerer
 	// Tracing traces every request with a server span (see withTracing);
 	// nil records nothing but still passes a traceparent on.
 	Tracing trace.TracerProvider
 	// Limits are the server-side deadlines of queries and commands and
-	// the cap on event streams (zero fields: the defaults).
+	// the caps on queries and event streams (zero fields: the defaults).
 	Limits Limits
 }
 
@@ -75,7 +75,7 @@ type Gateway struct {
 	inner   http.Handler // mux behind the idempotency key
 	routes  []string
 	limits  Limits
-	streams chan struct{} // a slot per open event stream
+	shed    *shedder // the bounds on queries and event streams
 
 	asyncDoc asyncAPIDoc
 }
@@ -83,7 +83,7 @@ type Gateway struct {
 // New returns the gateway's handler.
 func New(d Deps) *Gateway {
 	g := &Gateway{d: d, log: d.Logger.With("component", "gateway"), mux: http.NewServeMux(), limits: d.Limits.withDefaults()}
-	g.streams = make(chan struct{}, g.limits.MaxStreams)
+	g.shed = newShedder(g.limits, d.Metrics)
 	g.inner = withIdempotencyKey(g.mux)
 	g.handle("GET /healthz", g.healthz)
 	g.handle("GET /openapi.json", g.openAPI)
@@ -92,14 +92,14 @@ func New(d Deps) *Gateway {
 	g.handle("POST /products", g.registerProduct)
 	g.handle("POST /products/{id}/restock", g.restockProduct)
 	g.handle("POST /products/{id}/reviews", g.addReview)
-	g.handle("GET /products", g.listProducts)
-	g.handle("GET /products/{id}", g.getProduct)
+	g.handle("GET /products", g.query(g.listProducts))
+	g.handle("GET /products/{id}", g.query(g.getProduct))
 	g.handle(routeEvents, g.productEvents)
 	g.handle("POST /carts/items", g.addToCart)
 	g.handle("DELETE /carts/{customer_id}/items/{product_id}", g.removeFromCart)
 	g.handle("POST /orders", g.placeOrder)
-	g.handle("GET /orders/{id}", g.getOrder)
-	g.handle("GET /customers/{id}/orders", g.listCustomerOrders)
+	g.handle("GET /orders/{id}", g.query(g.getOrder))
+	g.handle("GET /customers/{id}/orders", g.query(g.listCustomerOrders))
 	g.handle("GET /lag", g.getLag)
 	g.handle("GET /dev/endpoints", g.devEndpoints)
 	g.handler = withTracing(d.Tracing, withMetrics(d.Metrics, http.HandlerFunc(g.route)))
@@ -177,6 +177,7 @@ func meta(r *http.Request) command.Meta {
 func (g *Gateway) dispatch(w http.ResponseWriter, r *http.Request, cmd command.Command) {
 	res, err := g.d.Commands.Dispatch(r.Context(), meta(r), cmd)
 	if err != nil {
+		g.countRefused(err)
 		writeError(w, r, g.log, err)
 		return
 	}

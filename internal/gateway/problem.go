@@ -78,8 +78,7 @@ func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 	case errors.Is(err, command.ErrNotFound):
 		writeProblem(w, r, http.StatusNotFound, "not-found", err.Error())
 	case errors.Is(err, command.ErrOverloaded):
-		w.Header().Set("Retry-After", "1")
-		writeProblem(w, r, http.StatusTooManyRequests, "overloaded", "the shop is busy; retry in a second")
+		writeOverloaded(w, r, http.StatusTooManyRequests, retryShed, "the shop is busy; retry in a second")
 	case errors.Is(err, command.ErrConflict), errors.Is(err, command.ErrVersion):
 		writeProblem(w, r, http.StatusConflict, "conflict", err.Error())
 	case isUnavailable(r, err):

@@ -37,6 +37,10 @@ type Limits struct {
 	BodyTimeout time.Duration
 	// MaxStreams caps the concurrent event streams; more answer 503.
 	MaxStreams int
+	// MaxQueries caps the queries (read-model GETs) run at once; one more
+	// waits at most QueryQueueWait for a slot, then answers 503 with
+	// Retry-After (see Load shedding).
+	MaxQueries int
 }
 
 func (l Limits) withDefaults() Limits {
@@ -51,6 +55,9 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.MaxStreams <= 0 {
 		l.MaxStreams = DefaultMaxStreams
+	}
+	if l.MaxQueries <= 0 {
+		l.MaxQueries = DefaultMaxQueries
 	}
 	return l
 }
