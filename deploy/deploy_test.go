@@ -406,10 +406,10 @@ func TestComposeComponentServices(t *testing.T) {
 				t.Errorf("service %s (%v) must depend on %s with condition service_completed_successfully", name, comps, dep)
 			}
 		}
-		// The health check asks /healthz on the --http port.
+		// The health check asks /readyz on the --http port.
 		port := httpPort(s.Command, composeEnv(s))
-		if h := s.HealthCheck; h != nil && !strings.Contains(strings.Join(h.Test, " "), ":"+port+"/healthz") {
-			t.Errorf("service %s: health check %q does not ask :%s/healthz", name, h.Test, port)
+		if h := s.HealthCheck; h != nil && !strings.Contains(strings.Join(h.Test, " "), ":"+port+"/readyz") {
+			t.Errorf("service %s: health check %q does not ask :%s/readyz", name, h.Test, port)
 		}
 		if slices.Contains(comps, app.PaymentsSepa) {
 			if n := s.GetScale(); n != 1 {
@@ -1108,12 +1108,16 @@ func TestK8sDeployments(t *testing.T) {
 			}
 			return false
 		}
+		// Liveness asks /livez (the process only), readiness /readyz
+		// (what the instance's components need): an outage of a
+		// dependency restarts no pod.
 		for what, p := range map[string]*probe{"readiness": c.ReadinessProbe, "liveness": c.LivenessProbe} {
+			path := map[string]string{"readiness": "/readyz", "liveness": "/livez"}[what]
 			switch {
 			case p == nil:
 				t.Errorf("Deployment %s: no %s probe", sd.name, what)
-			case p.HTTPGet == nil || p.HTTPGet.Path != "/healthz":
-				t.Errorf("Deployment %s: %s probe is not GET /healthz", sd.name, what)
+			case p.HTTPGet == nil || p.HTTPGet.Path != path:
+				t.Errorf("Deployment %s: %s probe is not GET %s", sd.name, what, path)
 			case !portOK(p.HTTPGet.Port):
 				t.Errorf("Deployment %s: %s probe port %v is not the --http port %s", sd.name, what, p.HTTPGet.Port, port)
 			}
