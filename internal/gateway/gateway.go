@@ -13,7 +13,6 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
@@ -32,7 +31,7 @@ import (
 	"shopstream/projectors/products"
 )
 
-// Check is one part the shop needs, for /healthz.
+// Check is one part the shop needs, for /readyz (and /healthz).
 type Check struct {
 	Name  string
 	Check func(ctx context.Context) error
@@ -198,24 +197,12 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 
 func (g *Gateway) healthz(w http.ResponseWriter, r *http.Request) { Healthz(g.d.Checks)(w, r) }
 
-// Healthz answers GET /healthz: 200 when every check passes within 2 s,
-// else 503, with each check's "ok" or error. Instances without the
-// gateway serve it too.
-func Healthz(checks []Check) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-		defer cancel()
-		status, code := map[string]string{}, http.StatusOK
-		for _, c := range checks {
-			if err := c.Check(ctx); err != nil {
-				status[c.Name], code = err.Error(), http.StatusServiceUnavailable
-				continue
-			}
-			status[c.Name] = "ok"
-		}
-		writeJSON(w, code, map[string]any{"status": map[bool]string{true: "ok", false: "unavailable"}[code == http.StatusOK], "checks": status})
-	}
-}
+// Healthz answers GET /healthz, kept for compatibility (clients and
+// scripts written before /livez and /readyz): it is an alias of Readyz,
+// the same checks and the same answers. New probes should ask /livez for
+// liveness and /readyz for readiness. Instances without the gateway serve
+// it too.
+func Healthz(checks []Check) http.HandlerFunc { return Readyz(checks) }
 
 // pathID returns the {id} of the path. An id this shop could not have
 // issued (not a UUID) is answered like an unknown one: 404, and false.
