@@ -17,13 +17,14 @@ RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache
     go build -trimpath -buildvcs=false -ldflags="-s -w" -o /out/shop ./cmd/shop
 
 # Alpine rather than distroless: its busybox wget is what the compose health
-# checks call (wget http://127.0.0.1:8080/healthz). Kubernetes probes do
+# checks call (wget http://127.0.0.1:8080/readyz). Kubernetes probes do
 # not need it.
 FROM alpine:3.22
 RUN adduser -D -H -u 65532 shop
 COPY --from=build /out/shop /shop
 USER 65532:65532
-# Every component serves /healthz and /metrics on --http.
+# Every component serves /livez, /readyz (and its alias /healthz) and
+# /metrics on --http.
 EXPOSE 8080
 ENTRYPOINT ["/shop"]
 CMD ["run", "--components=all", "--http=:8080"]
