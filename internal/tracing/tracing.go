@@ -206,15 +206,19 @@ func StartConsumer(ctx context.Context, tracer trace.Tracer, group string, rec *
 			break
 		}
 	}
-	return Start(ctx, tracer, "process "+rec.Topic, trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(
-		attribute.String("messaging.system", "kafka"),
-		attribute.String("messaging.operation.type", "process"),
-		attribute.String("messaging.destination.name", rec.Topic),
-		attribute.String("messaging.consumer.group.name", group),
-		attribute.String("messaging.destination.partition.id", strconv.Itoa(int(rec.Partition))),
-		attribute.Int64("messaging.kafka.offset", rec.Offset),
-		attribute.String("messaging.kafka.message.key", string(rec.Key)),
-	))
+	ctx, span := Start(ctx, tracer, "process "+rec.Topic, trace.WithSpanKind(trace.SpanKindConsumer))
+	if span.IsRecording() { // built only for a span that keeps them: a rebuild folds records by the hundred thousand
+		span.SetAttributes(
+			attribute.String("messaging.system", "kafka"),
+			attribute.String("messaging.operation.type", "process"),
+			attribute.String("messaging.destination.name", rec.Topic),
+			attribute.String("messaging.consumer.group.name", group),
+			attribute.String("messaging.destination.partition.id", strconv.Itoa(int(rec.Partition))),
+			attribute.Int64("messaging.kafka.offset", rec.Offset),
+			attribute.String("messaging.kafka.message.key", string(rec.Key)),
+		)
+	}
+	return ctx, span
 }
 
 // End ends span, recording err (if any) as its error status.

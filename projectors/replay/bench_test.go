@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -19,7 +20,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"shopstream/internal/docstore"
-	"shopstream/internal/embedded/ferret"
+	"shopstream/internal/embedded/ferret/ferrettest"
 	"shopstream/internal/embedded/registry"
 	"shopstream/internal/eventlog"
 	"shopstream/internal/kafkatest"
@@ -34,6 +35,7 @@ import (
 const (
 	envBenchProducts = "SHOP_BENCH_REPLAY_PRODUCTS" // products; default 150
 	envBenchReviews  = "SHOP_BENCH_REPLAY_REVIEWS"  // reviews per product; default 35
+	envBenchBackend  = "SHOP_BENCH_REPLAY_BACKEND"  // FerretDB's backend: postgresql (default, as shop dev) or sqlite
 )
 
 // benchReservations is how many StockReserved each product gets.
@@ -249,18 +251,9 @@ func startStack(b *testing.B) *benchStack {
 	if err != nil {
 		b.Fatal(err)
 	}
-	fdb, err := ferret.Start(ctx, ferret.Config{Dir: b.TempDir()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = fdb.Stop(ctx) })
+	fdb := ferrettest.Start(b, os.Getenv(envBenchBackend))
 	cmds := &commandTimes{}
-	mc, err := mongo.Connect(options.Client().ApplyURI(fdb.URI()).SetMonitor(cmds.monitor()))
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = mc.Disconnect(ctx) })
-	db := mc.Database("shop")
+	db := ferrettest.Connect(b, fdb, options.Client().SetMonitor(cmds.monitor())).Database("shop")
 	return &benchStack{cmds: cmds, brokers: brokers, serde: eventlog.NewSerde(rc, cat), db: db, store: docstore.New(db)}
 }
 

@@ -272,14 +272,14 @@ func (b *builder[V]) toHead(ctx context.Context, within int64) error {
 	}
 }
 
-// FoldBatch is how many records a rebuild folds at once. The rebuild is
-// the only writer of its collection until the switch, so large batches are
-// safe, and each one writes a document once however many of its events it
-// holds: most documents are written once, as inserts.
+// FoldBatch is how many records a rebuild folds at once. The rebuild's
+// runner holds the documents it folds and writes them at the end of each
+// catch-up (see runner.Runner.Into): most documents are written once, as
+// inserts, whatever the number of batches.
 const FoldBatch = 50_000
 
 // catchUp folds records until every partition has reached ends, in batches
-// of up to FoldBatch records.
+// of up to FoldBatch records, and writes the documents folded.
 func (b *builder[V]) catchUp(ctx context.Context, ends kadm.ListedOffsets) error {
 	var pending []*kgo.Record
 	flush := func() error {
@@ -314,6 +314,9 @@ func (b *builder[V]) catchUp(ctx context.Context, ends kadm.ListedOffsets) error
 		}
 	}
 	if err := flush(); err != nil {
+		return err
+	}
+	if err := b.r.Flush(ctx); err != nil {
 		return err
 	}
 	b.show(0)

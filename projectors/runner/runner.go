@@ -30,6 +30,7 @@ import (
 	"fmt"
 	"log/slog"
 	"reflect"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -92,6 +93,7 @@ type Runner[V any] struct {
 	aliases *Aliases
 	log     *slog.Logger
 	fixed   string // the collection to write, "" for the alias target
+	rebuild *rebuild[V] // a runner made by Into: what it holds and wrote; nil for a live runner
 
 	indexed  sync.Map // collection -> true once its indexes exist
 	poisoned atomic.Int64
@@ -132,10 +134,17 @@ func (r *Runner[V]) WithTracing(tp trace.TracerProvider) *Runner[V] {
 	return r
 }
 
-// Into returns a runner of the same projection that writes into collection
-// coll whatever the alias says (a rebuild's new or scratch collection).
+// Into returns a runner of the same projection that writes into coll
+// whatever the alias says: a rebuild's new or scratch collection, empty
+// when Into is called, of which the runner is the only writer. It holds
+// the documents it folds in memory (up to [RebuildHeld] of them) and writes
+// them at [Runner.Flush], so that most documents of a rebuild are written
+// once, as inserts, and it loads only documents it has written itself.
+// Its batches must be applied one at a time, and Flush called before the
+// collection is read.
 func (r *Runner[V]) Into(coll string) *Runner[V] {
-	return &Runner[V]{p: r.p, serde: r.serde, store: r.store, aliases: r.aliases, log: r.log.With("collection", coll), fixed: coll, tracer: r.tracer}
+	return &Runner[V]{p: r.p, serde: r.serde, store: r.store, aliases: r.aliases, log: r.log.With("collection", coll), fixed: coll, tracer: r.tracer,
+		rebuild: newRebuild[V]()}
 }
 
 // Checkpoint is the last time Run was known to be up to date: the later
@@ -300,80 +309,161 @@ func (r *Runner[V]) apply(ctx context.Context, recs []*kgo.Record, poison func(c
 	if err != nil {
 		return err
 	}
-	var order []string
-	byDoc := map[string][]eventlog.Envelope{}
-	spans := make([]trace.Span, 0, len(recs))
+	decoded := r.decode(ctx, recs)
 	defer func() {
-		for _, span := range spans {
-			tracing.End(span, err)
+		for _, d := range decoded {
+			if d.span != nil {
+				tracing.End(d.span, err)
+			}
 		}
 	}()
-	for _, rec := range recs {
-		rctx, span := tracing.StartConsumer(ctx, r.tracer, r.p.Group(), rec)
-		env, err := r.serde.Read(rctx, rec)
-		if errors.Is(err, eventlog.ErrPoison) {
-			tracing.End(span, err)
-			r.log.Error("poison record skipped", "topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "err", err)
+	var order []string
+	byDoc := map[string][]eventlog.Envelope{}
+	for i := range decoded {
+		d := &decoded[i]
+		if errors.Is(d.err, eventlog.ErrPoison) {
+			tracing.End(d.span, d.err)
+			d.span = nil
+			r.log.Error("poison record skipped", "topic", d.rec.Topic, "partition", d.rec.Partition, "offset", d.rec.Offset, "err", d.err)
 			if poison != nil {
-				if err := poison(ctx, rec, err); err != nil {
+				if err := poison(ctx, d.rec, d.err); err != nil {
 					return err
 				}
 			}
 			r.poisoned.Add(1)
 			continue
 		}
-		spans = append(spans, span) // ended with the batch
-		if err != nil {
-			return err
+		if d.err != nil {
+			return d.err
 		}
-		id := r.p.DocID(env)
+		id := r.p.DocID(d.env)
 		if id == "" {
 			continue
 		}
 		if _, seen := byDoc[id]; !seen {
 			order = append(order, id)
 		}
-		byDoc[id] = append(byDoc[id], env)
+		byDoc[id] = append(byDoc[id], d.env)
 	}
 	if len(order) == 0 {
 		return nil
 	}
-	current, err := r.load(ctx, coll, order)
+	current, err := r.current(ctx, coll, order)
 	if err != nil {
 		return err
 	}
-	models := make([]mongo.WriteModel, 0, len(order))
-	ids := make([]string, 0, len(order))
-	var replaces int64
+	changes := make([]change[V], 0, len(order))
 	for _, id := range order {
-		doc := current[id]
-		next := doc.View
+		cur := current[id]
+		next := cur.doc.View
 		for _, env := range byDoc[id] {
 			next = r.p.Apply(next, env)
 		}
-		if doc.Rev > 0 && reflect.DeepEqual(next, doc.View) {
+		if cur.doc.Rev > 0 && reflect.DeepEqual(next, cur.doc.View) {
 			continue // a redelivery: nothing to write
 		}
-		written := Document[V]{ID: id, Rev: doc.Rev + 1, View: next}
-		if doc.Rev == 0 {
-			// A new document: an insert, which fails on a duplicate _id if
-			// a concurrent writer created it first (and is much cheaper than
-			// an upsert on FerretDB).
-			models = append(models, mongo.NewInsertOneModel().SetDocument(written))
-			ids = append(ids, id)
+		changes = append(changes, change[V]{doc: Document[V]{ID: id, Rev: cur.stored + 1, View: next}, stored: cur.stored})
+	}
+	if r.rebuild != nil {
+		return r.rebuild.hold(ctx, r, coll, changes)
+	}
+	return r.write(ctx, coll, changes)
+}
+
+// decoded is one record of a batch, read.
+type decoded struct {
+	rec  *kgo.Record
+	env  eventlog.Envelope
+	err  error
+	span trace.Span // ended with the batch
+}
+
+// parallelDecode is the batch size from which decode spreads the records
+// over GOMAXPROCS goroutines.
+const parallelDecode = 512
+
+// decode reads recs, in order, each under its consumer span; a large batch
+// is read on every core, in contiguous runs.
+func (r *Runner[V]) decode(ctx context.Context, recs []*kgo.Record) []decoded {
+	out := make([]decoded, len(recs))
+	read := func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			rctx, span := tracing.StartConsumer(ctx, r.tracer, r.p.Group(), recs[i])
+			env, err := r.serde.Read(rctx, recs[i])
+			out[i] = decoded{rec: recs[i], env: env, err: err, span: span}
+		}
+	}
+	workers := runtime.GOMAXPROCS(0)
+	if len(recs) < parallelDecode || workers == 1 {
+		read(0, len(recs))
+		return out
+	}
+	var wg sync.WaitGroup
+	per := (len(recs) + workers - 1) / workers
+	for lo := 0; lo < len(recs); lo += per {
+		wg.Go(func() { read(lo, min(lo+per, len(recs))) })
+	}
+	wg.Wait()
+	return out
+}
+
+// change is a document to write at its new revision, and the revision the
+// target holds (0: none, so the write is an insert).
+type change[V any] struct {
+	doc    Document[V]
+	stored int64
+}
+
+// current is, for each of ids, the document as the batch finds it and the
+// revision stored: a rebuild's held document, or the stored one, or a zero
+// document at revision 0.
+func (r *Runner[V]) current(ctx context.Context, coll string, ids []string) (map[string]change[V], error) {
+	load := ids
+	if r.rebuild != nil {
+		load = r.rebuild.mayExist(ids)
+	}
+	stored, err := r.load(ctx, coll, load)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]change[V], len(ids))
+	for _, id := range ids {
+		if held, ok := r.rebuild.lookup(id); ok {
+			out[id] = held
+			continue
+		}
+		doc, ok := stored[id]
+		if !ok {
+			doc.ID = id
+		}
+		out[id] = change[V]{doc: doc, stored: doc.Rev}
+	}
+	return out, nil
+}
+
+// write writes changes, one write per document, its stripes side by side
+// (see docstore.Store.BulkWriteDocs): a new document is an insert, which
+// fails on a duplicate _id if a concurrent writer created it first (and is
+// much cheaper than an upsert on FerretDB); an existing one a replace
+// filtered on the revision it was loaded at.
+func (r *Runner[V]) write(ctx context.Context, coll string, changes []change[V]) error {
+	if len(changes) == 0 {
+		return nil
+	}
+	models := make([]mongo.WriteModel, len(changes))
+	ids := make([]string, len(changes))
+	var replaces int64
+	for i, c := range changes {
+		ids[i] = c.doc.ID
+		if c.stored == 0 {
+			models[i] = mongo.NewInsertOneModel().SetDocument(c.doc)
 			continue
 		}
 		replaces++
-		models = append(models, mongo.NewReplaceOneModel().
-			SetFilter(bson.D{{Key: "_id", Value: id}, {Key: "_rev", Value: doc.Rev}}).
-			SetReplacement(written))
-		ids = append(ids, id)
+		models[i] = mongo.NewReplaceOneModel().
+			SetFilter(bson.D{{Key: "_id", Value: c.doc.ID}, {Key: "_rev", Value: c.stored}}).
+			SetReplacement(c.doc)
 	}
-	if len(models) == 0 {
-		return nil
-	}
-	// One write per document, its stripes side by side (see
-	// docstore.Store.BulkWriteDocs).
 	res, err := r.store.BulkWriteDocs(ctx, coll, ids, models)
 	if err != nil {
 		return fmt.Errorf("write %d documents: %w", len(models), err)

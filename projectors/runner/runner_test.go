@@ -2,6 +2,8 @@ package runner_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"reflect"
@@ -131,5 +133,139 @@ func TestRedeliveredBatchesChangeNothing(t *testing.T) {
 	}
 	if doc.View.RatingCount != 4 || doc.Rev != 2 {
 		t.Fatalf("after the poison batch: count %d rev %d", doc.View.RatingCount, doc.Rev)
+	}
+}
+
+// load reads the document id of coll.
+func (f *fixture) load(t *testing.T, coll, id string) (runner.Document[products.View], bool) {
+	t.Helper()
+	var doc runner.Document[products.View]
+	err := f.db.Collection(coll).FindOne(context.Background(), bson.D{{Key: "_id", Value: id}}).Decode(&doc)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return doc, false
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return doc, true
+}
+
+// A runner made by Into holds what it folds and writes it at Flush: each
+// document once, as an insert, however many batches touched it, with the
+// same view as a live runner's; a document written by an earlier Flush is
+// loaded and replaced at the next one.
+func TestIntoWritesEachDocumentOnceAtFlush(t *testing.T) {
+	f := setup(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second) // a flush that cannot finish retries until then
+	defer cancel()
+	const coll = "products_rebuilt"
+	if err := f.db.CreateCollection(ctx, coll); err != nil {
+		t.Fatal(err)
+	}
+	into := f.r.Into(coll)
+	reg := func(off int64, id string) *kgo.Record {
+		return f.record(t, off, id, 1, schemas.ProductRegistered{ProductID: id, Title: "T" + id, PriceCents: 100, Currency: "EUR", InitialStock: 2})
+	}
+	review := func(off int64, id string, v int64) *kgo.Record {
+		return f.record(t, off, id, v, schemas.ReviewAdded{ReviewID: fmt.Sprint("r", off), ProductID: id, CustomerID: "c", Rating: int32(1 + v%5)})
+	}
+	batches := [][]*kgo.Record{
+		{reg(0, "p1"), reg(1, "p2")},
+		{review(2, "p1", 1), review(3, "p2", 1), reg(4, "p3")},
+		{review(5, "p1", 2)},
+	}
+	for _, b := range batches {
+		if err := into.Apply(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.r.Apply(ctx, b); err != nil { // the live runner, for comparison
+			t.Fatal(err)
+		}
+	}
+	if n, _ := f.db.Collection(coll).CountDocuments(ctx, bson.D{}); n != 0 {
+		t.Fatalf("%d documents written before Flush, want 0", n)
+	}
+	if err := into.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	live := products.Projection().Collection()
+	for _, id := range []string{"p1", "p2", "p3"} {
+		got, ok := f.load(t, coll, id)
+		want, _ := f.load(t, live, id)
+		if !ok || got.Rev != 1 || !reflect.DeepEqual(got.View, want.View) {
+			t.Errorf("%s: found %v at _rev %d, view %+v; want _rev 1 and the live view %+v", id, ok, got.Rev, got.View, want.View)
+		}
+	}
+	// A later batch loads p1 (it was written) and replaces it.
+	if err := into.Apply(ctx, []*kgo.Record{review(6, "p1", 3)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := into.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := f.load(t, coll, "p1"); got.Rev != 2 || got.View.RatingCount != 3 {
+		t.Errorf("p1 after the second flush: _rev %d, %d ratings; want _rev 2, 3 ratings", got.Rev, got.View.RatingCount)
+	}
+}
+
+// When a Flush's write fails with some documents written (here p4 is
+// already there at the revision the flush writes, so its insert fails on
+// the duplicate _id), the flush reads the documents back, counts those at
+// their held revision as written, and ends instead of folding anything
+// twice.
+func TestIntoFlushAfterAPartialWriteKeepsWhatLanded(t *testing.T) {
+	f := setup(t)
+	ctx := context.Background()
+	const coll = "products_rebuilt"
+	if err := f.db.CreateCollection(ctx, coll); err != nil {
+		t.Fatal(err)
+	}
+	into := f.r.Into(coll)
+	var batch []*kgo.Record
+	for i, id := range []string{"p4", "p5"} {
+		batch = append(batch, f.record(t, int64(i), id, 1, schemas.ProductRegistered{ProductID: id, Title: "T" + id, PriceCents: 100, Currency: "EUR", InitialStock: 2}))
+	}
+	if err := into.Apply(ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.db.Collection(coll).InsertOne(ctx, bson.D{{Key: "_id", Value: "p4"}, {Key: "_rev", Value: int64(1)}, {Key: "title", Value: "landed"}}); err != nil {
+		t.Fatal(err)
+	}
+	fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := into.Flush(fctx); err != nil {
+		t.Fatalf("flush after a partial write: %v", err)
+	}
+	p4, _ := f.load(t, coll, "p4")
+	p5, ok := f.load(t, coll, "p5")
+	if p4.View.Title != "landed" || !ok || p5.Rev != 1 || p5.View.Title != "Tp5" {
+		t.Errorf("p4 %+v, p5 (found %v) %+v: want p4 left as it landed and p5 written at _rev 1", p4, ok, p5)
+	}
+}
+
+// A batch large enough to be decoded on several goroutines folds in log
+// order, and its poison record is skipped and counted once.
+func TestLargeBatchDecodesInOrderAndSkipsPoison(t *testing.T) {
+	f := setup(t)
+	ctx := context.Background()
+	batch := []*kgo.Record{f.record(t, 0, "p1", 1, schemas.ProductRegistered{ProductID: "p1", Title: "T", PriceCents: 100, Currency: "EUR", InitialStock: 2})}
+	var sum int64
+	for v := int64(1); v <= 700; v++ {
+		batch = append(batch, f.record(t, v, "p1", v, schemas.ReviewAdded{ReviewID: fmt.Sprint("r", v), ProductID: "p1", CustomerID: fmt.Sprint("c", v), Rating: int32(1 + v%5)}))
+		sum += 1 + v%5
+		if v == 350 {
+			batch = append(batch, &kgo.Record{Topic: schemas.TopicReviews, Key: []byte("p1"), Value: []byte("not avro"), Headers: batch[1].Headers})
+		}
+	}
+	before := f.r.Poisoned()
+	if err := f.r.Apply(ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+	doc, _ := f.load(t, products.Projection().Collection(), "p1")
+	if doc.View.RatingCount != 700 || doc.View.RatingSum != sum || f.r.Poisoned()-before != 1 {
+		t.Errorf("%d ratings summing %d, %d poison; want 700 summing %d, 1 poison", doc.View.RatingCount, doc.View.RatingSum, f.r.Poisoned()-before, sum)
+	}
+	if n := len(doc.View.Reviews); n == 0 || doc.View.Reviews[0].CustomerID != "c700" && doc.View.Reviews[n-1].CustomerID != "c700" {
+		t.Errorf("latest reviews %+v: want c700's at one end (the fold saw the log's order)", doc.View.Reviews)
 	}
 }

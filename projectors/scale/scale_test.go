@@ -2,7 +2,6 @@ package scale_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -18,11 +17,9 @@ import (
 	"github.com/twmb/franz-go/pkg/sr"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"shopstream/internal/docstore"
-	"shopstream/internal/embedded/ferret"
-	"shopstream/internal/embedded/postgres"
+	"shopstream/internal/embedded/ferret/ferrettest"
 	"shopstream/internal/embedded/registry"
 	"shopstream/internal/eventlog"
 	"shopstream/projectors/orders"
@@ -63,33 +60,9 @@ func TestReadSideScale(t *testing.T) {
 		sizes = append(sizes, n)
 	}
 	ctx := context.Background()
-	backend := cmpOr(os.Getenv("SHOP_SCALE_BACKEND"), "postgresql")
-	cfg := ferret.Config{Dir: t.TempDir()}
-	if backend == "postgresql" {
-		pg, err := postgres.Start(ctx, postgres.Config{Dir: t.TempDir()})
-		if errors.Is(err, postgres.ErrBinariesNotFound) {
-			t.Skip(err)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = pg.Stop(context.Background()) })
-		u, err := pg.Database(ctx, "ferretdb")
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg = ferret.Config{PostgreSQLURL: u}
-	}
-	srv, err := ferret.Start(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Stop(context.Background()) })
-	mc, err := mongo.Connect(options.Client().ApplyURI(srv.URI()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = mc.Disconnect(context.Background()) })
+	backend := cmpOr(os.Getenv("SHOP_SCALE_BACKEND"), ferrettest.PostgreSQL)
+	srv := ferrettest.Start(t, backend)
+	mc := ferrettest.Connect(t, srv)
 
 	reg, err := registry.Start(registry.Config{})
 	if err != nil {
