@@ -92,7 +92,7 @@ type Runner[V any] struct {
 	store   *docstore.Store
 	aliases *Aliases
 	log     *slog.Logger
-	fixed   string // the collection to write, "" for the alias target
+	fixed   string      // the collection to write, "" for the alias target
 	rebuild *rebuild[V] // a runner made by Into: what it holds and wrote; nil for a live runner
 
 	indexed  sync.Map // collection -> true once its indexes exist
