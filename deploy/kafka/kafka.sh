@@ -11,7 +11,8 @@
 #   env                             print SHOP_TEST_KAFKA_BROKERS=127.0.0.1:<port>
 #   perf-produce <topic> <num-records> <record-size> [extra args]
 #                                   run Kafka's producer perf test (kafka-producer-perf-test,
-#                                   org.apache.kafka.tools.ProducerPerformance); creates topic if missing
+#                                   org.apache.kafka.tools.ProducerPerformance); creates topic if missing;
+#                                   runs in a server JVM (see SHOP_KAFKA_PERF_JVM_OPTS), unlike the other tools
 #   run-class <main-class> [args]   run any Kafka main class with the installed classpath
 #   logs [n]                        tail the broker log
 #   reset                           delete broker data (topics/offsets); broker must be stopped
@@ -24,6 +25,11 @@
 #   SHOP_KAFKA_HEAP                 broker heap (default 512m)
 #   SHOP_KAFKA_START_TIMEOUT        seconds to wait for readiness (default 60)
 #   SHOP_KAFKA_MVN_ARGS             extra args for mvn (e.g. "-s ci-settings.xml")
+#   SHOP_KAFKA_PERF_JVM_OPTS        JVM options of perf-produce's ProducerPerformance (default
+#                                   "-XX:+UseG1GC -Xms1g -Xmx1g": the JVM's server defaults, tiered
+#                                   C1+C2, G1, a heap it does not starve in); "tools" runs it in the
+#                                   JVM of the other tools (-Xmx256m -XX:+UseSerialGC
+#                                   -XX:TieredStopAtLevel=1: starts fast, runs slower)
 #   JAVA_HOME / JAVA                java to use (needs 17+)
 #
 # Usage in CI:  deploy/kafka/kafka.sh start && export $(deploy/kafka/kafka.sh env)
@@ -62,10 +68,14 @@ elif [[ -n "${JAVA_HOME:-}" && -x "$JAVA_HOME/bin/java" ]]; then JAVA="$JAVA_HOM
 else JAVA=java
 fi
 
+JAVA_VERSION=unknown
 need_java() {
   command -v "$JAVA" >/dev/null 2>&1 || die "java not found (need JDK/JRE 17+ on PATH or JAVA_HOME)"
-  local v
-  v="$("$JAVA" -XshowSettings:properties -version 2>&1 | sed -n 's/^ *java.specification.version = //p')"
+  local v props
+  props="$("$JAVA" -XshowSettings:properties -version 2>&1)"
+  v="$(sed -n 's/^ *java.specification.version = //p' <<<"$props")"
+  JAVA_VERSION="$(sed -n 's/^ *java.runtime.version = //p' <<<"$props")"
+  JAVA_VERSION="${JAVA_VERSION:-$v}"
   [[ "${v%%.*}" =~ ^[0-9]+$ && "${v%%.*}" -ge 17 ]] || die "Kafka $KAFKA_VERSION needs Java 17+, '$JAVA' is version '${v:-unknown}'"
 }
 
@@ -200,12 +210,27 @@ rootLogger.appenderRef.err.ref = STDERR
 EOF
 }
 
-# Run a Kafka CLI main class with the installed classpath.
-run_tool() {
+# JVM options of the CLI tools: tuned to start fast (C1 only, small serial heap).
+TOOL_JVM_OPTS=(-Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1)
+# JVM options of perf-produce's ProducerPerformance: a measurement, so the
+# JVM's server defaults (tiered C1+C2, G1) with a heap it does not starve in.
+PERF_JVM_OPTS_DEFAULT="-XX:+UseG1GC -Xms1g -Xmx1g"
+
+# Run a Kafka CLI main class with the installed classpath in a JVM with the
+# given options: run_java <jvm options...> -- <main-class> [args].
+run_java() {
+  local -a opts=()
+  while [[ $# -gt 0 && "$1" != "--" ]]; do opts+=("$1"); shift; done
+  shift
   local main="$1"; shift
-  "$JAVA" -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Djava.awt.headless=true \
+  "$JAVA" "${opts[@]}" -Djava.awt.headless=true \
     -Dlog4j2.configurationFile="$CONF_DIR/tools-log4j2.properties" \
     -cp "$LIBS/*" "$main" "$@"
+}
+
+# Run a Kafka CLI main class with the installed classpath.
+run_tool() {
+  run_java "${TOOL_JVM_OPTS[@]}" -- "$@"
 }
 
 broker_answers() {
@@ -345,8 +370,14 @@ cmd_perf_produce() {
   else
     target=(--producer-props "bootstrap.servers=$HOST:$PORT")
   fi
-  say "ProducerPerformance: topic=$topic records=$n size=${size}B throughput=unlimited acks=all (producer default)"
-  run_tool org.apache.kafka.tools.ProducerPerformance --topic "$topic" \
+  local -a jvm
+  case "${SHOP_KAFKA_PERF_JVM_OPTS:-$PERF_JVM_OPTS_DEFAULT}" in
+    tools) jvm=("${TOOL_JVM_OPTS[@]}") ;;
+    *) read -r -a jvm <<<"${SHOP_KAFKA_PERF_JVM_OPTS:-$PERF_JVM_OPTS_DEFAULT}" ;;
+  esac
+  say "ProducerPerformance: kafka $KAFKA_VERSION, java $JAVA_VERSION, JVM options: ${jvm[*]}"
+  say "ProducerPerformance: topic=$topic records=$n size=${size}B throughput=unlimited, extra args: ${*:-none} (every other producer setting is the Java producer's default)"
+  run_java "${jvm[@]}" -- org.apache.kafka.tools.ProducerPerformance --topic "$topic" \
     --num-records "$n" --record-size "$size" --throughput -1 "${target[@]}" "$@"
 }
 

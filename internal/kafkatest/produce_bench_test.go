@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -20,6 +21,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"text/tabwriter"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -31,23 +33,27 @@ import (
 
 // Knobs of BenchmarkProduce.
 const (
-	envBenchRecords = "SHOP_BENCH_PRODUCE_RECORDS" // records per run, both sides; default 200,000
+	envBenchRecords = "SHOP_BENCH_PRODUCE_RECORDS" // records per run, every side; default 200,000
 	envBenchSize    = "SHOP_BENCH_PRODUCE_SIZE"    // value size in bytes; default 200 (an Avro event of the shop)
 )
 
 // shopLinger is the linger of the outbox relay's producer (internal/app,
-// kgo.ProducerLinger in app.Run); the rest of its settings are franz-go's
-// defaults: idempotent, acks=all, snappy compression, one in-flight produce
-// request per broker.
+// kgo.ProducerLinger in app.Run), its only setting that is not franz-go's
+// default.
 const shopLinger = 2 * time.Millisecond
 
+// shopProducerOpts are the options of the outbox relay's producer besides
+// its seed brokers; franzSettings reads back what the client makes of them.
+func shopProducerOpts() []kgo.Opt { return []kgo.Opt{kgo.ProducerLinger(shopLinger)} }
+
 // BenchmarkProduce measures how fast franz-go, configured as the shop's
-// producer, writes to the real broker, against Kafka's own Java producer
-// driven by kafka-producer-perf-test (org.apache.kafka.tools.ProducerPerformance)
-// on the same broker in the same run:
+// outbox relay configures it, writes to the real broker, against Kafka's own
+// Java producer driven by kafka-producer-perf-test
+// (org.apache.kafka.tools.ProducerPerformance) on the same broker in the
+// same run, configured as the relay:
 //
 //	deploy/kafka/kafka.sh start && export $(deploy/kafka/kafka.sh env)
-//	go test -run '^$' -bench Produce ./internal/kafkatest
+//	go test -run '^$' -bench Produce -benchtime 3x ./internal/kafkatest
 //
 // Each side writes N records (SHOP_BENCH_PRODUCE_RECORDS, default 200,000)
 // of S bytes (SHOP_BENCH_PRODUCE_SIZE, default 200: about the size of the
@@ -57,40 +63,83 @@ const shopLinger = 2 * time.Millisecond
 // ProducerPerformance writes them; values are generated before the clock
 // starts (ProducerPerformance generates them in its loop).
 //
-//   - franz-go: one client with the shop's producer settings (shopLinger),
-//     created before the clock starts; ProduceAsync of every record as fast
-//     as the client takes them, then Flush. Time: first ProduceAsync →
-//     Flush returned. Latency: ProduceAsync → the record's promise.
-//   - kafka-producer-perf-test: `deploy/kafka/kafka.sh perf-produce` with
-//     the same N and S, --throughput -1 (the script's), acks=all and
-//     enable.idempotence=true; every other setting is the Java producer's
-//     default (linger.ms=5, batch.size=16384, no compression, up to 5
-//     requests in flight), in the JVM kafka.sh runs its tools in (tuned to
-//     start fast: -XX:TieredStopAtLevel=1, so no C2 compiler,
-//     -XX:+UseSerialGC, -Xmx256m). Its figures are its own final summary line
-//     (time from its first send to the last callback; latency from send to
-//     callback). The script reaches the broker at 127.0.0.1:$SHOP_KAFKA_PORT
-//     of the installation in $SHOP_KAFKA_HOME: they must be those the broker
-//     was started with (the port is taken from SHOP_TEST_KAFKA_BROKERS when
-//     SHOP_KAFKA_PORT is unset). Without the script, bash or java, this part
-//     is skipped with the reason, and only franz-go's figures are printed.
+//   - franz-go: one client with the relay's options (shopProducerOpts:
+//     linger 2 ms, the rest franz-go's defaults, which franzSettings reads
+//     back from the client: acks=all, idempotent, snappy first, batches of
+//     at most 1,000,012 bytes, requests of at most 100 MiB, up to 5 produce
+//     requests in flight per broker (franz-go's limit when idempotent),
+//     50,000 records buffered), created before the clock starts;
+//     ProduceAsync of every record as fast as the client takes them, then
+//     Flush. Time: first ProduceAsync → Flush returned. Latency:
+//     ProduceAsync → the record's promise.
+//   - kafka-producer-perf-test, relay settings: `deploy/kafka/kafka.sh
+//     perf-produce` with the same N and S, --throughput -1 (the script's),
+//     and the same settings translated by javaProps: acks=all,
+//     enable.idempotence=true, linger.ms=2, compression.type=snappy,
+//     batch.size=1000012, max.request.size=104857600,
+//     max.in.flight.requests.per.connection=5; only buffer.memory is left
+//     at the Java default, 32 MiB (franz-go bounds records, not bytes: its
+//     50,000 are 10 MB of values here). kafka.sh runs it in a JVM with the
+//     server defaults, tiered C1+C2 compilation and G1, and a heap of 1 GiB
+//     (-XX:+UseG1GC -Xms1g -Xmx1g, SHOP_KAFKA_PERF_JVM_OPTS unset), not in
+//     the fast-starting JVM of its other tools.
+//   - kafka-producer-perf-test, tool defaults: the old baseline, for
+//     comparison: the same tool with acks=all and enable.idempotence=true
+//     only, every other setting the Java producer's default (linger.ms=5,
+//     batch.size=16384, no compression, max.request.size=1048576, 5
+//     requests in flight), in kafka.sh's tool JVM
+//     (SHOP_KAFKA_PERF_JVM_OPTS=tools: -XX:TieredStopAtLevel=1, so no C2,
+//     -XX:+UseSerialGC, -Xmx256m).
+//
+// The tool's figures are its own final summary line (time from its first
+// send to the last callback; latency from send to callback); the JVM's
+// start and the topic's creation are no part of them, its JIT warm-up is:
+// each run is a fresh JVM, as each franz-go run is a fresh client whose
+// connections are made within its time (raise SHOP_BENCH_PRODUCE_RECORDS
+// for runs longer than the warm-up). The script reaches
+// the broker at 127.0.0.1:$SHOP_KAFKA_PORT of the installation in
+// $SHOP_KAFKA_HOME: they must be those the broker was started with (the
+// port is taken from SHOP_TEST_KAFKA_BROKERS when SHOP_KAFKA_PORT is
+// unset). Without the script, bash or java, the tool's sides are skipped
+// with the reason, and only franz-go's figures are printed.
 //
 // MB/s is MiB of values per second, as ProducerPerformance counts it. Each
 // b.Loop iteration of franz-go is one whole run of N records (its ns/op is
 // one run's time: the default -benchtime gives as many runs as fit in 1 s,
-// -benchtime 3x three), followed, timer stopped, by one run of the tool, so
-// that both sides see the same load; the runs of each side are averaged.
-// Both clients and the broker share this machine's cores: the figures
-// depend on it and on whatever else runs there.
+// -benchtime 3x three), followed, timer stopped, by one run of the tool
+// with the relay's settings and one with its defaults, so that every side
+// sees the same load; the runs of each side are averaged. The table printed
+// at the end puts the sides' settings and figures side by side, with the
+// ratio of franz-go's records/s to each. All clients and the broker share
+// this machine's cores: the figures depend on it and on whatever else runs
+// there.
 func BenchmarkProduce(b *testing.B) {
 	brokers := kafkatest.RealBrokers(b)
 	n := testenv.Int(b, envBenchRecords, 200_000)
 	size := testenv.Int(b, envBenchSize, 200)
 	adm := kadm.NewClient(kafkatest.Client(b, brokers))
 	warm := kafkatest.Client(b, brokers, kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	ourSettings, err := franzSettings(brokers)
+	if err != nil {
+		b.Fatal(err)
+	}
 	perf, perfErr := findPerfTest(brokers)
+	var sides []*javaSide
+	if perfErr == nil {
+		fair, err := javaProps(ourSettings)
+		if err != nil {
+			b.Fatal(err)
+		}
+		fairSettings := ourSettings
+		fairSettings.buffer = javaDefaults.buffer // the one setting left at the Java default
+		sides = []*javaSide{
+			{name: "relay-settings", title: "kafka-producer-perf-test, relay settings", settings: fairSettings, props: fair},
+			{name: "tool-defaults", title: "kafka-producer-perf-test, tool defaults", jvm: "tools", settings: javaDefaults,
+				props: []string{"acks=all", "enable.idempotence=true"}},
+		}
+	}
 
-	var ours, theirs []produceResult
+	var ours []produceResult
 	b.Run("franz-go", func(b *testing.B) {
 		values := randomLetters(n * size)
 		for b.Loop() {
@@ -102,21 +151,24 @@ func BenchmarkProduce(b *testing.B) {
 			checkCount(b, adm, topic, n+topicPartitions)
 			b.Logf("franz-go: %s", r)
 			ours = append(ours, r)
-			// The baseline right after, so that both sides see the same
+			// The baselines right after, so that every side sees the same
 			// load; outside the timer: the tool times itself, and the JVM's
 			// start and the topic's creation are no part of its figures.
-			if perfErr == nil {
+			for _, s := range sides {
+				if perfErr != nil {
+					break
+				}
 				topic := freshTopic(b, adm, warm, "perf-test")
-				base, err := perf.run(topic, n, size)
+				base, jvm, err := perf.run(topic, n, size, s.jvm, s.props)
 				if errors.Is(err, errNoJava) {
-					perfErr, theirs = err, nil
+					perfErr = err
+					break
 				} else if err != nil {
 					b.Fatal(err)
-				} else {
-					checkCount(b, adm, topic, n+topicPartitions)
-					b.Logf("kafka-producer-perf-test: %s", base)
-					theirs = append(theirs, base)
 				}
+				checkCount(b, adm, topic, n+topicPartitions)
+				b.Logf("kafka-producer-perf-test, %s (JVM %s): %s", s.name, jvm, base)
+				s.runs, s.jvmLine = append(s.runs, base), jvm
 			}
 			b.StartTimer()
 		}
@@ -129,40 +181,198 @@ func BenchmarkProduce(b *testing.B) {
 	if len(ours) == 0 {
 		return // franz-go failed; its error is reported
 	}
-	b.Run("kafka-producer-perf-test", func(b *testing.B) {
-		if perfErr != nil {
+	if perfErr != nil {
+		sides = nil
+	}
+	for _, s := range sides {
+		b.Run("kafka-producer-perf-test-"+s.name, func(b *testing.B) {
+			m, o := mean(s.runs), mean(ours)
+			b.ReportMetric(0, "ns/op") // the tool timed itself; b.N means nothing here
+			b.ReportMetric(m.recordsPerSec, "records/s")
+			b.ReportMetric(m.mbPerSec, "MB/s")
+			b.ReportMetric(m.p50, "p50_ms")
+			b.ReportMetric(m.p99, "p99_ms")
+			b.ReportMetric(o.recordsPerSec/m.recordsPerSec, "franz-go/perf-test")
+		})
+	}
+	if perfErr != nil {
+		b.Run("kafka-producer-perf-test", func(b *testing.B) {
 			b.Skipf("no kafka-producer-perf-test baseline: %v", perfErr)
-		}
-		m, o := mean(theirs), mean(ours)
-		b.ReportMetric(0, "ns/op") // the tool timed itself; b.N means nothing here
-		b.ReportMetric(m.recordsPerSec, "records/s")
-		b.ReportMetric(m.mbPerSec, "MB/s")
-		b.ReportMetric(m.p50, "p50_ms")
-		b.ReportMetric(m.p99, "p99_ms")
-		b.ReportMetric(o.recordsPerSec/m.recordsPerSec, "franz-go/perf-test")
-	})
+		})
+	}
 
-	printProduceTable(os.Stdout, brokers, n, size, ours, theirs, perfErr)
+	printProduceTable(os.Stdout, brokers, n, size, ourSettings, ours, sides, perfErr)
 }
 
-// printProduceTable prints both sides and their ratio (b.Logf of a parent
-// benchmark is shown only with -v).
-func printProduceTable(w io.Writer, brokers []string, n, size int, ours, theirs []produceResult, perfErr error) {
-	o := mean(ours)
-	fmt.Fprintf(w, "\nproduce: %d records of %d B into a fresh topic of 3 partitions, acks=all, idempotent, broker %s, %d run(s) per side\n",
+// javaSide is one configuration of kafka-producer-perf-test and its runs.
+type javaSide struct {
+	name, title string
+	jvm         string // SHOP_KAFKA_PERF_JVM_OPTS: "" is kafka.sh's server JVM, "tools" its tool JVM
+	settings    producerSettings
+	props       []string // producer properties passed to the tool
+	runs        []produceResult
+	jvmLine     string // Kafka and Java versions and JVM options, as kafka.sh reported them
+}
+
+// producerSettings are the settings of a producer that the table compares.
+type producerSettings struct {
+	acks            string
+	idempotent      bool
+	linger          time.Duration
+	compression     string
+	batchMaxBytes   int64
+	requestMaxBytes int64
+	inFlight        int // produce requests in flight per broker
+	buffer          string
+}
+
+// javaDefaults are the Java producer's defaults (Kafka 4.x), with acks=all
+// and enable.idempotence=true, which are its defaults too.
+var javaDefaults = producerSettings{acks: "all", idempotent: true, linger: 5 * time.Millisecond, compression: "none",
+	batchMaxBytes: 16384, requestMaxBytes: 1048576, inFlight: 5, buffer: "buffer.memory 33554432 B"}
+
+// franzSettings reads back the settings of a client made with
+// shopProducerOpts (the client is not started: nothing is dialled).
+func franzSettings(brokers []string) (producerSettings, error) {
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, shopProducerOpts()...)...)
+	if err != nil {
+		return producerSettings{}, err
+	}
+	defer cl.Close()
+	var s producerSettings
+	switch cl.OptValue(kgo.RequiredAcks).(kgo.Acks) {
+	case kgo.AllISRAcks():
+		s.acks = "all"
+	case kgo.LeaderAck():
+		s.acks = "1"
+	case kgo.NoAck():
+		s.acks = "0"
+	}
+	s.idempotent = !cl.OptValue(kgo.DisableIdempotentWrite).(bool)
+	s.linger = cl.OptValue(kgo.ProducerLinger).(time.Duration)
+	codecs := cl.OptValue(kgo.ProducerBatchCompression).([]kgo.CompressionCodec)
+	if len(codecs) > 0 { // the first the broker supports is used: Kafka 4 supports all
+		for name, c := range map[string]kgo.CompressionCodec{"none": kgo.NoCompression(), "gzip": kgo.GzipCompression(),
+			"snappy": kgo.SnappyCompression(), "lz4": kgo.Lz4Compression(), "zstd": kgo.ZstdCompression()} {
+			if codecs[0] == c {
+				s.compression = name
+			}
+		}
+	}
+	s.batchMaxBytes = int64(cl.OptValue(kgo.ProducerBatchMaxBytes).(int32))
+	s.requestMaxBytes = int64(cl.OptValue(kgo.BrokerMaxWriteBytes).(int32))
+	if s.idempotent {
+		// franz-go's sink allows 5 idempotent produce requests in flight per
+		// broker from Kafka 1.0 on (1 before); MaxProduceRequestsInflightPerBroker
+		// applies only without idempotence.
+		s.inFlight = 5
+	} else {
+		s.inFlight = cl.OptValue(kgo.MaxProduceRequestsInflightPerBroker).(int)
+	}
+	s.buffer = fmt.Sprintf("%d records", cl.OptValue(kgo.MaxBufferedRecords).(int64))
+	if b := cl.OptValue(kgo.MaxBufferedBytes).(int64); b > 0 {
+		s.buffer += fmt.Sprintf(", %d B", b)
+	}
+	return s, nil
+}
+
+// requiredVersion is the version of module path that go.mod requires ("?"
+// if it cannot tell: a test binary's build information lists no modules).
+func requiredVersion(path string) string {
+	root, err := moduleRoot()
+	if err != nil {
+		return "?"
+	}
+	mod, err := os.ReadFile(filepath.Join(root, "go.mod"))
+	if err != nil {
+		return "?"
+	}
+	for _, l := range strings.Split(string(mod), "\n") {
+		if f := strings.Fields(strings.TrimPrefix(strings.TrimSpace(l), "require ")); len(f) >= 2 && f[0] == path {
+			return f[1]
+		}
+	}
+	return "?"
+}
+
+// javaProps translates s into the Java producer's properties; buffering is
+// left at the Java default (buffer.memory bounds bytes, franz-go records).
+func javaProps(s producerSettings) ([]string, error) {
+	if s.acks == "" || s.compression == "" {
+		return nil, fmt.Errorf("franz-go settings %+v: acks or compression not known to javaProps", s)
+	}
+	if s.linger%time.Millisecond != 0 {
+		return nil, fmt.Errorf("linger %v is no whole number of ms (linger.ms)", s.linger)
+	}
+	return []string{
+		"acks=" + s.acks,
+		"enable.idempotence=" + strconv.FormatBool(s.idempotent),
+		"linger.ms=" + strconv.FormatInt(s.linger.Milliseconds(), 10),
+		"compression.type=" + s.compression,
+		"batch.size=" + strconv.FormatInt(s.batchMaxBytes, 10),
+		"max.request.size=" + strconv.FormatInt(s.requestMaxBytes, 10),
+		"max.in.flight.requests.per.connection=" + strconv.Itoa(s.inFlight),
+	}, nil
+}
+
+// printProduceTable prints the sides' settings and figures side by side,
+// and the ratio of franz-go's records/s to each tool side (b.Logf of a
+// parent benchmark is shown only with -v).
+func printProduceTable(w io.Writer, brokers []string, n, size int, ourSettings producerSettings, ours []produceResult, sides []*javaSide, perfErr error) {
+	fmt.Fprintf(w, "\nproduce: %d records of %d B into a fresh topic of 3 partitions per run, broker %s, %d run(s) per side, in turn\n",
 		n, size, strings.Join(brokers, ","), len(ours))
-	row := func(name string, r produceResult, note string) {
-		fmt.Fprintf(w, "  %-26s %10.0f records/s %8.2f MB/s   latency p50 %4.0f ms, p95 %4.0f ms, p99 %4.0f ms   %s\n",
-			name, r.recordsPerSec, r.mbPerSec, r.p50, r.p95, r.p99, note)
+	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
+	o := mean(ours)
+	franz := "franz-go " + requiredVersion("github.com/twmb/franz-go")
+	cols := []string{"franz-go, the outbox relay's settings"}
+	client := []string{franz}
+	runtimes := []string{fmt.Sprintf("%s, GOMAXPROCS %d", runtime.Version(), runtime.GOMAXPROCS(0))}
+	settings := []producerSettings{ourSettings}
+	results := []produceResult{o}
+	for _, s := range sides {
+		cols = append(cols, s.title)
+		kafka, jvm, _ := strings.Cut(s.jvmLine, ", JVM options: ")
+		client = append(client, "Java producer, "+kafka)
+		runtimes = append(runtimes, "JVM "+jvm)
+		settings = append(settings, s.settings)
+		results = append(results, mean(s.runs))
 	}
-	row("franz-go", o, fmt.Sprintf("shop settings: linger %v, snappy, 1 request in flight; %.2f cores busy in the test process", shopLinger, o.cpu))
-	if len(theirs) == 0 {
-		fmt.Fprintf(w, "  %-26s n/a: %v\n\n", "kafka-producer-perf-test", perfErr)
-		return
+	row := func(name string, cell func(i int) string) {
+		fmt.Fprintf(tw, "  %s", name)
+		for i := range cols {
+			fmt.Fprintf(tw, "\t%s", cell(i))
+		}
+		fmt.Fprintln(tw)
 	}
-	t := mean(theirs)
-	row("kafka-producer-perf-test", t, "Java producer defaults: linger.ms=5, batch.size=16384, no compression; kafka.sh's tool JVM: C1 only, SerialGC, 256 MB heap")
-	fmt.Fprintf(w, "  %-26s %10.2f\n\n", "ratio franz-go/perf-test", o.recordsPerSec/t.recordsPerSec)
+	row("", func(i int) string { return cols[i] })
+	row("client", func(i int) string { return client[i] })
+	row("runtime", func(i int) string { return runtimes[i] })
+	row("acks", func(i int) string { return settings[i].acks })
+	row("idempotent", func(i int) string { return strconv.FormatBool(settings[i].idempotent) })
+	row("linger", func(i int) string { return settings[i].linger.String() })
+	row("compression", func(i int) string { return settings[i].compression })
+	row("batch max bytes", func(i int) string { return strconv.FormatInt(settings[i].batchMaxBytes, 10) })
+	row("request max bytes", func(i int) string { return strconv.FormatInt(settings[i].requestMaxBytes, 10) })
+	row("in flight per broker", func(i int) string { return strconv.Itoa(settings[i].inFlight) })
+	row("buffer", func(i int) string { return settings[i].buffer })
+	row("records/s", func(i int) string { return fmt.Sprintf("%.0f", results[i].recordsPerSec) })
+	row("MB/s", func(i int) string { return fmt.Sprintf("%.2f", results[i].mbPerSec) })
+	row("latency p50/p95/p99", func(i int) string {
+		r := results[i]
+		return fmt.Sprintf("%.0f / %.0f / %.0f ms", r.p50, r.p95, r.p99)
+	})
+	row("cores busy, test process", func(i int) string {
+		if i == 0 {
+			return fmt.Sprintf("%.2f", results[0].cpu)
+		}
+		return "(its own JVM)"
+	})
+	row("ratio franz-go / this", func(i int) string { return fmt.Sprintf("%.2f", o.recordsPerSec/results[i].recordsPerSec) })
+	tw.Flush()
+	if perfErr != nil {
+		fmt.Fprintf(w, "  kafka-producer-perf-test: n/a: %v\n", perfErr)
+	}
+	fmt.Fprintln(w)
 }
 
 // produceResult is one run's figures; latencies in ms.
@@ -224,7 +434,7 @@ func randomLetters(n int) []byte {
 // with the shop's producer settings.
 func produceFranz(b *testing.B, brokers []string, topic string, values []byte, n, size int) produceResult {
 	b.StopTimer()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ProducerLinger(shopLinger))
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, shopProducerOpts()...)...)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -417,45 +627,55 @@ func moduleRoot() (string, error) {
 	}
 }
 
-func (p *perfTest) cmd(args ...string) (*exec.Cmd, *bytes.Buffer) {
+func (p *perfTest) cmd(env []string, args ...string) (*exec.Cmd, *bytes.Buffer) {
 	cmd := exec.Command("bash", append([]string{p.script}, args...)...)
-	cmd.Env = p.env
+	cmd.Env = append(slices.Clip(p.env), env...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	return cmd, &out
 }
 
 // run writes n records of size bytes into topic with ProducerPerformance,
-// and returns the figures of its final summary line.
-func (p *perfTest) run(topic string, n, size int) (produceResult, error) {
-	props := []string{"acks=all", "enable.idempotence=true"}
+// in the JVM jvm names (SHOP_KAFKA_PERF_JVM_OPTS; "" for kafka.sh's
+// default) with the producer properties props, and returns the figures of
+// its final summary line and the versions and JVM options kafka.sh reported.
+func (p *perfTest) run(topic string, n, size int, jvm string, props []string) (produceResult, string, error) {
 	// kafka.sh passes --bootstrap-server when the tool has --command-property
 	// (newer 4.x), and --producer-props bootstrap.servers=… otherwise, which
 	// a second --producer-props would replace: ask the tool which it is.
-	help, out := p.cmd("run-class", "org.apache.kafka.tools.ProducerPerformance", "--help")
+	help, out := p.cmd(nil, "run-class", "org.apache.kafka.tools.ProducerPerformance", "--help")
 	_ = help.Run() // the tool's --help exits non-zero
 	var extra []string
 	switch {
 	case strings.Contains(out.String(), "java not found"):
-		return produceResult{}, fmt.Errorf("%w: %s", errNoJava, firstLine(out.String(), "java not found"))
+		return produceResult{}, "", fmt.Errorf("%w: %s", errNoJava, firstLine(out.String(), "java not found"))
 	case strings.Contains(out.String(), "--command-property"):
 		extra = append([]string{"--command-property"}, props...)
 	case strings.Contains(out.String(), "--producer-props"):
 		extra = append([]string{"--producer-props", "bootstrap.servers=127.0.0.1:" + envOf(p.env, "SHOP_KAFKA_PORT", "9092")}, props...)
 	default:
-		return produceResult{}, fmt.Errorf("%s run-class org.apache.kafka.tools.ProducerPerformance --help: unexpected output:\n%s", p.script, out.Bytes())
+		return produceResult{}, "", fmt.Errorf("%s run-class org.apache.kafka.tools.ProducerPerformance --help: unexpected output:\n%s", p.script, out.Bytes())
 	}
 	args := append([]string{"perf-produce", topic, strconv.Itoa(n), strconv.Itoa(size)}, extra...)
-	cmd, out := p.cmd(args...)
+	cmd, out := p.cmd([]string{"SHOP_KAFKA_PERF_JVM_OPTS=" + jvm}, args...)
 	if err := cmd.Run(); err != nil {
 		if strings.Contains(out.String(), "java not found") {
-			return produceResult{}, fmt.Errorf("%w: %s", errNoJava, firstLine(out.String(), "java not found"))
+			return produceResult{}, "", fmt.Errorf("%w: %s", errNoJava, firstLine(out.String(), "java not found"))
 		}
-		return produceResult{}, fmt.Errorf("%s %s: %v (SHOP_KAFKA_HOME and SHOP_KAFKA_PORT must be those the broker was started with)\n%s",
+		return produceResult{}, "", fmt.Errorf("%s %s: %v (SHOP_KAFKA_HOME and SHOP_KAFKA_PORT must be those the broker was started with)\n%s",
 			p.script, strings.Join(args, " "), err, out.Bytes())
 	}
-	return parsePerfSummary(out.Bytes(), size)
+	var jvmLine string
+	if m := perfJVM.FindSubmatch(out.Bytes()); m != nil {
+		jvmLine = string(m[1])
+	}
+	r, err := parsePerfSummary(out.Bytes(), size)
+	return r, jvmLine, err
 }
+
+// perfJVM is kafka.sh's line naming the versions and the JVM options of
+// ProducerPerformance.
+var perfJVM = regexp.MustCompile(`(?m)^kafka\.sh: ProducerPerformance: (kafka .*, JVM options: .*)$`)
 
 // perfSummary is ProducerPerformance's final line, e.g.
 //
