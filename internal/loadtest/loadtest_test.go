@@ -207,8 +207,55 @@ func TestLagLine(t *testing.T) {
 	if got != "43 (email 40, saga 3)" {
 		t.Fatalf("lagLine = %q", got)
 	}
-	if lagLine(nil) != "0" {
-		t.Fatal("no lag is not 0")
+	if got := lagLine(map[string]int64{}); got != "0" {
+		t.Errorf("no group lags: lagLine = %q, want 0", got)
+	}
+	// nil: not measured, or the last GET /lag failed (the broker is down).
+	if got := lagLine(nil); got != "?" {
+		t.Errorf("lag unknown: lagLine = %q, want ?", got)
+	}
+}
+
+// The live line and the plain summary count a 503 with Retry-After as shed,
+// as a 429 (the ramp's answers keep them apart); a 503 without Retry-After
+// is an error.
+func TestSheddingIsNotAnError(t *testing.T) {
+	start := time.Now()
+	rec := NewRecorder(start)
+	at := start.Add(10 * time.Millisecond)
+	for _, c := range []struct {
+		route string
+		a     answer
+	}{
+		{"POST /orders", answer{status: 202}},
+		{"POST /orders", answer{status: 429, retryAfter: true}},
+		{"POST /orders", answer{status: 503, retryAfter: true}},
+		{"GET /products", answer{status: 503, retryAfter: true}},
+		{"GET /products", answer{status: 503}},
+		{"GET /products", answer{status: 500}},
+		{"GET /products", answer{}},
+		{"POST /customers", answer{status: 409}},
+	} {
+		rec.Started(at)
+		rec.record(c.route, at, time.Millisecond, c.a)
+	}
+	if l := rec.Second(0); l.Shed != 3 || l.Errors != 3 || l.OK != 1 || l.Refused != 1 {
+		t.Errorf("live second: %+v, want 3 shed, 3 errors, 1 ok, 1 refused", l)
+	}
+	var rep report.Report
+	rec.Fill(&rep, 1, func(int) float64 { return 1 })
+	if tt := rep.Totals; tt.Shed != 3 || tt.Errors != 3 || tt.OK != 1 || tt.Refused != 1 || tt.Requests != 8 {
+		t.Errorf("totals: %+v, want 3 shed, 3 errors, 1 ok, 1 refused of 8", tt)
+	}
+	if r := rep.Routes[indexOf(t, rep.Routes, "GET /products")]; r.Shed != 1 || r.Errors != 3 {
+		t.Errorf("GET /products: %+v, want 1 shed, 3 errors", r)
+	}
+	if s := rep.Seconds[0].Routes["POST /orders"]; s.Shed != 2 || s.Errors != 0 {
+		t.Errorf("second 0 POST /orders: %+v, want 2 shed, no error", s)
+	}
+	a := rec.Window(0, 1).answers
+	if a.Shed429 != 1 || a.Shed503 != 3 || a.ShedWithoutRetryAfter != 1 || a.Status500 != 1 || a.Transport != 1 {
+		t.Errorf("ramp answers: %+v, want 429 1, 503 3 (1 without Retry-After), 500 1, transport 1", a)
 	}
 }
 

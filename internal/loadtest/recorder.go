@@ -23,10 +23,15 @@ type Recorder struct {
 
 // bucket is the answers of one route in one second, or over the run.
 type bucket struct {
+	// shed is every 429 and every 503 with Retry-After: the shop shedding
+	// load or telling a dependency is down, as it should; errors are
+	// the other 5xx (a 503 without Retry-After among them) and requests
+	// without an answer.
 	ok, shed, refused, errors int64
 	latencies                 []float64 // ms
-	// The kinds of errors and sheds, counted apart for the ramp's spike.
-	s503, s500, other5xx, timeouts, transport, noRetryAfter int64
+	// The kinds of errors and sheds, counted apart for the ramp's spike
+	// (s503: every 503, with Retry-After or not).
+	s429, s503, s500, other5xx, timeouts, transport, noRetryAfter int64
 }
 
 // answer is how a request ended: its status (0: no answer), whether the
@@ -43,13 +48,19 @@ func (b *bucket) add(a answer, ms float64) {
 		b.ok++
 	case st == 429:
 		b.shed++
+		b.s429++
 	case st/100 == 4:
 		b.refused++
-	default: // 5xx, or 0: no answer
+	case st == 503:
+		b.s503++
+		if a.retryAfter {
+			b.shed++
+		} else {
+			b.errors++
+		}
+	default: // other 5xx, or 0: no answer
 		b.errors++
 		switch {
-		case st == 503:
-			b.s503++
 		case st == 500:
 			b.s500++
 		case st >= 500:
@@ -124,7 +135,8 @@ func (r *Recorder) Late() {
 }
 
 // Live is what the last complete second looked like, for the progress
-// line: the requests sent in it, and the answers to them so far.
+// line: the requests sent in it, and the answers to them so far (Shed:
+// 429s and 503s with Retry-After).
 type Live struct {
 	Sent, Answered, OK, Shed, Refused, Errors int64
 	P95                                       float64
@@ -226,7 +238,7 @@ func (r *Recorder) Window(from, to int) window {
 		for route, b := range r.seconds[sec] {
 			a := &w.answers
 			a.OK += b.ok
-			a.Shed429 += b.shed
+			a.Shed429 += b.s429
 			a.Shed503 += b.s503
 			a.Status500 += b.s500
 			a.Other5xx += b.other5xx

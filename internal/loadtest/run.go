@@ -287,14 +287,19 @@ func (p *progress) load(ctx context.Context, cfg Config, rec *Recorder, smp *sam
 		sec := int(time.Since(start)/time.Second) - 1
 		l := rec.Second(sec)
 		lag, _ := smp.lastLag()
-		p.status("[%3ds/%ds] target %4.0f/s sent %4d/s  answered %4d: ok %4d  429 %3d  4xx %3d  err %3d  p95 %5.0fms | lag %s | emails %d/s (quota %d)",
+		p.status("[%3ds/%ds] target %4.0f/s sent %4d/s  answered %4d: ok %4d  shed %3d  4xx %3d  err %3d  p95 %5.0fms | lag %s | emails %d/s (quota %d)",
 			sec+1, int(cfg.Profile.Duration/time.Second), cfg.Profile.Rate(time.Duration(sec)*time.Second), l.Sent, l.Answered, l.OK, l.Shed, l.Refused, l.Errors, l.P95,
 			lagLine(lag), smp.emailsIn(sec), cfg.EmailQuota)
 	}
 }
 
-// lagLine shows the groups that lag, most first, without the shop. prefix.
+// lagLine shows the groups that lag, most first, without the shop. prefix;
+// "?" when the lag is unknown (nil: not measured yet, or the last GET /lag
+// failed, e.g. while the broker is down), never a 0 it did not measure.
 func lagLine(groups map[string]int64) string {
+	if groups == nil {
+		return "?"
+	}
 	var parts []string
 	names := slices.Sorted(maps.Keys(groups))
 	slices.SortStableFunc(names, func(a, b string) int { return int(groups[b] - groups[a]) })

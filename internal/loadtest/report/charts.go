@@ -119,7 +119,7 @@ func throughputChart(r *Report) chart.Chart {
 	// on top of the total when the shop keeps up.
 	total := line{name: "all routes", color: colorBlack, width: 3}
 	target := line{name: "target rate", color: colorTarget, width: 2, dash: []float64{6, 4}}
-	shed := line{name: "shed (429) /s", color: colorRed, width: 2}
+	shed := line{name: "shed (429, 503) /s", color: colorRed, width: 2}
 	for _, s := range r.Seconds {
 		x := float64(s.T)
 		var sum, shedSum int64

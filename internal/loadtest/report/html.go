@@ -186,7 +186,7 @@ func summary(r *Report) []section {
 		{Key: "requests", Value: count(t.Requests)},
 		{Key: "achieved rate", Value: number(t.AchievedRPS) + " req/s"},
 		{Key: "ok (2xx)", Value: share(t.OK, t.Requests)},
-		{Key: "shed (429)", Value: share(t.Shed, t.Requests), Class: warnIf(t.Shed > 0)},
+		{Key: "shed (429, 503 with Retry-After)", Value: share(t.Shed, t.Requests), Class: warnIf(t.Shed > 0)},
 		{Key: "refused (4xx)", Value: share(t.Refused, t.Requests)},
 		{Key: "errors (5xx, transport)", Value: share(t.Errors, t.Requests), Class: failIf(t.Errors > 0)},
 		{Key: "late (generator behind)", Value: share(t.Late, t.Requests), Class: warnIf(t.Late > 0)},

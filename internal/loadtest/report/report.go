@@ -60,7 +60,7 @@ type Machine struct {
 type Totals struct {
 	Requests    int64   `json:"requests"`
 	OK          int64   `json:"ok"`      // 2xx
-	Shed        int64   `json:"shed"`    // 429: the shop shed load
+	Shed        int64   `json:"shed"`    // 429, or 503 with Retry-After: the shop shed load or said a dependency is down
 	Refused     int64   `json:"refused"` // other 4xx: the shop said no (sold out, bad state)
 	Errors      int64   `json:"errors"`  // 5xx and transport errors
 	Late        int64   `json:"late"`    // requests the generator started after their scheduled time + 1 s (it fell behind)
