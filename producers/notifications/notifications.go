@@ -68,6 +68,9 @@ func Decide(e Email, version int64, cmd Command) ([]schemas.Event, error) {
 		if e.Sent() {
 			return nil, nil
 		}
+		if c.MessageID == "" { // Sent tells a sent email by its message id
+			return nil, command.Invalid("message_id", "must not be empty")
+		}
 		return []schemas.Event{schemas.EmailSent{OrderID: c.OrderID, To: e.To, MessageID: c.MessageID, SentAt: c.SentAt.UTC()}}, nil
 	}
 	return nil, command.Invalid("command", "unknown command")
