@@ -116,7 +116,8 @@ func (s *Service) IssueIn(ctx context.Context, tx pgx.Tx, meta command.Meta, c I
 	if err != nil || version != 1 {
 		return err
 	}
-	_, err = tx.Exec(ctx, `INSERT INTO billing.documents (order_id, pdf) VALUES ($1, $2)`, c.OrderID, pdf)
+	// version is 1 also when the invoice was issued already: its PDF stands.
+	_, err = tx.Exec(ctx, `INSERT INTO billing.documents (order_id, pdf) VALUES ($1, $2) ON CONFLICT (order_id) DO NOTHING`, c.OrderID, pdf)
 	return err
 }
 

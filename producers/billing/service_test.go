@@ -1,0 +1,102 @@
+package billing
+
+import (
+	"bytes"
+	"context"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/twmb/franz-go/pkg/sr"
+
+	"shopstream/internal/aggregate"
+	"shopstream/internal/embedded/postgres"
+	"shopstream/internal/embedded/registry"
+	"shopstream/internal/eventlog"
+	"shopstream/internal/idempotency"
+	"shopstream/internal/outbox"
+	"shopstream/internal/pgdb"
+	"shopstream/internal/testbackend"
+	"shopstream/producers/command"
+	"shopstream/schemas"
+)
+
+// IssueIn keeps its promise that issuing an order's invoice again changes
+// nothing: the first invoice and its PDF stand, and the transaction it runs
+// in (which also requests the invoice email) commits. A second IssueIn
+// comes from a redelivered OrderConfirmed that passed the processor's
+// Issued check while the first was committing.
+func TestIssueInAgainChangesNothing(t *testing.T) {
+	ctx := context.Background()
+	pool, serde := startStore(t)
+	svc := NewService(pool, serde)
+	issue := func(number string, pdf []byte) error {
+		_, err := aggregate.Transact(ctx, pool, command.Meta{}, func(tx pgx.Tx) (command.Result, error) {
+			return command.Result{}, svc.IssueIn(ctx, tx, command.Meta{},
+				Issue{OrderID: order, Number: number, CustomerID: customer, TotalCents: 4200}, pdf)
+		})
+		return err
+	}
+	first := []byte("%PDF-1.4 INV-2026-000042")
+	if err := issue("INV-2026-000042", first); err != nil {
+		t.Fatalf("issue: %v", err)
+	}
+	if err := issue("INV-2026-000043", []byte("%PDF-1.4 INV-2026-000043")); err != nil {
+		t.Fatalf("issue again: %v", err)
+	}
+	if issued, err := svc.Issued(ctx, order); err != nil || !issued {
+		t.Fatalf("Issued = %v, %v; want true", issued, err)
+	}
+	pdf, err := svc.Document(ctx, DocumentRef(order))
+	if err != nil || !bytes.Equal(pdf, first) {
+		t.Fatalf("document %q, %v; want the first one, %q", pdf, err, first)
+	}
+	if n, err := outbox.Pending(ctx, pool); err != nil || n != 1 {
+		t.Fatalf("%d events pending in the outbox, %v; want one InvoiceIssued", n, err)
+	}
+}
+
+// startStore starts PostgreSQL with the billing schema, and a registry for
+// the events' serde.
+func startStore(t *testing.T) (*pgxpool.Pool, *eventlog.Serde) {
+	t.Helper()
+	ctx := context.Background()
+	var url string
+	if testbackend.Containers(t) {
+		url = testbackend.Postgres(t)
+	} else {
+		srv, err := postgres.Start(ctx, postgres.Config{Dir: t.TempDir()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = srv.Stop(context.Background()) })
+		url = srv.URL()
+	}
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	migrations := append(append(outbox.Migrations(), idempotency.Migrations()...), Migrations()...)
+	if _, err := pgdb.Migrate(ctx, pool, migrations); err != nil {
+		t.Fatal(err)
+	}
+	reg, err := registry.Start(registry.Config{File: t.TempDir() + "/registry.json"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = reg.Stop(context.Background()) })
+	cl, err := sr.NewClient(sr.URLs(reg.URL()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cat, err := schemas.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	serde := eventlog.NewSerde(cl, cat)
+	if err := serde.RegisterAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return pool, serde
+}
