@@ -17,7 +17,6 @@ import (
 	"github.com/twmb/franz-go/pkg/sr"
 
 	"shopstream/internal/aggregate"
-	"shopstream/internal/embedded/postgres"
 	"shopstream/internal/embedded/registry"
 	"shopstream/internal/eventlog"
 	"shopstream/internal/idempotency"
@@ -113,17 +112,7 @@ type fixture struct {
 func start(t *testing.T) *fixture {
 	t.Helper()
 	ctx := context.Background()
-	var url string
-	if testbackend.Containers(t) {
-		url = testbackend.Postgres(t)
-	} else {
-		srv, err := postgres.Start(ctx, postgres.Config{Dir: t.TempDir()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = srv.Stop(context.Background()) })
-		url = srv.URL()
-	}
+	url := testbackend.PostgresURL(t)
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		t.Fatal(err)

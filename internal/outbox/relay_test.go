@@ -16,7 +16,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"shopstream/internal/embedded/postgres"
 	"shopstream/internal/kafkatest"
 	"shopstream/internal/outbox"
 	"shopstream/internal/pgdb"
@@ -28,19 +27,7 @@ const topic = "shopstream.test.outbox"
 func startPostgres(t *testing.T) *pgxpool.Pool {
 	t.Helper()
 	ctx := context.Background()
-	// A private cluster, or a database of its own on the shared container
-	// with SHOP_TEST_BACKEND=testcontainers.
-	var url string
-	if testbackend.Containers(t) {
-		url = testbackend.Postgres(t)
-	} else {
-		srv, err := postgres.Start(ctx, postgres.Config{Dir: t.TempDir()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = srv.Stop(context.Background()) })
-		url = srv.URL()
-	}
+	url := testbackend.PostgresURL(t)
 	pool, err := pgdb.Connect(ctx, url)
 	if err != nil {
 		t.Fatal(err)

@@ -54,6 +54,8 @@ import (
 	tcmongo "github.com/testcontainers/testcontainers-go/modules/mongodb"
 	tcpostgres "github.com/testcontainers/testcontainers-go/modules/postgres"
 	"github.com/testcontainers/testcontainers-go/wait"
+
+	"shopstream/internal/embedded/postgres"
 )
 
 // The variables read by this package.
@@ -455,4 +457,20 @@ func createDatabase(adminURL, name string) (string, error) {
 	}
 	u.Path = "/" + name
 	return u.String(), nil
+}
+
+// PostgresURL is the URL of a PostgreSQL database of t's own: on the shared
+// container with SHOP_TEST_BACKEND=testcontainers (see Postgres), on a
+// private embedded cluster (stopped when t ends) otherwise.
+func PostgresURL(t testing.TB) string {
+	t.Helper()
+	if Containers(t) {
+		return Postgres(t)
+	}
+	srv, err := postgres.Start(context.Background(), postgres.Config{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Stop(context.Background()) })
+	return srv.URL()
 }

@@ -10,7 +10,6 @@ import (
 	"github.com/twmb/franz-go/pkg/sr"
 
 	"shopstream/internal/aggregate"
-	"shopstream/internal/embedded/postgres"
 	"shopstream/internal/embedded/registry"
 	"shopstream/internal/eventlog"
 	"shopstream/internal/idempotency"
@@ -61,17 +60,7 @@ func TestIssueInAgainChangesNothing(t *testing.T) {
 func startStore(t *testing.T) (*pgxpool.Pool, *eventlog.Serde) {
 	t.Helper()
 	ctx := context.Background()
-	var url string
-	if testbackend.Containers(t) {
-		url = testbackend.Postgres(t)
-	} else {
-		srv, err := postgres.Start(ctx, postgres.Config{Dir: t.TempDir()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = srv.Stop(context.Background()) })
-		url = srv.URL()
-	}
+	url := testbackend.PostgresURL(t)
 	pool, err := pgxpool.New(ctx, url)
 	if err != nil {
 		t.Fatal(err)
