@@ -129,6 +129,12 @@ type Config struct {
 	// CardPSPURL and SepaBankURL are the payment providers' APIs.
 	CardPSPURL  string
 	SepaBankURL string
+	// PaymentTimeout and SepaTimeout are how long the saga waits for a
+	// card payment's and a SEPA transfer's outcome before it cancels the
+	// order (payment_timeout); 0 means saga.DefaultPaymentTimeout and
+	// saga.DefaultSepaTimeout.
+	PaymentTimeout time.Duration
+	SepaTimeout    time.Duration
 	// SMTPAddr is the mail relay; MailFrom the sender of the shop's emails.
 	SMTPAddr string
 	MailFrom string
@@ -291,7 +297,16 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}
 	if has(Saga) {
-		sg := saga.New(pool, svc.orders, svc.inventory, svc.payments, log)
+		// The saga's steps hold a connection of their own while their
+		// commands take others: from a pool of their own, so that they
+		// never wait on the pool they hold.
+		own, err := pgdb.Connect(ctx, cfg.PostgresURL)
+		if err != nil {
+			return err
+		}
+		defer own.Close()
+		sg := saga.New(own, pool, svc.orders, svc.inventory, svc.payments,
+			saga.Timeouts{Card: cfg.PaymentTimeout, Sepa: cfg.SepaTimeout}, log)
 		if err := consume(Saga, sg.Config(serde)); err != nil {
 			return err
 		}
@@ -438,7 +453,7 @@ func Run(ctx context.Context, cfg Config) error {
 func Migrations() []pgdb.Migration {
 	return slices.Concat(outbox.Migrations(), idempotency.Migrations(), customers.Migrations(), catalog.Migrations(),
 		inventory.Migrations(), carts.Migrations(), orders.Migrations(), payments.Migrations(),
-		billing.Migrations(), notifications.Migrations(), reviews.Migrations())
+		billing.Migrations(), notifications.Migrations(), reviews.Migrations(), saga.Migrations())
 }
 
 // Defaults of the email sender.

@@ -1,28 +1,39 @@
-// Package saga is the order saga: the processor that carries a placed
-// order to confirmed, or to cancelled with a reason, with compensation.
+// Package saga is the order saga, a process manager: it carries a placed
+// order to confirmed, or to cancelled with a reason, with compensation. Its
+// own state per order lives in PostgreSQL (schema "saga"); its rule is the
+// pure Decide (decide.go):
 //
-//	OrderPlaced      → reserve every line (inventory) and request the payment, in one transaction;
-//	                   a short product instead records the refusal and cancels: out_of_stock
-//	PaymentSucceeded → confirm the order
-//	PaymentFailed    → release the units and cancel: payment_failed, in one transaction
+//	OrderPlaced      → reserve every line and request the payment; a deadline is set
+//	                   (card: Timeouts.Card, SEPA: Timeouts.Sepa); a short product
+//	                   cancels: out_of_stock
+//	PaymentSucceeded → confirm the order; after a cancel, refund the charge
+//	PaymentFailed    → cancel: payment_failed, release the units
+//	deadline         → cancel: payment_timeout, release the units, cancel the payment
 //
-// Each step is one PostgreSQL transaction over the aggregates it changes,
-// and each is idempotent (an order already past a step, a reservation
-// already held, a payment already requested change nothing), so the
-// at-least-once consumer can redeliver any event, before or after a crash.
+// A step (Step) runs in one transaction of the saga's own: it locks the
+// order's saga row (SELECT … FOR UPDATE), decides, runs the commands, each
+// in its own context's transaction and idempotent, then saves the state and
+// its pending deadline and commits. Two steps of one order never overlap,
+// whatever instance runs them, and a step that crashes before its commit
+// runs again whole (a redelivered event, a deadline still due): its commands
+// change nothing the second time. The Scheduler fires due deadlines as
+// steps of the same kind, so a deadline survives restarts and fires once.
 package saga
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"shopstream/internal/aggregate"
 	"shopstream/internal/eventlog"
+	"shopstream/internal/pgdb"
 	"shopstream/processors/consumer"
 	"shopstream/producers/command"
 	"shopstream/producers/inventory"
@@ -34,18 +45,49 @@ import (
 // Group is the saga's consumer group.
 const Group = "shop.processor.saga.v1"
 
+// Migrations creates the saga's schema: its state per order and its
+// deadlines (pending: fired_at NULL; fired: the time it fired).
+func Migrations() []pgdb.Migration {
+	return []pgdb.Migration{{Context: "saga", Version: 1, SQL: `CREATE SCHEMA IF NOT EXISTS saga;
+		CREATE TABLE saga.orders (
+			id         text PRIMARY KEY,
+			version    bigint NOT NULL CHECK (version > 0),
+			state      jsonb NOT NULL,
+			updated_at timestamptz NOT NULL DEFAULT now());
+		CREATE TABLE saga.deadlines (
+			order_id text NOT NULL REFERENCES saga.orders (id),
+			kind     text NOT NULL,
+			due_at   timestamptz NOT NULL,
+			fired_at timestamptz,
+			PRIMARY KEY (order_id, kind));
+		CREATE INDEX deadlines_due ON saga.deadlines (due_at) WHERE fired_at IS NULL`}}
+}
+
 // Saga runs the order saga's steps.
 type Saga struct {
-	pool      *pgxpool.Pool
+	// own holds the saga's transactions; the commands run on pool, so that
+	// a step holding its own connection never waits for another from the
+	// same pool.
+	own, pool *pgxpool.Pool
 	orders    *orders.Service
 	inventory *inventory.Service
 	payments  *payments.Service
+	timeouts  Timeouts
+	now       func() time.Time
 	log       *slog.Logger
 }
 
-// New returns the saga.
-func New(pool *pgxpool.Pool, o *orders.Service, inv *inventory.Service, pay *payments.Service, log *slog.Logger) *Saga {
-	return &Saga{pool: pool, orders: o, inventory: inv, payments: pay, log: log.With("component", "saga")}
+// New returns the saga: its state on own, the contexts' commands on pool
+// (own may be pool when it has connections to spare).
+func New(own, pool *pgxpool.Pool, o *orders.Service, inv *inventory.Service, pay *payments.Service, t Timeouts, log *slog.Logger) *Saga {
+	if t.Card <= 0 {
+		t.Card = DefaultPaymentTimeout
+	}
+	if t.Sepa <= 0 {
+		t.Sepa = DefaultSepaTimeout
+	}
+	return &Saga{own: own, pool: pool, orders: o, inventory: inv, payments: pay, timeouts: t, now: time.Now,
+		log: log.With("component", "saga")}
 }
 
 // Config is the saga's consumer.
@@ -60,11 +102,11 @@ func (s *Saga) Handle(ctx context.Context, env eventlog.Envelope) error {
 	var err error
 	switch e := env.Event.(type) {
 	case schemas.OrderPlaced:
-		err = s.reserve(ctx, meta, e)
+		_, err = s.Step(ctx, meta, e.OrderID, Placed{Order: e, At: s.now()})
 	case schemas.PaymentSucceeded:
-		err = s.end(ctx, meta, e.OrderID, orders.Confirm{}, false)
+		_, err = s.Step(ctx, meta, e.OrderID, Paid{})
 	case schemas.PaymentFailed:
-		err = s.end(ctx, meta, e.OrderID, orders.Cancel{Reason: orders.ReasonPaymentFailed}, true)
+		_, err = s.Step(ctx, meta, e.OrderID, Declined{Reason: e.Reason})
 	}
 	if errors.Is(err, command.ErrInvalid) || errors.Is(err, command.ErrNotFound) || errors.Is(err, command.ErrConflict) {
 		// No retry can fix it: dead-letter it, and keep the partition going.
@@ -73,56 +115,154 @@ func (s *Saga) Handle(ctx context.Context, env eventlog.Envelope) error {
 	return err
 }
 
-func (s *Saga) reserve(ctx context.Context, meta command.Meta, e schemas.OrderPlaced) error {
-	o, found, err := s.orders.Order(ctx, e.OrderID)
-	if err != nil {
+// Step runs one step of order orderID's saga in the saga's own
+// transaction and returns the state after it.
+func (s *Saga) Step(ctx context.Context, meta command.Meta, orderID string, in Input) (State, error) {
+	var out State
+	err := pgx.BeginFunc(ctx, s.own, func(tx pgx.Tx) error {
+		state, version, err := load(ctx, tx, orderID)
+		if err != nil {
+			return err
+		}
+		out, err = s.advance(ctx, tx, meta, orderID, state, version, in)
 		return err
-	}
-	if !found {
-		return fmt.Errorf("order %s: %w", e.OrderID, command.ErrNotFound)
-	}
-	if o.Status != orders.StatusPlaced {
-		return nil // this step is behind it
-	}
-	lines := make([]inventory.Line, len(e.Items))
-	for i, it := range e.Items {
-		lines[i] = inventory.Line{ProductID: it.ProductID, Quantity: int64(it.Quantity)}
-	}
-	err = s.inventory.Reserve(ctx, meta, e.OrderID, lines, inventory.Then{
-		Held: func(tx pgx.Tx) error {
-			return s.payments.RequestIn(ctx, tx, meta, payments.Request{
-				OrderID: e.OrderID, CustomerID: e.CustomerID, Method: e.PaymentMethod, AmountCents: e.TotalCents})
-		},
-		Short: func(tx pgx.Tx) error {
-			return s.orders.TransitionIn(ctx, tx, meta, e.OrderID, orders.Cancel{Reason: orders.ReasonOutOfStock})
-		},
 	})
-	if short := (*command.Shortage)(nil); errors.As(err, &short) {
-		return nil // cancelled out_of_stock: the step is done
-	}
-	return err
+	return out, err
 }
 
-// end confirms or cancels an order, releasing its units first when asked.
-func (s *Saga) end(ctx context.Context, meta command.Meta, orderID string, t orders.Transition, release bool) error {
-	o, found, err := s.orders.Order(ctx, orderID)
-	if err != nil {
-		return err
-	}
-	if !found {
-		return fmt.Errorf("order %s: %w", orderID, command.ErrNotFound)
-	}
-	_, err = aggregate.Transact(ctx, s.pool, meta, func(tx pgx.Tx) (command.Result, error) {
-		if release {
-			ids := make([]string, len(o.Lines))
-			for i, l := range o.Lines {
-				ids[i] = l.ProductID
+// advance decides on in, runs the commands (feeding their outcomes back)
+// and saves the state within tx, which holds the order's saga row.
+func (s *Saga) advance(ctx context.Context, tx pgx.Tx, meta command.Meta, orderID string, state State, version int64, in Input) (State, error) {
+	next := state
+	for in != nil {
+		var cmds []Command
+		var err error
+		if next, cmds, err = Decide(next, orderID, in, s.timeouts); err != nil {
+			return state, err
+		}
+		in = nil
+		for _, c := range cmds {
+			outcome, err := s.run(ctx, meta, c)
+			if err != nil {
+				return state, fmt.Errorf("saga of order %s: %T: %w", orderID, c, err)
 			}
-			if err := s.inventory.ReleaseIn(ctx, tx, meta, orderID, orders.ReasonPaymentFailed, ids); err != nil {
-				return command.Result{}, err
+			if outcome != nil {
+				in = outcome // decided once the commands of this round are done
 			}
 		}
+	}
+	return next, save(ctx, tx, orderID, version, state, next)
+}
+
+// run runs one command in its context; a command's outcome that the saga
+// must decide on is returned as an Input.
+func (s *Saga) run(ctx context.Context, meta command.Meta, c Command) (Input, error) {
+	switch c := c.(type) {
+	case Reserve:
+		lines := make([]inventory.Line, len(c.Lines))
+		for i, l := range c.Lines {
+			lines[i] = inventory.Line{ProductID: l.ProductID, Quantity: l.Quantity}
+		}
+		err := s.inventory.Reserve(ctx, meta, c.OrderID, lines, inventory.Then{
+			Held: func(tx pgx.Tx) error {
+				return s.payments.RequestIn(ctx, tx, meta, payments.Request{
+					OrderID: c.OrderID, CustomerID: c.CustomerID, Method: c.Method, AmountCents: c.AmountCents})
+			},
+			Short: func(tx pgx.Tx) error {
+				return s.orders.TransitionIn(ctx, tx, meta, c.OrderID, orders.Cancel{Reason: orders.ReasonOutOfStock})
+			},
+		})
+		if short := (*command.Shortage)(nil); errors.As(err, &short) {
+			return Short{}, nil
+		}
+		return nil, err
+	case ConfirmOrder:
+		return nil, s.transition(ctx, meta, c.OrderID, orders.Confirm{})
+	case CancelOrder:
+		return nil, s.transition(ctx, meta, c.OrderID, orders.Cancel{Reason: c.Reason})
+	case ReleaseUnits:
+		_, err := aggregate.Transact(ctx, s.pool, meta, func(tx pgx.Tx) (command.Result, error) {
+			return command.Result{}, s.inventory.ReleaseIn(ctx, tx, meta, c.OrderID, c.Reason, c.ProductIDs)
+		})
+		return nil, err
+	}
+	return nil, fmt.Errorf("saga: no way to run %T", c)
+}
+
+func (s *Saga) transition(ctx context.Context, meta command.Meta, orderID string, t orders.Transition) error {
+	_, err := aggregate.Transact(ctx, s.pool, meta, func(tx pgx.Tx) (command.Result, error) {
 		return command.Result{}, s.orders.TransitionIn(ctx, tx, meta, orderID, t)
 	})
 	return err
+}
+
+// State returns the saga's state of an order and its version (0: unseen).
+func (s *Saga) State(ctx context.Context, orderID string) (State, int64, error) {
+	var st State
+	var version int64
+	err := pgx.BeginFunc(ctx, s.own, func(tx pgx.Tx) error {
+		var err error
+		st, version, err = load(ctx, tx, orderID)
+		return err
+	})
+	return st, version, err
+}
+
+// load reads and locks an order's saga row; an unseen order is the zero
+// State at version 0 (nothing to lock: a concurrent first step fails on
+// the primary key at save).
+func load(ctx context.Context, tx pgx.Tx, orderID string) (State, int64, error) {
+	var st State
+	var version int64
+	var raw []byte
+	err := tx.QueryRow(ctx, `SELECT version, state FROM saga.orders WHERE id = $1 FOR UPDATE`, orderID).Scan(&version, &raw)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return st, 0, nil
+	}
+	if err != nil {
+		return st, 0, fmt.Errorf("load saga of order %s: %w", orderID, err)
+	}
+	if err := json.Unmarshal(raw, &st); err != nil {
+		return st, 0, fmt.Errorf("decode saga of order %s: %w", orderID, err)
+	}
+	return st, version, nil
+}
+
+// save writes the state after a step and makes the pending deadlines
+// those of the state: the one it holds is recorded (once: recording it
+// again keeps the first due time), any other pending one is dropped.
+func save(ctx context.Context, tx pgx.Tx, orderID string, version int64, old, next State) error {
+	if version > 0 && equal(old, next) {
+		return nil
+	}
+	raw, err := json.Marshal(next)
+	if err != nil {
+		return err
+	}
+	if version == 0 {
+		_, err = tx.Exec(ctx, `INSERT INTO saga.orders (id, version, state) VALUES ($1, 1, $2)`, orderID, raw)
+	} else {
+		_, err = tx.Exec(ctx, `UPDATE saga.orders SET version = version + 1, state = $2, updated_at = now() WHERE id = $1`, orderID, raw)
+	}
+	if err != nil {
+		return fmt.Errorf("save saga of order %s: %w", orderID, err)
+	}
+	kind := ""
+	if next.Deadline != nil {
+		kind = next.Deadline.Kind
+		if _, err := tx.Exec(ctx, `INSERT INTO saga.deadlines (order_id, kind, due_at) VALUES ($1, $2, $3)
+			ON CONFLICT (order_id, kind) DO NOTHING`, orderID, kind, next.Deadline.At); err != nil {
+			return fmt.Errorf("record deadline of order %s: %w", orderID, err)
+		}
+	}
+	if _, err := tx.Exec(ctx, `DELETE FROM saga.deadlines WHERE order_id = $1 AND fired_at IS NULL AND kind <> $2`, orderID, kind); err != nil {
+		return fmt.Errorf("drop deadlines of order %s: %w", orderID, err)
+	}
+	return nil
+}
+
+func equal(a, b State) bool {
+	x, _ := json.Marshal(a)
+	y, _ := json.Marshal(b)
+	return string(x) == string(y)
 }

@@ -142,8 +142,9 @@ func Evolve(o Order, events ...schemas.Event) Order {
 
 // Reasons an order is cancelled.
 const (
-	ReasonOutOfStock    = "out_of_stock"
-	ReasonPaymentFailed = "payment_failed"
+	ReasonOutOfStock     = "out_of_stock"
+	ReasonPaymentFailed  = "payment_failed"
+	ReasonPaymentTimeout = "payment_timeout" // no outcome before the saga's deadline
 )
 
 // Transition moves a placed order to a terminal state: Confirm or Cancel.
@@ -171,7 +172,7 @@ func DecideTransition(o Order, orderID string, t Transition) ([]schemas.Event, e
 			return nil, nil
 		}
 	case Cancel:
-		if t.Reason != ReasonOutOfStock && t.Reason != ReasonPaymentFailed {
+		if t.Reason != ReasonOutOfStock && t.Reason != ReasonPaymentFailed && t.Reason != ReasonPaymentTimeout {
 			return nil, command.Invalid("reason", "unknown cancel reason "+t.Reason)
 		}
 		switch o.Status {

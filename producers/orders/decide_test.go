@@ -3,6 +3,7 @@ package orders
 import (
 	"fmt"
 	"reflect"
+	"slices"
 	"testing"
 
 	"shopstream/producers/command"
@@ -128,5 +129,39 @@ func TestEvolve(t *testing.T) {
 	cancelled.Status = StatusCancelled
 	if got := Evolve(Order{}, placed, schemas.OrderCancelled{OrderID: order, Reason: "payment failed"}); !reflect.DeepEqual(got, cancelled) {
 		t.Fatalf("cancelled\n got %+v\nwant %+v", got, cancelled)
+	}
+}
+
+func TestDecideTransition(t *testing.T) {
+	placed := []schemas.Event{schemas.OrderPlaced{OrderID: order, CustomerID: customer, PaymentMethod: Card,
+		Items: []schemas.OrderLine{{ProductID: product(1), Quantity: 1, UnitPriceCents: 100}}, TotalCents: 100}}
+	then := func(e ...schemas.Event) []schemas.Event { return append(slices.Clone(placed), e...) }
+	cases := []struct {
+		name  string
+		given []schemas.Event
+		when  Transition
+		then  []schemas.Event
+		err   error
+		field string
+	}{
+		{name: "confirm", given: placed, when: Confirm{}, then: []schemas.Event{schemas.OrderConfirmed{OrderID: order}}},
+		{name: "confirm again", given: then(schemas.OrderConfirmed{OrderID: order}), when: Confirm{}},
+		{name: "cancel out of stock", given: placed, when: Cancel{Reason: ReasonOutOfStock},
+			then: []schemas.Event{schemas.OrderCancelled{OrderID: order, Reason: ReasonOutOfStock}}},
+		{name: "cancel payment failed", given: placed, when: Cancel{Reason: ReasonPaymentFailed},
+			then: []schemas.Event{schemas.OrderCancelled{OrderID: order, Reason: ReasonPaymentFailed}}},
+		{name: "cancel payment timeout", given: placed, when: Cancel{Reason: ReasonPaymentTimeout},
+			then: []schemas.Event{schemas.OrderCancelled{OrderID: order, Reason: ReasonPaymentTimeout}}},
+		{name: "cancel again", given: then(schemas.OrderCancelled{OrderID: order, Reason: ReasonPaymentTimeout}), when: Cancel{Reason: ReasonPaymentTimeout}},
+		{name: "cancel for an unknown reason", given: placed, when: Cancel{Reason: "bored"}, err: command.ErrInvalid, field: "reason"},
+		{name: "cancel a confirmed order", given: then(schemas.OrderConfirmed{OrderID: order}), when: Cancel{Reason: ReasonPaymentTimeout}, err: command.ErrConflict},
+		{name: "confirm a cancelled order", given: then(schemas.OrderCancelled{OrderID: order, Reason: ReasonPaymentTimeout}), when: Confirm{}, err: command.ErrConflict},
+		{name: "confirm an unknown order", when: Confirm{}, err: command.ErrNotFound},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got, err := DecideTransition(Evolve(Order{}, c.given...), order, c.when)
+			commandtest.Then(t, got, err, c.then, c.err, c.field)
+		})
 	}
 }
