@@ -21,7 +21,8 @@ func runLoadtest(ctx context.Context, args []string, getenv func(string) string,
 	fs := newFlags("loadtest", stderr)
 	target := fs.String("target", "", "URL of a running shop to load, e.g. http://127.0.0.1:8080 (or --embedded)")
 	embedded := fs.Bool("embedded", false, "start a whole shop with embedded infrastructure in this process and load it")
-	dataDir := fs.String("data-dir", "", "--embedded: directory of the shop's data (default: a fresh temporary directory, removed afterwards)")
+	dataDir := fs.String("data-dir", "", "--embedded: directory of the shop's data (default: a fresh temporary directory, removed afterwards); "+
+		"--target: data directory of the running `shop infra` (or `shop dev`) the shop runs on, whose endpoints.json names the Kafka, registry, MongoDB, payment simulators and mailbox the checks read")
 	kafkaBrokers := fs.String("kafka-brokers", "", "--embedded: use this Kafka (comma-separated seed brokers) instead of the embedded broker")
 	profile := fs.String("profile", loadtest.BlackFriday, "load profile: steady, or blackfriday (the base rate, then --spike-x times it for --spike-for, then back down)")
 	duration := fs.Duration("duration", 60*time.Second, "how long the load lasts (the drain comes after)")
@@ -36,10 +37,12 @@ func runLoadtest(ctx context.Context, args []string, getenv func(string) string,
 	quota := fs.Float64("email-quota", 0, "--target: the shop's --email-rate, drawn as the quota line (default: the shop default)")
 	// Where the invariant checks read, for a --target that is not a `shop dev`.
 	var brokers listFlag
-	fs.Var(&brokers, "brokers", "--target: Kafka seed brokers of the shop (default: from its GET /dev/endpoints)")
+	fs.Var(&brokers, "brokers", "--target: Kafka seed brokers of the shop (default: from --data-dir, else from its GET /dev/endpoints)")
 	registryURL := fs.String("registry-url", "", "--target: schema registry URL, with --brokers")
 	mongoURI := fs.String("mongo-uri", "", "--target: MongoDB URI of the read models, with --brokers")
 	mongoDB := fs.String("mongo-db", "shop", "MongoDB database of the read models")
+	cardPSPURL := fs.String("card-psp-url", "", "--target: the card PSP simulator, whose GET /charges I2 checks (default: from --data-dir or GET /dev/endpoints; unknown: I2 counts PaymentSucceeded events)")
+	sepaBankURL := fs.String("sepa-bank-url", "", "--target: the SEPA bank simulator, whose GET /charges I2 checks (default: as --card-psp-url)")
 	mailDir := fs.String("mail-dir", "", "--target: directory of the SMTP server's .eml files, if readable (default: a `shop dev`'s own; I3 reads EmailSent events otherwise)")
 	logLevel := fs.String("log-level", "warn", "--embedded: the shop's log level")
 	ramp := fs.Bool("ramp", false, "find the capacity: raise the offered orders/s step by step until p99 or a stage's lag stops holding, then spike at --ramp-spike-x times the highest rate that held, then measure accepted→visible at half of it")
@@ -101,12 +104,15 @@ func runLoadtest(ctx context.Context, args []string, getenv func(string) string,
 		return loadtest.Run(ctx, cfg)
 	}
 	if !*embedded {
-		e, err := infrastructure(ctx, brokers, *registryURL, *mongoURI, "--target", *target, "")
+		e, err := targetInfrastructure(ctx, brokers, *registryURL, *mongoURI, *target, *dataDir, *cardPSPURL, *sepaBankURL)
 		if err != nil {
 			return err
 		}
 		if *mailDir == "" {
-			*mailDir = e.MailDir // a `shop dev` on this machine says where its mailbox is
+			*mailDir = e.MailDir // a `shop infra` or `shop dev` on this machine says where its mailbox is
+		}
+		if e.CardPSPURL == "" || e.SepaBankURL == "" {
+			fmt.Fprintln(stdout, "note: no --card-psp-url or --sepa-bank-url (nor --data-dir naming them): I2 counts that method's PaymentSucceeded events instead of the simulator's charges")
 		}
 		cfg.Sources = sources(e, *mongoDB, *mailDir)
 		cfg.EmailQuota = int(*quota)
@@ -162,6 +168,30 @@ func runLoadtest(ctx context.Context, args []string, getenv func(string) string,
 	return printVerdict(stdout, rep, err)
 }
 
+// targetInfrastructure is where `shop loadtest --target` checks its
+// invariants: the flags of external infrastructure, else the endpoints
+// file of --data-dir (a `shop infra` the shop's `shop run` processes use),
+// else the target's GET /dev/endpoints (a `shop dev`); --card-psp-url and
+// --sepa-bank-url, when given, name the payment simulators whatever the
+// source.
+func targetInfrastructure(ctx context.Context, brokers []string, registryURL, mongoURI, target, dataDir, cardURL, sepaURL string) (devstack.Endpoints, error) {
+	httpURL := target
+	if dataDir != "" {
+		httpURL = ""
+	}
+	e, err := infrastructure(ctx, brokers, registryURL, mongoURI, "--target", httpURL, dataDir)
+	if err != nil {
+		return e, err
+	}
+	if cardURL != "" {
+		e.CardPSPURL = cardURL
+	}
+	if sepaURL != "" {
+		e.SepaBankURL = sepaURL
+	}
+	return e, nil
+}
+
 // rampEmailRate is the embedded shop's --email-rate under --ramp unless
 // given.
 const rampEmailRate = 2000
@@ -179,7 +209,7 @@ func printVerdict(w io.Writer, rep *report.Report, err error) error {
 	}
 	if rep != nil {
 		t := rep.Totals
-		fmt.Fprintf(w, "load: %d requests, %.1f/s achieved: %d ok, %d shed (429), %d refused (4xx), %d errors, %d started late\n",
+		fmt.Fprintf(w, "load: %d requests, %.1f/s achieved: %d ok, %d shed (429, or 503 with Retry-After), %d refused (4xx), %d errors, %d started late\n",
 			t.Requests, t.AchievedRPS, t.OK, t.Shed, t.Refused, t.Errors, t.Late)
 		fmt.Fprintf(w, "orders: %d accepted, %d confirmed, %d cancelled; %d emails sent (quota %d/s); drained: %v in %v\n",
 			t.OrdersAccepted, t.OrdersConfirmed, t.OrdersCancelled, t.EmailsSent, rep.EmailQuota, rep.Drain.Drained, rep.Drain.Elapsed.Round(time.Millisecond))

@@ -2,6 +2,7 @@
 //
 //	shop dev      every component plus embedded infrastructure, for a laptop
 //	shop run      chosen components against real infrastructure
+//	shop infra    the embedded infrastructure alone, for `shop run` processes
 //	shop topics   the event-log topics with partitions and end offsets
 //	shop dlq      list the dead letters, or send them back to their topic
 //	shop migrate  apply the PostgreSQL migrations
@@ -39,7 +40,8 @@ const usage = `usage: shop <command> [flags]
 
 commands:
   dev       run every component with embedded Kafka, schema registry, MongoDB (FerretDB) and PostgreSQL
-  run       run --components against real infrastructure
+  run       run --components against real infrastructure (--data-dir: that of a running shop infra)
+  infra     the embedded infrastructure alone (Kafka unless --kafka-brokers, registry, MongoDB, PostgreSQL, SMTP, card PSP, SEPA bank); writes <data-dir>/endpoints.json
   topics    list the event-log topics with partitions and end offsets
   dlq       list (dlq list) or send back (dlq redrive --topic T) the records processors dead-lettered
   migrate   apply the PostgreSQL migrations
@@ -61,6 +63,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runDev(ctx, rest, getenv, stdout, stderr)
 	case "run":
 		return runRun(ctx, rest, getenv, stdout, stderr)
+	case "infra":
+		return runInfra(ctx, rest, getenv, stdout, stderr)
 	case "topics":
 		return runTopics(ctx, rest, getenv, stdout, stderr)
 	case "dlq":

@@ -59,7 +59,7 @@ func projectionNames() string {
 func runReplay(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := newFlags("replay", stderr)
 	verify := fs.Bool("verify", false, "rebuild into a scratch collection and compare it document by document with the live one, instead of switching")
-	dataDir := fs.String("data-dir", ".shop", "data directory of a running `shop dev` whose infrastructure to use (when neither --http nor --brokers is given)")
+	dataDir := fs.String("data-dir", ".shop", "data directory of a running `shop infra` or `shop dev` whose infrastructure to use (when neither --http nor --brokers is given)")
 	httpURL := fs.String("http", "", "URL of a running `shop dev` whose infrastructure to use, e.g. http://127.0.0.1:8080")
 	var brokers listFlag
 	fs.Var(&brokers, "brokers", "Kafka seed brokers of external infrastructure, comma-separated (then --registry-url and --mongo-uri too)")
@@ -136,8 +136,8 @@ func runReplay(ctx context.Context, args []string, getenv func(string) string, s
 
 // infrastructure finds the infrastructure a tool works against (`shop
 // replay`, `shop loadtest --target`): the flags of external
-// infrastructure, or a running `shop dev` by its HTTP address or its data
-// directory.
+// infrastructure, or a running `shop dev` by its HTTP address, or a
+// running `shop infra` or `shop dev` by its data directory.
 func infrastructure(ctx context.Context, brokers []string, registryURL, mongoURI, httpFlag, httpURL, dataDir string) (devstack.Endpoints, error) {
 	switch {
 	case len(brokers) > 0:
@@ -148,7 +148,7 @@ func infrastructure(ctx context.Context, brokers []string, registryURL, mongoURI
 	case httpURL != "":
 		e, err := devEndpoints(ctx, httpFlag, httpURL)
 		if err != nil {
-			return e, fmt.Errorf("%w; or give --brokers, --registry-url and --mongo-uri", err)
+			return e, fmt.Errorf("%w; or give --data-dir of the `shop infra` it runs on, or --brokers, --registry-url and --mongo-uri", err)
 		}
 		return e, nil
 	}

@@ -42,9 +42,15 @@ func runRun(ctx context.Context, args []string, getenv func(string) string, stdo
 	httpAddr := fs.String("http", ":8080", "HTTP address: GET /metrics and /healthz on every instance, the shop's API with the gateway component")
 	replication := fs.Int("replication", -1, "replication factor of topics created at start (-1: broker default)")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	dataDir := fs.String("data-dir", "", "data directory of a running `shop infra` (or `shop dev`): its endpoints.json gives every infrastructure flag not set otherwise")
 	shop := addShopFlags(fs)
 	if err := parse(fs, args, getenv); err != nil {
 		return err
+	}
+	if *dataDir != "" {
+		if err := setFromEndpoints(fs, *dataDir); err != nil {
+			return err
+		}
 	}
 	if err := shop.check(); err != nil {
 		return err

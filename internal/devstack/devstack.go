@@ -1,11 +1,14 @@
-// Package devstack starts the whole embedded infrastructure of `shop dev`
-// and of component tests under one data directory: Kafka (kfake), the schema
+// Package devstack starts the whole embedded infrastructure of `shop dev`,
+// `shop infra` and of component tests under one data directory: Kafka
+// (kfake, unless [Config.Brokers] names a real cluster), the schema
 // registry (Confluent-compatible, persisted), a private PostgreSQL cluster and
 // a MongoDB-compatible server (FerretDB on the PostgreSQL backend, in the
 // cluster's database "ferretdb"; see [startMongo]). Everything persists under the
 // directory, so a restart keeps every topic, schema, read model and row.
-// The addresses in use are written to <dir>/endpoints.json so that other
-// commands (`shop topics`, `shop replay`) can find a running stack.
+// The addresses in use are written to <dir>/endpoints.json ([WriteEndpoints])
+// so that other commands (`shop run`, `shop migrate`, `shop topics`, `shop
+// dlq`, `shop replay`, `shop loadtest`) find a running stack by its
+// directory ([ReadEndpoints]).
 package devstack
 
 import (
@@ -49,8 +52,12 @@ const (
 // Config configures the stack. Empty addresses, port 0 and addresses of
 // port 0 pick free ports.
 type Config struct {
-	Dir          string
-	KafkaAddr    string
+	Dir       string
+	KafkaAddr string
+	// Brokers, when not empty, are the seed brokers of a real Kafka
+	// cluster to use instead of the embedded broker: none is started,
+	// KafkaAddr is unused, and Endpoints.Brokers are these.
+	Brokers      []string
 	RegistryAddr string
 	MongoAddr    string
 	PostgresPort int
@@ -123,7 +130,13 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 			s.mongo, mongoErr = startMongo(ctx, cfg, s.pg, log)
 		}
 	})
-	if s.kafka, err = kafka.Start(kafka.Config{Dir: filepath.Join(cfg.Dir, "kafka"), Addr: cfg.KafkaAddr, Logger: log}); err == nil {
+	brokers := cfg.Brokers
+	if len(brokers) == 0 {
+		if s.kafka, err = kafka.Start(kafka.Config{Dir: filepath.Join(cfg.Dir, "kafka"), Addr: cfg.KafkaAddr, Logger: log}); err == nil {
+			brokers = s.kafka.Brokers()
+		}
+	}
+	if err == nil {
 		s.registry, err = registry.Start(registry.Config{File: filepath.Join(cfg.Dir, "registry.json"), Addr: cfg.RegistryAddr, Compatibility: schemas.Policy, Logger: log})
 	}
 	if err == nil {
@@ -141,7 +154,7 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	if err = errors.Join(err, pgErr, mongoErr); err != nil {
 		return nil, err
 	}
-	s.Endpoints = Endpoints{Brokers: s.kafka.Brokers(), RegistryURL: s.registry.URL(), MongoURI: s.mongo.URI(), PostgresURL: s.pg.URL(),
+	s.Endpoints = Endpoints{Brokers: brokers, RegistryURL: s.registry.URL(), MongoURI: s.mongo.URI(), PostgresURL: s.pg.URL(),
 		CardPSPURL: s.card.URL(), SepaBankURL: s.bank.URL(), SMTPAddr: s.smtp.Addr(), MailDir: mailDir}
 	return s, nil
 }
@@ -241,17 +254,20 @@ func (e *AddrError) Reason() string {
 
 // CheckAddrs listens on every address of cfg that names a port (not 0)
 // and closes it again, returning an [*AddrError] for the first it cannot
-// have: cheap, so a taken port fails at once instead of after PostgreSQL
+// have (Kafka's only when the broker is embedded): cheap, so a taken port fails at once instead of after PostgreSQL
 // and FerretDB started. PostgreSQL's port held by a server left running on
 // cfg.Dir (its postmaster.pid names that port) is not an error: Start
 // shuts that server down first.
 func CheckAddrs(cfg Config) error {
-	pgAddr := ""
+	pgAddr, kafkaAddr := "", cfg.KafkaAddr
+	if len(cfg.Brokers) > 0 {
+		kafkaAddr = "" // not started
+	}
 	if cfg.PostgresPort != 0 {
 		pgAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.PostgresPort))
 	}
 	for _, a := range []struct{ server, addr string }{
-		{ServerKafka, cfg.KafkaAddr}, {ServerRegistry, cfg.RegistryAddr}, {ServerMongo, cfg.MongoAddr},
+		{ServerKafka, kafkaAddr}, {ServerRegistry, cfg.RegistryAddr}, {ServerMongo, cfg.MongoAddr},
 		{ServerPostgres, pgAddr}, {ServerCardPSP, cfg.CardPSPAddr}, {ServerSepaBank, cfg.SepaBankAddr}, {ServerSMTP, cfg.SMTPAddr},
 	} {
 		if a.addr == "" {
@@ -303,12 +319,13 @@ func WriteEndpoints(dir string, e Endpoints) error {
 	return os.Rename(tmp, filepath.Join(dir, endpointsFile))
 }
 
-// ReadEndpoints finds a running `shop dev` by its data directory.
+// ReadEndpoints finds a running `shop infra` or `shop dev` by its data
+// directory.
 func ReadEndpoints(dir string) (Endpoints, error) {
 	var e Endpoints
 	b, err := os.ReadFile(filepath.Join(dir, endpointsFile))
 	if errors.Is(err, os.ErrNotExist) {
-		return e, fmt.Errorf("no running `shop dev` found in --data-dir %s (no %s)", dir, endpointsFile)
+		return e, fmt.Errorf("no running `shop infra` or `shop dev` found in --data-dir %s (no %s)", dir, endpointsFile)
 	}
 	if err != nil {
 		return e, err

@@ -42,6 +42,11 @@ func TestCheckAddrs(t *testing.T) {
 			t.Errorf("%s on a taken port: %v, want an AddrError in use on %s", c.server, err, taken)
 		}
 	}
+	// A real cluster named by Brokers: the embedded broker's address is
+	// not listened on, so not checked.
+	if err := devstack.CheckAddrs(devstack.Config{Dir: dir, KafkaAddr: taken, Brokers: []string{"kafka:9092"}}); err != nil {
+		t.Errorf("Kafka's address with Brokers given: %v, want none (no broker starts)", err)
+	}
 	// A postmaster.pid of this dir on that port: a stale server of ours.
 	pgdata := filepath.Join(dir, "postgres", "pgdata")
 	if err := os.MkdirAll(pgdata, 0o755); err != nil {
