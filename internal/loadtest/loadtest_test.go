@@ -293,3 +293,41 @@ func BenchmarkGenerator(b *testing.B) {
 			rate, p.Duration, rep.Totals.Requests, took.Round(time.Millisecond), float64(rep.Totals.Requests)/took.Seconds(), rep.Totals.Late, rep.Totals.Errors)
 	}
 }
+
+// While GET /lag fails (the gateway answers 503 with the broker down), the
+// live line says the lag is unknown, not 0; it shows figures again once
+// the lag can be read.
+func TestLiveLagUnknownWhileBrokerDown(t *testing.T) {
+	var down atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if down.Load() {
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, `{"title":"kafka unavailable"}`, http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprint(w, `{"groups":[{"group":"shop.saga","members":1,"lag":3},{"group":"shop.gone","members":0,"lag":9}]}`)
+	}))
+	defer srv.Close()
+	s, err := newSampler(context.Background(), &client{base: srv.URL, http: srv.Client()}, time.Now(), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	line := func() string { l, _ := s.lastLag(); return lagLine(l) }
+	if got := line(); got != "?" {
+		t.Errorf("before the first sample: lag %q, want ?", got)
+	}
+	s.sample(context.Background())
+	if got := line(); got != "3 (saga 3)" {
+		t.Errorf("lag readable: %q, want 3 (saga 3)", got)
+	}
+	down.Store(true)
+	s.sample(context.Background())
+	if got := line(); got != "?" {
+		t.Errorf("GET /lag answering 503: lag %q, want ?", got)
+	}
+	down.Store(false)
+	s.sample(context.Background())
+	if got := line(); got != "3 (saga 3)" {
+		t.Errorf("broker back: lag %q, want 3 (saga 3)", got)
+	}
+}
