@@ -21,13 +21,7 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 	// Fixed conventional ports by default, so that what points at them
 	// outside the shop keeps working across restarts; port 0 picks a
 	// free one at each start.
-	kafkaAddr := fs.String("kafka-addr", devstack.DefaultKafkaAddr, "address of the embedded Kafka broker, on 127.0.0.1 (port 0: a free port)")
-	registryAddr := fs.String("registry-addr", devstack.DefaultRegistryAddr, "address of the embedded schema registry (port 0: a free port)")
-	mongoAddr := fs.String("mongo-addr", devstack.DefaultMongoAddr, "address of the embedded MongoDB-compatible server, FerretDB (port 0: a free port)")
-	pgPort := fs.Int("postgres-port", devstack.DefaultPostgresPort, "port of the embedded PostgreSQL on 127.0.0.1 (0: a free port)")
-	cardAddr := fs.String("card-psp-addr", devstack.DefaultCardPSPAddr, "address of the simulated card PSP (port 0: a free port)")
-	bankAddr := fs.String("sepa-bank-addr", devstack.DefaultSepaBankAddr, "address of the simulated SEPA bank (port 0: a free port)")
-	smtpAddr := fs.String("smtp-addr", devstack.DefaultSMTPAddr, "address of the embedded SMTP server, on loopback (port 0: a free port)")
+	addrs := addStackFlags(fs) // the same as `shop infra`'s
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	shop := addShopFlags(fs)
 	psp := addPSPFlags(fs)
@@ -50,10 +44,9 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 	printConfig(stdout, fs)
 	began := time.Now()
 	fmt.Fprintf(stdout, "starting embedded infrastructure in %s …\n", *dataDir)
-	stack, err := devstack.Start(ctx, psp.apply(devstack.Config{
-		Dir: *dataDir, KafkaAddr: *kafkaAddr, RegistryAddr: *registryAddr, MongoAddr: *mongoAddr, PostgresPort: *pgPort,
-		CardPSPAddr: *cardAddr, SepaBankAddr: *bankAddr, SMTPAddr: *smtpAddr, Logger: log,
-	}))
+	sc := addrs.config(*dataDir)
+	sc.Logger = log
+	stack, err := devstack.Start(ctx, psp.apply(sc))
 	if err != nil {
 		return devAddrError(err)
 	}

@@ -87,8 +87,8 @@ func runInfra(ctx context.Context, args []string, getenv func(string) string, st
 	return nil
 }
 
-// stackFlags are the addresses of the embedded servers, as `shop dev` names
-// them, with the same fixed defaults.
+// stackFlags are the addresses of the embedded servers, the same flags for
+// `shop dev` and `shop infra`, with the fixed defaults of devstack.
 type stackFlags struct {
 	kafka, registry, mongo, card, bank, smtp *string
 	postgres                                 *int

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -282,5 +283,56 @@ func TestEndpointsFillTheInfrastructureFlags(t *testing.T) {
 	got2, err = targetInfrastructure(ctx, []string{"kafka:9092"}, "http://registry:8081", "mongodb://mongo/", "http://127.0.0.1:9", "", "http://psp:1", "http://bank:2")
 	if err != nil || got2.CardPSPURL != "http://psp:1" || got2.SepaBankURL != "http://bank:2" || got2.Brokers[0] != "kafka:9092" {
 		t.Errorf("loadtest --brokers --card-psp-url --sepa-bank-url: %+v, %v", got2, err)
+	}
+}
+
+// `shop infra` and `shop dev` have the same address flags, with the same
+// fixed defaults (the conventional ports), as --help shows them.
+func TestInfraPortsAreDevs(t *testing.T) {
+	_, dev, _ := runShop(t, nil, "dev", "--help")
+	_, infra, _ := runShop(t, nil, "infra", "--help")
+	for _, name := range []string{"kafka-addr", "registry-addr", "mongo-addr", "postgres-port", "card-psp-addr", "sepa-bank-addr", "smtp-addr"} {
+		re := regexp.MustCompile(`(?m)^  -` + regexp.QuoteMeta(name) + ` \w+\n[^\n]*\(default ([^)]*)\)`)
+		d, i := re.FindStringSubmatch(dev), re.FindStringSubmatch(infra)
+		if d == nil || i == nil || d[1] != i[1] {
+			t.Errorf("--%s: shop dev %v, shop infra %v", name, d, i)
+		}
+	}
+	if !strings.Contains(infra, "-kafka-brokers") {
+		t.Errorf("shop infra --help has no --kafka-brokers:\n%s", infra)
+	}
+}
+
+// A taken fixed port stops `shop infra` at once, naming its flag, before
+// anything starts and before a stale endpoints.json is touched; with
+// --kafka-brokers the embedded broker's address is not needed.
+func TestInfraFailsFastOnATakenPort(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	taken := ln.Addr().String()
+	dir := t.TempDir()
+	if err := devstack.WriteEndpoints(dir, devstack.Endpoints{RegistryURL: "http://" + taken}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ flag, want string }{
+		{"kafka-addr", "--kafka-addr " + taken + ": address already in use (another Kafka? pass --kafka-addr 127.0.0.1:0 for a free port)"},
+		{"registry-addr", "--registry-addr " + taken + ": address already in use"},
+		{"smtp-addr", "--smtp-addr " + taken + ": address already in use"},
+	} {
+		began := time.Now()
+		args := append(append([]string{"infra", "--data-dir", dir, "--log-level", "error"}, freeInfraPorts...), "--"+c.flag, taken)
+		_, _, err := runShop(t, nil, args...)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("--%s taken: %v, want %q", c.flag, err, c.want)
+		}
+		if took := time.Since(began); took > 5*time.Second {
+			t.Errorf("--%s taken: failed after %s, want at once", c.flag, took)
+		}
+	}
+	if _, err := devstack.ReadEndpoints(dir); err != nil {
+		t.Errorf("the endpoints.json of whoever holds the port was removed: %v", err)
 	}
 }
