@@ -336,3 +336,18 @@ func TestInfraFailsFastOnATakenPort(t *testing.T) {
 		t.Errorf("the endpoints.json of whoever holds the port was removed: %v", err)
 	}
 }
+
+// Without --data-dir, `shop run`'s infrastructure flags default to where a
+// `shop infra` on its default ports listens: no SEPA payment goes to the
+// card PSP's port.
+func TestRunDefaultsAreInfrasPorts(t *testing.T) {
+	fs := newFlags("run", io.Discard)
+	f := addInfraFlags(fs)
+	got := []string{f.brokers.String(), *f.registryURL, *f.mongoURI, *f.postgresURL, *f.cardPSPURL, *f.sepaBankURL, *f.smtpAddr}
+	want := []string{devstack.DefaultKafkaAddr, "http://" + devstack.DefaultRegistryAddr, "mongodb://" + devstack.DefaultMongoAddr + "/",
+		fmt.Sprintf("postgres://shop@127.0.0.1:%d/shop?sslmode=disable", devstack.DefaultPostgresPort),
+		"http://" + devstack.DefaultCardPSPAddr, "http://" + devstack.DefaultSepaBankAddr, devstack.DefaultSMTPAddr}
+	if !slices.Equal(got, want) {
+		t.Errorf("shop run defaults\n got %q\nwant %q", got, want)
+	}
+}

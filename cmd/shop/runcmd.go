@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"shopstream/internal/app"
+	"shopstream/internal/devstack"
 )
 
 // infraFlags are the flags that name real infrastructure.
@@ -28,8 +29,9 @@ func addInfraFlags(fs *flag.FlagSet) *infraFlags {
 	f.registryURL = fs.String("registry-url", "http://127.0.0.1:8081", "schema registry URL (Confluent API)")
 	f.mongoURI = fs.String("mongo-uri", "mongodb://127.0.0.1:27017/", "MongoDB URI")
 	f.mongoDB = fs.String("mongo-db", "shop", "MongoDB database of the read models")
-	f.cardPSPURL = fs.String("card-psp-url", "http://127.0.0.1:8090", "card payment provider API (POST /charges with Idempotency-Key)")
-	f.sepaBankURL = fs.String("sepa-bank-url", "http://127.0.0.1:8091", "SEPA bank API (POST /charges with Idempotency-Key)")
+	// The defaults are where a `shop infra` (or `shop dev`) listens by default.
+	f.cardPSPURL = fs.String("card-psp-url", "http://"+devstack.DefaultCardPSPAddr, "card payment provider API (POST /charges with Idempotency-Key)")
+	f.sepaBankURL = fs.String("sepa-bank-url", "http://"+devstack.DefaultSepaBankAddr, "SEPA bank API (POST /charges with Idempotency-Key)")
 	f.smtpAddr = fs.String("smtp-addr", "127.0.0.1:1025", "SMTP relay of the shop's emails")
 	f.postgresURL = fs.String("postgres-url", "postgres://shop@127.0.0.1:5432/shop?sslmode=disable", "PostgreSQL URL of the write model")
 	return f
