@@ -5,10 +5,13 @@ import (
 	"errors"
 	"net"
 	"net/url"
+	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
@@ -37,8 +40,14 @@ const retryAfter = "2"
 //     exception), 57P01/57P02/57P03 (shutting down, crash, cannot connect
 //     now), 53300 (too many connections), a pgconn timeout;
 //   - MongoDB: a network error (label NetworkError), a server selection
-//     error, a wait-queue timeout, a disconnected client;
-//   - Kafka: a retriable broker error, a closed client;
+//     error, a wait-queue timeout, a disconnected client; a command error
+//     of a server that cannot serve now (labelled RetryableWriteError or
+//     TransientTransactionError, or one of mongoUnavailableCodes: shutting
+//     down, no primary, host unreachable); and FerretDB's InternalError
+//     reporting its PostgreSQL storage down (FerretDB v1 says so in the
+//     message only: a SQLSTATE of class 08 or 57P0x, or a failed connect);
+//   - Kafka: a retriable broker error, a closed client; an admin request
+//     whose shards failed so (kadm.ShardErrors wraps nothing);
 //   - the schema registry: a 5xx answer, or a failed HTTP call (the only
 //     HTTP client on a request's path);
 //   - any network error, connection refused or reset, and an expired
@@ -62,8 +71,17 @@ func unavailable(err error) (dep string, ok bool) {
 		return DepPostgres, true
 	}
 	if mongo.IsNetworkError(err) || errors.Is(err, mongo.ErrClientDisconnected) ||
-		errors.As(err, new(topology.ServerSelectionError)) || errors.As(err, new(topology.WaitQueueTimeoutError)) {
+		errors.As(err, new(topology.ServerSelectionError)) || errors.As(err, new(topology.WaitQueueTimeoutError)) || mongoCannotServe(err) {
 		return DepMongo, true
+	}
+	var shards *kadm.ShardErrors
+	if errors.As(err, &shards) {
+		for _, s := range shards.Errs {
+			if _, down := unavailable(s.Err); down {
+				return DepKafka, true
+			}
+		}
+		return DepKafka, false
 	}
 	var kErr *kerr.Error
 	if errors.As(err, &kErr) {
@@ -86,4 +104,27 @@ func unavailable(err error) (dep string, ok bool) {
 		return "", true
 	}
 	return "", false
+}
+
+// mongoUnavailableCodes are MongoDB's error codes of a server that cannot
+// serve for now: HostUnreachable, HostNotFound, NetworkTimeout,
+// ShutdownInProgress, PrimarySteppedDown, NotWritablePrimary,
+// InterruptedAtShutdown, NotPrimaryNoSecondaryOk, NotPrimaryOrSecondary.
+var mongoUnavailableCodes = []int32{6, 7, 89, 91, 189, 10107, 11600, 13435, 13436}
+
+// ferretStorageDown matches FerretDB's message for its PostgreSQL storage
+// being down or unreachable.
+var ferretStorageDown = regexp.MustCompile(`SQLSTATE (08|57P0)|failed to connect to|connection refused`)
+
+// mongoCannotServe reports whether err is a command error of a MongoDB
+// (or FerretDB) server that cannot serve now, rather than a refusal.
+func mongoCannotServe(err error) bool {
+	var ce mongo.CommandError
+	if !errors.As(err, &ce) {
+		return false
+	}
+	if ce.HasErrorLabel("RetryableWriteError") || ce.HasErrorLabel("TransientTransactionError") || slices.Contains(mongoUnavailableCodes, ce.Code) {
+		return true
+	}
+	return ce.Name == "InternalError" && ferretStorageDown.MatchString(ce.Message)
 }

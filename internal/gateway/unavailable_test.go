@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/sr"
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -45,6 +46,16 @@ func TestUnavailableClassifiesRealErrors(t *testing.T) {
 		{"mongo ServerSelectionError", topology.ServerSelectionError{Wrapped: context.DeadlineExceeded}, DepMongo, true},
 		{"mongo network label", mongo.CommandError{Labels: []string{"NetworkError"}}, DepMongo, true},
 		{"mongo disconnected", mongo.ErrClientDisconnected, DepMongo, true},
+		{"mongo shutting down", mongo.CommandError{Code: 91, Name: "ShutdownInProgress"}, DepMongo, true},
+		{"mongo not primary", fmt.Errorf("find: %w", mongo.CommandError{Code: 10107, Name: "NotWritablePrimary"}), DepMongo, true},
+		{"mongo transient label", mongo.CommandError{Code: 112, Labels: []string{"TransientTransactionError"}}, DepMongo, true},
+		// What FerretDB v1.24 answered while its PostgreSQL was stopped (the fault matrix).
+		{"ferretdb storage stopped", mongo.CommandError{Code: 1, Name: "InternalError", Message: "[msg_find.go:344 handler.handleMaxTimeMSError] [collection.go:109 postgresql.(*collection).Query] FATAL: terminating connection due to administrator command (SQLSTATE 57P01)"}, DepMongo, true},
+		{"ferretdb storage refused", mongo.CommandError{Code: 1, Name: "InternalError", Message: "[collection.go:109 postgresql.(*collection).Query] failed to connect to `user=shop database=ferretdb`: 127.0.0.1:35751 (127.0.0.1): dial error: dial tcp 127.0.0.1:35751: connect: connection refused"}, DepMongo, true},
+		{"mongo duplicate key is not down", mongo.CommandError{Code: 11000, Name: "DuplicateKey"}, "", false},
+		{"mongo other internal error is not down", mongo.CommandError{Code: 1, Name: "InternalError", Message: "nil pointer"}, "", false},
+		{"kafka shards down", fmt.Errorf("list consumer groups: %w", &kadm.ShardErrors{Name: "ListGroups", AllFailed: true, Errs: []kadm.ShardError{{Err: context.DeadlineExceeded}}}), DepKafka, true},
+		{"kafka shards refused", &kadm.ShardErrors{Name: "ListGroups", Errs: []kadm.ShardError{{Err: kerr.GroupAuthorizationFailed}}}, DepKafka, false},
 		{"kafka retriable", kerr.NotLeaderForPartition, DepKafka, true},
 		{"kafka not retriable", kerr.TopicAuthorizationFailed, DepKafka, false},
 		{"registry 503", &sr.ResponseError{StatusCode: 503}, DepRegistry, true},
