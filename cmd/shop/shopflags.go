@@ -8,6 +8,7 @@ import (
 	"shopstream/internal/app"
 	"shopstream/internal/devstack"
 	"shopstream/internal/gateway"
+	"shopstream/processors/saga"
 )
 
 // shopFlags are the flags of the shop's own behaviour, shared by `shop dev`
@@ -19,6 +20,7 @@ type shopFlags struct {
 
 	queryTimeout, commandTimeout, bodyTimeout *time.Duration
 	maxStreams, maxQueries                    *int
+	paymentTimeout, sepaTimeout               *time.Duration
 }
 
 func addShopFlags(fs *flag.FlagSet) *shopFlags {
@@ -35,6 +37,10 @@ func addShopFlags(fs *flag.FlagSet) *shopFlags {
 		maxStreams: fs.Int("max-streams", gateway.DefaultMaxStreams, "concurrent event streams (GET /products/{id}/events); more answer 503"),
 		maxQueries: fs.Int("max-queries", gateway.DefaultMaxQueries,
 			fmt.Sprintf("queries (read-model GETs) one instance runs at once; one more waits at most %v for a slot, then answers 503 with Retry-After (load shedding)", gateway.QueryQueueWait)),
+		paymentTimeout: fs.Duration("payment-timeout", saga.DefaultPaymentTimeout,
+			"how long the saga waits for a card payment's outcome; then it releases the units, cancels the order (payment_timeout) and the payment, and refunds a charge that comes later"),
+		sepaTimeout: fs.Duration("sepa-timeout", saga.DefaultSepaTimeout,
+			"how long the saga waits for the bank to confirm a SEPA transfer; then as --payment-timeout"),
 	}
 }
 
@@ -43,7 +49,8 @@ func (f *shopFlags) check() error {
 	if *f.maxInFlight < 1 {
 		return fmt.Errorf("--max-inflight %d: must be at least 1", *f.maxInFlight)
 	}
-	for name, d := range map[string]time.Duration{"query-timeout": *f.queryTimeout, "command-timeout": *f.commandTimeout, "body-timeout": *f.bodyTimeout} {
+	for name, d := range map[string]time.Duration{"query-timeout": *f.queryTimeout, "command-timeout": *f.commandTimeout, "body-timeout": *f.bodyTimeout,
+		"payment-timeout": *f.paymentTimeout, "sepa-timeout": *f.sepaTimeout} {
 		if d <= 0 {
 			return fmt.Errorf("--%s %v: must be positive", name, d)
 		}
@@ -67,6 +74,7 @@ func (f *shopFlags) apply(cfg app.Config) app.Config {
 	cfg.MailFrom = *f.mailFrom
 	cfg.HTTPLimits = gateway.Limits{QueryTimeout: *f.queryTimeout, CommandTimeout: *f.commandTimeout,
 		BodyTimeout: *f.bodyTimeout, MaxStreams: *f.maxStreams, MaxQueries: *f.maxQueries}
+	cfg.PaymentTimeout, cfg.SepaTimeout = *f.paymentTimeout, *f.sepaTimeout
 	return cfg
 }
 

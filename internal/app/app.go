@@ -310,6 +310,9 @@ func Run(ctx context.Context, cfg Config) error {
 		if err := consume(Saga, sg.Config(serde)); err != nil {
 			return err
 		}
+		// Every saga instance runs a scheduler: they share the due
+		// deadlines, each fired once (see saga.Scheduler).
+		start(Saga+"-scheduler", sg.Scheduler(0).Run)
 	}
 	if has(PaymentsCard) || has(PaymentsSepa) {
 		var providers [2]*pspclient.Client

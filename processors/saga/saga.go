@@ -75,6 +75,8 @@ type Saga struct {
 	timeouts  Timeouts
 	now       func() time.Time
 	log       *slog.Logger
+	// exec runs a command: s.run, but for tests.
+	exec func(context.Context, command.Meta, Command) (Input, error)
 }
 
 // New returns the saga: its state on own, the contexts' commands on pool
@@ -86,8 +88,10 @@ func New(own, pool *pgxpool.Pool, o *orders.Service, inv *inventory.Service, pay
 	if t.Sepa <= 0 {
 		t.Sepa = DefaultSepaTimeout
 	}
-	return &Saga{own: own, pool: pool, orders: o, inventory: inv, payments: pay, timeouts: t, now: time.Now,
+	s := &Saga{own: own, pool: pool, orders: o, inventory: inv, payments: pay, timeouts: t, now: time.Now,
 		log: log.With("component", "saga")}
+	s.exec = s.run
+	return s
 }
 
 // Config is the saga's consumer.
@@ -142,7 +146,7 @@ func (s *Saga) advance(ctx context.Context, tx pgx.Tx, meta command.Meta, orderI
 		}
 		in = nil
 		for _, c := range cmds {
-			outcome, err := s.run(ctx, meta, c)
+			outcome, err := s.exec(ctx, meta, c)
 			if err != nil {
 				return state, fmt.Errorf("saga of order %s: %T: %w", orderID, c, err)
 			}
