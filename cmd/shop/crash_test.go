@@ -229,11 +229,13 @@ func startStack(ctx context.Context, t *testing.T, cfg devstack.Config) devstack
 }
 
 type shopRun struct {
-	cmd    *exec.Cmd
-	out    *lockedBuffer
-	base   string
-	client *http.Client
-	exited chan error
+	cmd        *exec.Cmd
+	out        *lockedBuffer
+	base       string
+	addr       string // --http
+	components string
+	client     *http.Client
+	exited     chan error
 }
 
 // startRun starts `shop run --components=components` against e and waits
@@ -241,20 +243,30 @@ type shopRun struct {
 // listens on, so the test picks a free port and passes it.
 func startRun(t *testing.T, bin string, e devstack.Endpoints, components string) *shopRun {
 	t.Helper()
+	return startRunAt(t, t, bin, e, components, "")
+}
+
+// startRunAt is startRun listening on addr ("" picks a free port), killed
+// when owner ends (a test that outlives t's subtest).
+func startRunAt(t *testing.T, owner testing.TB, bin string, e devstack.Endpoints, components, at string) *shopRun {
+	t.Helper()
 	for attempt := 1; ; attempt++ {
-		addr := freeAddr(t)
+		addr := at
+		if addr == "" {
+			addr = freeAddr(t)
+		}
 		cmd := exec.Command(bin, "run", "--components="+components,
 			"--brokers", strings.Join(e.Brokers, ","), "--registry-url", e.RegistryURL, "--mongo-uri", e.MongoURI,
 			"--postgres-url", e.PostgresURL, "--card-psp-url", e.CardPSPURL, "--sepa-bank-url", e.SepaBankURL,
 			"--smtp-addr", e.SMTPAddr, "--http", addr, "--log-level", childLogLevel())
-		p := &shopRun{cmd: cmd, out: &lockedBuffer{}, base: "http://" + addr, exited: make(chan error, 1),
+		p := &shopRun{cmd: cmd, out: &lockedBuffer{}, base: "http://" + addr, addr: addr, components: components, exited: make(chan error, 1),
 			client: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 16}}}
 		cmd.Stdout, cmd.Stderr = p.out, p.out
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
 		go func() { p.exited <- cmd.Wait() }()
-		t.Cleanup(func() { _ = cmd.Process.Kill() })
+		owner.Cleanup(func() { _ = cmd.Process.Kill() })
 		if !strings.Contains(components, "gateway") { // no gateway: wait for its ready line
 			if p.waitOutput("shop run ready", 60*time.Second) {
 				return p
@@ -265,7 +277,7 @@ func startRun(t *testing.T, bin string, e devstack.Endpoints, components string)
 		if healthy {
 			return p
 		}
-		if err != nil && strings.Contains(p.out.String(), "listen --http") && attempt < 3 {
+		if err != nil && strings.Contains(p.out.String(), "listen --http") && attempt < 3 && at == "" {
 			continue // the picked port was taken meanwhile
 		}
 		t.Fatalf("shop run --components=%s not healthy (exit: %v):\n%s", components, err, p.out)
@@ -306,6 +318,20 @@ func (p *shopRun) waitHealthy(timeout time.Duration) (bool, error) {
 		}
 	}
 	return false, nil
+}
+
+// stop sends SIGTERM and waits for the child to exit.
+func (p *shopRun) stop(t *testing.T) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatalf("SIGTERM: %v\n%s", err, p.out)
+	}
+	select {
+	case <-p.exited:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("child still running 30 s after SIGTERM:\n%s", p.out)
+	}
+	p.client.CloseIdleConnections()
 }
 
 // kill sends SIGKILL and checks the child died of it, not on its own.

@@ -113,5 +113,22 @@ func (s *Sender) Handle(ctx context.Context, env eventlog.Envelope) error {
 	if s.d.Sent != nil {
 		s.d.Sent.Inc()
 	}
-	return s.d.Notifications.MarkSent(ctx, command.CausedBy(ctx, env.Meta), notifications.MarkSent{OrderID: e.OrderID, MessageID: msg.MessageID, SentAt: at})
+	// The email is out: a failure from here must not make the consumer
+	// handle the record again, which would send it a second time. So
+	// recording the send is retried here, with backoff, until it succeeds,
+	// the command is refused, or ctx ends (a PostgreSQL outage waits it
+	// out). Only a crash between the send and the record sends twice.
+	mark := notifications.MarkSent{OrderID: e.OrderID, MessageID: msg.MessageID, SentAt: at}
+	for backoff := 50 * time.Millisecond; ; backoff = min(2*backoff, 5*time.Second) {
+		err := s.d.Notifications.MarkSent(ctx, command.CausedBy(ctx, env.Meta), mark)
+		if err == nil || errors.Is(err, command.ErrInvalid) || errors.Is(err, command.ErrNotFound) || errors.Is(err, command.ErrConflict) {
+			return err
+		}
+		s.d.Logger.Warn("recording a sent email failed; retrying (the email is not sent again)", "order_id", e.OrderID, "err", err, "backoff", backoff)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("record the email of order %s as sent: %w (after: %v)", e.OrderID, ctx.Err(), err)
+		case <-time.After(backoff):
+		}
+	}
 }
