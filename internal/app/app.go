@@ -305,7 +305,20 @@ func Run(ctx context.Context, cfg Config) error {
 			return err
 		}
 		defer own.Close()
-		sg := saga.New(own, pool, svc.orders, svc.inventory, svc.payments,
+		// A charge that comes after its order's payment timed out is
+		// refunded through the provider that made it.
+		refunders := map[string]saga.Refunder{}
+		for method, url := range map[string]string{orders.Card: cfg.CardPSPURL, orders.Sepa: cfg.SepaBankURL} {
+			if url == "" {
+				continue
+			}
+			c, err := pspclient.New(pspclient.Config{BaseURL: url, Logger: log, Breaker: pspclient.BreakerConfig{Name: "saga-refund-" + method}})
+			if err != nil {
+				return fmt.Errorf("payment provider %s: %w", url, err)
+			}
+			refunders[method] = c
+		}
+		sg := saga.New(own, pool, svc.orders, svc.inventory, svc.payments, refunders,
 			saga.Timeouts{Card: cfg.PaymentTimeout, Sepa: cfg.SepaTimeout}, log)
 		if err := consume(Saga, sg.Config(serde)); err != nil {
 			return err

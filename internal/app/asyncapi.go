@@ -52,7 +52,7 @@ func Flows() []asyncapi.Flow {
 	pay := paymentsproc.New(nil, nil, nil, discard)
 	consumers := map[string]consumer.Config{
 		StockFeed:    stockfeed.Config(nil, nil),
-		Saga:         saga.New(nil, nil, nil, nil, nil, saga.Timeouts{}, discard).Config(nil),
+		Saga:         saga.New(nil, nil, nil, nil, nil, nil, saga.Timeouts{}, discard).Config(nil),
 		PaymentsCard: pay.CardConfig(nil),
 		PaymentsSepa: pay.SepaConfig(nil),
 		Billing:      billingproc.New(billingproc.Deps{Logger: discard}).Config(nil),

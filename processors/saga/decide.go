@@ -76,8 +76,8 @@ type Placed struct {
 // inventory cancelled the order with it (out_of_stock).
 type Short struct{}
 
-// Paid is the payment succeeded.
-type Paid struct{}
+// Paid is the payment succeeded: the provider charged Reference.
+type Paid struct{ Method, Reference string }
 
 // Declined is the payment failed.
 type Declined struct{ Reason string }
@@ -118,9 +118,9 @@ type ReleaseUnits struct {
 // CancelPayment stops the payment: a charge that comes later is refunded.
 type CancelPayment struct{ OrderID, Reason string }
 
-// RefundPayment gives back a charge that came after the order was
-// cancelled.
-type RefundPayment struct{ OrderID string }
+// RefundPayment gives back a charge (the provider's Reference) that came
+// after the order was cancelled.
+type RefundPayment struct{ OrderID, Method, Reference string }
 
 func (Reserve) command()       {}
 func (ConfirmOrder) command()  {}
@@ -181,7 +181,7 @@ func Decide(s State, orderID string, in Input, t Timeouts) (State, []Command, er
 		}
 		// Charged after the order was cancelled: give the money back.
 		s.Refunded = true
-		return s, []Command{RefundPayment{OrderID: orderID}}, nil
+		return s, []Command{RefundPayment{OrderID: orderID, Method: in.Method, Reference: in.Reference}}, nil
 	case Declined:
 		switch {
 		case s.Status == "":

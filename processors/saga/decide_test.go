@@ -41,6 +41,7 @@ func TestDecide(t *testing.T) {
 		return cmds
 	}
 	timedOut := end(card, StatusCancelled, orders.ReasonPaymentTimeout)
+	late := Paid{Method: orders.Card, Reference: "ch_1"}
 	cases := []struct {
 		name  string
 		given []Input
@@ -103,10 +104,10 @@ func TestDecide(t *testing.T) {
 		{name: "deadline of an unseen order", when: Fired{Kind: DeadlinePayment}},
 
 		// A charge after the timeout: refunded, never left on a cancelled order.
-		{name: "paid after the timeout", given: []Input{placed(orders.Card), Fired{Kind: DeadlinePayment}}, when: Paid{},
-			then: []Command{RefundPayment{OrderID: order}}, state: refunded(timedOut)},
-		{name: "paid again after the timeout", given: []Input{placed(orders.Card), Fired{Kind: DeadlinePayment}, Paid{}}, when: Paid{},
-			then: []Command{RefundPayment{OrderID: order}}, state: refunded(timedOut)},
+		{name: "paid after the timeout", given: []Input{placed(orders.Card), Fired{Kind: DeadlinePayment}}, when: late,
+			then: []Command{RefundPayment{OrderID: order, Method: orders.Card, Reference: "ch_1"}}, state: refunded(timedOut)},
+		{name: "paid again after the timeout", given: []Input{placed(orders.Card), Fired{Kind: DeadlinePayment}, late}, when: late,
+			then: []Command{RefundPayment{OrderID: order, Method: orders.Card, Reference: "ch_1"}}, state: refunded(timedOut)},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -72,6 +72,7 @@ type Saga struct {
 	orders    *orders.Service
 	inventory *inventory.Service
 	payments  *payments.Service
+	refunders map[string]Refunder
 	timeouts  Timeouts
 	now       func() time.Time
 	log       *slog.Logger
@@ -79,16 +80,25 @@ type Saga struct {
 	exec func(context.Context, command.Meta, Command) (Input, error)
 }
 
+// Refunder gives a provider's charge back (pspclient.Client): asking
+// again for a charge refunded changes nothing.
+type Refunder interface {
+	Refund(ctx context.Context, chargeID string) error
+}
+
 // New returns the saga: its state on own, the contexts' commands on pool
-// (own may be pool when it has connections to spare).
-func New(own, pool *pgxpool.Pool, o *orders.Service, inv *inventory.Service, pay *payments.Service, t Timeouts, log *slog.Logger) *Saga {
+// (own may be pool when it has connections to spare), late charges
+// refunded through the provider of their method (orders.Card,
+// orders.Sepa).
+func New(own, pool *pgxpool.Pool, o *orders.Service, inv *inventory.Service, pay *payments.Service,
+	refunders map[string]Refunder, t Timeouts, log *slog.Logger) *Saga {
 	if t.Card <= 0 {
 		t.Card = DefaultPaymentTimeout
 	}
 	if t.Sepa <= 0 {
 		t.Sepa = DefaultSepaTimeout
 	}
-	s := &Saga{own: own, pool: pool, orders: o, inventory: inv, payments: pay, timeouts: t, now: time.Now,
+	s := &Saga{own: own, pool: pool, orders: o, inventory: inv, payments: pay, refunders: refunders, timeouts: t, now: time.Now,
 		log: log.With("component", "saga")}
 	s.exec = s.run
 	return s
@@ -108,7 +118,7 @@ func (s *Saga) Handle(ctx context.Context, env eventlog.Envelope) error {
 	case schemas.OrderPlaced:
 		_, err = s.Step(ctx, meta, e.OrderID, Placed{Order: e, At: s.now()})
 	case schemas.PaymentSucceeded:
-		_, err = s.Step(ctx, meta, e.OrderID, Paid{})
+		_, err = s.Step(ctx, meta, e.OrderID, Paid{Method: e.Method, Reference: e.ProviderReference})
 	case schemas.PaymentFailed:
 		_, err = s.Step(ctx, meta, e.OrderID, Declined{Reason: e.Reason})
 	}
@@ -189,6 +199,18 @@ func (s *Saga) run(ctx context.Context, meta command.Meta, c Command) (Input, er
 			return command.Result{}, s.inventory.ReleaseIn(ctx, tx, meta, c.OrderID, c.Reason, c.ProductIDs)
 		})
 		return nil, err
+	case CancelPayment:
+		return nil, s.payments.Cancel(ctx, meta, payments.Cancel{OrderID: c.OrderID})
+	case RefundPayment:
+		r := s.refunders[c.Method]
+		if r == nil {
+			return nil, fmt.Errorf("refund %s of order %s: no provider for method %q", c.Reference, c.OrderID, c.Method)
+		}
+		if err := r.Refund(ctx, c.Reference); err != nil {
+			return nil, err
+		}
+		s.log.Warn("charge after the cancel refunded", "order_id", c.OrderID, "reference", c.Reference)
+		return nil, nil
 	}
 	return nil, fmt.Errorf("saga: no way to run %T", c)
 }

@@ -7,7 +7,10 @@
 // Guarantees: one payment per order (requesting again changes nothing),
 // settled once (the first outcome recorded wins; a later one changes
 // nothing), so a redelivered request or outcome never charges or counts
-// twice.
+// twice. The saga may cancel a payment still requested (Cancel: its
+// deadline passed), recorded as PaymentFailed with ReasonTimeout; a charge
+// the provider reports after that is still recorded as PaymentSucceeded,
+// so that the saga hears of it and refunds it.
 package payments
 
 import (
@@ -32,7 +35,11 @@ const (
 	StatusRequested = "requested"
 	StatusSucceeded = "succeeded"
 	StatusFailed    = "failed"
+	StatusCancelled = "cancelled" // by the saga, before any outcome
 )
+
+// ReasonTimeout is the reason of a payment cancelled by Cancel.
+const ReasonTimeout = "payment_timeout"
 
 // Payment is the write-side state of an order's payment.
 type Payment struct {
@@ -58,11 +65,16 @@ type Settle struct {
 	Reason    string // why not, when it failed
 }
 
+// Cancel stops a payment that has no outcome yet (the saga's deadline
+// passed): a charge reported later is recorded, for the saga to refund.
+type Cancel struct{ OrderID string }
+
 // Command is a payment command.
 type Command interface{ orderID() string }
 
 func (c Request) orderID() string { return c.OrderID }
 func (c Settle) orderID() string  { return c.OrderID }
+func (c Cancel) orderID() string  { return c.OrderID }
 
 // Decide is the pure rule of payments.
 func Decide(p Payment, version int64, cmd Command) ([]schemas.Event, error) {
@@ -87,6 +99,10 @@ func Decide(p Payment, version int64, cmd Command) ([]schemas.Event, error) {
 		if version == 0 {
 			return nil, fmt.Errorf("payment of order %s: %w", c.OrderID, command.ErrNotFound)
 		}
+		if p.Status == StatusCancelled && c.Succeeded {
+			// Charged after the cancel: the money moved, say so.
+			return []schemas.Event{schemas.PaymentSucceeded{OrderID: c.OrderID, Method: p.Method, AmountCents: p.AmountCents, ProviderReference: c.Reference}}, nil
+		}
 		if p.Status != StatusRequested {
 			return nil, nil // settled already: the first outcome stands
 		}
@@ -94,6 +110,11 @@ func Decide(p Payment, version int64, cmd Command) ([]schemas.Event, error) {
 			return []schemas.Event{schemas.PaymentSucceeded{OrderID: c.OrderID, Method: p.Method, AmountCents: p.AmountCents, ProviderReference: c.Reference}}, nil
 		}
 		return []schemas.Event{schemas.PaymentFailed{OrderID: c.OrderID, Method: p.Method, Reason: c.Reason}}, nil
+	case Cancel:
+		if version == 0 || p.Status != StatusRequested {
+			return nil, nil // never requested, or it has an outcome (or a cancel) already
+		}
+		return []schemas.Event{schemas.PaymentFailed{OrderID: c.OrderID, Method: p.Method, Reason: ReasonTimeout}}, nil
 	}
 	return nil, command.Invalid("command", "unknown command")
 }
@@ -110,6 +131,9 @@ func Evolve(p Payment, events ...schemas.Event) Payment {
 			p.Status = StatusSucceeded
 		case schemas.PaymentFailed:
 			p.Status = StatusFailed
+			if e.Reason == ReasonTimeout {
+				p.Status = StatusCancelled
+			}
 		}
 	}
 	return p
@@ -141,6 +165,11 @@ func (s *Service) RequestIn(ctx context.Context, tx pgx.Tx, meta command.Meta, c
 
 // Settle records a provider's outcome in its own transaction.
 func (s *Service) Settle(ctx context.Context, meta command.Meta, cmd Settle) error {
+	return s.payments.Exec(ctx, cmd.OrderID, meta, decide(cmd))
+}
+
+// Cancel stops an order's payment in its own transaction (idempotent).
+func (s *Service) Cancel(ctx context.Context, meta command.Meta, cmd Cancel) error {
 	return s.payments.Exec(ctx, cmd.OrderID, meta, decide(cmd))
 }
 

@@ -12,6 +12,8 @@
 //	  400 no key / malformed body, 422 key reused with another body,
 //	  503 injected unavailability or shutdown (nothing recorded)
 //	GET  /charges[?order_id=]           {"charges":[…]} every decided attempt, in order
+//	POST /charges/{charge_id}/refund    200 {"charge_id","status":"refunded","order_id"}
+//	     (refunding again answers the same), 404 unknown or declined charge
 //
 // Guarantees:
 //   - Each answer waits the configured latency, jittered uniformly within ±50%.
@@ -119,6 +121,8 @@ type Charge struct {
 	Status         string    `json:"status"` // StatusSucceeded or StatusDeclined
 	Reason         string    `json:"reason,omitempty"`
 	CreatedAt      time.Time `json:"created_at"`
+	// RefundedAt is when a succeeded charge was refunded; nil: never.
+	RefundedAt *time.Time `json:"refunded_at,omitempty"`
 }
 
 // Stats counts what the simulator has seen since it started.
@@ -129,6 +133,7 @@ type Stats struct {
 	Declines    int // declined keys, reloaded ones included
 	Timeouts    int // answers withheld by TimeoutRate
 	Unavailable int // 503s injected by UnavailableRate
+	Refunds     int // succeeded charges refunded, reloaded ones included
 }
 
 // entry is one idempotency key: in flight until done is closed, then
@@ -202,6 +207,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /charges", s.postCharge)
 	mux.HandleFunc("GET /charges", s.listCharges)
+	mux.HandleFunc("POST /charges/{id}/refund", s.refund)
 	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ConnState: s.track}
 	go func() {
 		defer close(s.done)
@@ -291,6 +297,54 @@ func (s *Server) ChargesFor(orderID string) int {
 		}
 	}
 	return n
+}
+
+// Outstanding is the number of succeeded charges of an order that were
+// not refunded: the money the order still holds.
+func (s *Server) Outstanding(orderID string) int {
+	n := 0
+	for _, c := range s.List(orderID) {
+		if c.Status == StatusSucceeded && c.RefundedAt == nil {
+			n++
+		}
+	}
+	return n
+}
+
+// refund gives a succeeded charge's money back, once: again, it answers
+// the same. The refund is persisted (the charge's line again, with
+// refunded_at) before the answer.
+func (s *Server) refund(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	s.mu.Lock()
+	var c *Charge
+	for _, x := range s.list {
+		if x.ChargeID == id && x.Status == StatusSucceeded {
+			c = x
+		}
+	}
+	if c == nil {
+		s.mu.Unlock()
+		writeJSON(w, http.StatusNotFound, answer{Status: "error", Reason: "no succeeded charge " + id})
+		return
+	}
+	first := c.RefundedAt == nil
+	if first {
+		now := time.Now().UTC()
+		c.RefundedAt = &now
+		s.stats.Refunds++
+	}
+	line := *c
+	s.mu.Unlock()
+	if first {
+		if err := s.persist(&line); err != nil {
+			s.log.Error("persist refund", "charge_id", id, "err", err)
+			writeJSON(w, http.StatusInternalServerError, answer{Status: "error", Reason: "could not persist the refund"})
+			return
+		}
+		s.log.Debug("charge refunded", "charge_id", id, "order_id", line.OrderID)
+	}
+	writeJSON(w, http.StatusOK, answer{ChargeID: id, Status: "refunded", OrderID: line.OrderID})
 }
 
 // List returns the decided charges (succeeded and declined) for an order,
@@ -587,7 +641,11 @@ func (s *Server) load() error {
 			continue
 		}
 		good += int64(len(sc.Bytes())) + 1
-		if _, dup := s.entries[c.IdempotencyKey]; dup {
+		if e, dup := s.entries[c.IdempotencyKey]; dup {
+			if c.RefundedAt != nil && e.charge.RefundedAt == nil { // a refund's line
+				e.charge.RefundedAt = c.RefundedAt
+				s.stats.Refunds++
+			}
 			continue
 		}
 		req := ChargeRequest{OrderID: c.OrderID, AmountCents: c.AmountCents, Currency: c.Currency, Method: c.Method}

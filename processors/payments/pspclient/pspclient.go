@@ -42,6 +42,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -259,6 +260,34 @@ func (c *Client) Charge(ctx context.Context, idempotencyKey string, req ChargeRe
 			t.Stop()
 			return ChargeResult{Attempts: attempt}, callerErr(idempotencyKey, ctx.Err(), last)
 		}
+	}
+}
+
+// Refund gives a succeeded charge's money back (the gateway refunds a
+// charge once; asking again answers the same). One attempt within the
+// per-attempt timeout, outside the breaker: an unreachable gateway wraps
+// ErrUnavailable, for the caller to retry later; an unknown charge wraps
+// ErrRejected.
+func (c *Client) Refund(ctx context.Context, chargeID string) error {
+	actx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	defer cancel()
+	hreq, err := http.NewRequestWithContext(actx, http.MethodPost, c.url+"/"+url.PathEscape(chargeID)+"/refund", nil)
+	if err != nil {
+		return fmt.Errorf("pspclient: refund %s: %w: %v", chargeID, ErrRejected, err)
+	}
+	resp, err := c.http.Do(hreq)
+	if err != nil {
+		return fmt.Errorf("pspclient: refund %s: %w: %v", chargeID, ErrUnavailable, err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	switch code := resp.StatusCode; {
+	case code == http.StatusOK:
+		return nil
+	case code == http.StatusRequestTimeout || code == http.StatusTooManyRequests || code >= 500:
+		return fmt.Errorf("pspclient: refund %s: %w: gateway answered %d: %s", chargeID, ErrUnavailable, code, snippet(raw))
+	default:
+		return fmt.Errorf("pspclient: refund %s: %w: gateway answered %d: %s", chargeID, ErrRejected, code, snippet(raw))
 	}
 }
 
