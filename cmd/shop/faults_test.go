@@ -236,6 +236,22 @@ func faultRows(fx *faultStack, d *deployment, bin string) []faultRow {
 		}, hold: 15 * time.Second, writes: 15 * time.Second, drained: 90 * time.Second},
 		{name: "MongoDB stand-in killed, restarted", inject: func(t *testing.T) func(t *testing.T) {
 			fx.stopMongo(t)
+			// A read meanwhile is answered 503 with Retry-After within the
+			// gateway's query deadline (3 s), not left to the client's timeout.
+			began := time.Now()
+			resp, err := (&http.Client{Timeout: 10 * time.Second}).Get(d.proxy.url + "/products/0193f5a0-0000-7000-8000-000000000001")
+			took := time.Since(began)
+			if err != nil {
+				t.Errorf("GET a product with the MongoDB stand-in down: %v after %v", err, took)
+			} else {
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" || took > 4*time.Second {
+					t.Errorf("GET a product with the MongoDB stand-in down: %s, Retry-After %q, after %v; want 503 with Retry-After within 4 s",
+						resp.Status, resp.Header.Get("Retry-After"), took)
+				} else {
+					t.Logf("GET a product with the MongoDB stand-in down: %s, Retry-After %s, after %v", resp.Status, resp.Header.Get("Retry-After"), took.Round(time.Millisecond))
+				}
+			}
 			return fx.startMongo
 		}, hold: 5 * time.Second, writes: 5 * time.Second, drained: 60 * time.Second},
 		{name: "replay of products mid-spike", inject: func(t *testing.T) func(t *testing.T) {
