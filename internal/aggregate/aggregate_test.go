@@ -169,7 +169,8 @@ func (f *fixture) pending(t *testing.T) int64 {
 
 // A command on one aggregate costs two round trips to PostgreSQL: the read
 // of the state row, and one pipelined batch with the state row, the outbox
-// rows and the idempotency key, committed as one implicit transaction.
+// rows and the idempotency key, committed as one implicit transaction; the
+// registration of a new id (Create) only the batch.
 // (Statements are prepared once per connection, by pgx's statement cache:
 // the warm-up pays for that.)
 func TestUpdateRoundTrips(t *testing.T) {
@@ -222,7 +223,8 @@ func TestUpdateRoundTrips(t *testing.T) {
 		cmd  command.Command
 		want int64
 	}{
-		{"register", command.Meta{}, catalog.RegisterProduct{ProductID: id, Title: "Maillot", PriceCents: 8999, Quantity: 3}, 2},
+		// A new id: Create decides without reading the row.
+		{"register", command.Meta{}, catalog.RegisterProduct{ProductID: id, Title: "Maillot", PriceCents: 8999, Quantity: 3}, 1},
 		{"restock", command.Meta{}, catalog.RestockProduct{ProductID: id, Quantity: 2}, 2},
 		// The key is looked up first, by the middleware: one more.
 		{"restock with an idempotency key", command.Meta{Idempotency: key()}, catalog.RestockProduct{ProductID: id, Quantity: 2}, 3},
@@ -233,6 +235,32 @@ func TestUpdateRoundTrips(t *testing.T) {
 			t.Errorf("%s: %d round trips, want at most %d", c.name, got, c.want)
 		}
 	}
+}
+
+// Create on an id that exists after all writes nothing on the zero state:
+// its INSERT fails, and it runs as Update on the stored state, answering
+// as Update would (registering a registered product is refused, once).
+func TestCreateOfAnExistingIDRunsAsUpdate(t *testing.T) {
+	f := start(t)
+	ctx := context.Background()
+	id := uuid.NewString()
+	reg := catalog.RegisterProduct{ProductID: id, Title: "Maillot", PriceCents: 8999, Quantity: 3}
+	if _, err := f.bus.Dispatch(ctx, command.Meta{}, reg); err != nil {
+		t.Fatal(err)
+	}
+	before := f.pending(t)
+	_, again := f.bus.Dispatch(ctx, command.Meta{}, reg)
+	var version int64
+	if err := f.pool.QueryRow(ctx, `SELECT version FROM catalog.products WHERE id = $1`, id).Scan(&version); err != nil {
+		t.Fatal(err)
+	}
+	if after := f.pending(t); after != before || version != 1 {
+		t.Errorf("the second registration wrote: outbox %d → %d rows, product at version %d (want unchanged, 1)", before, after, version)
+	}
+	if again == nil || errors.Is(again, command.ErrVersion) {
+		t.Errorf("second registration of %s: %v; want Decide's refusal on the stored state, not a version race", id, again)
+	}
+	t.Logf("second registration: %v", again)
 }
 
 // A decide that loses the race against a concurrent command on the same

@@ -32,7 +32,11 @@ func NewService(pool *pgxpool.Pool, serde *eventlog.Serde) *Service {
 // Register puts the catalogue's command handlers on the bus.
 func (s *Service) Register(b *command.Bus) {
 	command.Register(b, func(ctx context.Context, meta command.Meta, c RegisterProduct) (command.Result, error) {
-		return s.handle(ctx, meta, c, command.Created("/products/"+c.ProductID, c.ProductID))
+		// The gateway makes the id of a product it registers: no product
+		// has it yet (aggregate.Store.Create checks it all the same).
+		return s.products.Create(ctx, c.ProductID, meta, decide(c), func(Product, int64) command.Result {
+			return command.Created("/products/"+c.ProductID, c.ProductID)
+		})
 	})
 	command.Register(b, func(ctx context.Context, meta command.Meta, c RestockProduct) (command.Result, error) {
 		return s.handle(ctx, meta, c, command.OK(map[string]string{"id": c.ProductID}))
