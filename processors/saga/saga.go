@@ -78,6 +78,8 @@ type Saga struct {
 	log       *slog.Logger
 	// exec runs a command: s.run, but for tests.
 	exec func(context.Context, command.Meta, Command) (Input, error)
+	// order reads an order in the orders context: s.orders.Order, but for tests.
+	order func(context.Context, string) (orders.Order, bool, error)
 }
 
 // Refunder gives a provider's charge back (pspclient.Client): asking
@@ -101,6 +103,9 @@ func New(own, pool *pgxpool.Pool, o *orders.Service, inv *inventory.Service, pay
 	s := &Saga{own: own, pool: pool, orders: o, inventory: inv, payments: pay, refunders: refunders, timeouts: t, now: time.Now,
 		log: log.With("component", "saga")}
 	s.exec = s.run
+	if o != nil {
+		s.order = o.Order
+	}
 	return s
 }
 
@@ -138,10 +143,49 @@ func (s *Saga) Step(ctx context.Context, meta command.Meta, orderID string, in I
 		if err != nil {
 			return err
 		}
+		if version == 0 {
+			if state, err = s.seed(ctx, orderID, in); err != nil {
+				return err
+			}
+		}
 		out, err = s.advance(ctx, tx, meta, orderID, state, version, in)
 		return err
 	})
 	return out, err
+}
+
+// seed is the state of an order the saga has no row of, for a payment's
+// outcome: the order's own, from the orders context. That is an order
+// placed before the saga kept state (an upgrade), or one whose first step
+// has not committed yet (it requests the payment before it saves): the
+// outcome is decided on the order as it stands, and the first step, when
+// it saves, finds the row and runs again on it.
+func (s *Saga) seed(ctx context.Context, orderID string, in Input) (State, error) {
+	switch in.(type) {
+	case Paid, Declined:
+	default:
+		return State{}, nil
+	}
+	if s.order == nil {
+		return State{}, nil
+	}
+	o, found, err := s.order(ctx, orderID)
+	if err != nil || !found {
+		return State{}, err
+	}
+	st := State{CustomerID: o.CustomerID, Method: o.PaymentMethod, AmountCents: o.TotalCents}
+	for _, l := range o.Lines {
+		st.Lines = append(st.Lines, Line{ProductID: l.ProductID, Quantity: l.Quantity})
+	}
+	switch o.Status {
+	case orders.StatusPlaced:
+		st.Status = StatusPaying
+	case orders.StatusConfirmed:
+		st.Status = StatusConfirmed
+	case orders.StatusCancelled:
+		st.Status = StatusCancelled
+	}
+	return st, nil
 }
 
 // advance decides on in, runs the commands (feeding their outcomes back)

@@ -2,6 +2,7 @@ package saga
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -267,5 +268,46 @@ func TestDeadlineSurvivesARestart(t *testing.T) {
 		if got := j.count(id, c); got != 1 {
 			t.Errorf("%T ran %d times, want once", c, got)
 		}
+	}
+}
+
+// A payment outcome for an order the saga has no row of (placed before
+// the saga kept state, or whose first step has not committed yet) is
+// decided on the order as the orders context has it; the first step, run
+// after, changes nothing.
+func TestOutcomeBeforeTheFirstStepIsDecidedOnTheOrder(t *testing.T) {
+	url, _ := database(t, t.TempDir())
+	j := &journal{runs: map[string][]Command{}}
+	s := testSaga(connect(t, url), j, Timeouts{Card: time.Hour})
+	placedOrder := orders.Order{CustomerID: "c", PaymentMethod: orders.Card, TotalCents: 100, Status: orders.StatusPlaced,
+		Lines: []orders.Line{{ProductID: "p", Quantity: 1, UnitPriceCents: 100}}}
+	s.order = func(context.Context, string) (orders.Order, bool, error) { return placedOrder, true, nil }
+	ctx := context.Background()
+
+	paid, declined := orderID(1), orderID(2)
+	st, err := s.Step(ctx, command.Meta{}, paid, Paid{Method: orders.Card, Reference: "ch_1"})
+	if err != nil || st.Status != StatusConfirmed || j.count(paid, ConfirmOrder{}) != 1 {
+		t.Fatalf("paid: state %+v (%v), commands %v", st, err, j.runs[paid])
+	}
+	place(t, s, paid, orders.Card)
+	if got, _, _ := s.State(ctx, paid); got.Status != StatusConfirmed || j.count(paid, Reserve{}) != 0 {
+		t.Fatalf("placed after paid: state %+v, commands %v", got, j.runs[paid])
+	}
+	st, err = s.Step(ctx, command.Meta{}, declined, Declined{Reason: "card_declined"})
+	if err != nil || st.Status != StatusCancelled || st.Reason != orders.ReasonPaymentFailed {
+		t.Fatalf("declined: state %+v (%v)", st, err)
+	}
+	want := []Command{CancelOrder{OrderID: declined, Reason: orders.ReasonPaymentFailed},
+		ReleaseUnits{OrderID: declined, Reason: orders.ReasonPaymentFailed, ProductIDs: []string{"p"}}}
+	if fmt.Sprint(j.runs[declined]) != fmt.Sprint(want) {
+		t.Fatalf("declined: commands %v, want %v", j.runs[declined], want)
+	}
+	if ds, _ := s.Deadlines(ctx, paid); len(ds) != 0 {
+		t.Fatalf("deadlines of a paid order: %v", ds)
+	}
+
+	s.order = func(context.Context, string) (orders.Order, bool, error) { return orders.Order{}, false, nil }
+	if _, err := s.Step(ctx, command.Meta{}, orderID(3), Paid{}); !errors.Is(err, ErrUnknownOrder) {
+		t.Fatalf("paid, order unknown everywhere: %v", err)
 	}
 }
