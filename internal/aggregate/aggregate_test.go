@@ -14,11 +14,10 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/twmb/franz-go/pkg/sr"
 
 	"shopstream/internal/aggregate"
-	"shopstream/internal/embedded/registry"
 	"shopstream/internal/eventlog"
+	"shopstream/internal/eventlog/eventlogtest"
 	"shopstream/internal/idempotency"
 	"shopstream/internal/outbox"
 	"shopstream/internal/pgdb"
@@ -136,20 +135,8 @@ func start(t *testing.T) *fixture {
 	if _, err := pgdb.Migrate(ctx, f.pool, migrations); err != nil {
 		t.Fatal(err)
 	}
-	reg, err := registry.Start(registry.Config{File: t.TempDir() + "/registry.json"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = reg.Stop(context.Background()) })
-	cl, err := sr.NewClient(sr.URLs(reg.URL()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cat, err := schemas.Load()
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.serde = eventlog.NewSerde(cl, cat)
+	serde, _ := eventlogtest.Serde(t)
+	f.serde = serde
 	if err := f.serde.RegisterAll(ctx); err != nil {
 		t.Fatal(err)
 	}

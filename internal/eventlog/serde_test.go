@@ -16,8 +16,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 
-	"shopstream/internal/embedded/registry"
 	"shopstream/internal/eventlog"
+	"shopstream/internal/eventlog/eventlogtest"
 	"shopstream/internal/kafkatest"
 	"shopstream/schemas"
 	"shopstream/schemas/schemastest"
@@ -25,20 +25,7 @@ import (
 
 func newSerde(t testing.TB) (*eventlog.Serde, *sr.Client) {
 	t.Helper()
-	srv, err := registry.Start(registry.Config{File: t.TempDir() + "/registry.json"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Stop(context.Background()) })
-	cl, err := sr.NewClient(sr.URLs(srv.URL()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cat, err := schemas.Load()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return eventlog.NewSerde(cl, cat), cl
+	return eventlogtest.Serde(t)
 }
 
 // Every event of the catalog goes through the registry serde, onto Kafka and

@@ -16,10 +16,9 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/sr"
 
-	"shopstream/internal/embedded/registry"
 	"shopstream/internal/eventlog"
+	"shopstream/internal/eventlog/eventlogtest"
 	"shopstream/internal/kafkatest"
 	"shopstream/processors/consumer"
 	"shopstream/schemas"
@@ -41,22 +40,10 @@ type fixture struct {
 
 func setup(t *testing.T, brokers []string) *fixture {
 	t.Helper()
-	srv, err := registry.Start(registry.Config{File: t.TempDir() + "/registry.json"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Stop(context.Background()) })
-	reg, err := sr.NewClient(sr.URLs(srv.URL()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cat, err := schemas.Load()
-	if err != nil {
-		t.Fatal(err)
-	}
+	serde, _ := eventlogtest.Serde(t)
 	run := strconv.FormatInt(time.Now().UnixNano(), 36)
 	f := &fixture{
-		t: t, brokers: brokers, serde: eventlog.NewSerde(reg, cat),
+		t: t, brokers: brokers, serde: serde,
 		prod:  kafkatest.Client(t, brokers, kgo.RecordPartitioner(kgo.ManualPartitioner())),
 		adm:   kadm.NewClient(kafkatest.Client(t, brokers)),
 		run:   run,

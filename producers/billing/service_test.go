@@ -7,17 +7,15 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/twmb/franz-go/pkg/sr"
 
 	"shopstream/internal/aggregate"
-	"shopstream/internal/embedded/registry"
 	"shopstream/internal/eventlog"
+	"shopstream/internal/eventlog/eventlogtest"
 	"shopstream/internal/idempotency"
 	"shopstream/internal/outbox"
 	"shopstream/internal/pgdb"
 	"shopstream/internal/testbackend"
 	"shopstream/producers/command"
-	"shopstream/schemas"
 )
 
 // IssueIn keeps its promise that issuing an order's invoice again changes
@@ -70,20 +68,7 @@ func startStore(t *testing.T) (*pgxpool.Pool, *eventlog.Serde) {
 	if _, err := pgdb.Migrate(ctx, pool, migrations); err != nil {
 		t.Fatal(err)
 	}
-	reg, err := registry.Start(registry.Config{File: t.TempDir() + "/registry.json"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = reg.Stop(context.Background()) })
-	cl, err := sr.NewClient(sr.URLs(reg.URL()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cat, err := schemas.Load()
-	if err != nil {
-		t.Fatal(err)
-	}
-	serde := eventlog.NewSerde(cl, cat)
+	serde, _ := eventlogtest.Serde(t)
 	if err := serde.RegisterAll(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/sr"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/event"
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -21,8 +20,8 @@ import (
 
 	"shopstream/internal/docstore"
 	"shopstream/internal/embedded/ferret/ferrettest"
-	"shopstream/internal/embedded/registry"
 	"shopstream/internal/eventlog"
+	"shopstream/internal/eventlog/eventlogtest"
 	"shopstream/internal/kafkatest"
 	"shopstream/internal/testenv"
 	"shopstream/projectors/products"
@@ -235,26 +234,13 @@ type benchStack struct {
 // registry and FerretDB, stopped when b ends.
 func startStack(b *testing.B) *benchStack {
 	b.Helper()
-	ctx := context.Background()
 	brokers := kafkatest.Embedded(b)
 	kafkatest.EnsureTopics(b, brokers)
-	reg, err := registry.Start(registry.Config{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = reg.Stop(ctx) })
-	rc, err := sr.NewClient(sr.URLs(reg.URL()))
-	if err != nil {
-		b.Fatal(err)
-	}
-	cat, err := schemas.Load()
-	if err != nil {
-		b.Fatal(err)
-	}
+	serde, _ := eventlogtest.Serde(b)
 	fdb := ferrettest.Start(b, os.Getenv(envBenchBackend))
 	cmds := &commandTimes{}
 	db := ferrettest.Connect(b, fdb, options.Client().SetMonitor(cmds.monitor())).Database("shop")
-	return &benchStack{cmds: cmds, brokers: brokers, serde: eventlog.NewSerde(rc, cat), db: db, store: docstore.New(db)}
+	return &benchStack{cmds: cmds, brokers: brokers, serde: serde, db: db, store: docstore.New(db)}
 }
 
 // produceProductLog writes the benchmark's products log as the outbox

@@ -11,15 +11,14 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/sr"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"shopstream/internal/docstore"
 	"shopstream/internal/embedded/ferret"
-	"shopstream/internal/embedded/registry"
 	"shopstream/internal/eventlog"
+	"shopstream/internal/eventlog/eventlogtest"
 	"shopstream/internal/testbackend"
 	"shopstream/projectors/products"
 	"shopstream/projectors/runner"
@@ -35,16 +34,7 @@ type fixture struct {
 func setup(t *testing.T) *fixture {
 	t.Helper()
 	ctx := context.Background()
-	reg, err := registry.Start(registry.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = reg.Stop(ctx) })
-	rc, _ := sr.NewClient(sr.URLs(reg.URL()))
-	cat, err := schemas.Load()
-	if err != nil {
-		t.Fatal(err)
-	}
+	serde, _ := eventlogtest.Serde(t)
 	// MongoDB: embedded FerretDB, or a database of its own on the shared
 	// container with SHOP_TEST_BACKEND=testcontainers.
 	uri, dbName := "", "shop"
@@ -63,7 +53,7 @@ func setup(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = mc.Disconnect(ctx) })
-	f := &fixture{serde: eventlog.NewSerde(rc, cat), db: mc.Database(dbName)}
+	f := &fixture{serde: serde, db: mc.Database(dbName)}
 	f.r = runner.New(products.Projection(), f.serde, docstore.New(f.db), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	return f
 }

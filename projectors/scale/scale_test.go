@@ -14,14 +14,13 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/sr"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"shopstream/internal/docstore"
 	"shopstream/internal/embedded/ferret/ferrettest"
-	"shopstream/internal/embedded/registry"
 	"shopstream/internal/eventlog"
+	"shopstream/internal/eventlog/eventlogtest"
 	"shopstream/projectors/orders"
 	"shopstream/projectors/products"
 	"shopstream/projectors/runner"
@@ -64,17 +63,7 @@ func TestReadSideScale(t *testing.T) {
 	srv := ferrettest.Start(t, backend)
 	mc := ferrettest.Connect(t, srv)
 
-	reg, err := registry.Start(registry.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = reg.Stop(ctx) })
-	rc, _ := sr.NewClient(sr.URLs(reg.URL()))
-	cat, err := schemas.Load()
-	if err != nil {
-		t.Fatal(err)
-	}
-	serde := eventlog.NewSerde(rc, cat)
+	serde, _ := eventlogtest.Serde(t)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 
 	var rows []row
