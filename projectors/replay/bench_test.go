@@ -51,51 +51,41 @@ const benchReservations = 2
 // The log holds, per product, its registration, the inventory's first
 // StockReceived, 2 StockReserved and R ReviewAdded (R reviews; the document
 // keeps the latest 10), keyed by product id over the topics' 6 partitions:
-// with the defaults, 150 products and 5,850 events, more than the 5,000
-// records the rebuild folds per batch, so that documents are written by
-// more than one batch, as in any log of some size. SHOP_BENCH_REPLAY_PRODUCTS
-// and SHOP_BENCH_REPLAY_REVIEWS change the sizes; mind that the rebuild's
-// time grows with the square of the products on FerretDB (see below).
+// with the defaults, 150 products and 5,850 events (2,000 products, 78,000
+// events with SHOP_BENCH_REPLAY_PRODUCTS=2000, where a rebuild's fixed
+// costs weigh less). SHOP_BENCH_REPLAY_PRODUCTS and SHOP_BENCH_REPLAY_REVIEWS
+// change the sizes. The store is FerretDB on PostgreSQL, as shop dev runs
+// it (SHOP_BENCH_REPLAY_BACKEND=sqlite for FerretDB's SQLite backend,
+// whose look-ups scan).
 //
 // Per iteration:
 //
 //   - replay (timed): replay.Rebuild of products.Projection() into a new
 //     collection; the previous iteration's is dropped after DropAfter =
 //     10 ms. Its time is the Report's Elapsed, from the start to the switch
-//     of the alias: the Kafka client, the offsets, the fetches, the Avro
-//     decoding, the loads of the touched documents, the fold and the
-//     writes, but not the grace period before the old collection is
-//     dropped (ns/op includes that and the final count).
+//     of the alias: the Kafka client, the offsets, the collection and its
+//     indexes, the fetches, the Avro decoding, the fold and the writes, but
+//     not the grace period before the old collection is dropped (ns/op
+//     includes that and the final count).
 //   - raw (timer stopped): the rebuilt collection's documents, decoded as
 //     runner.Document[products.View], inserted into a fresh empty
 //     collection with the same docstore.Store (chunks of
 //     docstore.DefaultChunk, the same gate), one insert per document: what
 //     writing the finished read model costs, and nothing else.
 //
-// overhead-x is replay time / raw write time. It is not "time spent outside
-// MongoDB": the runner writes each document once per batch that touches it
-// (an insert the first time, then a replace filtered on {_id, _rev}) and
-// loads it ({_id: {$in: ...}}) before every batch, while the raw write
-// inserts it exactly once. writes/doc, the mean final _rev, is how many
-// times the runner wrote each document. It varies from one rebuild to the
-// next: the first poll takes 5,000 records from whichever partitions its
-// fetches returned first (all reviews, or the catalogue and stock and most
-// reviews), and a rebuild's time follows its replaces.
+// overhead-x is replay time / raw write time. The rebuild's runner holds
+// what it folds and writes it at the end of the catch-up (runner.Into), so
+// writes/doc, the mean final _rev, is 1 unless the log holds more than
+// runner.RebuildHeld documents, and it looks up only documents it wrote.
 //
 // To tell the runner's own cost from the store's, the benchmark's MongoDB
 // client times every command (from the driver's send to the reply) that
 // starts within a rebuild's Elapsed: store-% is their sum over the replay
-// time, per command kind in the log; nonstore-ns/event is what is left
-// (Kafka, Avro decoding, the fold, BSON encoding and decoding in the
-// client) per event; replace-ms is the update commands' time per replace
-// (the alias's few updates aside). On FerretDB v1.24 (SQLite) a filter is
-// pushed down to SQL only when it is exactly {_id: <string>}, and even
-// then SQLite scans the table (FerretDB's _id index is on an expression
-// its queries do not use): every replace ({_id, _rev}) and every load
-// chunk ($in) decodes the collection's documents until it finds its own.
-// A replace costs time in proportion to the collection's size, and a
-// rebuild whose documents are written more than once in proportion to its
-// square.
+// time, per command kind in the log (above 100% when the stripes of
+// docstore.BulkWriteDocs write side by side); nonstore-ns/event is what is
+// left (Kafka, Avro decoding, the fold, BSON encoding and decoding in the
+// client) per event, negative when the stripes overlap; replace-ms is the
+// update commands' time per replace (the alias's few updates aside).
 func BenchmarkReplay(b *testing.B) {
 	ctx := context.Background()
 	nProducts, nReviews := testenv.Int(b, envBenchProducts, 150), testenv.Int(b, envBenchReviews, 35)
