@@ -30,7 +30,9 @@ import (
 // roundTrips counts the client's round trips to PostgreSQL: each time it
 // writes after having read (or writes first), it starts one. Those of the
 // NOTIFY that outbox.Notify sends in the background (when no relay is
-// active in this process, as in these tests) are counted apart.
+// active in this process, as in these tests), and the pool's own ping of a
+// connection idle for over a second (pgxpool's default ShouldPing, which a
+// loaded CI machine meets between two commands), are counted apart.
 type roundTrips struct {
 	n, notify atomic.Int64
 	mu        sync.Mutex
@@ -40,18 +42,18 @@ type roundTrips struct {
 type countingConn struct {
 	net.Conn
 	rt      *roundTrips
-	reading bool        // the last operation was a read
+	reading atomic.Bool // the last operation was a read that returned bytes
 	notify  atomic.Bool // the next round trip is outbox.Notify's
+	ping    atomic.Bool // the next round trip is the pool's health check
 }
 
 func (c *countingConn) Write(p []byte) (int, error) {
-	if c.reading {
-		if c.notify.Swap(false) {
+	if c.reading.Swap(false) {
+		if c.notify.Swap(false) || c.ping.Swap(false) {
 			c.rt.notify.Add(1)
 		} else {
 			c.rt.n.Add(1)
 		}
-		c.reading = false
 	}
 	return c.Conn.Write(p)
 }
@@ -96,9 +98,15 @@ func (rt *roundTrips) take() []string {
 	return s
 }
 
+// Read marks a read only once bytes came back: pgconn starts a background
+// reader when a write takes over 15 ms (a loaded CI machine), and that
+// reader's Read, blocked until the server answers, is no round trip.
 func (c *countingConn) Read(p []byte) (int, error) {
-	c.reading = true
-	return c.Conn.Read(p)
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.reading.Store(true)
+	}
+	return n, err
 }
 
 type fixture struct {
@@ -123,9 +131,18 @@ func start(t *testing.T) *fixture {
 		if err != nil {
 			return nil, err
 		}
-		return &countingConn{Conn: c, rt: f.rt, reading: true}, nil
+		cc := &countingConn{Conn: c, rt: f.rt}
+		cc.reading.Store(true)
+		return cc, nil
 	}
 	cfg.ConnConfig.Tracer = tracer{f.rt}
+	cfg.ShouldPing = func(_ context.Context, p pgxpool.ShouldPingParams) bool {
+		if p.IdleDuration <= time.Second { // pgxpool's default
+			return false
+		}
+		p.Conn.PgConn().Conn().(*countingConn).ping.Store(true)
+		return true
+	}
 	cfg.MaxConns = 8
 	if f.pool, err = pgxpool.NewWithConfig(ctx, cfg); err != nil {
 		t.Fatal(err)
