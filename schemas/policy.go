@@ -100,7 +100,6 @@ func (c *Catalog) CheckPolicy() []Problem {
 			}
 			parsed[i] = s
 		}
-		compat := avro.NewSchemaCompatibility()
 		for j, newer := range vs {
 			if newer.Retired != "" {
 				continue
@@ -109,11 +108,11 @@ func (c *Catalog) CheckPolicy() []Problem {
 				if parsed[i] == nil || parsed[j] == nil {
 					continue
 				}
-				if err := compat.Compatible(parsed[j], parsed[i]); err != nil {
+				if err := compatible(parsed[j], parsed[i]); err != nil {
 					out = append(out, Problem{Subject: t.Subject(), File: newer.File,
 						Reason: fmt.Sprintf("v%d cannot read v%d records (backward): %v", newer.Number, older.Number, err)})
 				}
-				if err := compat.Compatible(parsed[i], parsed[j]); err != nil {
+				if err := compatible(parsed[i], parsed[j]); err != nil {
 					out = append(out, Problem{Subject: t.Subject(), File: newer.File,
 						Reason: fmt.Sprintf("v%d readers cannot read v%d records (forward): %v", older.Number, newer.Number, err)})
 				}
@@ -121,6 +120,15 @@ func (c *Catalog) CheckPolicy() []Problem {
 		}
 	}
 	return out
+}
+
+// compatible reports whether reader can read writer's records, on a
+// SchemaCompatibility of its own: hamba/avro caches verdicts by the
+// schemas' Parsing Canonical Form fingerprints, which leave defaults out, so
+// a shared instance answers a pair with the verdict of another pair whose
+// schemas differ only in a default (a field b with a default, then without).
+func compatible(reader, writer avro.Schema) error {
+	return avro.NewSchemaCompatibility().Compatible(reader, writer)
 }
 
 // Lock maps each published .avsc file to the SHA-256 of its Parsing
