@@ -300,21 +300,9 @@ func writeMatrix(t *testing.T, results []faultResult) {
 	}
 	tw.Flush()
 	t.Logf("fault matrix:\n%s", b.String())
-	dir := os.Getenv("SHOP_TEST_OUT")
-	if dir == "" {
-		dir = t.TempDir()
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
 	raw, _ := json.MarshalIndent(results, "", "  ")
-	if err := os.WriteFile(filepath.Join(dir, "faults.json"), raw, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "faults.txt"), []byte(b.String()), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("wrote %s", filepath.Join(dir, "faults.json"))
+	t.Logf("wrote %s", testenv.WriteOut(t, "faults.json", raw))
+	testenv.WriteOut(t, "faults.txt", []byte(b.String()))
 }
 
 // deployment is the shop as three processes, the API behind a counting

@@ -20,6 +20,7 @@ import (
 
 	"shopstream/internal/devstack"
 	"shopstream/internal/embedded/postgres"
+	"shopstream/internal/testenv"
 )
 
 // freeInfraPorts put every server of `shop infra` on a free port: its
@@ -33,7 +34,7 @@ var freeInfraPorts = []string{"--kafka-addr", "127.0.0.1:0", "--registry-addr", 
 func skipWithoutPostgres(t *testing.T) {
 	t.Helper()
 	if _, err := postgres.Tool("initdb"); errors.Is(err, postgres.ErrBinariesNotFound) {
-		t.Skip("shop infra needs the PostgreSQL server binaries: " + err.Error())
+		testenv.MissingTool(t, "shop infra needs the PostgreSQL server binaries: %v", err)
 	}
 }
 
@@ -70,7 +71,7 @@ func TestReadmeWithoutContainers(t *testing.T) {
 	skipWithoutPostgres(t)
 	for _, tool := range []string{"bash", "curl"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("the README's recipe needs %s: %v", tool, err)
+			testenv.MissingTool(t, "the README's recipe needs %s: %v", tool, err)
 		}
 	}
 	lines := readmeBlock(t, "### Without containers")

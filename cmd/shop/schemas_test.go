@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/twmb/franz-go/pkg/sr"
+
 	"shopstream/internal/embedded/registry"
 	"shopstream/schemas"
 )
@@ -37,15 +39,37 @@ func TestSchemasCheckPassesOnThisTree(t *testing.T) {
 	if err != nil || !strings.Contains(out, "ok: every subject meets FULL_TRANSITIVE") {
 		t.Fatalf("err %v\n%s", err, out)
 	}
+	reg := registryWithTheShopsSubjects(t)
+	out, _, err = runShop(t, nil, "schemas", "check", "--registry-url", reg)
+	if err != nil || !strings.Contains(out, "registry "+reg+": 23 subjects checked") {
+		t.Fatalf("through the registry: err %v\n%s", err, out)
+	}
+}
+
+// registryWithTheShopsSubjects starts an embedded registry at the policy's
+// level holding every subject's current version, as a running shop leaves
+// it, and returns its URL.
+func registryWithTheShopsSubjects(t *testing.T) string {
+	t.Helper()
 	reg, err := registry.Start(registry.Config{Compatibility: schemas.Policy})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = reg.Stop(context.Background()) })
-	out, _, err = runShop(t, nil, "schemas", "check", "--registry-url", reg.URL())
-	if err != nil || !strings.Contains(out, "registry "+reg.URL()+": 23 subjects checked") {
-		t.Fatalf("through the registry: err %v\n%s", err, out)
+	cl, err := sr.NewClient(sr.URLs(reg.URL()))
+	if err != nil {
+		t.Fatal(err)
 	}
+	cat, err := schemas.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ty := range cat.Types() {
+		if _, err := cl.CreateSchema(t.Context(), ty.Subject(), sr.Schema{Schema: ty.Current().Schema, Type: sr.TypeAvro}); err != nil {
+			t.Fatalf("register %s: %v", ty.Subject(), err)
+		}
+	}
+	return reg.URL()
 }
 
 // A deliberately breaking change fails the check, naming the subject and
@@ -72,6 +96,14 @@ func TestSchemasCheckFailsOnABreakingChange(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
+	}
+	// A registry holding the shop's subjects refuses it too, through its
+	// compatibility API (the check CI can run against any registry).
+	reg := registryWithTheShopsSubjects(t)
+	out, _, err = runShop(t, nil, "schemas", "check", "--dir", dir, "--registry-url", reg)
+	want := "BREAKING shop.catalog.products.v1-shop.catalog.ProductRegistered (shop.catalog.ProductRegistered.v3.avsc): the registry refuses it"
+	if err == nil || !strings.Contains(out, want) {
+		t.Errorf("through the registry: err %v, output lacks %q:\n%s", err, want, out)
 	}
 	// `schemas lock` refuses to record a breaking history.
 	if _, _, err := runShop(t, nil, "schemas", "lock", "--dir", dir); err == nil {

@@ -5,6 +5,7 @@ package testenv
 
 import (
 	"os"
+	"path/filepath"
 	"strconv"
 	"testing"
 )
@@ -39,4 +40,43 @@ func Int(tb testing.TB, name string, def int) int {
 		tb.Fatalf("%s=%q: want a positive integer", name, v)
 	}
 	return n
+}
+
+// OutVar names the folder where tests write the figures and artifacts a
+// reader of CI's log should see (.ci/run prints every *.txt of it after the
+// tests, pass or fail).
+const OutVar = "SHOP_TEST_OUT"
+
+// WriteOut writes data as name in $SHOP_TEST_OUT, or in tb's temporary
+// directory when it is unset, and returns the path; a write that fails
+// fails tb.
+func WriteOut(tb testing.TB, name string, data []byte) string {
+	tb.Helper()
+	dir := os.Getenv(OutVar)
+	if dir == "" {
+		dir = tb.TempDir()
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		tb.Fatal(err)
+	}
+	path := filepath.Join(dir, name)
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	return path
+}
+
+// RequireToolsVar makes a missing tool a failure instead of a skip
+// (.ci/run sets it, after installing every tool the tests use).
+const RequireToolsVar = "SHOP_TEST_REQUIRE_TOOLS"
+
+// MissingTool skips tb because a tool it needs is missing, saying which and
+// how to install it, or fails it when SHOP_TEST_REQUIRE_TOOLS=1: in CI a
+// tool that .ci/run was to install never turns a test into a skip.
+func MissingTool(tb testing.TB, format string, args ...any) {
+	tb.Helper()
+	if os.Getenv(RequireToolsVar) == "1" {
+		tb.Fatalf(format+" ("+RequireToolsVar+"=1)", args...)
+	}
+	tb.Skipf(format+" (.ci/run installs it)", args...)
 }
