@@ -49,15 +49,21 @@ import (
 // applied and, after its hold, healed. Each row checks:
 //
 //   - the load test's invariants I1–I6, after its drain;
-//   - that no answer was a 500 (the proxy's count; a killed API process
-//     shows as the proxy's 502s, counted apart as "unreachable");
+//   - that no answer was a 500 or another 5xx, and that every 429 and 503
+//     was a problem+json with Retry-After ("shed"; a bare one fails the
+//     row); a killed API process shows as the proxy's 502s, counted apart
+//     as "unreachable", and the shop's refusals (409 sold out, 404 not
+//     yet projected) as 4xx;
 //   - its recovery: the first 2xx write after the heal (after the fault
 //     for a kill and restart), and the consumer lag of every shop group
 //     back to 0 (the load test's lag samples) after the heal or restart,
-//     each against the row's bound.
+//     each against the row's bound; and, where the row bounds it, the read
+//     models fresh again (the projector groups' lag 0) timed from the
+//     fault itself.
 //
-// The matrix is logged as a table and written as faults.json (under
-// $SHOP_TEST_OUT when set, the test's temporary directory otherwise).
+// The matrix is logged as a table with each bound beside its figure and
+// written as faults.txt and faults.json (under $SHOP_TEST_OUT when set,
+// the test's temporary directory otherwise; .ci/run prints the table).
 // It needs the Kafka installation of deploy/kafka/kafka.sh (`kafka.sh
 // install`, as .ci/run does) and the PostgreSQL server binaries; without
 // them it skips, saying so.
@@ -90,6 +96,9 @@ type faultRow struct {
 	inject  func(t *testing.T) (heal func(t *testing.T))
 	writes  time.Duration // bound: the first 2xx write after the heal
 	drained time.Duration // bound: every group's lag back to 0 after the heal
+	// fresh, when set, bounds the time from the fault until the read
+	// models are fresh: the projector groups' lag back to 0.
+	fresh time.Duration
 	// tail is how long the load goes on after the fault's hold (default
 	// 15 s): longer than the heal takes (a broker restart).
 	tail time.Duration
@@ -97,17 +106,26 @@ type faultRow struct {
 
 // faultResult is one row of the matrix.
 type faultResult struct {
-	Fault       string   `json:"fault"`
-	Requests    int64    `json:"requests"`
-	OK          int64    `json:"ok"`
-	Status500   int64    `json:"status_500"`
-	Shed        int64    `json:"shed"`        // 429 and 503, with Retry-After
-	Unreachable int64    `json:"unreachable"` // the proxy's 502: the API process was down
-	WritesBack  float64  `json:"writes_back_s"`
-	LagZero     float64  `json:"lag_zero_s"`
-	Invariants  string   `json:"invariants"` // "I1–I6 hold" or the failing ones
-	Holds       bool     `json:"holds"`
-	problems    []string // why the row fails
+	Fault       string  `json:"fault"`
+	Requests    int64   `json:"requests"`
+	OK          int64   `json:"ok"`
+	Status500   int64   `json:"status_500"`
+	Shed        int64   `json:"shed"`        // 429 and 503 problems with Retry-After
+	ShedBare    int64   `json:"shed_bare"`   // 429 and 503 without Retry-After or not problem+json: the row fails
+	Refused     int64   `json:"refused_4xx"` // other 4xx: the shop's refusals (409 sold out, 404 not yet projected)
+	Other5xx    int64   `json:"other_5xx"`   // any other 5xx the API answered: the row fails
+	Unreachable int64   `json:"unreachable"` // the proxy's 502: the API process was down
+	WritesBack  float64 `json:"writes_back_s"`
+	LagZero     float64 `json:"lag_zero_s"`
+	Fresh       float64 `json:"fresh_s"` // the projector groups' lag back to 0, from the fault
+	Bounds      struct {
+		WritesBack float64 `json:"writes_back_s"`
+		LagZero    float64 `json:"lag_zero_s"`
+		Fresh      float64 `json:"fresh_s,omitempty"` // 0: not bounded
+	} `json:"bounds"`
+	Invariants string   `json:"invariants"` // "I1–I6 hold" or the failing ones
+	Holds      bool     `json:"holds"`
+	problems   []string // why the row fails
 }
 
 const faultAt = 8 * time.Second // into the load
@@ -146,11 +164,15 @@ func runFault(t *testing.T, fx *faultStack, d *deployment, row faultRow, seed in
 				o.inv = fmt.Sprintf("%d invariants reported; failing: %s", len(rep.Invariants), strings.Join(failing, "; "))
 			}
 			for _, s := range rep.Lag {
-				var sum int64
-				for _, n := range s.Groups {
-					sum += n
+				l := lagAt{at: start.Add(time.Duration(s.T * float64(time.Second))), groups: len(s.Groups)}
+				for g, n := range s.Groups {
+					l.lag += n
+					if strings.HasPrefix(g, "shop.projector.") {
+						l.projectors++
+						l.projectorLag += n
+					}
 				}
-				o.lags = append(o.lags, lagAt{at: start.Add(time.Duration(s.T * float64(time.Second))), lag: sum, groups: len(s.Groups)})
+				o.lags = append(o.lags, l)
 			}
 		}
 		done <- o
@@ -170,8 +192,8 @@ func runFault(t *testing.T, fx *faultStack, d *deployment, row faultRow, seed in
 	o := <-done
 
 	c := d.proxy.counts()
-	res := faultResult{Fault: row.name, Requests: c.total, OK: c.ok, Status500: c.s500, Shed: c.shed, Unreachable: c.unreachable,
-		Invariants: o.inv, WritesBack: -1, LagZero: -1}
+	res := faultResult{Fault: row.name, Requests: c.total, OK: c.ok, Status500: c.s500, Shed: c.shed, ShedBare: c.shedBare,
+		Refused: c.refused, Other5xx: c.other5xx, Unreachable: c.unreachable, Invariants: o.inv, WritesBack: -1, LagZero: -1, Fresh: -1}
 	if w := c.firstWriteAfter(healed); !w.IsZero() {
 		res.WritesBack = w.Sub(healed).Seconds()
 	}
@@ -181,6 +203,15 @@ func runFault(t *testing.T, fx *faultStack, d *deployment, row faultRow, seed in
 			break
 		}
 	}
+	// Fresh is timed from the fault itself, on the first sample after the
+	// heal or restart (a sample before it may not have seen the fault yet).
+	for _, l := range o.lags {
+		if l.at.After(settled) && l.projectors > 0 && l.projectorLag == 0 {
+			res.Fresh = l.at.Sub(injected).Seconds()
+			break
+		}
+	}
+	res.Bounds.WritesBack, res.Bounds.LagZero, res.Bounds.Fresh = row.writes.Seconds(), row.drained.Seconds(), row.fresh.Seconds()
 	add := func(format string, args ...any) { res.problems = append(res.problems, fmt.Sprintf(format, args...)) }
 	if o.err != nil && !errors.Is(o.err, loadtest.ErrInvariants) {
 		add("load test: %v", o.err)
@@ -190,6 +221,15 @@ func runFault(t *testing.T, fx *faultStack, d *deployment, row faultRow, seed in
 	}
 	if c.s500 > 0 {
 		add("%d answers were 500 (%s)", c.s500, strings.Join(c.samples500, "; "))
+	}
+	if c.shedBare > 0 {
+		add("%d answers were 429 or 503 without Retry-After or not problem+json (%s)", c.shedBare, strings.Join(c.samplesBare, "; "))
+	}
+	if c.other5xx > 0 {
+		add("%d answers were another 5xx (%s)", c.other5xx, strings.Join(c.samplesBare, "; "))
+	}
+	if row.fresh > 0 && (res.Fresh < 0 || res.Fresh > row.fresh.Seconds()) {
+		add("read models fresh (projector lag 0) %.1f s after the fault (-1: never sampled at 0), bound %v", res.Fresh, row.fresh)
 	}
 	if res.WritesBack < 0 || res.WritesBack > row.writes.Seconds() {
 		add("first 2xx write %.1f s after the heal (-1: none), bound %v", res.WritesBack, row.writes)
@@ -204,9 +244,9 @@ func runFault(t *testing.T, fx *faultStack, d *deployment, row faultRow, seed in
 }
 
 type lagAt struct {
-	at     time.Time
-	lag    int64
-	groups int
+	at                 time.Time
+	lag, projectorLag  int64
+	groups, projectors int
 }
 
 // faultRows are the matrix's rows, in the order they run.
@@ -221,7 +261,7 @@ func faultRows(fx *faultStack, d *deployment, bin string) []faultRow {
 	return []faultRow{
 		{name: "SIGKILL api (gateway, relay), restart", inject: restart(&d.api), writes: 15 * time.Second, drained: 60 * time.Second},
 		{name: "SIGKILL processors, restart", inject: restart(&d.processors), writes: 5 * time.Second, drained: 60 * time.Second},
-		{name: "SIGKILL projectors, restart", inject: restart(&d.projectors), writes: 5 * time.Second, drained: 15 * time.Second},
+		{name: "SIGKILL projectors, restart", inject: restart(&d.projectors), writes: 5 * time.Second, drained: 15 * time.Second, fresh: 15 * time.Second},
 		{name: "SIGKILL broker, restart", inject: func(t *testing.T) func(t *testing.T) {
 			fx.kafkaSignal(t, syscall.SIGKILL)
 			return fx.kafkaStart
@@ -290,14 +330,23 @@ func faultRows(fx *faultStack, d *deployment, bin string) []faultRow {
 func writeMatrix(t *testing.T, results []faultResult) {
 	var b strings.Builder
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "fault\trequests\t2xx\t500\tshed\tunreachable\twrites back (s)\tlag 0 (s)\tinvariants\trow")
+	fmt.Fprintln(tw, "fault\trequests\t2xx\t4xx\t500\tother 5xx\tshed\tshed bare\tunreachable\twrites back (s)\tlag 0 (s)\tfresh (s)\tinvariants\trow")
+	bounded := func(v, bound float64) string {
+		if bound == 0 {
+			return fmt.Sprintf("%.1f", v)
+		}
+		return fmt.Sprintf("%.1f ≤ %g", v, bound)
+	}
 	for _, r := range results {
 		verdict := "holds"
 		if !r.Holds {
 			verdict = "FAILS"
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%.1f\t%.1f\t%s\t%s\n", r.Fault, r.Requests, r.OK, r.Status500, r.Shed, r.Unreachable, r.WritesBack, r.LagZero, r.Invariants, verdict)
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t%s\n", r.Fault, r.Requests, r.OK, r.Refused, r.Status500, r.Other5xx,
+			r.Shed, r.ShedBare, r.Unreachable, bounded(r.WritesBack, r.Bounds.WritesBack), bounded(r.LagZero, r.Bounds.LagZero),
+			bounded(r.Fresh, r.Bounds.Fresh), r.Invariants, verdict)
 	}
+	fmt.Fprintln(tw, "(fresh: the projector groups' lag back to 0, timed from the fault; writes back: the first 2xx write after the heal, or after the fault for a kill and restart; lag 0: every group's lag back to 0 after the heal or restart)")
 	tw.Flush()
 	t.Logf("fault matrix:\n%s", b.String())
 	raw, _ := json.MarshalIndent(results, "", "  ")
@@ -339,9 +388,9 @@ type countingProxy struct {
 }
 
 type proxyCounts struct {
-	total, ok, s500, shed, unreachable int64
-	samples500                         []string
-	writes                             []time.Time // when each 2xx write answered
+	total, ok, s500, shed, shedBare, refused, other5xx, unreachable int64
+	samples500, samplesBare                                         []string
+	writes                                                          []time.Time // when each 2xx write answered
 }
 
 func newCountingProxy(t *testing.T, target string) *countingProxy {
@@ -388,10 +437,22 @@ func (p *countingProxy) count(r *http.Request, code int, resp *http.Response) {
 			resp.Body = io.NopCloser(strings.NewReader(string(body)))
 			p.c.samples500 = append(p.c.samples500, r.Method+" "+r.URL.Path+": "+strings.Join(strings.Fields(string(body)), " "))
 		}
-	case code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable:
-		p.c.shed++
 	case code == http.StatusBadGateway && resp == nil:
 		p.c.unreachable++
+	case (code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable) &&
+		resp.Header.Get("Retry-After") != "" && resp.Header.Get("Content-Type") == "application/problem+json":
+		p.c.shed++
+	case code/100 == 4 && code != http.StatusTooManyRequests:
+		p.c.refused++
+	default: // a bare 429 or 503, or another 5xx
+		if code/100 == 5 && code != http.StatusServiceUnavailable {
+			p.c.other5xx++
+		} else {
+			p.c.shedBare++
+		}
+		if len(p.c.samplesBare) < 3 {
+			p.c.samplesBare = append(p.c.samplesBare, fmt.Sprintf("%s %s: %d Retry-After %q %s", r.Method, r.URL.Path, code, resp.Header.Get("Retry-After"), resp.Header.Get("Content-Type")))
+		}
 	}
 }
 
