@@ -11,11 +11,11 @@ import (
 	"testing"
 	"time"
 
-	"shopstream/internal/devstack"
-	"shopstream/internal/embedded/smtpd"
-	"shopstream/internal/kafkatest"
-	"shopstream/internal/pgdb"
-	"shopstream/internal/testenv"
+	"shopstream/internal/devinfra/devstack"
+	"shopstream/internal/devinfra/embedded/smtpd"
+	"shopstream/internal/platform/pgdb"
+	"shopstream/internal/testinfra/kafkatest"
+	"shopstream/internal/testinfra/testenv"
 )
 
 // The saga, payment, billing and email processors run in a child process

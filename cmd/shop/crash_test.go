@@ -25,14 +25,14 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"shopstream/internal/devstack"
-	"shopstream/internal/embedded/postgres"
-	"shopstream/internal/eventlog"
-	"shopstream/internal/outbox"
-	"shopstream/internal/pgdb"
+	"shopstream/internal/devinfra/devstack"
+	"shopstream/internal/devinfra/embedded/postgres"
+	"shopstream/internal/platform/eventlog"
+	"shopstream/internal/platform/outbox"
+	"shopstream/internal/platform/pgdb"
 	"shopstream/schemas"
 
-	"shopstream/internal/testenv"
+	"shopstream/internal/testinfra/testenv"
 )
 
 // Crash safety (issue 3): a `shop run` child killed with SIGKILL after it

@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"shopstream/internal/app"
-	"shopstream/internal/devshop"
-	"shopstream/internal/devstack"
+	"shopstream/internal/devinfra/devshop"
+	"shopstream/internal/devinfra/devstack"
 )
 
 func runDev(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {

@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"shopstream/internal/devstack"
+	"shopstream/internal/devinfra/devstack"
 )
 
 // buildShop compiles the binary once per test run.

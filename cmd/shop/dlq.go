@@ -13,7 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"shopstream/internal/eventlog"
+	"shopstream/internal/platform/eventlog"
 	"shopstream/schemas"
 )
 

@@ -9,8 +9,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"shopstream/internal/eventlog"
-	"shopstream/internal/kafkatest"
+	"shopstream/internal/platform/eventlog"
+	"shopstream/internal/testinfra/kafkatest"
 	"shopstream/schemas"
 )
 

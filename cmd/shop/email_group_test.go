@@ -21,15 +21,15 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"shopstream/internal/devstack"
-	"shopstream/internal/embedded/smtpd"
-	"shopstream/internal/kafkatest"
-	"shopstream/internal/pgdb"
+	"shopstream/internal/devinfra/devstack"
+	"shopstream/internal/devinfra/embedded/smtpd"
+	"shopstream/internal/platform/pgdb"
+	"shopstream/internal/testinfra/kafkatest"
 	"shopstream/processors/email"
 	"shopstream/processors/email/quota"
 	"shopstream/schemas"
 
-	"shopstream/internal/testenv"
+	"shopstream/internal/testinfra/testenv"
 )
 
 // Email quota (issue 4) across processes, on real Apache Kafka: two `shop

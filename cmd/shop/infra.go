@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"shopstream/internal/devstack"
+	"shopstream/internal/devinfra/devstack"
 )
 
 // runInfra is `shop infra`: the embedded infrastructure of `shop dev`

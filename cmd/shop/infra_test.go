@@ -18,9 +18,9 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kfake"
 
-	"shopstream/internal/devstack"
-	"shopstream/internal/embedded/postgres"
-	"shopstream/internal/testenv"
+	"shopstream/internal/devinfra/devstack"
+	"shopstream/internal/devinfra/embedded/postgres"
+	"shopstream/internal/testinfra/testenv"
 )
 
 // freeInfraPorts put every server of `shop infra` on a free port: its

@@ -10,11 +10,11 @@ import (
 	"time"
 
 	"shopstream/internal/app"
-	"shopstream/internal/devshop"
-	"shopstream/internal/devstack"
-	"shopstream/internal/loadtest"
-	"shopstream/internal/loadtest/invariants"
-	"shopstream/internal/loadtest/report"
+	"shopstream/internal/devinfra/devshop"
+	"shopstream/internal/devinfra/devstack"
+	"shopstream/internal/tools/loadtest"
+	"shopstream/internal/tools/loadtest/invariants"
+	"shopstream/internal/tools/loadtest/report"
 )
 
 func runLoadtest(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {

@@ -13,8 +13,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 
-	"shopstream/internal/kafkatest"
-	"shopstream/internal/loadtest/report"
+	"shopstream/internal/testinfra/kafkatest"
+	"shopstream/internal/tools/loadtest/report"
 )
 
 // A short Black Friday run of `shop loadtest --embedded`: the spike is

@@ -8,7 +8,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"shopstream/internal/kafkatest"
+	"shopstream/internal/testinfra/kafkatest"
 	"shopstream/schemas"
 )
 

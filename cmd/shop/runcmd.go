@@ -8,7 +8,7 @@ import (
 	"strings"
 
 	"shopstream/internal/app"
-	"shopstream/internal/devstack"
+	"shopstream/internal/devinfra/devstack"
 )
 
 // infraFlags are the flags that name real infrastructure.

@@ -9,7 +9,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/sr"
 
-	"shopstream/internal/embedded/registry"
+	"shopstream/internal/devinfra/embedded/registry"
 	"shopstream/schemas"
 )
 

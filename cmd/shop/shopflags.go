@@ -6,8 +6,8 @@ import (
 	"time"
 
 	"shopstream/internal/app"
-	"shopstream/internal/devstack"
-	"shopstream/internal/gateway"
+	"shopstream/internal/devinfra/devstack"
+	"shopstream/internal/edge/gateway"
 	"shopstream/processors/saga"
 )
 

@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"shopstream/internal/app"
-	"shopstream/internal/gateway"
+	"shopstream/internal/edge/gateway"
 )
 
 func TestMaxQueriesFlag(t *testing.T) {

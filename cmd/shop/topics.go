@@ -13,9 +13,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"shopstream/internal/app"
-	"shopstream/internal/devstack"
-	"shopstream/internal/eventlog"
-	"shopstream/internal/pgdb"
+	"shopstream/internal/devinfra/devstack"
+	"shopstream/internal/platform/eventlog"
+	"shopstream/internal/platform/pgdb"
 )
 
 func runTopics(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {

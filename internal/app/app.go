@@ -44,36 +44,36 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
-	"shopstream/internal/docstore"
-	"shopstream/internal/eventlog"
-	"shopstream/internal/gateway"
-	"shopstream/internal/idempotency"
-	"shopstream/internal/lag"
-	shopmetrics "shopstream/internal/metrics"
-	"shopstream/internal/outbox"
-	"shopstream/internal/pgdb"
-	"shopstream/internal/stockwatch"
-	"shopstream/internal/tracing"
-	billingproc "shopstream/processors/billing"
+	"shopstream/internal/edge/gateway"
+	"shopstream/internal/edge/stockwatch"
+	"shopstream/internal/platform/command"
+	"shopstream/internal/platform/docstore"
+	"shopstream/internal/platform/eventlog"
+	"shopstream/internal/platform/idempotency"
+	"shopstream/internal/platform/lag"
+	"shopstream/internal/platform/metrics"
+	"shopstream/internal/platform/outbox"
+	"shopstream/internal/platform/pgdb"
+	"shopstream/internal/platform/tracing"
+	"shopstream/processors/charging"
+	"shopstream/processors/charging/pspclient"
 	"shopstream/processors/consumer"
 	"shopstream/processors/email"
 	"shopstream/processors/email/mailer"
 	"shopstream/processors/email/quota"
-	paymentsproc "shopstream/processors/payments"
-	"shopstream/processors/payments/pspclient"
+	"shopstream/processors/invoicing"
 	"shopstream/processors/saga"
 	"shopstream/processors/stockfeed"
 	"shopstream/producers/billing"
 	"shopstream/producers/carts"
 	"shopstream/producers/catalog"
-	"shopstream/producers/command"
 	"shopstream/producers/customers"
 	"shopstream/producers/inventory"
 	"shopstream/producers/notifications"
 	"shopstream/producers/orders"
 	"shopstream/producers/payments"
 	"shopstream/producers/reviews"
-	orderviews "shopstream/projectors/orders"
+	"shopstream/projectors/orderviews"
 	"shopstream/projectors/products"
 	"shopstream/projectors/runner"
 	"shopstream/schemas"
@@ -203,14 +203,14 @@ func Run(ctx context.Context, cfg Config) error {
 		tp = p
 		log.Info("tracing", "exporting", p.Enabled)
 	}
-	// metrics is this instance's registry, served on GET /metrics.
-	metrics := prometheus.NewRegistry()
-	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// promReg is this instance's registry, served on GET /metrics.
+	promReg := prometheus.NewRegistry()
+	promReg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	kopts := []kgo.Opt{kgo.SeedBrokers(cfg.Brokers...), kgo.WithLogger(kslog.New(log.With("component", "kafka-client")))}
 	// kclient builds a Kafka client whose franz-go metrics (kprom, under
 	// "shop_", labelled client=name) this instance serves.
 	kclient := func(name string, opts ...kgo.Opt) (*kgo.Client, error) {
-		m := kprom.NewMetrics("shop", kprom.Registerer(metrics), kprom.WithStaticLabel(prometheus.Labels{"client": name}))
+		m := kprom.NewMetrics("shop", kprom.Registerer(promReg), kprom.WithStaticLabel(prometheus.Labels{"client": name}))
 		return kgo.NewClient(slices.Concat(kopts, opts, []kgo.Opt{kgo.WithHooks(m)})...)
 	}
 	admin, err := kclient("admin")
@@ -261,7 +261,7 @@ func Run(ctx context.Context, cfg Config) error {
 		defer prod.Close()
 		relay := outbox.NewRelay(pool, prod, outbox.RelayConfig{Logger: log})
 		start(OutboxRelay, relay.Run)
-		metrics.MustRegister(shopmetrics.Outbox(pool, 0, log))
+		promReg.MustRegister(metrics.Outbox(pool, 0, log))
 	}
 	// group runs a consumer group (a processor's or a projector's) as a
 	// component, with a client of its own.
@@ -335,10 +335,10 @@ func Run(ctx context.Context, cfg Config) error {
 				return fmt.Errorf("payment provider %s: %w", url, err)
 			}
 		}
-		p := paymentsproc.New(svc.payments, providers[0], providers[1], log)
+		p := charging.New(svc.payments, providers[0], providers[1], log)
 		for i, c := range []string{PaymentsCard, PaymentsSepa} {
 			if has(c) {
-				metrics.MustRegister(breakerGauge(targets[i], providers[i]))
+				promReg.MustRegister(breakerGauge(targets[i], providers[i]))
 			}
 		}
 		if has(PaymentsCard) {
@@ -353,7 +353,7 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}
 	if has(Billing) {
-		b := billingproc.New(billingproc.Deps{Pool: pool, Billing: svc.billing, Notifications: svc.notifications,
+		b := invoicing.New(invoicing.Deps{Pool: pool, Billing: svc.billing, Notifications: svc.notifications,
 			Orders: svc.orders, Customers: svc.customers, Catalog: svc.catalog, Logger: log})
 		if err := consume(Billing, b.Config(serde)); err != nil {
 			return err
@@ -377,7 +377,7 @@ func Run(ctx context.Context, cfg Config) error {
 			return fmt.Errorf("--email-rate %v: %w", rate, err)
 		}
 		sent := prometheus.NewCounter(prometheus.CounterOpts{Name: "shop_email_sent_total", Help: "Emails the SMTP relay accepted from this instance."})
-		metrics.MustRegister(sent,
+		promReg.MustRegister(sent,
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "shop_email_quota_per_second",
 				Help: "This instance's share of the email quota: the group's quota times the share of the email partitions it owns."}, pacer.Share),
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "shop_email_group_quota_per_second",
@@ -390,14 +390,14 @@ func Run(ctx context.Context, cfg Config) error {
 	store := docstore.New(db)
 	if has(ProjectorProducts) {
 		r := runner.New(products.Projection(), serde, store, log).WithTracing(tp)
-		metrics.MustRegister(checkpointGauge(products.Projection().Name, r.Checkpoint))
+		promReg.MustRegister(checkpointGauge(products.Projection().Name, r.Checkpoint))
 		if err := group(ProjectorProducts, r); err != nil {
 			return err
 		}
 	}
 	if has(ProjectorOrders) {
 		r := runner.New(orderviews.Projection(), serde, store, log).WithTracing(tp)
-		metrics.MustRegister(checkpointGauge(orderviews.Projection().Name, r.Checkpoint))
+		promReg.MustRegister(checkpointGauge(orderviews.Projection().Name, r.Checkpoint))
 		if err := group(ProjectorOrders, r); err != nil {
 			return err
 		}
@@ -406,15 +406,15 @@ func Run(ctx context.Context, cfg Config) error {
 	for _, t := range schemas.Topics() {
 		dlqs = append(dlqs, eventlog.DeadLetterTopic(t.Name))
 	}
-	metrics.MustRegister(
-		shopmetrics.Lag(kadm.NewClient(admin), known, 0, log),
-		shopmetrics.DeadLetters(kadm.NewClient(admin), dlqs, 0, log))
+	promReg.MustRegister(
+		metrics.Lag(kadm.NewClient(admin), known, 0, log),
+		metrics.DeadLetters(kadm.NewClient(admin), dlqs, 0, log))
 	checks := readinessChecks(cfg.Components, infraChecks(admin, reg, mc, pool, cfg.SMTPAddr), alive)
 	// Every instance serves GET /metrics, /livez, /readyz and /healthz
 	// (the alias of /readyz); with the gateway, the gateway serves the
 	// rest, its own /healthz included.
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(metrics, promhttp.HandlerOpts{
+	mux.Handle("GET /metrics", promhttp.HandlerFor(promReg, promhttp.HandlerOpts{
 		ErrorHandling: promhttp.ContinueOnError, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}))
 	mux.Handle("GET /livez", gateway.Livez())
 	mux.Handle("GET /readyz", gateway.Readyz(checks))
@@ -425,10 +425,10 @@ func Run(ctx context.Context, cfg Config) error {
 			return err
 		}
 		gw := gateway.New(gateway.Deps{
-			Commands: commandBus(svc, pool, cfg, metrics), Products: products.NewReader(db), Orders: orderviews.NewReader(db),
+			Commands: commandBus(svc, pool, cfg, promReg), Products: products.NewReader(db), Orders: orderviews.NewReader(db),
 			Stock: hub, Checks: checks, Logger: log, DevEndpoints: cfg.DevEndpoints,
 			Lag:     func(ctx context.Context) ([]lag.Group, error) { return lag.Measure(ctx, kadm.NewClient(admin), known) },
-			Metrics: metrics, Tracing: tp, AsyncAPI: AsyncAPI, Limits: cfg.HTTPLimits,
+			Metrics: promReg, Tracing: tp, AsyncAPI: AsyncAPI, Limits: cfg.HTTPLimits,
 		})
 		mux.Handle("/", gw)
 		server = Gateway

@@ -17,11 +17,11 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"shopstream/internal/app"
-	"shopstream/internal/devshop"
-	"shopstream/internal/devstack"
-	"shopstream/internal/eventlog"
-	"shopstream/internal/outbox"
-	"shopstream/internal/pgdb"
+	"shopstream/internal/devinfra/devshop"
+	"shopstream/internal/devinfra/devstack"
+	"shopstream/internal/platform/eventlog"
+	"shopstream/internal/platform/outbox"
+	"shopstream/internal/platform/pgdb"
 	"shopstream/schemas"
 )
 

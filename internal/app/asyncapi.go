@@ -3,14 +3,14 @@ package app
 import (
 	"log/slog"
 
-	"shopstream/internal/eventlog"
-	billingproc "shopstream/processors/billing"
+	"shopstream/internal/platform/eventlog"
+	"shopstream/processors/charging"
 	"shopstream/processors/consumer"
 	"shopstream/processors/email"
-	paymentsproc "shopstream/processors/payments"
+	"shopstream/processors/invoicing"
 	"shopstream/processors/saga"
 	"shopstream/processors/stockfeed"
-	orderviews "shopstream/projectors/orders"
+	"shopstream/projectors/orderviews"
 	"shopstream/projectors/products"
 	"shopstream/schemas"
 	"shopstream/schemas/asyncapi"
@@ -49,13 +49,13 @@ var flowDescriptions = map[string]string{
 // consumer configurations Run starts (groups and topics) and from writes.
 func Flows() []asyncapi.Flow {
 	discard := slog.New(slog.DiscardHandler)
-	pay := paymentsproc.New(nil, nil, nil, discard)
+	pay := charging.New(nil, nil, nil, discard)
 	consumers := map[string]consumer.Config{
 		StockFeed:    stockfeed.Config(nil, nil),
 		Saga:         saga.New(nil, nil, nil, nil, nil, nil, saga.Timeouts{}, discard).Config(nil),
 		PaymentsCard: pay.CardConfig(nil),
 		PaymentsSepa: pay.SepaConfig(nil),
-		Billing:      billingproc.New(billingproc.Deps{Logger: discard}).Config(nil),
+		Billing:      invoicing.New(invoicing.Deps{Logger: discard}).Config(nil),
 		Email:        email.New(email.Deps{Logger: discard}).Config(nil),
 	}
 	var flows []asyncapi.Flow

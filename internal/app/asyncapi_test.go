@@ -16,7 +16,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"shopstream/internal/stockwatch"
+	"shopstream/internal/edge/stockwatch"
 	"shopstream/schemas"
 	"shopstream/schemas/asyncapi"
 )
@@ -89,7 +89,7 @@ func loadAsyncAPI(t *testing.T) asyncDoc {
 // headerConstants reads eventlog's Header* constants from headers.go.
 func headerConstants(t *testing.T) []string {
 	t.Helper()
-	f, err := parser.ParseFile(token.NewFileSet(), "../eventlog/headers.go", nil, 0)
+	f, err := parser.ParseFile(token.NewFileSet(), "../platform/eventlog/headers.go", nil, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

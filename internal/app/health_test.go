@@ -13,9 +13,9 @@ import (
 	"time"
 
 	"shopstream/internal/app"
-	"shopstream/internal/devshop"
-	"shopstream/internal/devstack"
-	"shopstream/internal/gateway"
+	"shopstream/internal/devinfra/devshop"
+	"shopstream/internal/devinfra/devstack"
+	"shopstream/internal/edge/gateway"
 )
 
 // health is one answer of a health route.

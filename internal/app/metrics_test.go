@@ -16,14 +16,14 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"shopstream/internal/app"
-	"shopstream/internal/devshop"
-	"shopstream/internal/gateway"
-	billingproc "shopstream/processors/billing"
+	"shopstream/internal/devinfra/devshop"
+	"shopstream/internal/edge/gateway"
+	"shopstream/processors/charging"
 	"shopstream/processors/email"
-	paymentsproc "shopstream/processors/payments"
+	"shopstream/processors/invoicing"
 	"shopstream/processors/saga"
 	"shopstream/processors/stockfeed"
-	orderviews "shopstream/projectors/orders"
+	"shopstream/projectors/orderviews"
 	"shopstream/projectors/products"
 	"shopstream/schemas"
 )
@@ -187,7 +187,7 @@ func TestMetricsCoverTheDashboard(t *testing.T) {
 		}
 	})
 	t.Run("consumer lag", func(t *testing.T) {
-		groups := []string{saga.Group, billingproc.Group, email.Group, paymentsproc.CardGroup, paymentsproc.SepaGroup, stockfeed.Group,
+		groups := []string{saga.Group, invoicing.Group, email.Group, charging.CardGroup, charging.SepaGroup, stockfeed.Group,
 			products.Projection().Group(), orderviews.Projection().Group()}
 		for _, g := range groups {
 			n := 0

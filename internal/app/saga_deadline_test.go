@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"shopstream/internal/app"
-	"shopstream/internal/devstack"
+	"shopstream/internal/devinfra/devstack"
 )
 
 // With the card PSP (4–12 s) slower than --payment-timeout (1 s), the saga's deadline

@@ -18,13 +18,13 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"shopstream/internal/app"
-	"shopstream/internal/devstack"
-	"shopstream/internal/embedded/smtpd"
-	"shopstream/processors/billing/invoicepdf/pdftest"
+	"shopstream/internal/devinfra/devstack"
+	"shopstream/internal/devinfra/embedded/smtpd"
 	"shopstream/processors/email/quota"
+	"shopstream/processors/invoicing/invoicepdf/pdftest"
 	"shopstream/schemas"
 
-	"shopstream/internal/testenv"
+	"shopstream/internal/testinfra/testenv"
 )
 
 // waitOrder polls GET /orders/{id} until check passes.

@@ -15,9 +15,9 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"shopstream/internal/app"
-	"shopstream/internal/eventlog"
+	"shopstream/internal/platform/eventlog"
 	"shopstream/processors/saga"
-	orderviews "shopstream/projectors/orders"
+	"shopstream/projectors/orderviews"
 	"shopstream/schemas"
 )
 

@@ -26,11 +26,11 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"shopstream/internal/app"
-	"shopstream/internal/devshop"
-	"shopstream/internal/devstack"
-	"shopstream/internal/embedded/postgres"
-	"shopstream/internal/kafkatest"
-	"shopstream/internal/testenv"
+	"shopstream/internal/devinfra/devshop"
+	"shopstream/internal/devinfra/devstack"
+	"shopstream/internal/devinfra/embedded/postgres"
+	"shopstream/internal/testinfra/kafkatest"
+	"shopstream/internal/testinfra/testenv"
 	"shopstream/schemas"
 )
 

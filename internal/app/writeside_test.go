@@ -17,10 +17,10 @@ import (
 	"github.com/twmb/franz-go/pkg/sr"
 
 	"shopstream/internal/app"
-	"shopstream/internal/eventlog"
-	"shopstream/internal/outbox"
-	"shopstream/internal/pgdb"
-	"shopstream/producers/command"
+	"shopstream/internal/platform/command"
+	"shopstream/internal/platform/eventlog"
+	"shopstream/internal/platform/outbox"
+	"shopstream/internal/platform/pgdb"
 	"shopstream/producers/inventory"
 	"shopstream/schemas"
 )

@@ -56,9 +56,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"go.opentelemetry.io/otel/trace"
 
-	"shopstream/internal/eventlog"
-	"shopstream/internal/kafkagroup"
-	"shopstream/internal/tracing"
+	"shopstream/internal/platform/eventlog"
+	"shopstream/internal/platform/kafkagroup"
+	"shopstream/internal/platform/tracing"
 )
 
 // Handler applies one event's effect; it returns nil once the effect is

@@ -17,9 +17,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"shopstream/internal/eventlog"
-	"shopstream/internal/eventlog/eventlogtest"
-	"shopstream/internal/kafkatest"
+	"shopstream/internal/platform/eventlog"
+	"shopstream/internal/testinfra/eventlogtest"
+	"shopstream/internal/testinfra/kafkatest"
 	"shopstream/processors/consumer"
 	"shopstream/schemas"
 )

@@ -17,8 +17,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
-	"shopstream/internal/eventlog"
-	"shopstream/internal/kafkatest"
+	"shopstream/internal/platform/eventlog"
+	"shopstream/internal/testinfra/kafkatest"
 	"shopstream/processors/consumer"
 )
 

@@ -14,10 +14,10 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
-	"shopstream/internal/eventlog"
-	"shopstream/internal/kafkatest"
-	"shopstream/internal/tracing"
-	"shopstream/producers/command"
+	"shopstream/internal/platform/command"
+	"shopstream/internal/platform/eventlog"
+	"shopstream/internal/platform/tracing"
+	"shopstream/internal/testinfra/kafkatest"
 )
 
 // withTraceParent sets rec's traceparent header.

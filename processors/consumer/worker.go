@@ -10,8 +10,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.opentelemetry.io/otel/attribute"
 
-	"shopstream/internal/eventlog"
-	"shopstream/internal/tracing"
+	"shopstream/internal/platform/eventlog"
+	"shopstream/internal/platform/tracing"
 )
 
 // worker handles the records of one partition, in order, for as long as

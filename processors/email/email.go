@@ -19,12 +19,12 @@ import (
 	"log/slog"
 	"time"
 
-	"shopstream/internal/eventlog"
+	"shopstream/internal/platform/command"
+	"shopstream/internal/platform/eventlog"
 	"shopstream/processors/consumer"
 	"shopstream/processors/email/mailer"
 	"shopstream/processors/email/quota"
 	"shopstream/producers/billing"
-	"shopstream/producers/command"
 	"shopstream/producers/notifications"
 	"shopstream/schemas"
 )

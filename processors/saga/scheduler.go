@@ -9,7 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"shopstream/producers/command"
+	"shopstream/internal/platform/command"
 )
 
 // DefaultPollInterval is how often a Scheduler looks for due deadlines.

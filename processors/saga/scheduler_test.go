@@ -11,10 +11,10 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"shopstream/internal/embedded/postgres"
-	"shopstream/internal/pgdb"
-	"shopstream/internal/testbackend"
-	"shopstream/producers/command"
+	"shopstream/internal/devinfra/embedded/postgres"
+	"shopstream/internal/platform/command"
+	"shopstream/internal/platform/pgdb"
+	"shopstream/internal/testinfra/testbackend"
 	"shopstream/producers/orders"
 	"shopstream/schemas"
 )

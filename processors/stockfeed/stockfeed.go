@@ -10,9 +10,9 @@ import (
 	"context"
 	"errors"
 
-	"shopstream/internal/eventlog"
+	"shopstream/internal/platform/command"
+	"shopstream/internal/platform/eventlog"
 	"shopstream/processors/consumer"
-	"shopstream/producers/command"
 	"shopstream/producers/inventory"
 	"shopstream/schemas"
 )

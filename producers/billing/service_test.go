@@ -8,14 +8,14 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"shopstream/internal/aggregate"
-	"shopstream/internal/eventlog"
-	"shopstream/internal/eventlog/eventlogtest"
-	"shopstream/internal/idempotency"
-	"shopstream/internal/outbox"
-	"shopstream/internal/pgdb"
-	"shopstream/internal/testbackend"
-	"shopstream/producers/command"
+	"shopstream/internal/platform/aggregate"
+	"shopstream/internal/platform/command"
+	"shopstream/internal/platform/eventlog"
+	"shopstream/internal/testinfra/eventlogtest"
+	"shopstream/internal/platform/idempotency"
+	"shopstream/internal/platform/outbox"
+	"shopstream/internal/platform/pgdb"
+	"shopstream/internal/testinfra/testbackend"
 )
 
 // IssueIn keeps its promise that issuing an order's invoice again changes

@@ -7,10 +7,10 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"shopstream/internal/aggregate"
-	"shopstream/internal/eventlog"
-	"shopstream/internal/pgdb"
-	"shopstream/producers/command"
+	"shopstream/internal/platform/aggregate"
+	"shopstream/internal/platform/command"
+	"shopstream/internal/platform/eventlog"
+	"shopstream/internal/platform/pgdb"
 	"shopstream/schemas"
 )
 

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"shopstream/producers/command"
+	"shopstream/internal/platform/command"
 	"shopstream/schemas"
 )
 

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"shopstream/producers/command"
+	"shopstream/internal/platform/command"
 	"shopstream/schemas"
 )
 

@@ -17,7 +17,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"shopstream/producers/command"
+	"shopstream/internal/platform/command"
 	"shopstream/schemas"
 )
 

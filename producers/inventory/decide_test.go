@@ -5,8 +5,8 @@ import (
 	"maps"
 	"testing"
 
-	"shopstream/producers/command"
-	"shopstream/producers/command/commandtest"
+	"shopstream/internal/platform/command"
+	"shopstream/internal/platform/command/commandtest"
 	"shopstream/schemas"
 )
 

@@ -4,8 +4,8 @@ import (
 	"testing"
 	"time"
 
-	"shopstream/producers/command"
-	"shopstream/producers/command/commandtest"
+	"shopstream/internal/platform/command"
+	"shopstream/internal/platform/command/commandtest"
 	"shopstream/schemas"
 )
 

@@ -6,8 +6,8 @@ import (
 	"slices"
 	"testing"
 
-	"shopstream/producers/command"
-	"shopstream/producers/command/commandtest"
+	"shopstream/internal/platform/command"
+	"shopstream/internal/platform/command/commandtest"
 	"shopstream/schemas"
 )
 

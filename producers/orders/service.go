@@ -9,11 +9,11 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"shopstream/internal/aggregate"
-	"shopstream/internal/eventlog"
-	"shopstream/internal/pgdb"
+	"shopstream/internal/platform/aggregate"
+	"shopstream/internal/platform/command"
+	"shopstream/internal/platform/eventlog"
+	"shopstream/internal/platform/pgdb"
 	"shopstream/producers/carts"
-	"shopstream/producers/command"
 	"shopstream/schemas"
 )
 

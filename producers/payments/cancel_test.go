@@ -3,7 +3,7 @@ package payments
 import (
 	"testing"
 
-	"shopstream/producers/command/commandtest"
+	"shopstream/internal/platform/command/commandtest"
 	"shopstream/schemas"
 )
 

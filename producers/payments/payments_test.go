@@ -3,8 +3,8 @@ package payments
 import (
 	"testing"
 
-	"shopstream/producers/command"
-	"shopstream/producers/command/commandtest"
+	"shopstream/internal/platform/command"
+	"shopstream/internal/platform/command/commandtest"
 	"shopstream/schemas"
 )
 

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"shopstream/internal/eventlog"
+	"shopstream/internal/platform/eventlog"
 	"shopstream/projectors/products"
 	"shopstream/projectors/runner/runnertest"
 	"shopstream/schemas"

@@ -16,7 +16,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"time"
 
-	"shopstream/internal/eventlog"
+	"shopstream/internal/platform/eventlog"
 	"shopstream/projectors/runner"
 	"shopstream/schemas"
 )

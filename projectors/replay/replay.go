@@ -32,8 +32,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"shopstream/internal/docstore"
-	"shopstream/internal/eventlog"
+	"shopstream/internal/platform/docstore"
+	"shopstream/internal/platform/eventlog"
 	"shopstream/projectors/runner"
 )
 

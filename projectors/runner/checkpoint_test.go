@@ -7,8 +7,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"shopstream/internal/embedded/kafka"
-	"shopstream/internal/kafkatest"
+	"shopstream/internal/devinfra/embedded/kafka"
+	"shopstream/internal/testinfra/kafkatest"
 	"shopstream/schemas"
 )
 

@@ -9,7 +9,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
-	"shopstream/internal/docstore"
+	"shopstream/internal/platform/docstore"
 )
 
 // Reader reads a projection's documents for the query side, through the

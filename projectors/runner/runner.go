@@ -41,10 +41,10 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.opentelemetry.io/otel/trace"
 
-	"shopstream/internal/docstore"
-	"shopstream/internal/eventlog"
-	"shopstream/internal/kafkagroup"
-	"shopstream/internal/tracing"
+	"shopstream/internal/platform/docstore"
+	"shopstream/internal/platform/eventlog"
+	"shopstream/internal/platform/kafkagroup"
+	"shopstream/internal/platform/tracing"
 )
 
 // Projection describes one read model. V is its document type, without _id
@@ -63,7 +63,7 @@ type Projection[V any] struct {
 	// collection the projection is written to, when its runner starts and
 	// before its first write. On the embedded FerretDB each one's first
 	// field also gets an index serving FerretDB's pushed-down equality
-	// (see internal/embedded/ferret).
+	// (see internal/devinfra/embedded/ferret).
 	Indexes []mongo.IndexModel
 	// Readable is the field every document readers may see has (e.g.
 	// {registered: true}): a document folded only from events that arrived

@@ -14,8 +14,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
-	"shopstream/internal/docstore"
-	"shopstream/internal/kafkagroup"
+	"shopstream/internal/platform/docstore"
+	"shopstream/internal/platform/kafkagroup"
 	"shopstream/projectors/products"
 	"shopstream/projectors/runner"
 	"shopstream/schemas"

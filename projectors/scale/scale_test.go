@@ -17,11 +17,11 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
-	"shopstream/internal/docstore"
-	"shopstream/internal/embedded/ferret/ferrettest"
-	"shopstream/internal/eventlog"
-	"shopstream/internal/eventlog/eventlogtest"
-	"shopstream/projectors/orders"
+	"shopstream/internal/devinfra/embedded/ferret/ferrettest"
+	"shopstream/internal/platform/docstore"
+	"shopstream/internal/platform/eventlog"
+	"shopstream/internal/testinfra/eventlogtest"
+	"shopstream/projectors/orderviews"
 	"shopstream/projectors/products"
 	"shopstream/projectors/runner"
 	"shopstream/schemas"
@@ -31,7 +31,7 @@ import (
 //
 //   - GET /products/{id}'s look-up (products.Reader.Get of a random
 //     product), p50 and p99;
-//   - GET /customers/{id}/orders's look-up (orders.Reader.OfCustomer of a
+//   - GET /customers/{id}/orders's look-up (orderviews.Reader.OfCustomer of a
 //     random customer, 10 orders each, limit 20), p50 and p99;
 //   - the projector (runner.Apply on batches of 2000 records, as Run polls
 //     them) registering the catalogue (new documents: look-ups that miss,
@@ -93,7 +93,7 @@ func TestReadSideScale(t *testing.T) {
 		r.review = project(ctx, t, pr, recs)
 
 		// The orders read model, 10 orders per customer, written directly.
-		or := runner.New(orders.Projection(), serde, store, log)
+		or := runner.New(orderviews.Projection(), serde, store, log)
 		coll, err := or.Target(ctx) // creates the projection's indexes
 		if err != nil {
 			t.Fatal(err)
@@ -110,7 +110,7 @@ func TestReadSideScale(t *testing.T) {
 			}
 		})
 		r.getP50, r.getP99 = pct(lat, 50), pct(lat, 99)
-		oread := orders.NewReader(db)
+		oread := orderviews.NewReader(db)
 		lat = sample(4*time.Second, 500, func() {
 			if os, err := oread.OfCustomer(ctx, customerID(rng.IntN(n/10)), 20); err != nil || len(os) != 10 {
 				t.Fatalf("orders of a customer: %d, %v", len(os), err)
@@ -211,7 +211,7 @@ func fillOrders(ctx context.Context, t *testing.T, coll *mongo.Collection, n int
 			env := eventlog.Envelope{Topic: schemas.TopicOrders, Meta: eventlog.Metadata{AggregateID: id, AggregateVersion: 1, OccurredAt: t0.Add(time.Duration(i) * time.Second)},
 				Event: schemas.OrderPlaced{OrderID: id, CustomerID: customerID(i / 10), PaymentMethod: "card", TotalCents: 3000,
 					Items: []schemas.OrderLine{{ProductID: productID(i), Quantity: 2, UnitPriceCents: 1500}}}}
-			docs = append(docs, runner.Document[orders.View]{ID: id, Rev: 1, View: orders.Apply(orders.View{}, env)})
+			docs = append(docs, runner.Document[orderviews.View]{ID: id, Rev: 1, View: orderviews.Apply(orderviews.View{}, env)})
 		}
 		if _, err := coll.InsertMany(ctx, docs); err != nil {
 			t.Fatal(err)

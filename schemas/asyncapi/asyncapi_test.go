@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"shopstream/internal/testenv"
+	"shopstream/internal/testinfra/testenv"
 	"shopstream/schemas"
 	"shopstream/schemas/asyncapi"
 )

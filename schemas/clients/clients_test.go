@@ -19,12 +19,12 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"shopstream/internal/app"
-	"shopstream/internal/devshop"
-	"shopstream/internal/devstack"
-	"shopstream/internal/kafkatest"
-	"shopstream/internal/loadtest"
-	"shopstream/internal/loadtest/invariants"
-	"shopstream/internal/testenv"
+	"shopstream/internal/devinfra/devshop"
+	"shopstream/internal/devinfra/devstack"
+	"shopstream/internal/testinfra/kafkatest"
+	"shopstream/internal/testinfra/testenv"
+	"shopstream/internal/tools/loadtest"
+	"shopstream/internal/tools/loadtest/invariants"
 	"shopstream/schemas"
 )
 

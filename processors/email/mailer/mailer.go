@@ -1,5 +1,5 @@
 // Package mailer sends one email per call through an SMTP relay: the embedded
-// server of `shop dev` (internal/embedded/smtpd) or any relay in production
+// server of `shop dev` (internal/devinfra/embedded/smtpd) or any relay in production
 // (plain, STARTTLS or implicit TLS; AUTH PLAIN when credentials are set).
 //
 // A message is built as RFC 5322 + MIME: a text/plain part (UTF-8,

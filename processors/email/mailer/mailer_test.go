@@ -28,10 +28,10 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
-	"shopstream/internal/embedded/smtpd"
-	"shopstream/processors/billing/invoicepdf"
-	"shopstream/processors/billing/invoicepdf/pdftest"
+	"shopstream/internal/devinfra/embedded/smtpd"
 	"shopstream/processors/email/mailer"
+	"shopstream/processors/invoicing/invoicepdf"
+	"shopstream/processors/invoicing/invoicepdf/pdftest"
 )
 
 func startSMTPD(t *testing.T, cfg smtpd.Config) *smtpd.Server {

@@ -4,7 +4,7 @@ import (
 	"runtime"
 	"testing"
 
-	"shopstream/internal/eventlog"
+	"shopstream/internal/platform/eventlog"
 )
 
 // BenchmarkFold measures apply alone, in memory, over docs (each

@@ -20,7 +20,7 @@ import (
 	"strings"
 	"testing"
 
-	"shopstream/internal/eventlog"
+	"shopstream/internal/platform/eventlog"
 )
 
 // Seeds is how many pseudo-random redelivery schedules Idempotent tries

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"shopstream/internal/eventlog"
+	"shopstream/internal/platform/eventlog"
 	"shopstream/schemas"
 )
 

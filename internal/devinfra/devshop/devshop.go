@@ -1,0 +1,89 @@
+// Package devshop runs the whole shop in this process on an embedded stack
+// (internal/devinfra/devstack), as `shop dev` does: every component, one replica per
+// topic, the stack's endpoints served on GET /dev/endpoints. `shop dev`,
+// `shop loadtest --embedded` and the component tests start a shop this one
+// way.
+package devshop
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"shopstream/internal/app"
+	"shopstream/internal/devinfra/devstack"
+)
+
+// Config is the configuration of a whole shop on the stack at e, its
+// gateway listening on httpAddr.
+func Config(e devstack.Endpoints, httpAddr string, log *slog.Logger) app.Config {
+	return app.Config{
+		Brokers: e.Brokers, RegistryURL: e.RegistryURL, MongoURI: e.MongoURI, MongoDB: "shop",
+		PostgresURL: e.PostgresURL, CardPSPURL: e.CardPSPURL, SepaBankURL: e.SepaBankURL, SMTPAddr: e.SMTPAddr,
+		HTTPAddr: httpAddr, Components: app.Components(), Replication: 1, Logger: log,
+		DevEndpoints: e,
+	}
+}
+
+// Shop is a shop running in this process on its own stack.
+type Shop struct {
+	Stack *devstack.Stack
+	URL   string // the gateway: http://host:port
+
+	stop context.CancelFunc
+	done chan error
+}
+
+// Start starts the stack configured by sc, then the shop on it: [Config]
+// on a free port, changed by edit (nil: unchanged; OnReady is Start's own).
+// It returns once the gateway serves; if the shop fails first, or ctx
+// ends, everything started is stopped and the error returned.
+func Start(ctx context.Context, sc devstack.Config, edit func(*app.Config)) (*Shop, error) {
+	log := sc.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	stack, err := devstack.Start(ctx, sc)
+	if err != nil {
+		return nil, err
+	}
+	cfg := Config(stack.Endpoints, "127.0.0.1:0", log)
+	if edit != nil {
+		edit(&cfg)
+	}
+	ready := make(chan string, 1)
+	cfg.OnReady = func(addr string) { ready <- addr }
+	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	s := &Shop{Stack: stack, stop: stop, done: make(chan error, 1)}
+	go func() { s.done <- app.Run(runCtx, cfg) }()
+	select {
+	case addr := <-ready:
+		s.URL = "http://" + addr
+		return s, nil
+	case err := <-s.done:
+		s.done <- err
+		return nil, errors.Join(fmt.Errorf("the shop stopped before it was ready: %w", err), s.Stop(context.WithoutCancel(ctx)))
+	case <-ctx.Done():
+		return nil, errors.Join(ctx.Err(), s.Stop(context.WithoutCancel(ctx)))
+	}
+}
+
+// Stop stops the shop, then its stack, and returns the shop's error (if
+// it failed) joined with the stack's. It is safe to call more than once.
+func (s *Shop) Stop(ctx context.Context) error {
+	s.stop()
+	err := <-s.done
+	s.done <- nil // a second Stop finds the shop stopped
+	if errors.Is(err, context.Canceled) {
+		err = nil
+	}
+	if err != nil {
+		err = fmt.Errorf("the shop: %w", err)
+	}
+	if s.Stack != nil {
+		err = errors.Join(err, s.Stack.Stop(ctx))
+		s.Stack = nil
+	}
+	return err
+}

@@ -1,0 +1,123 @@
+// Package invoicing is the processor that invoices confirmed orders: on
+// OrderConfirmed it renders the invoice PDF (lines with the catalogue's
+// titles, totals, order and customer), stores it and issues the invoice,
+// and requests the email that carries it, all in one transaction. An order
+// invoiced already is skipped, so redelivery issues nothing twice.
+package invoicing
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"shopstream/internal/platform/aggregate"
+	"shopstream/internal/platform/command"
+	"shopstream/internal/platform/eventlog"
+	"shopstream/processors/consumer"
+	"shopstream/processors/invoicing/invoicepdf"
+	"shopstream/producers/billing"
+	"shopstream/producers/catalog"
+	"shopstream/producers/customers"
+	"shopstream/producers/notifications"
+	"shopstream/producers/orders"
+	"shopstream/schemas"
+)
+
+// Group is the billing processor's consumer group.
+const Group = "shop.processor.billing.v1"
+
+// Deps are the services the processor reads and writes.
+type Deps struct {
+	Pool          *pgxpool.Pool
+	Billing       *billing.Service
+	Notifications *notifications.Service
+	Orders        *orders.Service
+	Customers     *customers.Service
+	Catalog       *catalog.Service
+	Logger        *slog.Logger
+	Now           func() time.Time // default time.Now
+}
+
+// Processor invoices confirmed orders.
+type Processor struct{ d Deps }
+
+// New returns the billing processor.
+func New(d Deps) *Processor {
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	d.Logger = d.Logger.With("component", "billing")
+	return &Processor{d: d}
+}
+
+// Config is its consumer.
+func (p *Processor) Config(serde *eventlog.Serde) consumer.Config {
+	return consumer.Config{Group: Group, Topics: []string{schemas.TopicOrders}, Serde: serde, Logger: p.d.Logger, Handler: p.Handle}
+}
+
+// Handle invoices the order an OrderConfirmed confirms.
+func (p *Processor) Handle(ctx context.Context, env eventlog.Envelope) error {
+	e, ok := env.Event.(schemas.OrderConfirmed)
+	if !ok {
+		return nil
+	}
+	if issued, err := p.d.Billing.Issued(ctx, e.OrderID); err != nil || issued {
+		return err
+	}
+	inv, err := p.invoice(ctx, e.OrderID)
+	if err != nil {
+		return err
+	}
+	pdf, err := invoicepdf.Render(inv)
+	if err != nil {
+		return consumer.Permanent(err)
+	}
+	meta := command.CausedBy(ctx, env.Meta)
+	_, err = aggregate.Transact(ctx, p.d.Pool, meta, func(tx pgx.Tx) (command.Result, error) {
+		if err := p.d.Billing.IssueIn(ctx, tx, meta, billing.Issue{OrderID: e.OrderID, Number: inv.Number,
+			CustomerID: inv.Customer.ID, TotalCents: inv.TotalCents}, pdf); err != nil {
+			return command.Result{}, err
+		}
+		return command.Result{}, p.d.Notifications.RequestIn(ctx, tx, meta, notifications.Request{
+			OrderID: e.OrderID, To: inv.Customer.Email, Subject: "Your shopstream invoice " + inv.Number,
+			Template: "invoice", AttachmentRef: billing.DocumentRef(e.OrderID)})
+	})
+	return err
+}
+
+// invoice gathers what the invoice shows, with a new number.
+func (p *Processor) invoice(ctx context.Context, orderID string) (invoicepdf.Invoice, error) {
+	o, found, err := p.d.Orders.Order(ctx, orderID)
+	if err != nil || !found {
+		return invoicepdf.Invoice{}, notFound(err, found, "order", orderID)
+	}
+	c, found, err := p.d.Customers.Customer(ctx, o.CustomerID)
+	if err != nil || !found {
+		return invoicepdf.Invoice{}, notFound(err, found, "customer", o.CustomerID)
+	}
+	now := p.d.Now().UTC()
+	inv := invoicepdf.Invoice{OrderID: orderID, IssuedAt: now, Currency: "EUR", TotalCents: o.TotalCents, PaymentMethod: o.PaymentMethod,
+		Customer: invoicepdf.Customer{ID: o.CustomerID, Name: c.Name, Email: c.Email}}
+	for _, l := range o.Lines {
+		prod, _, err := p.d.Catalog.Product(ctx, l.ProductID)
+		if err != nil {
+			return invoicepdf.Invoice{}, err
+		}
+		inv.Lines = append(inv.Lines, invoicepdf.Line{ProductID: l.ProductID, Title: prod.Title, Quantity: int(l.Quantity), UnitPriceCents: l.UnitPriceCents})
+	}
+	if inv.Number, err = p.d.Billing.NextNumber(ctx, now); err != nil {
+		return invoicepdf.Invoice{}, err
+	}
+	return inv, nil
+}
+
+func notFound(err error, found bool, what, id string) error {
+	if err != nil {
+		return err
+	}
+	return consumer.Permanent(fmt.Errorf("%s %s: %w", what, id, command.ErrNotFound))
+}
