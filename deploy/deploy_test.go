@@ -34,36 +34,67 @@ const root = ".."
 // ---------------------------------------------------------------------------
 // What the code says a deployment must provide.
 
-// commonEnv is what every `shop run` process needs, whatever its
-// components: app.Run registers the schemas, checks the topics, opens
-// PostgreSQL (and applies the migrations) and MongoDB before it starts any
-// component, and every flag left unset points at 127.0.0.1.
-var commonEnv = []string{"SHOP_BROKERS", "SHOP_REGISTRY_URL", "SHOP_POSTGRES_URL", "SHOP_MONGO_URI"}
-
-// componentEnv is what a component needs on top of commonEnv, from the
-// flags of `shop run` (cmd/shop/runcmd.go, shopflags.go).
-var componentEnv = map[string][]string{
-	app.PaymentsCard: {"SHOP_CARD_PSP_URL"},
-	app.PaymentsSepa: {"SHOP_SEPA_BANK_URL"},
-	// The quota is the provider's for the whole group: every instance
-	// must be given the same one, not rely on a default.
-	app.Email: {"SHOP_SMTP_ADDR", "SHOP_EMAIL_RATE"},
+// needEnv is the `shop run` variable that points a process at each piece
+// of infrastructure a component needs (app.Requires, the component table).
+var needEnv = map[app.Need]string{
+	app.NeedKafka: "SHOP_BROKERS", app.NeedRegistry: "SHOP_REGISTRY_URL", app.NeedPostgres: "SHOP_POSTGRES_URL",
+	app.NeedMongo: "SHOP_MONGO_URI", app.NeedSMTP: "SHOP_SMTP_ADDR", app.NeedCardPSP: "SHOP_CARD_PSP_URL",
+	app.NeedSepaBank: "SHOP_SEPA_BANK_URL",
 }
 
-// infraDeps are the compose services every component waits for, healthy.
-var infraDeps = []string{"kafka", "schema-registry", "postgres", "mongo"}
+// componentSettings are the settings a component must be given on top of
+// its infrastructure: the email quota is the provider's for the whole
+// group, so every instance must be given the same one, not rely on a
+// default.
+var componentSettings = map[string][]string{app.Email: {"SHOP_EMAIL_RATE"}}
 
-// oneShots are the compose services every component waits for, completed.
+// needService is the compose service of each piece of infrastructure the
+// components wait for, healthy; needOneShot the one-shot service that must
+// have completed first (topics created, migrations applied).
+var (
+	needService = map[app.Need]string{app.NeedKafka: "kafka", app.NeedRegistry: "schema-registry", app.NeedPostgres: "postgres", app.NeedMongo: "mongo"}
+	needOneShot = map[app.Need]string{app.NeedKafka: "topics", app.NeedPostgres: "migrate"}
+)
+
+// oneShots are the compose one-shot services.
 var oneShots = []string{"topics", "migrate"}
+
+// needsOf is the union of what comps need, from the component table.
+func needsOf(comps []string) []app.Need {
+	var out []app.Need
+	for _, c := range comps {
+		out = append(out, app.Requires(c)...)
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
 
 // neededEnv is the environment a process running comps needs.
 func neededEnv(comps []string) []string {
-	need := slices.Clone(commonEnv)
+	var need []string
+	for _, n := range needsOf(comps) {
+		need = append(need, needEnv[n])
+	}
 	for _, c := range comps {
-		need = append(need, componentEnv[c]...)
+		need = append(need, componentSettings[c]...)
 	}
 	slices.Sort(need)
 	return slices.Compact(need)
+}
+
+// TestEveryNeedHasItsVariable: a need added to the component table must
+// be given a `shop run` variable here, or no deploy check would see it.
+func TestEveryNeedHasItsVariable(t *testing.T) {
+	for _, c := range app.Components() {
+		if len(app.Requires(c)) == 0 {
+			t.Errorf("component %s requires nothing in the component table", c)
+		}
+		for _, n := range app.Requires(c) {
+			if needEnv[n] == "" {
+				t.Errorf("component %s needs %s, which deploy_test.go's needEnv does not map to a variable", c, n)
+			}
+		}
+	}
 }
 
 // expectedTopics is every topic the shop writes: schemas.Topics() and a
@@ -144,7 +175,7 @@ func flagEnv(t *testing.T, funcs ...string) map[string]bool {
 // runEnv is the SHOP_* variables `shop run` reads.
 func runEnv(t *testing.T) map[string]bool {
 	env := flagEnv(t, "runRun", "addInfraFlags", "addShopFlags")
-	for _, v := range slices.Concat(commonEnv, slices.Concat(mapValues(componentEnv)...)) {
+	for _, v := range slices.Concat(mapValues(needEnv), slices.Concat(mapValues(componentSettings)...)) {
 		if !env[v] {
 			t.Fatalf("deploy_test.go requires %s, which is no flag of `shop run` (flags: %v)", v, sortedKeys(env))
 		}
@@ -396,14 +427,16 @@ func TestComposeComponentServices(t *testing.T) {
 	}
 	for name, comps := range groups {
 		s := p.Services[name]
-		for _, dep := range infraDeps {
-			if d, ok := s.DependsOn[dep]; !ok || d.Condition != types.ServiceConditionHealthy {
-				t.Errorf("service %s (%v) must depend on %s with condition service_healthy", name, comps, dep)
+		for _, n := range needsOf(comps) {
+			if dep := needService[n]; dep != "" {
+				if d, ok := s.DependsOn[dep]; !ok || d.Condition != types.ServiceConditionHealthy {
+					t.Errorf("service %s (%v) needs %s: it must depend on %s with condition service_healthy", name, comps, n, dep)
+				}
 			}
-		}
-		for _, dep := range oneShots {
-			if d, ok := s.DependsOn[dep]; !ok || d.Condition != types.ServiceConditionCompletedSuccessfully {
-				t.Errorf("service %s (%v) must depend on %s with condition service_completed_successfully", name, comps, dep)
+			if dep := needOneShot[n]; dep != "" {
+				if d, ok := s.DependsOn[dep]; !ok || d.Condition != types.ServiceConditionCompletedSuccessfully {
+					t.Errorf("service %s (%v) needs %s: it must depend on %s with condition service_completed_successfully", name, comps, n, dep)
+				}
 			}
 		}
 		// The health check asks /readyz on the --http port.
@@ -440,9 +473,9 @@ func hostsOf(key, value string) []string {
 func TestComposeComponentEnvironment(t *testing.T) {
 	p := loadCompose(t, "*")
 	known := runEnv(t)
-	for c := range componentEnv {
+	for c := range componentSettings {
 		if !slices.Contains(app.Components(), c) {
-			t.Errorf("deploy_test.go's componentEnv names %s, which is no component", c)
+			t.Errorf("deploy_test.go's componentSettings names %s, which is no component", c)
 		}
 	}
 	groups, other := shopServices(t, p)

@@ -22,48 +22,25 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"slices"
-	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/sony/gobreaker/v2"
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/sr"
-	"github.com/twmb/franz-go/plugin/kprom"
-	"github.com/twmb/franz-go/plugin/kslog"
-	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
-	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
 	"shopstream/internal/edge/gateway"
-	"shopstream/internal/edge/stockwatch"
 	"shopstream/internal/platform/command"
-	"shopstream/internal/platform/docstore"
 	"shopstream/internal/platform/eventlog"
 	"shopstream/internal/platform/idempotency"
-	"shopstream/internal/platform/lag"
 	"shopstream/internal/platform/metrics"
 	"shopstream/internal/platform/outbox"
 	"shopstream/internal/platform/pgdb"
-	"shopstream/internal/platform/tracing"
-	"shopstream/processors/charging"
 	"shopstream/processors/charging/pspclient"
-	"shopstream/processors/consumer"
-	"shopstream/processors/email"
-	"shopstream/processors/email/mailer"
-	"shopstream/processors/email/quota"
-	"shopstream/processors/invoicing"
 	"shopstream/processors/saga"
-	"shopstream/processors/stockfeed"
 	"shopstream/producers/billing"
 	"shopstream/producers/carts"
 	"shopstream/producers/catalog"
@@ -73,46 +50,8 @@ import (
 	"shopstream/producers/orders"
 	"shopstream/producers/payments"
 	"shopstream/producers/reviews"
-	"shopstream/projectors/orderviews"
-	"shopstream/projectors/products"
-	"shopstream/projectors/runner"
 	"shopstream/schemas"
 )
-
-// Component names, for --components.
-const (
-	Gateway           = "gateway"
-	OutboxRelay       = "outbox-relay"
-	ProjectorProducts = "projector-products"
-	ProjectorOrders   = "projector-orders"
-	StockFeed         = "stockfeed"
-	Saga              = "saga"
-	PaymentsCard      = "payments-card"
-	PaymentsSepa      = "payments-sepa"
-	Billing           = "billing"
-	Email             = "email"
-)
-
-// Components lists every component, in start order.
-func Components() []string {
-	return []string{OutboxRelay, StockFeed, Saga, PaymentsCard, PaymentsSepa, Billing, Email, ProjectorProducts, ProjectorOrders, Gateway}
-}
-
-// ParseComponents reads a comma-separated list ("all" for every one).
-func ParseComponents(s string) ([]string, error) {
-	if s == "" || s == "all" {
-		return Components(), nil
-	}
-	var out []string
-	for _, c := range strings.Split(s, ",") {
-		c = strings.TrimSpace(c)
-		if !slices.Contains(Components(), c) {
-			return nil, fmt.Errorf("unknown component %q (known: %s)", c, strings.Join(Components(), ", "))
-		}
-		out = append(out, c)
-	}
-	return out, nil
-}
 
 // Config is what Run needs.
 type Config struct {
@@ -166,282 +105,71 @@ type Config struct {
 	Getenv func(string) string
 }
 
-// Run starts the configured components and blocks until ctx ends.
+// Run starts the configured components and blocks until ctx ends. It
+// connects the union of what they need (the component table), and only
+// that; builds each, in the table's order; then serves GET /metrics,
+// /livez, /readyz and /healthz on cfg.HTTPAddr, and with the gateway the
+// shop's API. A runner that fails stops the instance, and Run returns its
+// error.
 func Run(ctx context.Context, cfg Config) error {
-	log := cfg.Logger
-	has := func(c string) bool { return slices.Contains(cfg.Components, c) }
+	rows, needs := selected(cfg.Components)
+	w := newWiring(cfg)
+	defer w.close()
+	if err := w.connect(ctx, needs); err != nil {
+		return err
+	}
+	w.ctx, w.cancel = context.WithCancelCause(ctx)
+	defer w.cancel(nil)
+	addr, err := w.build(rows, needs)
+	if err != nil {
+		w.cancel(err)
+		w.wg.Wait()
+		return err
+	}
+	w.log.Info("components running", "components", cfg.Components, "http", addr)
+	if cfg.OnReady != nil {
+		cfg.OnReady(addr)
+	}
+	return w.wait()
+}
 
-	cat, err := schemas.Load()
-	if err != nil {
-		return err
-	}
-	reg, err := sr.NewClient(sr.URLs(cfg.RegistryURL))
-	if err != nil {
-		return fmt.Errorf("schema registry: %w", err)
-	}
-	serde := eventlog.NewSerde(reg, cat)
-	if err := serde.RegisterAll(ctx); err != nil {
-		return err
-	}
-	tp := cfg.Tracing
-	if tp == nil {
-		getenv := cfg.Getenv
-		if getenv == nil {
-			getenv = os.Getenv
-		}
-		p, err := tracing.FromEnv(ctx, getenv, attribute.String("shop.components", strings.Join(cfg.Components, ",")))
-		if err != nil {
-			return err
-		}
-		defer func() {
-			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			defer cancel()
-			if err := p.Shutdown(sctx); err != nil {
-				log.Warn("tracing: spans not flushed", "err", err)
-			}
-		}()
-		tp = p
-		log.Info("tracing", "exporting", p.Enabled)
-	}
-	// promReg is this instance's registry, served on GET /metrics.
-	promReg := prometheus.NewRegistry()
-	promReg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	kopts := []kgo.Opt{kgo.SeedBrokers(cfg.Brokers...), kgo.WithLogger(kslog.New(log.With("component", "kafka-client")))}
-	// kclient builds a Kafka client whose franz-go metrics (kprom, under
-	// "shop_", labelled client=name) this instance serves.
-	kclient := func(name string, opts ...kgo.Opt) (*kgo.Client, error) {
-		m := kprom.NewMetrics("shop", kprom.Registerer(promReg), kprom.WithStaticLabel(prometheus.Labels{"client": name}))
-		return kgo.NewClient(slices.Concat(kopts, opts, []kgo.Opt{kgo.WithHooks(m)})...)
-	}
-	admin, err := kclient("admin")
-	if err != nil {
-		return fmt.Errorf("kafka: %w", err)
-	}
-	defer admin.Close()
-	if err := eventlog.EnsureTopics(ctx, kadm.NewClient(admin), cfg.Replication); err != nil {
-		return err
-	}
-
-	pool, err := pgdb.Connect(ctx, cfg.PostgresURL)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	if _, err := pgdb.Migrate(ctx, pool, Migrations()); err != nil {
-		return err
-	}
-	mc, err := mongo.Connect(options.Client().ApplyURI(cfg.MongoURI))
-	if err != nil {
-		return fmt.Errorf("mongodb: %w", err)
-	}
-	defer mc.Disconnect(context.WithoutCancel(ctx)) //nolint:errcheck // best effort at exit
-	db := mc.Database(cfg.MongoDB)
-
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	var wg sync.WaitGroup
-	alive := map[string]*atomic.Bool{}
-	start := func(name string, run func(context.Context) error) {
-		flag := &atomic.Bool{}
-		flag.Store(true)
-		alive[name] = flag
-		wg.Go(func() {
-			defer flag.Store(false)
-			if err := run(ctx); err != nil && ctx.Err() == nil {
-				cancel(fmt.Errorf("%s: %w", name, err))
-			}
-		})
-	}
-
-	if has(OutboxRelay) {
-		prod, err := kclient(OutboxRelay, kgo.ProducerLinger(2*time.Millisecond))
-		if err != nil {
-			return err
-		}
-		defer prod.Close()
-		relay := outbox.NewRelay(pool, prod, outbox.RelayConfig{Logger: log})
-		start(OutboxRelay, relay.Run)
-		promReg.MustRegister(metrics.Outbox(pool, 0, log))
-	}
-	// group runs a consumer group (a processor's or a projector's) as a
-	// component, with a client of its own.
-	group := func(name string, g interface {
-		ClientOpts() []kgo.Opt
-		Run(context.Context, *kgo.Client) error
-	}) error {
-		cl, err := kclient(name, g.ClientOpts()...)
-		if err != nil {
-			return err
-		}
-		start(name, func(ctx context.Context) error { defer cl.Close(); return g.Run(ctx, cl) })
-		return nil
-	}
-	// known are the consumer groups whose lag GET /lag shows even when
-	// they are down: the projections, and the processors run here.
-	known := map[string][]string{
-		products.Projection().Group():   products.Projection().Topics,
-		orderviews.Projection().Group(): orderviews.Projection().Topics,
-	}
-	consume := func(name string, cfg consumer.Config) error {
-		known[cfg.Group] = cfg.Topics
-		if cfg.Logger == nil {
-			cfg.Logger = log
-		}
-		cfg.Tracing = tp
-		return group(name, consumer.New(cfg))
-	}
-	svc := newServices(pool, serde)
-	if has(StockFeed) {
-		if err := consume(StockFeed, stockfeed.Config(svc.inventory, serde)); err != nil {
-			return err
+// build builds every row, then the instance's HTTP server, and returns
+// the address it listens on.
+func (w *wiring) build(rows []component, needs []Need) (string, error) {
+	for _, c := range rows {
+		if err := c.build(w.ctx, w); err != nil {
+			return "", fmt.Errorf("%s: %w", c.name, err)
 		}
 	}
-	if has(Saga) {
-		// The saga's steps hold a connection of their own while their
-		// commands take others: from a pool of their own, so that they
-		// never wait on the pool they hold.
-		own, err := pgdb.Connect(ctx, cfg.PostgresURL)
-		if err != nil {
-			return err
+	if w.admin != nil {
+		var dlqs []string
+		for _, t := range schemas.Topics() {
+			dlqs = append(dlqs, eventlog.DeadLetterTopic(t.Name))
 		}
-		defer own.Close()
-		// A charge that comes after its order's payment timed out is
-		// refunded through the provider that made it.
-		refunders := map[string]saga.Refunder{}
-		for method, url := range map[string]string{orders.Card: cfg.CardPSPURL, orders.Sepa: cfg.SepaBankURL} {
-			if url == "" {
-				continue
-			}
-			c, err := pspclient.New(pspclient.Config{BaseURL: url, Logger: log, Breaker: pspclient.BreakerConfig{Name: "saga-refund-" + method}})
-			if err != nil {
-				return fmt.Errorf("payment provider %s: %w", url, err)
-			}
-			refunders[method] = c
-		}
-		sg := saga.New(own, pool, svc.orders, svc.inventory, svc.payments, refunders,
-			saga.Timeouts{Card: cfg.PaymentTimeout, Sepa: cfg.SepaTimeout}, log)
-		if err := consume(Saga, sg.Config(serde)); err != nil {
-			return err
-		}
-		// Every saga instance runs a scheduler: they share the due
-		// deadlines, each fired once (see saga.Scheduler).
-		start(Saga+"-scheduler", sg.Scheduler(0).Run)
+		w.prom.MustRegister(metrics.Lag(w.kadm(), w.known, 0, w.log), metrics.DeadLetters(w.kadm(), dlqs, 0, w.log))
 	}
-	if has(PaymentsCard) || has(PaymentsSepa) {
-		var providers [2]*pspclient.Client
-		targets := [2]string{"card", "sepa"}
-		for i, url := range []string{cfg.CardPSPURL, cfg.SepaBankURL} {
-			if providers[i], err = pspclient.New(pspclient.Config{BaseURL: url, Logger: log, Breaker: pspclient.BreakerConfig{Name: targets[i]}}); err != nil {
-				return fmt.Errorf("payment provider %s: %w", url, err)
-			}
-		}
-		p := charging.New(svc.payments, providers[0], providers[1], log)
-		for i, c := range []string{PaymentsCard, PaymentsSepa} {
-			if has(c) {
-				promReg.MustRegister(breakerGauge(targets[i], providers[i]))
-			}
-		}
-		if has(PaymentsCard) {
-			if err := consume(PaymentsCard, p.CardConfig(serde)); err != nil {
-				return err
-			}
-		}
-		if has(PaymentsSepa) {
-			if err := consume(PaymentsSepa, p.SepaConfig(serde)); err != nil {
-				return err
-			}
-		}
-	}
-	if has(Billing) {
-		b := invoicing.New(invoicing.Deps{Pool: pool, Billing: svc.billing, Notifications: svc.notifications,
-			Orders: svc.orders, Customers: svc.customers, Catalog: svc.catalog, Logger: log})
-		if err := consume(Billing, b.Config(serde)); err != nil {
-			return err
-		}
-	}
-	if has(Email) {
-		from := cfg.MailFrom
-		if from == "" {
-			from = DefaultMailFrom
-		}
-		m, err := mailer.New(mailer.Config{Addr: cfg.SMTPAddr, From: from})
-		if err != nil {
-			return fmt.Errorf("--smtp-addr %s: %w", cfg.SMTPAddr, err)
-		}
-		rate := cfg.EmailRate
-		if rate == 0 {
-			rate = DefaultEmailRate
-		}
-		pacer, err := quota.New(quota.Config{Rate: rate, Partitions: schemas.DefaultPartitions})
-		if err != nil {
-			return fmt.Errorf("--email-rate %v: %w", rate, err)
-		}
-		sent := prometheus.NewCounter(prometheus.CounterOpts{Name: "shop_email_sent_total", Help: "Emails the SMTP relay accepted from this instance."})
-		promReg.MustRegister(sent,
-			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "shop_email_quota_per_second",
-				Help: "This instance's share of the email quota: the group's quota times the share of the email partitions it owns."}, pacer.Share),
-			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "shop_email_group_quota_per_second",
-				Help: "The email provider's quota for the whole email consumer group (--email-rate)."}, pacer.Rate))
-		sender := email.New(email.Deps{Notifications: svc.notifications, Billing: svc.billing, Mailer: m, Pacer: pacer, Logger: log, Sent: sent})
-		if err := consume(Email, sender.Config(serde)); err != nil {
-			return err
-		}
-	}
-	store := docstore.New(db)
-	if has(ProjectorProducts) {
-		r := runner.New(products.Projection(), serde, store, log).WithTracing(tp)
-		promReg.MustRegister(checkpointGauge(products.Projection().Name, r.Checkpoint))
-		if err := group(ProjectorProducts, r); err != nil {
-			return err
-		}
-	}
-	if has(ProjectorOrders) {
-		r := runner.New(orderviews.Projection(), serde, store, log).WithTracing(tp)
-		promReg.MustRegister(checkpointGauge(orderviews.Projection().Name, r.Checkpoint))
-		if err := group(ProjectorOrders, r); err != nil {
-			return err
-		}
-	}
-	var dlqs []string
-	for _, t := range schemas.Topics() {
-		dlqs = append(dlqs, eventlog.DeadLetterTopic(t.Name))
-	}
-	promReg.MustRegister(
-		metrics.Lag(kadm.NewClient(admin), known, 0, log),
-		metrics.DeadLetters(kadm.NewClient(admin), dlqs, 0, log))
-	checks := readinessChecks(cfg.Components, infraChecks(admin, reg, mc, pool, cfg.SMTPAddr), alive)
+	checks := readinessChecks(w.cfg.Components, w.infraChecks(needs), w.alive)
 	// Every instance serves GET /metrics, /livez, /readyz and /healthz
 	// (the alias of /readyz); with the gateway, the gateway serves the
 	// rest, its own /healthz included.
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(promReg, promhttp.HandlerOpts{
-		ErrorHandling: promhttp.ContinueOnError, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(w.prom, promhttp.HandlerOpts{
+		ErrorHandling: promhttp.ContinueOnError, ErrorLog: slog.NewLogLogger(w.log.Handler(), slog.LevelWarn)}))
 	mux.Handle("GET /livez", gateway.Livez())
 	mux.Handle("GET /readyz", gateway.Readyz(checks))
 	server := "http"
-	if has(Gateway) {
-		hub := stockwatch.New(serde, log)
-		if err := group("stockwatch", hub); err != nil {
-			return err
-		}
-		gw := gateway.New(gateway.Deps{
-			Commands: commandBus(svc, pool, cfg, promReg), Products: products.NewReader(db), Orders: orderviews.NewReader(db),
-			Stock: hub, Checks: checks, Logger: log, DevEndpoints: cfg.DevEndpoints,
-			Lag:     func(ctx context.Context) ([]lag.Group, error) { return lag.Measure(ctx, kadm.NewClient(admin), known) },
-			Metrics: promReg, Tracing: tp, AsyncAPI: AsyncAPI, Limits: cfg.HTTPLimits,
-		})
-		mux.Handle("/", gw)
+	if w.api != nil {
+		mux.Handle("/", w.api(checks))
 		server = Gateway
 	} else {
 		mux.Handle("GET /healthz", gateway.Healthz(checks))
 	}
-	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	ln, err := net.Listen("tcp", w.cfg.HTTPAddr)
 	if err != nil {
-		return fmt.Errorf("listen --http %s: %w", cfg.HTTPAddr, err)
+		return "", fmt.Errorf("listen --http %s: %w", w.cfg.HTTPAddr, err)
 	}
-	httpAddr := ln.Addr().String()
-	srv := gateway.NewServer(gateway.WithProblems(mux), cfg.HTTPLimits)
-	start(server, func(ctx context.Context) error {
+	srv := gateway.NewServer(gateway.WithProblems(mux), w.cfg.HTTPLimits)
+	w.start(server, func(ctx context.Context) error {
 		go func() {
 			<-ctx.Done()
 			sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
@@ -453,16 +181,7 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		return nil
 	})
-	log.Info("components running", "components", cfg.Components, "http", httpAddr)
-	if cfg.OnReady != nil {
-		cfg.OnReady(httpAddr)
-	}
-	<-ctx.Done()
-	wg.Wait()
-	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
-		return err
-	}
-	return nil
+	return ln.Addr().String(), nil
 }
 
 // Migrations are every context's migrations, in order.
@@ -542,31 +261,6 @@ func newServices(pool *pgxpool.Pool, serde *eventlog.Serde) *services {
 // dependencies are named as in a 503 problem: gateway.DepPostgres, …).
 const DepSMTP = "smtp"
 
-// Needs lists the dependencies component cannot do its work without, in
-// the order /readyz checks them: an instance is ready when those of its
-// components answer (GET /readyz), whatever the others do, so that an
-// outage of MongoDB takes no processor out of service and restarts
-// nothing. What a component reaches only through a circuit breaker and
-// deadlines that compensate (the payment providers) is not in it, nor is
-// what it merely reports (the gateway's /lag and event streams read
-// Kafka, but it accepts writes and serves reads without it: the outbox
-// holds the events).
-func Needs(component string) []string {
-	switch component {
-	case Gateway:
-		return []string{gateway.DepPostgres, gateway.DepMongo}
-	case OutboxRelay:
-		return []string{gateway.DepPostgres, gateway.DepKafka}
-	case ProjectorProducts, ProjectorOrders:
-		return []string{gateway.DepMongo, gateway.DepKafka, gateway.DepRegistry}
-	case StockFeed, Saga, PaymentsCard, PaymentsSepa, Billing:
-		return []string{gateway.DepPostgres, gateway.DepKafka, gateway.DepRegistry}
-	case Email:
-		return []string{gateway.DepPostgres, gateway.DepKafka, gateway.DepRegistry, DepSMTP}
-	}
-	return nil
-}
-
 // readinessChecks are what GET /readyz runs: the dependencies the
 // components need (Needs, each once, in a fixed order), then whether
 // each component still runs.
@@ -578,9 +272,9 @@ func readinessChecks(components []string, infra map[string]gateway.Check, alive 
 		}
 	}
 	var checks []gateway.Check
-	for _, d := range []string{gateway.DepPostgres, gateway.DepMongo, gateway.DepKafka, gateway.DepRegistry, DepSMTP} {
-		if need[d] {
-			checks = append(checks, infra[d])
+	for _, d := range needOrder {
+		if need[string(d)] {
+			checks = append(checks, infra[string(d)])
 		}
 	}
 	for _, name := range components {
@@ -596,28 +290,28 @@ func readinessChecks(components []string, infra map[string]gateway.Check, alive 
 	return checks
 }
 
-// infraChecks ping each dependency, by name: a round trip that needs the
-// server to answer, not just a pooled connection.
-func infraChecks(k *kgo.Client, reg *sr.Client, mc *mongo.Client, pool *pgxpool.Pool, smtpAddr string) map[string]gateway.Check {
-	checks := []gateway.Check{
-		{Name: gateway.DepKafka, Check: k.Ping},
-		{Name: gateway.DepRegistry, Check: func(ctx context.Context) error { _, err := reg.Subjects(ctx); return err }},
-		{Name: gateway.DepMongo, Check: func(ctx context.Context) error { return mc.Ping(ctx, nil) }},
-		{Name: gateway.DepPostgres, Check: pool.Ping},
-		// The relay answers a TCP connection: no SMTP session, so no
-		// message and nothing for a provider to count.
-		{Name: DepSMTP, Check: func(ctx context.Context) error {
-			c, err := (&net.Dialer{}).DialContext(ctx, "tcp", smtpAddr)
-			if err != nil {
-				return err
-			}
-			return c.Close()
-		}},
-	}
+// infraChecks ping each dependency needs lists, by name: a round trip
+// that needs the server to answer, not just a pooled connection.
+func (w *wiring) infraChecks(needs []Need) map[string]gateway.Check {
 	m := map[string]gateway.Check{}
-	for _, c := range checks {
-		m[c.Name] = c
+	add := func(n Need, check func(context.Context) error) {
+		if slices.Contains(needs, n) {
+			m[string(n)] = gateway.Check{Name: string(n), Check: check}
+		}
 	}
+	add(NeedKafka, func(ctx context.Context) error { return w.admin.Ping(ctx) })
+	add(NeedRegistry, func(ctx context.Context) error { _, err := w.reg.Subjects(ctx); return err })
+	add(NeedMongo, func(ctx context.Context) error { return w.mc.Ping(ctx, nil) })
+	add(NeedPostgres, func(ctx context.Context) error { return w.pool.Ping(ctx) })
+	// The relay answers a TCP connection: no SMTP session, so no message
+	// and nothing for a provider to count.
+	add(NeedSMTP, func(ctx context.Context) error {
+		c, err := (&net.Dialer{}).DialContext(ctx, "tcp", w.cfg.SMTPAddr)
+		if err != nil {
+			return err
+		}
+		return c.Close()
+	})
 	return m
 }
 

@@ -304,16 +304,16 @@ func TestAsyncAPIDescribesTheCode(t *testing.T) {
 	})
 }
 
-// groupsRunRuns reads app.go: the component of every consume(X, …) and
-// group(X, …) call in Run, i.e. every consumer group Run starts.
+// groupsRunRuns reads the component table (components.go): the component
+// of every w.consume(X, …) and w.group(X, …) call, i.e. every consumer
+// group Run starts.
 func groupsRunRuns(t *testing.T) []string {
 	t.Helper()
-	f, err := parser.ParseFile(token.NewFileSet(), "app.go", nil, 0)
+	f, err := parser.ParseFile(token.NewFileSet(), "components.go", nil, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	consts := map[string]string{}
-	var run *ast.FuncDecl
 	for _, d := range f.Decls {
 		switch d := d.(type) {
 		case *ast.GenDecl:
@@ -328,22 +328,15 @@ func groupsRunRuns(t *testing.T) []string {
 					}
 				}
 			}
-		case *ast.FuncDecl:
-			if d.Name.Name == "Run" {
-				run = d
-			}
 		}
 	}
-	if run == nil {
-		t.Fatal("no func Run in app.go")
-	}
 	var out []string
-	ast.Inspect(run, func(n ast.Node) bool {
+	ast.Inspect(f, func(n ast.Node) bool {
 		call, ok := n.(*ast.CallExpr)
 		if !ok || len(call.Args) == 0 {
 			return true
 		}
-		if fn, ok := call.Fun.(*ast.Ident); !ok || (fn.Name != "consume" && fn.Name != "group") {
+		if fn, ok := call.Fun.(*ast.SelectorExpr); !ok || (fn.Sel.Name != "consume" && fn.Sel.Name != "group") {
 			return true
 		}
 		switch a := call.Args[0].(type) {
@@ -358,7 +351,7 @@ func groupsRunRuns(t *testing.T) []string {
 		return true
 	})
 	if len(out) == 0 {
-		t.Fatal("found no consume(…) or group(…) call in Run")
+		t.Fatal("found no w.consume(…) or w.group(…) call in the component table (components.go)")
 	}
 	return out
 }

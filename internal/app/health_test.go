@@ -133,6 +133,21 @@ func TestReadinessChecksWhatTheComponentsNeed(t *testing.T) {
 		alive(t, base)
 	})
 
+	// An instance connects only what its components need (the component
+	// table): projectors start and are ready with no PostgreSQL at all.
+	t.Run("projectors without postgresql", func(t *testing.T) {
+		base := startInstance(t, e, []string{app.ProjectorProducts, app.ProjectorOrders}, func(c *app.Config) {
+			c.PostgresURL = "postgres://shop@" + closedAddr(t) + "/shop?connect_timeout=1"
+		})
+		h := getHealth(t, base, "/readyz")
+		if h.code != http.StatusOK {
+			t.Errorf("/readyz: %d %+v, want 200", h.code, h.body)
+		}
+		if got, want := checked(h), []string{"kafka", "mongodb", "projector-orders", "projector-products", "schema-registry"}; !slices.Equal(got, want) {
+			t.Errorf("/readyz checks %v, want %v", got, want)
+		}
+	})
+
 	t.Run("gateway without mongodb", func(t *testing.T) {
 		base := startInstance(t, e, []string{app.Gateway}, deadMongo)
 		began := time.Now()

@@ -1,0 +1,322 @@
+package app
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"shopstream/internal/edge/gateway"
+	"shopstream/internal/edge/stockwatch"
+	"shopstream/internal/platform/docstore"
+	"shopstream/internal/platform/lag"
+	"shopstream/internal/platform/metrics"
+	"shopstream/internal/platform/outbox"
+	"shopstream/internal/platform/pgdb"
+	"shopstream/processors/charging"
+	"shopstream/processors/charging/pspclient"
+	"shopstream/processors/email"
+	"shopstream/processors/email/mailer"
+	"shopstream/processors/email/quota"
+	"shopstream/processors/invoicing"
+	"shopstream/processors/saga"
+	"shopstream/processors/stockfeed"
+	"shopstream/producers/orders"
+	"shopstream/projectors/orderviews"
+	"shopstream/projectors/products"
+	"shopstream/projectors/runner"
+	"shopstream/schemas"
+)
+
+// Component names, for --components.
+const (
+	Gateway           = "gateway"
+	OutboxRelay       = "outbox-relay"
+	ProjectorProducts = "projector-products"
+	ProjectorOrders   = "projector-orders"
+	StockFeed         = "stockfeed"
+	Saga              = "saga"
+	PaymentsCard      = "payments-card"
+	PaymentsSepa      = "payments-sepa"
+	Billing           = "billing"
+	Email             = "email"
+)
+
+// Need is a piece of infrastructure a component is built on.
+type Need string
+
+// The infrastructure, named as readiness checks and 503 problems name it.
+const (
+	NeedPostgres Need = gateway.DepPostgres
+	NeedMongo    Need = gateway.DepMongo
+	NeedKafka    Need = gateway.DepKafka
+	NeedRegistry Need = gateway.DepRegistry
+	NeedSMTP     Need = DepSMTP
+	NeedCardPSP  Need = "card-psp"
+	NeedSepaBank Need = "sepa-bank"
+)
+
+// needOrder is the order Run connects and /readyz checks the needs in.
+var needOrder = []Need{NeedPostgres, NeedMongo, NeedKafka, NeedRegistry, NeedSMTP, NeedCardPSP, NeedSepaBank}
+
+// component is one row of the table: what it is built on, what of that it
+// cannot work without, and how it is built.
+type component struct {
+	name string
+	// needs are what Run connects before building it: an instance
+	// connects the union of its components' needs, and only those.
+	needs []Need
+	// ready are the needs /readyz checks for it: an outage of anything
+	// else (MongoDB for a processor, a PSP behind its circuit breaker,
+	// Kafka for the gateway, whose outbox holds the events) takes it out
+	// of no service and restarts nothing.
+	ready []Need
+	// build wires it on w and starts what it runs with w.start.
+	build func(ctx context.Context, w *wiring) error
+}
+
+// table lists every component, in start order. (A function, not a
+// variable: the gateway's row reaches the AsyncAPI document, which lists
+// the components.)
+func table() []component {
+	return []component{
+		{OutboxRelay, []Need{NeedPostgres, NeedKafka}, []Need{NeedPostgres, NeedKafka}, buildOutboxRelay},
+		{StockFeed, processorNeeds, processorNeeds, func(_ context.Context, w *wiring) error {
+			return w.consume(StockFeed, stockfeed.Config(w.svc.inventory, w.serde))
+		}},
+		{Saga, append(processorNeeds, NeedCardPSP, NeedSepaBank), processorNeeds, buildSaga},
+		{PaymentsCard, append(processorNeeds, NeedCardPSP), processorNeeds, func(_ context.Context, w *wiring) error {
+			p, err := w.charging()
+			if err != nil {
+				return err
+			}
+			return w.consume(PaymentsCard, p.CardConfig(w.serde))
+		}},
+		{PaymentsSepa, append(processorNeeds, NeedSepaBank), processorNeeds, func(_ context.Context, w *wiring) error {
+			p, err := w.charging()
+			if err != nil {
+				return err
+			}
+			return w.consume(PaymentsSepa, p.SepaConfig(w.serde))
+		}},
+		{Billing, processorNeeds, processorNeeds, func(_ context.Context, w *wiring) error {
+			p := invoicing.New(invoicing.Deps{Pool: w.pool, Billing: w.svc.billing, Notifications: w.svc.notifications,
+				Orders: w.svc.orders, Customers: w.svc.customers, Catalog: w.svc.catalog, Logger: w.log})
+			return w.consume(Billing, p.Config(w.serde))
+		}},
+		{Email, append(processorNeeds, NeedSMTP), append(processorNeeds, NeedSMTP), buildEmail},
+		{ProjectorProducts, projectorNeeds, projectorNeeds, func(_ context.Context, w *wiring) error {
+			r := runner.New(products.Projection(), w.serde, docstore.New(w.db), w.log).WithTracing(w.tp)
+			w.prom.MustRegister(checkpointGauge(products.Projection().Name, r.Checkpoint))
+			return w.group(ProjectorProducts, r)
+		}},
+		{ProjectorOrders, projectorNeeds, projectorNeeds, func(_ context.Context, w *wiring) error {
+			r := runner.New(orderviews.Projection(), w.serde, docstore.New(w.db), w.log).WithTracing(w.tp)
+			w.prom.MustRegister(checkpointGauge(orderviews.Projection().Name, r.Checkpoint))
+			return w.group(ProjectorOrders, r)
+		}},
+		// The gateway writes through the outbox (PostgreSQL) and reads the
+		// read models (MongoDB); Kafka and the registry serve its event
+		// streams, GET /lag and the events it encodes.
+		{Gateway, []Need{NeedPostgres, NeedMongo, NeedKafka, NeedRegistry}, []Need{NeedPostgres, NeedMongo}, buildGateway},
+	}
+}
+
+var (
+	processorNeeds = []Need{NeedPostgres, NeedKafka, NeedRegistry}
+	projectorNeeds = []Need{NeedMongo, NeedKafka, NeedRegistry}
+)
+
+// Components lists every component, in start order.
+func Components() []string {
+	var out []string
+	for _, c := range table() {
+		out = append(out, c.name)
+	}
+	return out
+}
+
+// ParseComponents reads a comma-separated list ("all" for every one).
+func ParseComponents(s string) ([]string, error) {
+	if s == "" || s == "all" {
+		return Components(), nil
+	}
+	var out []string
+	for _, c := range strings.Split(s, ",") {
+		c = strings.TrimSpace(c)
+		if !slices.Contains(Components(), c) {
+			return nil, fmt.Errorf("unknown component %q (known: %s)", c, strings.Join(Components(), ", "))
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// Requires lists what component is built on, in needOrder: what an
+// instance running it must be given (flags, environment, compose
+// dependencies).
+func Requires(name string) []Need {
+	for _, c := range table() {
+		if c.name == name {
+			return ordered(c.needs)
+		}
+	}
+	return nil
+}
+
+// Needs lists the dependencies component cannot do its work without, in
+// the order /readyz checks them (see component.ready).
+func Needs(name string) []string {
+	for _, c := range table() {
+		if c.name == name {
+			var out []string
+			for _, n := range ordered(c.ready) {
+				out = append(out, string(n))
+			}
+			return out
+		}
+	}
+	return nil
+}
+
+// selected are the table's rows of names, in start order; union is what
+// they need together.
+func selected(names []string) (rows []component, union []Need) {
+	seen := map[Need]bool{}
+	for _, c := range table() {
+		if !slices.Contains(names, c.name) {
+			continue
+		}
+		rows = append(rows, c)
+		for _, n := range c.needs {
+			seen[n] = true
+		}
+	}
+	for _, n := range needOrder {
+		if seen[n] {
+			union = append(union, n)
+		}
+	}
+	return rows, union
+}
+
+func ordered(needs []Need) []Need {
+	var out []Need
+	for _, n := range needOrder {
+		if slices.Contains(needs, n) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+func buildOutboxRelay(_ context.Context, w *wiring) error {
+	prod, err := w.kclient(OutboxRelay, kgo.ProducerLinger(2*time.Millisecond))
+	if err != nil {
+		return err
+	}
+	w.onClose(prod.Close)
+	w.start(OutboxRelay, outbox.NewRelay(w.pool, prod, outbox.RelayConfig{Logger: w.log}).Run)
+	w.prom.MustRegister(metrics.Outbox(w.pool, 0, w.log))
+	return nil
+}
+
+func buildSaga(ctx context.Context, w *wiring) error {
+	// The saga's steps hold a connection of their own while their
+	// commands take others: from a pool of their own, so that they never
+	// wait on the pool they hold.
+	own, err := pgdb.Connect(ctx, w.cfg.PostgresURL)
+	if err != nil {
+		return err
+	}
+	w.onClose(own.Close)
+	// A charge that comes after its order's payment timed out is refunded
+	// through the provider that made it.
+	refunders := map[string]saga.Refunder{}
+	for method, url := range map[string]string{orders.Card: w.cfg.CardPSPURL, orders.Sepa: w.cfg.SepaBankURL} {
+		if url == "" {
+			continue
+		}
+		c, err := pspclient.New(pspclient.Config{BaseURL: url, Logger: w.log, Breaker: pspclient.BreakerConfig{Name: "saga-refund-" + method}})
+		if err != nil {
+			return fmt.Errorf("payment provider %s: %w", url, err)
+		}
+		refunders[method] = c
+	}
+	sg := saga.New(own, w.pool, w.svc.orders, w.svc.inventory, w.svc.payments, refunders,
+		saga.Timeouts{Card: w.cfg.PaymentTimeout, Sepa: w.cfg.SepaTimeout}, w.log)
+	if err := w.consume(Saga, sg.Config(w.serde)); err != nil {
+		return err
+	}
+	// Every saga instance runs a scheduler: they share the due deadlines,
+	// each fired once (see saga.Scheduler).
+	w.start(Saga+"-scheduler", sg.Scheduler(0).Run)
+	return nil
+}
+
+// charging is the payment processor both payments components share, with
+// a breaker gauge for each provider whose component runs here.
+func (w *wiring) charging() (*charging.Processor, error) {
+	if w.payments != nil {
+		return w.payments, nil
+	}
+	var providers [2]*pspclient.Client
+	targets := [2]string{"card", "sepa"}
+	for i, url := range []string{w.cfg.CardPSPURL, w.cfg.SepaBankURL} {
+		c, err := pspclient.New(pspclient.Config{BaseURL: url, Logger: w.log, Breaker: pspclient.BreakerConfig{Name: targets[i]}})
+		if err != nil {
+			return nil, fmt.Errorf("payment provider %s: %w", url, err)
+		}
+		providers[i] = c
+		if slices.Contains(w.cfg.Components, []string{PaymentsCard, PaymentsSepa}[i]) {
+			w.prom.MustRegister(breakerGauge(targets[i], c))
+		}
+	}
+	w.payments = charging.New(w.svc.payments, providers[0], providers[1], w.log)
+	return w.payments, nil
+}
+
+func buildEmail(_ context.Context, w *wiring) error {
+	m, err := mailer.New(mailer.Config{Addr: w.cfg.SMTPAddr, From: cmp.Or(w.cfg.MailFrom, DefaultMailFrom)})
+	if err != nil {
+		return fmt.Errorf("--smtp-addr %s: %w", w.cfg.SMTPAddr, err)
+	}
+	rate := w.cfg.EmailRate
+	if rate == 0 {
+		rate = DefaultEmailRate
+	}
+	pacer, err := quota.New(quota.Config{Rate: rate, Partitions: schemas.DefaultPartitions})
+	if err != nil {
+		return fmt.Errorf("--email-rate %v: %w", rate, err)
+	}
+	sent := prometheus.NewCounter(prometheus.CounterOpts{Name: "shop_email_sent_total", Help: "Emails the SMTP relay accepted from this instance."})
+	w.prom.MustRegister(sent,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "shop_email_quota_per_second",
+			Help: "This instance's share of the email quota: the group's quota times the share of the email partitions it owns."}, pacer.Share),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "shop_email_group_quota_per_second",
+			Help: "The email provider's quota for the whole email consumer group (--email-rate)."}, pacer.Rate))
+	sender := email.New(email.Deps{Notifications: w.svc.notifications, Billing: w.svc.billing, Mailer: m, Pacer: pacer, Logger: w.log, Sent: sent})
+	return w.consume(Email, sender.Config(w.serde))
+}
+
+// buildGateway serves the shop's API on the instance's HTTP listener.
+func buildGateway(_ context.Context, w *wiring) error {
+	hub := stockwatch.New(w.serde, w.log)
+	if err := w.group("stockwatch", hub); err != nil {
+		return err
+	}
+	w.api = func(checks []gateway.Check) *gateway.Gateway {
+		return gateway.New(gateway.Deps{
+			Commands: commandBus(w.svc, w.pool, w.cfg, w.prom), Products: products.NewReader(w.db), Orders: orderviews.NewReader(w.db),
+			Stock: hub, Checks: checks, Logger: w.log, DevEndpoints: w.cfg.DevEndpoints,
+			Lag:     func(ctx context.Context) ([]lag.Group, error) { return lag.Measure(ctx, w.kadm(), w.known) },
+			Metrics: w.prom, Tracing: w.tp, AsyncAPI: AsyncAPI, Limits: w.cfg.HTTPLimits,
+		})
+	}
+	return nil
+}

@@ -1,0 +1,233 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sr"
+	"github.com/twmb/franz-go/plugin/kprom"
+	"github.com/twmb/franz-go/plugin/kslog"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
+	"shopstream/internal/edge/gateway"
+	"shopstream/internal/platform/eventlog"
+	"shopstream/internal/platform/pgdb"
+	"shopstream/internal/platform/tracing"
+	"shopstream/processors/charging"
+	"shopstream/processors/consumer"
+	"shopstream/projectors/orderviews"
+	"shopstream/projectors/products"
+	"shopstream/schemas"
+)
+
+// wiring is what the components of one instance are built from: the
+// infrastructure their needs connected (nil where none needs it) and the
+// instance's registry, tracer and runners.
+type wiring struct {
+	cfg  Config
+	log  *slog.Logger
+	tp   trace.TracerProvider
+	prom *prometheus.Registry
+
+	// Connected on need (see connect).
+	admin *kgo.Client     // NeedKafka
+	reg   *sr.Client      // NeedRegistry
+	serde *eventlog.Serde // NeedRegistry
+	pool  *pgxpool.Pool   // NeedPostgres
+	mc    *mongo.Client   // NeedMongo
+	db    *mongo.Database // NeedMongo
+	svc   *services       // NeedPostgres and NeedRegistry
+
+	// known are the consumer groups GET /lag and shop_consumer_lag show
+	// even when they are down: the projections, and the processors run
+	// here.
+	known map[string][]string
+	// alive says, per runner started, whether it still runs.
+	alive map[string]*atomic.Bool
+	// api builds the gateway, once the readiness checks are known (set by
+	// the gateway component).
+	api func(checks []gateway.Check) *gateway.Gateway
+
+	payments *charging.Processor // shared by both payments components
+
+	ctx     context.Context
+	cancel  context.CancelCauseFunc
+	wg      sync.WaitGroup
+	closers []func()
+}
+
+func newWiring(cfg Config) *wiring {
+	return &wiring{cfg: cfg, log: cfg.Logger, prom: prometheus.NewRegistry(), alive: map[string]*atomic.Bool{},
+		known: map[string][]string{
+			products.Projection().Group():   products.Projection().Topics,
+			orderviews.Projection().Group(): orderviews.Projection().Topics,
+		}}
+}
+
+// connect sets up tracing and the instance's metrics, then connects what
+// needs lists, and only that: topics are ensured with Kafka, schemas
+// registered with the registry, migrations run with PostgreSQL.
+func (w *wiring) connect(ctx context.Context, needs []Need) error {
+	if err := w.tracing(ctx); err != nil {
+		return err
+	}
+	w.prom.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	for _, n := range needs {
+		var err error
+		switch n {
+		case NeedKafka:
+			if w.admin, err = w.kclient("admin"); err == nil {
+				w.onClose(w.admin.Close)
+				err = eventlog.EnsureTopics(ctx, w.kadm(), w.cfg.Replication)
+			}
+		case NeedRegistry:
+			err = w.registry(ctx)
+		case NeedPostgres:
+			if w.pool, err = pgdb.Connect(ctx, w.cfg.PostgresURL); err == nil {
+				w.onClose(w.pool.Close)
+				_, err = pgdb.Migrate(ctx, w.pool, Migrations())
+			}
+		case NeedMongo:
+			if w.mc, err = mongo.Connect(options.Client().ApplyURI(w.cfg.MongoURI)); err != nil {
+				err = fmt.Errorf("mongodb: %w", err)
+			} else {
+				w.onClose(func() { _ = w.mc.Disconnect(context.WithoutCancel(ctx)) })
+				w.db = w.mc.Database(w.cfg.MongoDB)
+			}
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if w.pool != nil && w.serde != nil {
+		w.svc = newServices(w.pool, w.serde)
+	}
+	return nil
+}
+
+func (w *wiring) registry(ctx context.Context) error {
+	cat, err := schemas.Load()
+	if err != nil {
+		return err
+	}
+	if w.reg, err = sr.NewClient(sr.URLs(w.cfg.RegistryURL)); err != nil {
+		return fmt.Errorf("schema registry: %w", err)
+	}
+	w.serde = eventlog.NewSerde(w.reg, cat)
+	return w.serde.RegisterAll(ctx)
+}
+
+// tracing is cfg.Tracing, or one built from the OTEL_* environment and
+// shut down at close.
+func (w *wiring) tracing(ctx context.Context) error {
+	if w.tp = w.cfg.Tracing; w.tp != nil {
+		return nil
+	}
+	getenv := w.cfg.Getenv
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	p, err := tracing.FromEnv(ctx, getenv, attribute.String("shop.components", strings.Join(w.cfg.Components, ",")))
+	if err != nil {
+		return err
+	}
+	w.onClose(func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := p.Shutdown(sctx); err != nil {
+			w.log.Warn("tracing: spans not flushed", "err", err)
+		}
+	})
+	w.tp = p
+	w.log.Info("tracing", "exporting", p.Enabled)
+	return nil
+}
+
+// kclient builds a Kafka client whose franz-go metrics (kprom, under
+// "shop_", labelled client=name) this instance serves.
+func (w *wiring) kclient(name string, opts ...kgo.Opt) (*kgo.Client, error) {
+	m := kprom.NewMetrics("shop", kprom.Registerer(w.prom), kprom.WithStaticLabel(prometheus.Labels{"client": name}))
+	cl, err := kgo.NewClient(slices.Concat([]kgo.Opt{kgo.SeedBrokers(w.cfg.Brokers...),
+		kgo.WithLogger(kslog.New(w.log.With("component", "kafka-client")))}, opts, []kgo.Opt{kgo.WithHooks(m)})...)
+	if err != nil {
+		return nil, fmt.Errorf("kafka: %w", err)
+	}
+	return cl, nil
+}
+
+func (w *wiring) kadm() *kadm.Client { return kadm.NewClient(w.admin) }
+
+// start runs run until the instance stops; an error from it stops the
+// instance, naming name.
+func (w *wiring) start(name string, run func(context.Context) error) {
+	flag := &atomic.Bool{}
+	flag.Store(true)
+	w.alive[name] = flag
+	w.wg.Go(func() {
+		defer flag.Store(false)
+		if err := run(w.ctx); err != nil && w.ctx.Err() == nil {
+			w.cancel(fmt.Errorf("%s: %w", name, err))
+		}
+	})
+}
+
+// group runs a consumer group (a processor's or a projector's) as a
+// runner named name, with a client of its own.
+func (w *wiring) group(name string, g interface {
+	ClientOpts() []kgo.Opt
+	Run(context.Context, *kgo.Client) error
+}) error {
+	cl, err := w.kclient(name, g.ClientOpts()...)
+	if err != nil {
+		return err
+	}
+	w.start(name, func(ctx context.Context) error { defer cl.Close(); return g.Run(ctx, cl) })
+	return nil
+}
+
+// consume runs a processor's consumer group, which GET /lag then knows.
+func (w *wiring) consume(name string, cfg consumer.Config) error {
+	w.known[cfg.Group] = cfg.Topics
+	if cfg.Logger == nil {
+		cfg.Logger = w.log
+	}
+	cfg.Tracing = w.tp
+	return w.group(name, consumer.New(cfg))
+}
+
+// onClose runs f when the instance stops, after its runners, last
+// registered first.
+func (w *wiring) onClose(f func()) { w.closers = append(w.closers, f) }
+
+func (w *wiring) close() {
+	for _, f := range slices.Backward(w.closers) {
+		f()
+	}
+}
+
+// wait blocks until every runner returned and reports why the instance
+// stopped (nil when its context was cancelled).
+func (w *wiring) wait() error {
+	<-w.ctx.Done()
+	w.wg.Wait()
+	if err := context.Cause(w.ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
+}
