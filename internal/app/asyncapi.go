@@ -49,10 +49,10 @@ var flowDescriptions = map[string]string{
 // consumer configurations Run starts (groups and topics) and from writes.
 func Flows() []asyncapi.Flow {
 	discard := slog.New(slog.DiscardHandler)
-	pay := charging.New(nil, nil, nil, discard)
+	pay := charging.New(charging.Deps{Logger: discard})
 	consumers := map[string]consumer.Config{
-		StockFeed:    stockfeed.Config(nil, nil),
-		Saga:         saga.New(nil, nil, nil, nil, nil, nil, saga.Timeouts{}, discard).Config(nil),
+		StockFeed:    stockfeed.New(stockfeed.Deps{Logger: discard}).Config(nil),
+		Saga:         saga.New(saga.Deps{Logger: discard}).Config(nil),
 		PaymentsCard: pay.CardConfig(nil),
 		PaymentsSepa: pay.SepaConfig(nil),
 		Billing:      invoicing.New(invoicing.Deps{Logger: discard}).Config(nil),

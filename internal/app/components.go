@@ -87,7 +87,7 @@ func table() []component {
 	return []component{
 		{OutboxRelay, []Need{NeedPostgres, NeedKafka}, []Need{NeedPostgres, NeedKafka}, buildOutboxRelay},
 		{StockFeed, processorNeeds, processorNeeds, func(_ context.Context, w *wiring) error {
-			return w.consume(StockFeed, stockfeed.Config(w.svc.inventory, w.serde))
+			return w.consume(StockFeed, stockfeed.New(stockfeed.Deps{Inventory: w.svc.inventory, Logger: w.log}).Config(w.serde))
 		}},
 		{Saga, append(processorNeeds, NeedCardPSP, NeedSepaBank), processorNeeds, buildSaga},
 		{PaymentsCard, append(processorNeeds, NeedCardPSP), processorNeeds, func(_ context.Context, w *wiring) error {
@@ -248,8 +248,8 @@ func buildSaga(ctx context.Context, w *wiring) error {
 		}
 		refunders[method] = c
 	}
-	sg := saga.New(own, w.pool, w.svc.orders, w.svc.inventory, w.svc.payments, refunders,
-		saga.Timeouts{Card: w.cfg.PaymentTimeout, Sepa: w.cfg.SepaTimeout}, w.log)
+	sg := saga.New(saga.Deps{Own: own, Pool: w.pool, Orders: w.svc.orders, Inventory: w.svc.inventory, Payments: w.svc.payments,
+		Refunders: refunders, Timeouts: saga.Timeouts{Card: w.cfg.PaymentTimeout, Sepa: w.cfg.SepaTimeout}, Logger: w.log})
 	if err := w.consume(Saga, sg.Config(w.serde)); err != nil {
 		return err
 	}
@@ -277,7 +277,7 @@ func (w *wiring) charging() (*charging.Processor, error) {
 			w.prom.MustRegister(breakerGauge(targets[i], c))
 		}
 	}
-	w.payments = charging.New(w.svc.payments, providers[0], providers[1], w.log)
+	w.payments = charging.New(charging.Deps{Payments: w.svc.payments, Card: providers[0], Bank: providers[1], Logger: w.log})
 	return w.payments, nil
 }
 

@@ -14,6 +14,7 @@ package charging
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 
 	"shopstream/internal/platform/command"
@@ -42,14 +43,29 @@ type Processor struct {
 	log        *slog.Logger
 }
 
-// New returns the payment processors' handlers.
-func New(svc *payments.Service, card, bank Charger, log *slog.Logger) *Processor {
-	return &Processor{svc: svc, card: card, bank: bank, log: log.With("component", "payments")}
+// Deps are what the processors call: the payments context and each
+// method's provider.
+type Deps struct {
+	Payments   *payments.Service
+	Card, Bank Charger
+	Logger     *slog.Logger
 }
+
+// New returns the payment processors' handlers.
+func New(d Deps) *Processor {
+	return &Processor{svc: d.Payments, card: d.Card, bank: d.Bank, log: d.Logger.With("component", "payments")}
+}
+
+// ErrNotRequested is a charge for an order whose payment the payments
+// context never requested: permanent.
+var ErrNotRequested = errors.New("payment never requested")
+
+// permanent are the processors' permanent errors.
+var permanent = []error{ErrNotRequested}
 
 // CardConfig is the card processor's consumer.
 func (p *Processor) CardConfig(serde *eventlog.Serde) consumer.Config {
-	return consumer.Config{Group: CardGroup, Topics: []string{schemas.TopicPayments}, Serde: serde, Logger: p.log,
+	return consumer.Config{Group: CardGroup, Topics: []string{schemas.TopicPayments}, Serde: serde, Logger: p.log, Permanent: permanent,
 		Handler: func(ctx context.Context, env eventlog.Envelope) error {
 			if e, ok := env.Event.(schemas.PaymentRequested); ok && e.Method == "card" {
 				return p.charge(ctx, env, p.card, e.OrderID, e.AmountCents, e.Method)
@@ -60,7 +76,7 @@ func (p *Processor) CardConfig(serde *eventlog.Serde) consumer.Config {
 
 // SepaConfig is the SEPA processor's consumer.
 func (p *Processor) SepaConfig(serde *eventlog.Serde) consumer.Config {
-	return consumer.Config{Group: SepaGroup, Topics: []string{schemas.TopicSepaRequests}, Serde: serde, Logger: p.log,
+	return consumer.Config{Group: SepaGroup, Topics: []string{schemas.TopicSepaRequests}, Serde: serde, Logger: p.log, Permanent: permanent,
 		Handler: func(ctx context.Context, env eventlog.Envelope) error {
 			if e, ok := env.Event.(schemas.SepaTransferRequested); ok {
 				return p.charge(ctx, env, p.bank, e.OrderID, e.AmountCents, "sepa")
@@ -75,7 +91,7 @@ func (p *Processor) charge(ctx context.Context, env eventlog.Envelope, provider 
 		return err
 	}
 	if !found {
-		return consumer.Permanent(errors.New("payment of order " + orderID + " was never requested"))
+		return fmt.Errorf("order %s: %w", orderID, ErrNotRequested)
 	}
 	if pay.Status != payments.StatusRequested {
 		return nil // settled already

@@ -84,8 +84,13 @@ type Config struct {
 	Group   string   // consumer group, e.g. "shop.processor.inventory.v1"
 	Topics  []string // topics consumed; poison goes to each one's dead-letter topic
 	Handler Handler
-	Serde   *eventlog.Serde
-	Logger  *slog.Logger // default slog.Default()
+	// Permanent are the handler errors no retry can fix: one that wraps
+	// any of them (errors.Is) is poison, sent to the dead-letter topic at
+	// once, as if the handler had marked it with the function Permanent.
+	// Every processor declares its permanent errors here.
+	Permanent []error
+	Serde     *eventlog.Serde
+	Logger    *slog.Logger // default slog.Default()
 
 	// Retry backoff of transient errors: the n-th retry of a record waits
 	// a random time between half and all of min(MinBackoff·2ⁿ, MaxBackoff).

@@ -3,6 +3,7 @@ package consumer_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -35,8 +36,9 @@ func sameHeader(a, b kgo.RecordHeader) bool {
 	return a.Key == b.Key && string(a.Value) == string(b.Value)
 }
 
-// Records the serde cannot read and records the handler refuses with
-// Permanent go, once and unretried, to the dead-letter topic with their
+// Records the serde cannot read, records the handler refuses with
+// Permanent, and records whose handler error wraps one of the config's
+// declared Permanent errors go, once and unretried, to the dead-letter topic with their
 // key, value and headers and the reason; the partition goes on with the
 // next records and its offset is committed past them.
 func TestPoisonGoesToDeadLetterTopicAndPartitionGoesOn(t *testing.T) {
@@ -50,27 +52,35 @@ func TestPoisonGoesToDeadLetterTopicAndPartitionGoesOn(t *testing.T) {
 		headerless := f.record(3, "headerless")
 		headerless.Headers = nil
 		refused := f.record(3, "refused")
-		recs := f.produce(f.record(3, "good0"), undecodable, f.record(3, "good1"), headerless, refused, f.record(3, "good2"))
+		declared := f.record(3, "declared")
+		recs := f.produce(f.record(3, "good0"), undecodable, f.record(3, "good1"), headerless, refused, declared, f.record(3, "good2"))
 		wantErr := map[int64]string{
 			undecodable.Offset: "not in the Confluent wire format",
 			headerless.Offset:  "ce_id",
 			refused.Offset:     "no such product",
+			declared.Offset:    "reserve: out of stock for good",
 		}
+		errDeclared := errors.New("out of stock for good")
 
 		var j journal
-		var refusals atomic.Int32
+		var refusals, declaredCalls atomic.Int32
 		began := time.Now()
-		m := f.start(f.config(func(ctx context.Context, env eventlog.Envelope) error {
+		cfg := f.config(func(ctx context.Context, env eventlog.Envelope) error {
 			switch n := f.name(env); n {
 			case "":
 			case "refused":
 				refusals.Add(1)
 				return consumer.Permanent(errors.New("no such product"))
+			case "declared":
+				declaredCalls.Add(1)
+				return fmt.Errorf("reserve: %w", errDeclared)
 			default:
 				j.add(handling{name: n, partition: env.Partition, offset: env.Offset})
 			}
 			return nil
-		}))
+		})
+		cfg.Permanent = []error{errDeclared}
+		m := f.start(cfg)
 		waitFor(t, 30*time.Second, "the good records", func() bool { return j.has("good0", "good1", "good2") })
 		if got := j.names(); !slices.Equal(got, []string{"good0", "good1", "good2"}) {
 			t.Errorf("handled %v, want good0 good1 good2", got)
@@ -115,6 +125,9 @@ func TestPoisonGoesToDeadLetterTopicAndPartitionGoesOn(t *testing.T) {
 		}
 		if len(wantErr) > 0 {
 			t.Errorf("no dead letter for offsets %v", wantErr)
+		}
+		if n := declaredCalls.Load(); n != 1 {
+			t.Errorf("the record with a declared permanent error was handled %d times, want once (poison is not retried)", n)
 		}
 		if n := refusals.Load(); n != 1 {
 			t.Errorf("the refused record was handled %d times, want once (poison is not retried)", n)

@@ -164,7 +164,13 @@ func (w *worker) handle(ctx context.Context, rec *kgo.Record) (err error) {
 		return err
 	}
 	span.SetAttributes(attribute.String("shop.event_type", env.Meta.Type), attribute.String("shop.event_id", env.Meta.EventID))
-	return w.c.cfg.Handler(ctx, env)
+	err = w.c.cfg.Handler(ctx, env)
+	for _, p := range w.c.cfg.Permanent {
+		if errors.Is(err, p) {
+			return Permanent(err)
+		}
+	}
+	return err
 }
 
 func (w *worker) produce(ctx context.Context, rec *kgo.Record) error {

@@ -53,10 +53,12 @@ func New(d Deps) *Sender {
 	return &Sender{d: d}
 }
 
-// Config is its consumer: a small buffer, so the backlog stays in Kafka.
+// Config is its consumer: a small buffer, so the backlog stays in Kafka. A
+// missing invoice document and a message the relay refuses for good are
+// permanent.
 func (s *Sender) Config(serde *eventlog.Serde) consumer.Config {
 	return consumer.Config{Group: Group, Topics: []string{schemas.TopicEmails}, Serde: serde, Logger: s.d.Logger,
-		Handler: s.Handle, MaxBuffered: 4,
+		Handler: s.Handle, MaxBuffered: 4, Permanent: []error{billing.ErrNoDocument, mailer.ErrPermanent},
 		OnAssigned: func(p map[string][]int32) { s.d.Pacer.Assign(p[schemas.TopicEmails]) },
 		OnReleased: func(p map[string][]int32) { s.d.Pacer.Release(p[schemas.TopicEmails]) },
 	}
@@ -80,9 +82,6 @@ func (s *Sender) Handle(ctx context.Context, env eventlog.Envelope) error {
 		Text: fmt.Sprintf("Thank you for your order %s.\r\nYour invoice is attached.\r\n\r\nshopstream", e.OrderID)}
 	if e.AttachmentRef != nil {
 		pdf, err := s.d.Billing.Document(ctx, *e.AttachmentRef)
-		if errors.Is(err, billing.ErrNoDocument) {
-			return consumer.Permanent(err)
-		}
 		if err != nil {
 			return err
 		}
@@ -94,9 +93,6 @@ func (s *Sender) Handle(ctx context.Context, env eventlog.Envelope) error {
 	// length varies: the quota holds by the provider's clock too.
 	pending, err := s.d.Mailer.Prepare(ctx, msg)
 	if err != nil {
-		if errors.Is(err, mailer.ErrPermanent) {
-			return consumer.Permanent(err)
-		}
 		return err
 	}
 	if _, err := s.d.Pacer.Wait(ctx); err != nil {
@@ -105,9 +101,6 @@ func (s *Sender) Handle(ctx context.Context, env eventlog.Envelope) error {
 	}
 	at := time.Now() // the send's real start, within the slot's tolerance
 	if err := pending.Commit(); err != nil {
-		if errors.Is(err, mailer.ErrPermanent) {
-			return consumer.Permanent(err)
-		}
 		return err
 	}
 	if s.d.Sent != nil {

@@ -54,9 +54,11 @@ func New(d Deps) *Processor {
 	return &Processor{d: d}
 }
 
-// Config is its consumer.
+// Config is its consumer. An order, customer or product it cannot find,
+// and an invoice the PDF writer refuses or fails on, are permanent.
 func (p *Processor) Config(serde *eventlog.Serde) consumer.Config {
-	return consumer.Config{Group: Group, Topics: []string{schemas.TopicOrders}, Serde: serde, Logger: p.d.Logger, Handler: p.Handle}
+	return consumer.Config{Group: Group, Topics: []string{schemas.TopicOrders}, Serde: serde, Logger: p.d.Logger, Handler: p.Handle,
+		Permanent: []error{command.ErrNotFound, invoicepdf.ErrInvalid, invoicepdf.ErrRender}}
 }
 
 // Handle invoices the order an OrderConfirmed confirms.
@@ -74,7 +76,7 @@ func (p *Processor) Handle(ctx context.Context, env eventlog.Envelope) error {
 	}
 	pdf, err := invoicepdf.Render(inv)
 	if err != nil {
-		return consumer.Permanent(err)
+		return err
 	}
 	meta := command.CausedBy(ctx, env.Meta)
 	_, err = aggregate.Transact(ctx, p.d.Pool, meta, func(tx pgx.Tx) (command.Result, error) {
@@ -119,5 +121,5 @@ func notFound(err error, found bool, what, id string) error {
 	if err != nil {
 		return err
 	}
-	return consumer.Permanent(fmt.Errorf("%s %s: %w", what, id, command.ErrNotFound))
+	return fmt.Errorf("%s %s: %w", what, id, command.ErrNotFound)
 }

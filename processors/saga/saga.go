@@ -88,12 +88,24 @@ type Refunder interface {
 	Refund(ctx context.Context, chargeID string) error
 }
 
-// New returns the saga: its state on own, the contexts' commands on pool
-// (own may be pool when it has connections to spare), late charges
-// refunded through the provider of their method (orders.Card,
-// orders.Sepa).
-func New(own, pool *pgxpool.Pool, o *orders.Service, inv *inventory.Service, pay *payments.Service,
-	refunders map[string]Refunder, t Timeouts, log *slog.Logger) *Saga {
+// Deps are what the saga runs on and calls.
+type Deps struct {
+	// Own holds the saga's state; Pool runs the contexts' commands (Own
+	// may be Pool when it has connections to spare).
+	Own, Pool *pgxpool.Pool
+	Orders    *orders.Service
+	Inventory *inventory.Service
+	Payments  *payments.Service
+	// Refunders give late charges back through the provider of their
+	// method (orders.Card, orders.Sepa).
+	Refunders map[string]Refunder
+	Timeouts  Timeouts
+	Logger    *slog.Logger
+}
+
+// New returns the saga.
+func New(d Deps) *Saga {
+	own, pool, o, inv, pay, refunders, t, log := d.Own, d.Pool, d.Orders, d.Inventory, d.Payments, d.Refunders, d.Timeouts, d.Logger
 	if t.Card <= 0 {
 		t.Card = DefaultPaymentTimeout
 	}
@@ -109,10 +121,13 @@ func New(own, pool *pgxpool.Pool, o *orders.Service, inv *inventory.Service, pay
 	return s
 }
 
-// Config is the saga's consumer.
+// Config is the saga's consumer. A step a context refuses (invalid, an
+// order or product not found, a conflict) is permanent: no retry can fix
+// it, so the record is dead-lettered and the partition keeps going.
 func (s *Saga) Config(serde *eventlog.Serde) consumer.Config {
 	return consumer.Config{Group: Group, Topics: []string{schemas.TopicOrders, schemas.TopicPayments},
-		Handler: s.Handle, Serde: serde, Logger: s.log}
+		Handler: s.Handle, Serde: serde, Logger: s.log,
+		Permanent: []error{command.ErrInvalid, command.ErrNotFound, command.ErrConflict}}
 }
 
 // Handle runs the step an event calls for.
@@ -126,10 +141,6 @@ func (s *Saga) Handle(ctx context.Context, env eventlog.Envelope) error {
 		_, err = s.Step(ctx, meta, e.OrderID, Paid{Method: e.Method, Reference: e.ProviderReference})
 	case schemas.PaymentFailed:
 		_, err = s.Step(ctx, meta, e.OrderID, Declined{Reason: e.Reason})
-	}
-	if errors.Is(err, command.ErrInvalid) || errors.Is(err, command.ErrNotFound) || errors.Is(err, command.ErrConflict) {
-		// No retry can fix it: dead-letter it, and keep the partition going.
-		return consumer.Permanent(err)
 	}
 	return err
 }

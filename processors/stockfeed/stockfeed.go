@@ -8,7 +8,7 @@ package stockfeed
 
 import (
 	"context"
-	"errors"
+	"log/slog"
 
 	"shopstream/internal/platform/command"
 	"shopstream/internal/platform/eventlog"
@@ -23,28 +23,36 @@ const Group = "shop.processor.stockfeed.v1"
 // Topics are what it consumes.
 var Topics = []string{schemas.TopicProducts}
 
-// Handler turns catalogue events into stock receipts.
-func Handler(svc *inventory.Service) consumer.Handler {
-	return func(ctx context.Context, env eventlog.Envelope) error {
-		var cmd inventory.ReceiveStock
-		switch e := env.Event.(type) {
-		case schemas.ProductRegistered:
-			cmd = inventory.ReceiveStock{ProductID: e.ProductID, Quantity: int64(e.InitialStock)}
-		case schemas.ProductRestocked:
-			cmd = inventory.ReceiveStock{ProductID: e.ProductID, Quantity: int64(e.Quantity)}
-		default:
-			return nil
-		}
-		cmd.CatalogVersion = env.Meta.AggregateVersion
-		err := svc.Receive(ctx, command.CausedBy(ctx, env.Meta), cmd)
-		if errors.Is(err, command.ErrInvalid) {
-			return consumer.Permanent(err)
-		}
-		return err
-	}
+// Deps are what the feed calls.
+type Deps struct {
+	Inventory *inventory.Service
+	Logger    *slog.Logger
 }
 
-// Config is the consumer of the feed.
-func Config(svc *inventory.Service, serde *eventlog.Serde) consumer.Config {
-	return consumer.Config{Group: Group, Topics: Topics, Handler: Handler(svc), Serde: serde}
+// Feed is the processor.
+type Feed struct{ d Deps }
+
+// New returns the feed.
+func New(d Deps) *Feed { return &Feed{d: d} }
+
+// Config is the consumer of the feed. A receipt the inventory refuses as
+// invalid is permanent: no retry can fix it.
+func (f *Feed) Config(serde *eventlog.Serde) consumer.Config {
+	return consumer.Config{Group: Group, Topics: Topics, Handler: f.Handle, Serde: serde, Logger: f.d.Logger,
+		Permanent: []error{command.ErrInvalid}}
+}
+
+// Handle turns a catalogue event into a stock receipt.
+func (f *Feed) Handle(ctx context.Context, env eventlog.Envelope) error {
+	var cmd inventory.ReceiveStock
+	switch e := env.Event.(type) {
+	case schemas.ProductRegistered:
+		cmd = inventory.ReceiveStock{ProductID: e.ProductID, Quantity: int64(e.InitialStock)}
+	case schemas.ProductRestocked:
+		cmd = inventory.ReceiveStock{ProductID: e.ProductID, Quantity: int64(e.Quantity)}
+	default:
+		return nil
+	}
+	cmd.CatalogVersion = env.Meta.AggregateVersion
+	return f.d.Inventory.Receive(ctx, command.CausedBy(ctx, env.Meta), cmd)
 }

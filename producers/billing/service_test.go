@@ -11,10 +11,10 @@ import (
 	"shopstream/internal/platform/aggregate"
 	"shopstream/internal/platform/command"
 	"shopstream/internal/platform/eventlog"
-	"shopstream/internal/testinfra/eventlogtest"
 	"shopstream/internal/platform/idempotency"
 	"shopstream/internal/platform/outbox"
 	"shopstream/internal/platform/pgdb"
+	"shopstream/internal/testinfra/eventlogtest"
 	"shopstream/internal/testinfra/testbackend"
 )
 

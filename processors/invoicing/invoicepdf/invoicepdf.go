@@ -62,6 +62,10 @@ type Line struct {
 // invoice itself is wrong and rendering it again will not help.
 var ErrInvalid = errors.New("invoicepdf: invalid invoice")
 
+// ErrRender is a valid invoice the PDF writer failed on: a bug, which no
+// retry fixes.
+var ErrRender = errors.New("invoicepdf: render")
+
 // maxTextLen bounds every free-text field, in runes; maxIDLen the
 // identifiers printed in full (invoice number, order and customer ids).
 const (
@@ -357,7 +361,7 @@ func Render(inv Invoice) ([]byte, error) {
 
 	var buf bytes.Buffer
 	if err := pdf.Output(&buf); err != nil {
-		return nil, fmt.Errorf("invoicepdf: render %s: %w", inv.Number, err)
+		return nil, fmt.Errorf("%w %s: %w", ErrRender, inv.Number, err)
 	}
 	return buf.Bytes(), nil
 }
