@@ -16,7 +16,7 @@ import (
 
 func runDev(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := newFlags("dev", stderr)
-	dataDir := fs.String("data-dir", ".shop", "directory of all embedded data (Kafka log, registry, MongoDB, PostgreSQL); kept across restarts")
+	dataDir := fs.String("data-dir", ".shop", dataDirUsage+": all its data (Kafka log, registry, MongoDB, PostgreSQL, mail) and endpoints.json, kept across restarts")
 	httpAddr := fs.String("http", "127.0.0.1:8080", "address of the HTTP gateway")
 	// Fixed conventional ports by default, so that what points at them
 	// outside the shop keeps working across restarts; port 0 picks a

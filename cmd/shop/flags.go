@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 )
@@ -88,4 +90,35 @@ func (l *listFlag) Set(s string) error {
 		return fmt.Errorf("empty list")
 	}
 	return nil
+}
+
+// The infrastructure flags mean one thing in every subcommand: --brokers
+// is the Kafka the shop uses (where a subcommand can embed one, unset
+// means the embedded broker), and --data-dir the data directory of the
+// embedded infrastructure (`shop infra` or `shop dev`), whose
+// endpoints.json fills the infrastructure flags a subcommand was not given.
+const (
+	brokersUsage = "Kafka seed brokers the shop uses, comma-separated"
+	dataDirUsage = "data directory of the embedded infrastructure (shop infra or shop dev)"
+)
+
+// isSet reports whether the command line or the environment set the flag
+// name of fs.
+func isSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
+
+// endpointsDir is the --data-dir whose endpoints.json a subcommand reads:
+// dir when given, or when its endpoints.json is there; "" when the
+// default directory holds none (the flags' own defaults then apply).
+func endpointsDir(dir string, given bool) string {
+	if given {
+		return dir
+	}
+	if _, err := os.Stat(filepath.Join(dir, "endpoints.json")); err != nil {
+		return ""
+	}
+	return dir
 }

@@ -18,7 +18,7 @@ import (
 // alone, with no component of the shop, for shops run as separate `shop
 // run` processes. Each server listens on a fixed address (the conventional
 // ports, as `shop dev`; port 0 picks a free one), Kafka is the embedded
-// broker unless --kafka-brokers names a real cluster, and the addresses are
+// broker unless --brokers names a real cluster, and the addresses are
 // written to <data-dir>/endpoints.json, which `shop run`, `shop migrate`,
 // `shop topics`, `shop dlq`, `shop replay` and `shop loadtest --target`
 // read with --data-dir. It serves until SIGINT or SIGTERM, then stops
@@ -30,10 +30,10 @@ import (
 // component, so none of those would mean anything there.
 func runInfra(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := newFlags("infra", stderr)
-	dataDir := fs.String("data-dir", ".shop", "directory of all embedded data (Kafka log, registry, PostgreSQL, mail) and of endpoints.json; kept across restarts")
+	dataDir := fs.String("data-dir", ".shop", dataDirUsage+": all its data (Kafka log, registry, PostgreSQL, mail) and endpoints.json, kept across restarts")
 	addrs := addStackFlags(fs)
 	var kafkaBrokers listFlag
-	fs.Var(&kafkaBrokers, "kafka-brokers", "use this Kafka (comma-separated seed brokers) instead of the embedded broker; --kafka-addr is then unused")
+	fs.Var(&kafkaBrokers, "brokers", brokersUsage+" (default: the embedded broker at --kafka-addr)")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	psp := addPSPFlags(fs)
 	if err := parse(fs, args, getenv); err != nil {

@@ -179,7 +179,7 @@ func TestReadmeWithoutContainers(t *testing.T) {
 	}
 }
 
-// `shop infra --kafka-brokers` starts no broker and writes the cluster it
+// `shop infra --brokers` starts no broker and writes the cluster it
 // was given into endpoints.json; SIGINT stops it cleanly (exit 0, no
 // endpoints.json, no PostgreSQL left).
 func TestInfraWithExternalKafka(t *testing.T) {
@@ -194,7 +194,7 @@ func TestInfraWithExternalKafka(t *testing.T) {
 	defer kc.Close()
 	bin := buildShop(t)
 	dir := filepath.Join(t.TempDir(), "data")
-	args := append(append([]string{"infra", "--data-dir", dir, "--log-level", "warn"}, freeInfraPorts...), "--kafka-brokers", strings.Join(kc.ListenAddrs(), ","))
+	args := append(append([]string{"infra", "--data-dir", dir, "--log-level", "warn"}, freeInfraPorts...), "--brokers", strings.Join(kc.ListenAddrs(), ","))
 	p := &shopRun{cmd: exec.Command(bin, args...), out: &lockedBuffer{}, exited: make(chan error, 1)}
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {
@@ -299,14 +299,14 @@ func TestInfraPortsAreDevs(t *testing.T) {
 			t.Errorf("--%s: shop dev %v, shop infra %v", name, d, i)
 		}
 	}
-	if !strings.Contains(infra, "-kafka-brokers") {
-		t.Errorf("shop infra --help has no --kafka-brokers:\n%s", infra)
+	if !strings.Contains(infra, "-brokers") {
+		t.Errorf("shop infra --help has no --brokers:\n%s", infra)
 	}
 }
 
 // A taken fixed port stops `shop infra` at once, naming its flag, before
 // anything starts and before a stale endpoints.json is touched; with
-// --kafka-brokers the embedded broker's address is not needed.
+// --brokers the embedded broker's address is not needed.
 func TestInfraFailsFastOnATakenPort(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -21,9 +21,8 @@ func runLoadtest(ctx context.Context, args []string, getenv func(string) string,
 	fs := newFlags("loadtest", stderr)
 	target := fs.String("target", "", "URL of a running shop to load, e.g. http://127.0.0.1:8080 (or --embedded)")
 	embedded := fs.Bool("embedded", false, "start a whole shop with embedded infrastructure in this process and load it")
-	dataDir := fs.String("data-dir", "", "--embedded: directory of the shop's data (default: a fresh temporary directory, removed afterwards); "+
-		"--target: data directory of the running `shop infra` (or `shop dev`) the shop runs on, whose endpoints.json names the Kafka, registry, MongoDB, payment simulators and mailbox the checks read")
-	kafkaBrokers := fs.String("kafka-brokers", "", "--embedded: use this Kafka (comma-separated seed brokers) instead of the embedded broker")
+	dataDir := fs.String("data-dir", ".shop", dataDirUsage+"; with --embedded, a fresh temporary directory (removed afterwards) unless given; "+
+		"with --target, its endpoints.json, when there, names the Kafka, registry, MongoDB, payment simulators and mailbox the checks read")
 	profile := fs.String("profile", loadtest.BlackFriday, "load profile: steady, or blackfriday (the base rate, then --spike-x times it for --spike-for, then back down)")
 	duration := fs.Duration("duration", 60*time.Second, "how long the load lasts (the drain comes after)")
 	baseRPS := fs.Float64("base-rps", 5, "requests per second outside the spike")
@@ -37,13 +36,13 @@ func runLoadtest(ctx context.Context, args []string, getenv func(string) string,
 	quota := fs.Float64("email-quota", 0, "--target: the shop's --email-rate, drawn as the quota line (default: the shop default)")
 	// Where the invariant checks read, for a --target that is not a `shop dev`.
 	var brokers listFlag
-	fs.Var(&brokers, "brokers", "--target: Kafka seed brokers of the shop (default: from --data-dir, else from its GET /dev/endpoints)")
+	fs.Var(&brokers, "brokers", brokersUsage+" (--embedded: instead of the embedded broker; --target: where the checks read, default from --data-dir, else the target's GET /dev/endpoints)")
 	registryURL := fs.String("registry-url", "", "--target: schema registry URL, with --brokers")
 	mongoURI := fs.String("mongo-uri", "", "--target: MongoDB URI of the read models, with --brokers")
 	mongoDB := fs.String("mongo-db", "shop", "MongoDB database of the read models")
 	cardPSPURL := fs.String("card-psp-url", "", "--target: the card PSP simulator, whose GET /charges I2 checks (default: from --data-dir or GET /dev/endpoints; unknown: I2 counts PaymentSucceeded events)")
 	sepaBankURL := fs.String("sepa-bank-url", "", "--target: the SEPA bank simulator, whose GET /charges I2 checks (default: as --card-psp-url)")
-	mailDir := fs.String("mail-dir", "", "--target: directory of the SMTP server's .eml files, if readable (default: a `shop dev`'s own; I3 reads EmailSent events otherwise)")
+	mailDir := fs.String("mail-dir", "", "--target: directory of the SMTP server's .eml files, if readable (default: a shop dev's own; I3 reads EmailSent events otherwise)")
 	logLevel := fs.String("log-level", "warn", "--embedded: the shop's log level")
 	ramp := fs.Bool("ramp", false, "find the capacity: raise the offered orders/s step by step until p99 or a stage's lag stops holding, then spike at --ramp-spike-x times the highest rate that held, then measure accepted→visible at half of it")
 	rampStart := fs.Float64("ramp-start", 5, "--ramp: offered orders/s of the first step")
@@ -104,7 +103,7 @@ func runLoadtest(ctx context.Context, args []string, getenv func(string) string,
 		return loadtest.Run(ctx, cfg)
 	}
 	if !*embedded {
-		e, err := targetInfrastructure(ctx, brokers, *registryURL, *mongoURI, *target, *dataDir, *cardPSPURL, *sepaBankURL)
+		e, err := targetInfrastructure(ctx, brokers, *registryURL, *mongoURI, *target, endpointsDir(*dataDir, set["data-dir"]), *cardPSPURL, *sepaBankURL)
 		if err != nil {
 			return err
 		}
@@ -128,19 +127,14 @@ func runLoadtest(ctx context.Context, args []string, getenv func(string) string,
 		return err
 	}
 	dir := *dataDir
-	if dir == "" {
+	if !set["data-dir"] {
 		if dir, err = os.MkdirTemp("", "shop-loadtest-"); err != nil {
 			return err
 		}
 		defer os.RemoveAll(dir)
 	}
 	fmt.Fprintf(stdout, "starting an embedded shop in %s …\n", dir)
-	var kafka listFlag
-	if *kafkaBrokers != "" {
-		if err := kafka.Set(*kafkaBrokers); err != nil {
-			return fmt.Errorf("--kafka-brokers: %w", err)
-		}
-	}
+	kafka := brokers
 	s, err := devshop.Start(ctx, psp.apply(devstack.Config{Dir: dir, Logger: log}), func(c *app.Config) {
 		*c = shop.apply(*c)
 		if len(kafka) > 0 {

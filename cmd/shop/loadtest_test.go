@@ -30,7 +30,7 @@ func TestLoadtestSpikeHoldsInvariants(t *testing.T) {
 	args := []string{"loadtest", "--embedded", "--profile", "blackfriday", "--duration", "15s", "--base-rps", "3", "--spike-x", "10",
 		"--spike-for", "5s", "--email-rate", "5", "--drain-timeout", "3m", "--out", out}
 	if b := os.Getenv(kafkatest.EnvBrokers); b != "" {
-		args = append(args, "--kafka-brokers", b)
+		args = append(args, "--brokers", b)
 		t.Logf("against the real broker %s", b)
 		forgetProjections(t, strings.Split(b, ","))
 	}
@@ -164,7 +164,7 @@ func TestLoadtestRamp(t *testing.T) {
 			"--ramp-spike-for", "60s", "--ramp-visible-for", "30s", "--drain-timeout", "5m", "--out", out}
 	}
 	if b := os.Getenv(kafkatest.EnvBrokers); b != "" {
-		args = append(args, "--kafka-brokers", b)
+		args = append(args, "--brokers", b)
 		forgetProjections(t, strings.Split(b, ","))
 	}
 	cmd := exec.Command(bin, args...)

@@ -41,7 +41,7 @@ const usage = `usage: shop <command> [flags]
 commands:
   dev       run every component with embedded Kafka, schema registry, MongoDB (FerretDB) and PostgreSQL
   run       run --components against real infrastructure (--data-dir: that of a running shop infra)
-  infra     the embedded infrastructure alone (Kafka unless --kafka-brokers, registry, MongoDB, PostgreSQL, SMTP, card PSP, SEPA bank); writes <data-dir>/endpoints.json
+  infra     the embedded infrastructure alone (Kafka unless --brokers, registry, MongoDB, PostgreSQL, SMTP, card PSP, SEPA bank); writes <data-dir>/endpoints.json
   topics    list the event-log topics with partitions and end offsets
   dlq       list (dlq list) or send back (dlq redrive --topic T) the records processors dead-lettered
   migrate   apply the PostgreSQL migrations

@@ -59,10 +59,10 @@ func projectionNames() string {
 func runReplay(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := newFlags("replay", stderr)
 	verify := fs.Bool("verify", false, "rebuild into a scratch collection and compare it document by document with the live one, instead of switching")
-	dataDir := fs.String("data-dir", ".shop", "data directory of a running `shop infra` or `shop dev` whose infrastructure to use (when neither --http nor --brokers is given)")
-	httpURL := fs.String("http", "", "URL of a running `shop dev` whose infrastructure to use, e.g. http://127.0.0.1:8080")
+	dataDir := fs.String("data-dir", ".shop", dataDirUsage+" (used when neither --target nor --brokers is given)")
+	httpURL := fs.String("target", "", "URL of a running shop dev whose infrastructure to use (its GET /dev/endpoints), e.g. http://127.0.0.1:8080")
 	var brokers listFlag
-	fs.Var(&brokers, "brokers", "Kafka seed brokers of external infrastructure, comma-separated (then --registry-url and --mongo-uri too)")
+	fs.Var(&brokers, "brokers", brokersUsage+" (then --registry-url and --mongo-uri too)")
 	registryURL := fs.String("registry-url", "", "schema registry URL (Confluent API), with --brokers")
 	mongoURI := fs.String("mongo-uri", "", "MongoDB URI, with --brokers")
 	mongoDB := fs.String("mongo-db", "shop", "MongoDB database of the read models")
@@ -89,7 +89,7 @@ func runReplay(ctx context.Context, args []string, getenv func(string) string, s
 	if *switchLag < 0 {
 		return fmt.Errorf("--switch-lag %d: must not be negative", *switchLag)
 	}
-	e, err := infrastructure(ctx, brokers, *registryURL, *mongoURI, "--http", *httpURL, *dataDir)
+	e, err := infrastructure(ctx, brokers, *registryURL, *mongoURI, "--target", *httpURL, *dataDir)
 	if err != nil {
 		return err
 	}
@@ -154,7 +154,7 @@ func infrastructure(ctx context.Context, brokers []string, registryURL, mongoURI
 	}
 	e, err := devstack.ReadEndpoints(dataDir)
 	if err != nil {
-		return e, fmt.Errorf("%w; or give --http or --brokers", err)
+		return e, fmt.Errorf("%w; or give --target or --brokers", err)
 	}
 	return e, nil
 }

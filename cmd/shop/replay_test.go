@@ -104,7 +104,7 @@ func TestReplayAgainstShopDev(t *testing.T) {
 			}
 		}
 	})
-	out, progress, err := runShop(t, nil, "replay", "products", "--http", p.base, "--drop-after", "1s")
+	out, progress, err := runShop(t, nil, "replay", "products", "--target", p.base, "--drop-after", "1s")
 	close(stop)
 	wg.Wait()
 	if err != nil {

@@ -25,7 +25,7 @@ type infraFlags struct {
 
 func addInfraFlags(fs *flag.FlagSet) *infraFlags {
 	f := &infraFlags{brokers: listFlag{"127.0.0.1:9092"}}
-	fs.Var(&f.brokers, "brokers", "Kafka seed brokers, comma-separated")
+	fs.Var(&f.brokers, "brokers", brokersUsage)
 	f.registryURL = fs.String("registry-url", "http://127.0.0.1:8081", "schema registry URL (Confluent API)")
 	f.mongoURI = fs.String("mongo-uri", "mongodb://127.0.0.1:27017/", "MongoDB URI")
 	f.mongoDB = fs.String("mongo-db", "shop", "MongoDB database of the read models")
@@ -44,13 +44,13 @@ func runRun(ctx context.Context, args []string, getenv func(string) string, stdo
 	httpAddr := fs.String("http", ":8080", "HTTP address: GET /metrics and /healthz on every instance, the shop's API with the gateway component")
 	replication := fs.Int("replication", -1, "replication factor of topics created at start (-1: broker default)")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
-	dataDir := fs.String("data-dir", "", "data directory of a running `shop infra` (or `shop dev`): its endpoints.json gives every infrastructure flag not set otherwise")
+	dataDir := fs.String("data-dir", ".shop", dataDirUsage+": its endpoints.json, when there, gives every infrastructure flag not set otherwise")
 	shop := addShopFlags(fs)
 	if err := parse(fs, args, getenv); err != nil {
 		return err
 	}
-	if *dataDir != "" {
-		if err := setFromEndpoints(fs, *dataDir); err != nil {
+	if dir := endpointsDir(*dataDir, isSet(fs, "data-dir")); dir != "" {
+		if err := setFromEndpoints(fs, dir); err != nil {
 			return err
 		}
 	}

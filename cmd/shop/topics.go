@@ -60,8 +60,8 @@ type brokerTarget struct {
 
 func addBrokerTarget(fs *flag.FlagSet) *brokerTarget {
 	b := &brokerTarget{}
-	fs.Var(&b.brokers, "brokers", "Kafka seed brokers, comma-separated (default: the running `shop dev` of --data-dir)")
-	b.dataDir = fs.String("data-dir", ".shop", "data directory of a running `shop dev`, used when --brokers is not given")
+	fs.Var(&b.brokers, "brokers", brokersUsage+" (default: from --data-dir)")
+	b.dataDir = fs.String("data-dir", ".shop", dataDirUsage+" (used when --brokers is not given)")
 	return b
 }
 
@@ -84,8 +84,8 @@ func (b *brokerTarget) client() (*kgo.Client, []string, error) {
 
 func runMigrate(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := newFlags("migrate", stderr)
-	url := fs.String("postgres-url", "", "PostgreSQL URL of the write model (default: the running `shop dev` of --data-dir)")
-	dataDir := fs.String("data-dir", ".shop", "data directory of a running `shop dev`, used when --postgres-url is not given")
+	url := fs.String("postgres-url", "", "PostgreSQL URL of the write model (default: from --data-dir)")
+	dataDir := fs.String("data-dir", ".shop", dataDirUsage+" (used when --postgres-url is not given)")
 	if err := parse(fs, args, getenv); err != nil {
 		return err
 	}
