@@ -64,6 +64,11 @@ func definitions() []definition {
 	productRegistered.upcasters = map[int]Upcaster{1: upcastProductRegisteredV1, 2: upcastProductRegisteredV2}
 	productRegistered.resolvable = map[int]bool{1: true, 2: true}
 	productRegistered.retired = map[int]string{2: "renamed the required field quantity to initial_stock: v1 readers could not read it; v3 restores v1's names with v2's as aliases"}
+	// v2 adds the payment's deadline, null in v1 records.
+	paymentRequested := event[PaymentRequested](TopicPayments)
+	paymentRequested.current = 2
+	paymentRequested.upcasters = map[int]Upcaster{1: upcastPaymentRequestedV1}
+	paymentRequested.resolvable = map[int]bool{1: true}
 	return []definition{
 		event[CustomerSignedUp](TopicCustomers),
 		productRegistered,
@@ -80,7 +85,7 @@ func definitions() []definition {
 		event[OrderPlaced](TopicOrders),
 		event[OrderConfirmed](TopicOrders),
 		event[OrderCancelled](TopicOrders),
-		event[PaymentRequested](TopicPayments),
+		paymentRequested,
 		event[PaymentSucceeded](TopicPayments),
 		event[PaymentFailed](TopicPayments),
 		event[SepaTransferRequested](TopicSepaRequests),
@@ -89,6 +94,14 @@ func definitions() []definition {
 		event[EmailSent](TopicEmails),
 		event[ReviewAdded](TopicReviews),
 	}
+}
+
+// upcastPaymentRequestedV1 gives a v1 record v2's expires_at, null: it
+// was requested before the saga recorded deadlines in the event.
+func upcastPaymentRequestedV1(old map[string]any) (map[string]any, error) {
+	out := maps.Clone(old)
+	out["expires_at"] = nil
+	return out, nil
 }
 
 // upcastProductRegisteredV1 renames quantity → initial_stock and

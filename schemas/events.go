@@ -127,6 +127,9 @@ type PaymentRequested struct {
 	OrderID     string `avro:"order_id"`
 	Method      string `avro:"method"`
 	AmountCents int64  `avro:"amount_cents"`
+	// ExpiresAt is the saga's deadline for the payment's outcome (v2; nil
+	// in v1 records).
+	ExpiresAt *time.Time `avro:"expires_at"`
 }
 
 // PaymentSucceeded: shop.payments.v1.

@@ -119,6 +119,12 @@ func normalize(ev schemas.Event) schemas.Event {
 // by goavro with that version's codec as an older build did.
 func oldRecords() map[string]map[int][]map[string]any {
 	return map[string]map[int][]map[string]any{
+		"shop.payments.PaymentRequested": {
+			1: {
+				{"order_id": "o-1", "method": "card", "amount_cents": int64(8999)},
+				{"order_id": "o-2", "method": "sepa", "amount_cents": int64(math.MaxInt64)},
+			},
+		},
 		"shop.catalog.ProductRegistered": {
 			1: {
 				{"product_id": "p-9", "title": "Maillot", "price_cents": int64(100), "quantity": int32(3), "photo": goavro.Union("string", "http://x/y.jpg")},

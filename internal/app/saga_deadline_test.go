@@ -85,3 +85,37 @@ func charges(t *testing.T, pspURL, orderID string) (charged, refunded int) {
 	}
 	return charged, refunded
 }
+
+// GET /orders/{id} shows the saga's pending deadline while the payment has
+// no outcome (PaymentRequested v2's expires_at, folded by the orders
+// projection), and no deadline once it has one.
+func TestOrderShowsItsPendingPaymentDeadline(t *testing.T) {
+	s := startShopOn(t, devstack.Config{Dir: t.TempDir(), PSPLatency: 4 * time.Second},
+		func(cfg *app.Config) { cfg.PaymentTimeout = time.Hour })
+	customer, product := s.customer(), s.product(s.pool(), 5)
+	code, placed := s.order(customer, "card", product, 1)
+	if code != http.StatusAccepted {
+		t.Fatalf("order: %d %v", code, placed)
+	}
+	id := placed["id"].(string)
+	deadline := func(o map[string]any) (time.Time, bool) {
+		p, _ := o["payment"].(map[string]any)
+		s, ok := p["deadline"].(string)
+		at, err := time.Parse(time.RFC3339Nano, s)
+		return at, ok && err == nil
+	}
+	o := s.waitOrder(id, 30*time.Second, func(o map[string]any) bool { _, ok := deadline(o); return ok })
+	at, _ := deadline(o)
+	placedAt, err := time.Parse(time.RFC3339Nano, o["placed_at"].(string))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := at.Sub(placedAt); d < time.Hour || d > time.Hour+30*time.Second {
+		t.Fatalf("payment deadline %v is %v after placed_at %v; want --payment-timeout (1h) after the saga took the order", at, d, placedAt)
+	}
+	t.Logf("order %s paying: payment %v", id, o["payment"])
+	o = s.waitOrder(id, 30*time.Second, func(o map[string]any) bool { return o["status"] == "confirmed" })
+	if _, ok := deadline(o); ok {
+		t.Fatalf("confirmed order still shows a payment deadline: %v", o["payment"])
+	}
+}

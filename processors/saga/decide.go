@@ -101,6 +101,9 @@ type Reserve struct {
 	OrderID, CustomerID, Method string
 	AmountCents                 int64
 	Lines                       []Line
+	// Deadline is when the saga stops waiting for the payment: the
+	// payment request carries it, so that readers see it.
+	Deadline time.Time
 }
 
 // ConfirmOrder confirms the order.
@@ -156,8 +159,11 @@ func Decide(s State, orderID string, in Input, t Timeouts) (State, []Command, er
 			s.Deadline = &Deadline{Kind: kind, At: in.At.Add(timeout).UTC()}
 			fallthrough
 		case StatusPaying:
-			return s, []Command{Reserve{OrderID: orderID, CustomerID: s.CustomerID, Method: s.Method,
-				AmountCents: s.AmountCents, Lines: s.Lines}}, nil
+			r := Reserve{OrderID: orderID, CustomerID: s.CustomerID, Method: s.Method, AmountCents: s.AmountCents, Lines: s.Lines}
+			if s.Deadline != nil {
+				r.Deadline = s.Deadline.At
+			}
+			return s, []Command{r}, nil
 		}
 		return s, nil, nil // past this step
 	case Short:

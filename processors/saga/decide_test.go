@@ -31,7 +31,9 @@ func TestDecide(t *testing.T) {
 		return s
 	}
 	refunded := func(s State) State { s.Refunded = true; return s }
-	reserve := Reserve{OrderID: order, CustomerID: "c", Method: orders.Card, AmountCents: 700, Lines: lines}
+	// The payment request carries the deadline (the first one, on a
+	// redelivered OrderPlaced too).
+	reserve := Reserve{OrderID: order, CustomerID: "c", Method: orders.Card, AmountCents: 700, Lines: lines, Deadline: at.Add(timeouts.Card)}
 	ids := []string{"p", "q"}
 	compensation := func(reason string, payment bool) []Command {
 		cmds := []Command{CancelOrder{OrderID: order, Reason: reason}, ReleaseUnits{OrderID: order, Reason: reason, ProductIDs: ids}}
@@ -53,7 +55,7 @@ func TestDecide(t *testing.T) {
 		// OrderPlaced: reserve and pay, with a deadline.
 		{name: "card order placed", when: placed(orders.Card), then: []Command{reserve}, state: card},
 		{name: "sepa order placed", when: placed(orders.Sepa),
-			then:  []Command{Reserve{OrderID: order, CustomerID: "c", Method: orders.Sepa, AmountCents: 700, Lines: lines}},
+			then:  []Command{Reserve{OrderID: order, CustomerID: "c", Method: orders.Sepa, AmountCents: 700, Lines: lines, Deadline: at.Add(timeouts.Sepa)}},
 			state: paying(orders.Sepa, DeadlineSepa, timeouts.Sepa)},
 		{name: "placed again keeps the first deadline", given: []Input{placed(orders.Card)},
 			when: Placed{Order: placed(orders.Card).Order, At: at.Add(time.Hour)}, then: []Command{reserve}, state: card},

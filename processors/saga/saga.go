@@ -235,7 +235,7 @@ func (s *Saga) run(ctx context.Context, meta command.Meta, c Command) (Input, er
 		err := s.inventory.Reserve(ctx, meta, c.OrderID, lines, inventory.Then{
 			Held: func(tx pgx.Tx) error {
 				return s.payments.RequestIn(ctx, tx, meta, payments.Request{
-					OrderID: c.OrderID, CustomerID: c.CustomerID, Method: c.Method, AmountCents: c.AmountCents})
+					OrderID: c.OrderID, CustomerID: c.CustomerID, Method: c.Method, AmountCents: c.AmountCents, ExpiresAt: c.Deadline})
 			},
 			Short: func(tx pgx.Tx) error {
 				return s.orders.TransitionIn(ctx, tx, meta, c.OrderID, orders.Cancel{Reason: orders.ReasonOutOfStock})

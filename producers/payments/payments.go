@@ -16,6 +16,7 @@ package payments
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -55,6 +56,9 @@ type Request struct {
 	CustomerID  string
 	Method      string // card or sepa
 	AmountCents int64
+	// ExpiresAt is when the order's saga stops waiting for the outcome
+	// (its deadline), carried by PaymentRequested; zero: none.
+	ExpiresAt time.Time
 }
 
 // Settle records the outcome of the payment provider.
@@ -86,7 +90,12 @@ func Decide(p Payment, version int64, cmd Command) ([]schemas.Event, error) {
 		if c.AmountCents <= 0 {
 			return nil, command.Invalid("amount_cents", "must be positive")
 		}
-		events := []schemas.Event{schemas.PaymentRequested{OrderID: c.OrderID, Method: c.Method, AmountCents: c.AmountCents}}
+		requested := schemas.PaymentRequested{OrderID: c.OrderID, Method: c.Method, AmountCents: c.AmountCents}
+		if !c.ExpiresAt.IsZero() {
+			at := c.ExpiresAt.UTC().Truncate(time.Millisecond)
+			requested.ExpiresAt = &at
+		}
+		events := []schemas.Event{requested}
 		switch c.Method {
 		case "card":
 		case "sepa":

@@ -1,6 +1,8 @@
 package payments
 
 import (
+	"time"
+
 	"testing"
 
 	"shopstream/internal/platform/command"
@@ -24,6 +26,8 @@ func TestDecide(t *testing.T) {
 	card := Request{OrderID: order, CustomerID: customer, Method: "card", AmountCents: 4200}
 	sepa := Request{OrderID: order, CustomerID: customer, Method: "sepa", AmountCents: 4200}
 	with := func(r Request, f func(*Request)) Request { f(&r); return r }
+	deadline := time.Date(2026, 12, 5, 10, 0, 0, 123456789, time.FixedZone("CET", 3600))
+	deadlineUTC := time.Date(2026, 12, 5, 9, 0, 0, 123000000, time.UTC)
 	cardRequested := schemas.PaymentRequested{OrderID: order, Method: "card", AmountCents: 4200}
 	sepaRequested := []schemas.Event{schemas.PaymentRequested{OrderID: order, Method: "sepa", AmountCents: 4200},
 		schemas.SepaTransferRequested{OrderID: order, CustomerID: customer, AmountCents: 4200}}
@@ -41,6 +45,10 @@ func TestDecide(t *testing.T) {
 		// Request: the saga asks once the order's units are held.
 		{Name: "request card", When: card, Then: given(cardRequested),
 			// The card payment keeps no customer: PaymentRequested has no such field.
+			State: state("card", "", StatusRequested)},
+		{Name: "request with the saga's deadline: the request carries it, to the millisecond, in UTC",
+			When:  with(card, func(r *Request) { r.ExpiresAt = deadline }),
+			Then:  given(schemas.PaymentRequested{OrderID: order, Method: "card", AmountCents: 4200, ExpiresAt: &deadlineUTC}),
 			State: state("card", "", StatusRequested)},
 		{Name: "request sepa: the transfer goes to the single SEPA caller too", When: sepa, Then: sepaRequested,
 			State: state("sepa", customer, StatusRequested)},

@@ -31,7 +31,8 @@ import (
 // v2 added placed_at (GET /customers/{id}/orders sorts by it).
 // v3 keeps reserved sorted (it listed products in arrival order, which a
 // replay does not repeat).
-const Version = 3
+// v4 adds payment_deadline (PaymentRequested v2's expires_at).
+const Version = 4
 
 // View is the read-model document of an order.
 type View struct {
@@ -47,13 +48,16 @@ type View struct {
 	ReservedAt    map[string]time.Time `bson:"reserved_at"`
 	PaymentStatus string               `bson:"payment_status"`
 	PaymentRef    string               `bson:"payment_ref"`
-	PaidAt        *time.Time           `bson:"paid_at"`
-	Confirmed     bool                 `bson:"confirmed"`
-	ConfirmedAt   *time.Time           `bson:"confirmed_at"`
-	CancelReason  string               `bson:"cancel_reason"`
-	CancelledAt   *time.Time           `bson:"cancelled_at"`
-	Invoice       *Invoice             `bson:"invoice"`
-	Applied       runner.Applied       `bson:"applied"`
+	// PaymentDeadline is the saga's pending deadline for the payment's
+	// outcome, while the payment has none and the order is open.
+	PaymentDeadline *time.Time     `bson:"payment_deadline"`
+	PaidAt          *time.Time     `bson:"paid_at"`
+	Confirmed       bool           `bson:"confirmed"`
+	ConfirmedAt     *time.Time     `bson:"confirmed_at"`
+	CancelReason    string         `bson:"cancel_reason"`
+	CancelledAt     *time.Time     `bson:"cancelled_at"`
+	Invoice         *Invoice       `bson:"invoice"`
+	Applied         runner.Applied `bson:"applied"`
 }
 
 // Item is a line of an order.
@@ -219,15 +223,16 @@ func Apply(v View, env eventlog.Envelope) View {
 	case schemas.PaymentRequested:
 		if v.PaymentStatus == "" {
 			v.PaymentStatus = "requested"
+			v.PaymentDeadline = e.ExpiresAt
 		}
 	case schemas.PaymentSucceeded:
-		v.PaymentStatus, v.PaymentRef, v.PaidAt = "succeeded", e.ProviderReference, &at
+		v.PaymentStatus, v.PaymentRef, v.PaidAt, v.PaymentDeadline = "succeeded", e.ProviderReference, &at, nil
 	case schemas.PaymentFailed:
-		v.PaymentStatus = "failed"
+		v.PaymentStatus, v.PaymentDeadline = "failed", nil
 	case schemas.OrderConfirmed:
-		v.Confirmed, v.ConfirmedAt = true, &at
+		v.Confirmed, v.ConfirmedAt, v.PaymentDeadline = true, &at, nil
 	case schemas.OrderCancelled:
-		v.CancelReason, v.CancelledAt = e.Reason, &at
+		v.CancelReason, v.CancelledAt, v.PaymentDeadline = e.Reason, &at, nil
 	case schemas.InvoiceIssued:
 		inv := Invoice{Number: e.InvoiceNumber, IssuedAt: at}
 		if v.Invoice != nil {

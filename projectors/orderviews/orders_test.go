@@ -27,6 +27,9 @@ var t0 = time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)
 
 func minute(n int) time.Time { return t0.Add(time.Duration(n) * time.Minute) }
 
+// deadline is the saga's deadline of the order's payment.
+var deadline = minute(11)
+
 // env is an event as the write side records it: the aggregate is the
 // order for the orders, payments, invoices and emails topics, the product
 // for the stock topic; versions count per aggregate.
@@ -117,6 +120,20 @@ func TestApply(t *testing.T) {
 				t.Fatalf("payment %q, status %q, history %+v", v.PaymentStatus, v.Status(), v.History())
 			}
 		}},
+		{"payment requested with a deadline: the order shows it until the outcome", []eventlog.Envelope{placed, reservedMaillot, reservedGourde,
+			env(schemas.TopicPayments, orderID, 1, minute(1), schemas.PaymentRequested{OrderID: orderID, Method: "card", AmountCents: 7999, ExpiresAt: &deadline})},
+			func(t *testing.T, v orderviews.View) {
+				if v.PaymentDeadline == nil || !v.PaymentDeadline.Equal(deadline) {
+					t.Fatalf("payment deadline %v, want %v", v.PaymentDeadline, deadline)
+				}
+			}},
+		{"the deadline goes with the outcome", []eventlog.Envelope{placed, reservedMaillot, reservedGourde,
+			env(schemas.TopicPayments, orderID, 1, minute(1), schemas.PaymentRequested{OrderID: orderID, Method: "card", AmountCents: 7999, ExpiresAt: &deadline}), paySucceeded},
+			func(t *testing.T, v orderviews.View) {
+				if v.PaymentDeadline != nil {
+					t.Fatalf("payment deadline %v after the payment succeeded, want none", v.PaymentDeadline)
+				}
+			}},
 		{"paid", []eventlog.Envelope{placed, reservedMaillot, reservedGourde, payRequested, paySucceeded}, func(t *testing.T, v orderviews.View) {
 			if v.PaymentStatus != "succeeded" || v.PaymentRef != "psp_ch_123" || v.Status() != orderviews.StatusPaid {
 				t.Fatalf("payment %q ref %q, status %q", v.PaymentStatus, v.PaymentRef, v.Status())

@@ -161,6 +161,9 @@ type paymentResponse struct {
 	Method    string `json:"method"`
 	Status    string `json:"status"`
 	Reference string `json:"reference,omitempty"`
+	// Deadline is when the order is cancelled (payment_timeout) if the
+	// payment has no outcome by then; null once it has one.
+	Deadline *time.Time `json:"deadline"`
 }
 
 type invoiceResponse struct {
@@ -199,7 +202,7 @@ func (g *Gateway) orderResponses(r *http.Request, orders []orderviews.Order) ([]
 	for i, o := range orders {
 		v, history := o.View, o.View.History()
 		resp := orderResponse{ID: o.ID, CustomerID: v.CustomerID, Status: v.Status(), PlacedAt: v.PlacedAt, TotalCents: v.TotalCents,
-			Payment: paymentResponse{Method: v.PaymentMethod, Status: v.PaymentStatus, Reference: v.PaymentRef},
+			Payment: paymentResponse{Method: v.PaymentMethod, Status: v.PaymentStatus, Reference: v.PaymentRef, Deadline: v.PaymentDeadline},
 			Items:   make([]orderItemResponse, len(v.Items)), History: make([]statusChange, len(history))}
 		if v.CancelReason != "" {
 			resp.CancelReason = &v.CancelReason
