@@ -38,7 +38,7 @@ func TestUsageErrorsNameTheProblem(t *testing.T) {
 		{"replay without projection", nil, []string{"replay", "--data-dir", t.TempDir()}, "name the projection to rebuild: orders, products"},
 		{"replay of an unknown projection", nil, []string{"replay", "carts"}, `unknown projection "carts": give one of orders, products`},
 		{"replay brokers alone", nil, []string{"replay", "products", "--brokers", "127.0.0.1:1"}, "--brokers needs --registry-url and --mongo-uri"},
-		{"replay of no running dev", nil, []string{"replay", "products", "--data-dir", t.TempDir()}, "--http or --brokers"},
+		{"replay of no running dev", nil, []string{"replay", "products", "--data-dir", t.TempDir()}, "--target or --brokers"},
 		{"replay negative drop-after", nil, []string{"replay", "products", "--drop-after", "-1s"}, "--drop-after"},
 	}
 	for _, c := range cases {

@@ -105,7 +105,7 @@ func table() []component {
 			return w.consume(PaymentsSepa, p.SepaConfig(w.serde))
 		}},
 		{Billing, processorNeeds, processorNeeds, func(_ context.Context, w *wiring) error {
-			p := invoicing.New(invoicing.Deps{Pool: w.pool, Billing: w.svc.billing, Notifications: w.svc.notifications,
+			p := invoicing.New(invoicing.Deps{Billing: w.svc.billing, Notifications: w.svc.notifications,
 				Orders: w.svc.orders, Customers: w.svc.customers, Catalog: w.svc.catalog, Logger: w.log})
 			return w.consume(Billing, p.Config(w.serde))
 		}},
@@ -248,7 +248,7 @@ func buildSaga(ctx context.Context, w *wiring) error {
 		}
 		refunders[method] = c
 	}
-	sg := saga.New(saga.Deps{Own: own, Pool: w.pool, Orders: w.svc.orders, Inventory: w.svc.inventory, Payments: w.svc.payments,
+	sg := saga.New(saga.Deps{Own: own, Orders: w.svc.orders, Inventory: w.svc.inventory, Payments: w.svc.payments,
 		Refunders: refunders, Timeouts: saga.Timeouts{Card: w.cfg.PaymentTimeout, Sepa: w.cfg.SepaTimeout}, Logger: w.log})
 	if err := w.consume(Saga, sg.Config(w.serde)); err != nil {
 		return err

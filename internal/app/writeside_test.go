@@ -275,7 +275,7 @@ func TestInventoryNeverOversells(t *testing.T) {
 			order := uuid.NewString()
 			var err error
 			for { // what the saga's consumer does with a lost version race
-				err = inv.Reserve(ctx, command.Meta{CorrelationID: order}, order, []inventory.Line{{ProductID: product, Quantity: 1}}, inventory.Then{})
+				err = inv.Reserve(ctx, command.Meta{CorrelationID: order}, order, []inventory.Line{{ProductID: product, Quantity: 1}})
 				if !errors.Is(err, command.ErrVersion) {
 					break
 				}

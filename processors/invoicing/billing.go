@@ -11,10 +11,6 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
-
-	"shopstream/internal/platform/aggregate"
 	"shopstream/internal/platform/command"
 	"shopstream/internal/platform/eventlog"
 	"shopstream/processors/consumer"
@@ -32,7 +28,6 @@ const Group = "shop.processor.billing.v1"
 
 // Deps are the services the processor reads and writes.
 type Deps struct {
-	Pool          *pgxpool.Pool
 	Billing       *billing.Service
 	Notifications *notifications.Service
 	Orders        *orders.Service
@@ -67,28 +62,38 @@ func (p *Processor) Handle(ctx context.Context, env eventlog.Envelope) error {
 	if !ok {
 		return nil
 	}
-	if issued, err := p.d.Billing.Issued(ctx, e.OrderID); err != nil || issued {
-		return err
-	}
-	inv, err := p.invoice(ctx, e.OrderID)
-	if err != nil {
-		return err
-	}
-	pdf, err := invoicepdf.Render(inv)
-	if err != nil {
-		return err
-	}
 	meta := command.CausedBy(ctx, env.Meta)
-	_, err = aggregate.Transact(ctx, p.d.Pool, meta, func(tx pgx.Tx) (command.Result, error) {
-		if err := p.d.Billing.IssueIn(ctx, tx, meta, billing.Issue{OrderID: e.OrderID, Number: inv.Number,
-			CustomerID: inv.Customer.ID, TotalCents: inv.TotalCents}, pdf); err != nil {
-			return command.Result{}, err
+	// Two steps, each in its context's own transaction and idempotent: the
+	// invoice (with its PDF), then its email. A redelivery after a cut
+	// between them finds the invoice issued and requests the email.
+	issued, found, err := p.d.Billing.Invoice(ctx, e.OrderID)
+	if err != nil {
+		return err
+	}
+	if !found {
+		inv, err := p.invoice(ctx, e.OrderID)
+		if err != nil {
+			return err
 		}
-		return command.Result{}, p.d.Notifications.RequestIn(ctx, tx, meta, notifications.Request{
-			OrderID: e.OrderID, To: inv.Customer.Email, Subject: "Your shopstream invoice " + inv.Number,
-			Template: "invoice", AttachmentRef: billing.DocumentRef(e.OrderID)})
-	})
-	return err
+		pdf, err := invoicepdf.Render(inv)
+		if err != nil {
+			return err
+		}
+		issue := billing.Issue{OrderID: e.OrderID, Number: inv.Number, CustomerID: inv.Customer.ID, TotalCents: inv.TotalCents}
+		if err := p.d.Billing.Issue(ctx, meta, issue, pdf); err != nil {
+			return err
+		}
+		if issued, _, err = p.d.Billing.Invoice(ctx, e.OrderID); err != nil { // the number that stands
+			return err
+		}
+	}
+	c, found, err := p.d.Customers.Customer(ctx, issued.CustomerID)
+	if err != nil || !found {
+		return notFound(err, found, "customer", issued.CustomerID)
+	}
+	return p.d.Notifications.Request(ctx, meta, notifications.Request{
+		OrderID: e.OrderID, To: c.Email, Subject: "Your shopstream invoice " + issued.Number,
+		Template: "invoice", AttachmentRef: billing.DocumentRef(e.OrderID)})
 }
 
 // invoice gathers what the invoice shows, with a new number.

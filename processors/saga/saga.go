@@ -31,7 +31,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"shopstream/internal/platform/aggregate"
 	"shopstream/internal/platform/command"
 	"shopstream/internal/platform/eventlog"
 	"shopstream/internal/platform/pgdb"
@@ -65,10 +64,11 @@ func Migrations() []pgdb.Migration {
 
 // Saga runs the order saga's steps.
 type Saga struct {
-	// own holds the saga's transactions; the commands run on pool, so that
-	// a step holding its own connection never waits for another from the
-	// same pool.
-	own, pool *pgxpool.Pool
+	// own holds the saga's transactions, on its own tables only; the
+	// contexts run its commands in transactions of their own, on their
+	// pools, so that a step holding its connection never waits for
+	// another from the same pool.
+	own       *pgxpool.Pool
 	orders    *orders.Service
 	inventory *inventory.Service
 	payments  *payments.Service
@@ -90,9 +90,9 @@ type Refunder interface {
 
 // Deps are what the saga runs on and calls.
 type Deps struct {
-	// Own holds the saga's state; Pool runs the contexts' commands (Own
-	// may be Pool when it has connections to spare).
-	Own, Pool *pgxpool.Pool
+	// Own holds the saga's state (saga.orders, saga.deadlines): a pool of
+	// its own, apart from the contexts' (see Saga.own).
+	Own       *pgxpool.Pool
 	Orders    *orders.Service
 	Inventory *inventory.Service
 	Payments  *payments.Service
@@ -105,14 +105,14 @@ type Deps struct {
 
 // New returns the saga.
 func New(d Deps) *Saga {
-	own, pool, o, inv, pay, refunders, t, log := d.Own, d.Pool, d.Orders, d.Inventory, d.Payments, d.Refunders, d.Timeouts, d.Logger
+	own, o, inv, pay, refunders, t, log := d.Own, d.Orders, d.Inventory, d.Payments, d.Refunders, d.Timeouts, d.Logger
 	if t.Card <= 0 {
 		t.Card = DefaultPaymentTimeout
 	}
 	if t.Sepa <= 0 {
 		t.Sepa = DefaultSepaTimeout
 	}
-	s := &Saga{own: own, pool: pool, orders: o, inventory: inv, payments: pay, refunders: refunders, timeouts: t, now: time.Now,
+	s := &Saga{own: own, orders: o, inventory: inv, payments: pay, refunders: refunders, timeouts: t, now: time.Now,
 		log: log.With("component", "saga")}
 	s.exec = s.run
 	if o != nil {
@@ -232,28 +232,24 @@ func (s *Saga) run(ctx context.Context, meta command.Meta, c Command) (Input, er
 		for i, l := range c.Lines {
 			lines[i] = inventory.Line{ProductID: l.ProductID, Quantity: l.Quantity}
 		}
-		err := s.inventory.Reserve(ctx, meta, c.OrderID, lines, inventory.Then{
-			Held: func(tx pgx.Tx) error {
-				return s.payments.RequestIn(ctx, tx, meta, payments.Request{
-					OrderID: c.OrderID, CustomerID: c.CustomerID, Method: c.Method, AmountCents: c.AmountCents, ExpiresAt: c.Deadline})
-			},
-			Short: func(tx pgx.Tx) error {
-				return s.orders.TransitionIn(ctx, tx, meta, c.OrderID, orders.Cancel{Reason: orders.ReasonOutOfStock})
-			},
-		})
+		// Each context in its own transaction: the units, then the
+		// payment. A step cut between the two runs again on redelivery:
+		// the reservation answers as before, and the request is made once.
+		err := s.inventory.Reserve(ctx, meta, c.OrderID, lines)
 		if short := (*command.Shortage)(nil); errors.As(err, &short) {
-			return Short{}, nil
+			return Short{}, nil // Decide cancels the order: out_of_stock
 		}
-		return nil, err
+		if err != nil {
+			return nil, err
+		}
+		return nil, s.payments.Request(ctx, meta, payments.Request{
+			OrderID: c.OrderID, CustomerID: c.CustomerID, Method: c.Method, AmountCents: c.AmountCents, ExpiresAt: c.Deadline})
 	case ConfirmOrder:
 		return nil, s.transition(ctx, meta, c.OrderID, orders.Confirm{})
 	case CancelOrder:
 		return nil, s.transition(ctx, meta, c.OrderID, orders.Cancel{Reason: c.Reason})
 	case ReleaseUnits:
-		_, err := aggregate.Transact(ctx, s.pool, meta, func(tx pgx.Tx) (command.Result, error) {
-			return command.Result{}, s.inventory.ReleaseIn(ctx, tx, meta, c.OrderID, c.Reason, c.ProductIDs)
-		})
-		return nil, err
+		return nil, s.inventory.Release(ctx, meta, c.OrderID, c.Reason, c.ProductIDs)
 	case CancelPayment:
 		return nil, s.payments.Cancel(ctx, meta, payments.Cancel{OrderID: c.OrderID})
 	case RefundPayment:
@@ -271,10 +267,7 @@ func (s *Saga) run(ctx context.Context, meta command.Meta, c Command) (Input, er
 }
 
 func (s *Saga) transition(ctx context.Context, meta command.Meta, orderID string, t orders.Transition) error {
-	_, err := aggregate.Transact(ctx, s.pool, meta, func(tx pgx.Tx) (command.Result, error) {
-		return command.Result{}, s.orders.TransitionIn(ctx, tx, meta, orderID, t)
-	})
-	return err
+	return s.orders.Transition(ctx, meta, orderID, t)
 }
 
 // State returns the saga's state of an order and its version (0: unseen).

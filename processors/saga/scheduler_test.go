@@ -100,7 +100,7 @@ func (j *journal) count(order string, c Command) int {
 }
 
 func testSaga(pool *pgxpool.Pool, j *journal, t Timeouts) *Saga {
-	s := New(Deps{Own: pool, Pool: pool, Timeouts: t, Logger: slog.New(slog.DiscardHandler)})
+	s := New(Deps{Own: pool, Timeouts: t, Logger: slog.New(slog.DiscardHandler)})
 	s.exec = j.exec
 	return s
 }

@@ -92,10 +92,10 @@ func NewService(pool *pgxpool.Pool, serde *eventlog.Serde) *Service {
 	return &Service{pool: pool, invoices: aggregate.NewStore[Invoice](pool, serde, "billing.invoices", Source)}
 }
 
-// Issued tells whether an order's invoice exists.
-func (s *Service) Issued(ctx context.Context, orderID string) (bool, error) {
-	_, _, found, err := s.invoices.Load(ctx, orderID)
-	return found, err
+// Invoice returns an order's invoice; found is false before it is issued.
+func (s *Service) Invoice(ctx context.Context, orderID string) (inv Invoice, found bool, err error) {
+	inv, _, found, err = s.invoices.Load(ctx, orderID)
+	return inv, found, err
 }
 
 // NextNumber allocates an invoice number, like INV-2026-000042. Numbers
@@ -108,16 +108,19 @@ func (s *Service) NextNumber(ctx context.Context, now time.Time) (string, error)
 	return fmt.Sprintf("INV-%d-%06d", now.Year(), n), nil
 }
 
-// IssueIn stores the invoice's PDF and issues it, within tx. Issuing an
-// order's invoice again changes nothing.
-func (s *Service) IssueIn(ctx context.Context, tx pgx.Tx, meta command.Meta, c Issue, pdf []byte) error {
+// Issue stores the invoice's PDF and issues it, in one transaction of its
+// own. Issuing an order's invoice again changes nothing.
+func (s *Service) Issue(ctx context.Context, meta command.Meta, c Issue, pdf []byte) error {
 	c.DocumentRef = DocumentRef(c.OrderID)
-	_, version, err := s.invoices.Apply(ctx, tx, c.OrderID, meta, aggregate.Rule(Decide, Evolve)(c))
-	if err != nil || version != 1 {
-		return err
-	}
-	// version is 1 also when the invoice was issued already: its PDF stands.
-	_, err = tx.Exec(ctx, `INSERT INTO billing.documents (order_id, pdf) VALUES ($1, $2) ON CONFLICT (order_id) DO NOTHING`, c.OrderID, pdf)
+	_, err := aggregate.Transact(ctx, s.pool, meta, func(tx pgx.Tx) (command.Result, error) {
+		_, version, err := s.invoices.Apply(ctx, tx, c.OrderID, meta, aggregate.Rule(Decide, Evolve)(c))
+		if err != nil || version != 1 {
+			return command.Result{}, err
+		}
+		// version is 1 also when the invoice was issued already: its PDF stands.
+		_, err = tx.Exec(ctx, `INSERT INTO billing.documents (order_id, pdf) VALUES ($1, $2) ON CONFLICT (order_id) DO NOTHING`, c.OrderID, pdf)
+		return command.Result{}, err
+	})
 	return err
 }
 

@@ -56,21 +56,13 @@ type Line struct {
 	Quantity  int64
 }
 
-// Then is what the caller does in Reserve's transactions: Held in the
-// one that holds every line (payment requested with the reservation), Short
-// in the one that records a refusal (the order cancelled with it). Either
-// may be nil.
-type Then struct {
-	Held, Short func(tx pgx.Tx) error
-}
-
 // Reserve holds every line of an order, all or nothing, in one transaction
-// with then.Held. When a product is short nothing is held: another
+// of the inventory's own. When a product is short nothing is held: another
 // transaction records a StockReservationRejected for each short product,
-// with then.Short, and Reserve returns the first *command.Shortage.
-// Reserving an order again changes nothing. A lost version race is
-// command.ErrVersion: the caller retries.
-func (s *Service) Reserve(ctx context.Context, meta command.Meta, orderID string, lines []Line, then Then) error {
+// and Reserve returns the first *command.Shortage. Reserving an order again
+// changes nothing (and answers as the first time did). A lost version race
+// is command.ErrVersion: the caller retries.
+func (s *Service) Reserve(ctx context.Context, meta command.Meta, orderID string, lines []Line) error {
 	var short []*command.Shortage
 	_, err := aggregate.Transact(ctx, s.pool, meta, func(tx pgx.Tx) (command.Result, error) {
 		var err error
@@ -80,27 +72,17 @@ func (s *Service) Reserve(ctx context.Context, meta command.Meta, orderID string
 		if len(short) > 0 {
 			return command.Result{}, short[0] // roll back what was held
 		}
-		return command.Result{}, run(then.Held, tx)
+		return command.Result{}, nil
 	})
 	if len(short) == 0 {
 		return err
 	}
 	if _, err := aggregate.Transact(ctx, s.pool, meta, func(tx pgx.Tx) (command.Result, error) {
-		if err := s.rejectIn(ctx, tx, meta, orderID, short); err != nil {
-			return command.Result{}, err
-		}
-		return command.Result{}, run(then.Short, tx)
+		return command.Result{}, s.rejectIn(ctx, tx, meta, orderID, short)
 	}); err != nil {
 		return fmt.Errorf("record rejection of order %s: %w", orderID, err)
 	}
 	return short[0]
-}
-
-func run(f func(pgx.Tx) error, tx pgx.Tx) error {
-	if f == nil {
-		return nil
-	}
-	return f(tx)
 }
 
 // reserveIn holds every line of an order within tx and returns the
@@ -138,15 +120,18 @@ func (s *Service) rejectIn(ctx context.Context, tx pgx.Tx, meta command.Meta, or
 	return nil
 }
 
-// ReleaseIn gives back, within tx, what order orderID holds of each
-// product; releasing again changes nothing.
-func (s *Service) ReleaseIn(ctx context.Context, tx pgx.Tx, meta command.Meta, orderID, reason string, productIDs []string) error {
-	for _, id := range slices.Sorted(slices.Values(productIDs)) {
-		if _, _, err := s.stock.Apply(ctx, tx, id, meta, decide(Release{ProductID: id, OrderID: orderID, Reason: reason})); err != nil {
-			return err
+// Release gives back what order orderID holds of each product, in one
+// transaction of the inventory's own; releasing again changes nothing.
+func (s *Service) Release(ctx context.Context, meta command.Meta, orderID, reason string, productIDs []string) error {
+	_, err := aggregate.Transact(ctx, s.pool, meta, func(tx pgx.Tx) (command.Result, error) {
+		for _, id := range slices.Sorted(slices.Values(productIDs)) {
+			if _, _, err := s.stock.Apply(ctx, tx, id, meta, decide(Release{ProductID: id, OrderID: orderID, Reason: reason})); err != nil {
+				return command.Result{}, err
+			}
 		}
-	}
-	return nil
+		return command.Result{}, nil
+	})
+	return err
 }
 
 // Available returns the units available of each product the inventory

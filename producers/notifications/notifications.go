@@ -8,7 +8,6 @@ import (
 	"context"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"shopstream/internal/platform/aggregate"
@@ -106,10 +105,10 @@ func NewService(pool *pgxpool.Pool, serde *eventlog.Serde) *Service {
 
 var decide = aggregate.Rule(Decide, Evolve)
 
-// RequestIn asks for an order's email within tx.
-func (s *Service) RequestIn(ctx context.Context, tx pgx.Tx, meta command.Meta, c Request) error {
-	_, _, err := s.emails.Apply(ctx, tx, c.OrderID, meta, decide(c))
-	return err
+// Request asks for an order's email in its own transaction; asking again
+// changes nothing.
+func (s *Service) Request(ctx context.Context, meta command.Meta, c Request) error {
+	return s.emails.Exec(ctx, c.OrderID, meta, decide(c))
 }
 
 // Email returns an order's email state.

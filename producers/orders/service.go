@@ -149,9 +149,9 @@ func (s *Service) Order(ctx context.Context, orderID string) (o Order, found boo
 	return o, found, err
 }
 
-// TransitionIn confirms or cancels an order within tx (idempotent).
-func (s *Service) TransitionIn(ctx context.Context, tx pgx.Tx, meta command.Meta, orderID string, t Transition) error {
-	_, _, err := s.orders.Apply(ctx, tx, orderID, meta, aggregate.Decision(
+// Transition confirms or cancels an order in its own transaction
+// (idempotent).
+func (s *Service) Transition(ctx context.Context, meta command.Meta, orderID string, t Transition) error {
+	return s.orders.Exec(ctx, orderID, meta, aggregate.Decision(
 		func(o Order, _ int64) ([]schemas.Event, error) { return DecideTransition(o, orderID, t) }, Evolve))
-	return err
 }

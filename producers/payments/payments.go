@@ -18,7 +18,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"shopstream/internal/platform/aggregate"
@@ -167,9 +166,8 @@ func NewService(pool *pgxpool.Pool, serde *eventlog.Serde) *Service {
 var decide = aggregate.Rule(Decide, Evolve)
 
 // RequestIn asks for an order's payment within tx.
-func (s *Service) RequestIn(ctx context.Context, tx pgx.Tx, meta command.Meta, cmd Request) error {
-	_, _, err := s.payments.Apply(ctx, tx, cmd.OrderID, meta, decide(cmd))
-	return err
+func (s *Service) Request(ctx context.Context, meta command.Meta, cmd Request) error {
+	return s.payments.Exec(ctx, cmd.OrderID, meta, decide(cmd))
 }
 
 // Settle records a provider's outcome in its own transaction.
