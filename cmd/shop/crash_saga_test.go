@@ -11,11 +11,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"shopstream/internal/devinfra/devstack"
 	"shopstream/internal/devinfra/embedded/smtpd"
+	"shopstream/internal/platform/eventlog"
 	"shopstream/internal/platform/pgdb"
 	"shopstream/internal/testinfra/kafkatest"
 	"shopstream/internal/testinfra/testenv"
+	"shopstream/schemas"
 )
 
 // The saga, payment, billing and email processors run in a child process
@@ -150,5 +154,108 @@ func TestCrashKillProcessorsLosesNoOrder(t *testing.T) {
 	}
 	if strings.Count(front.out.String(), "panic") > 0 {
 		t.Fatalf("front panicked:\n%s", front.out)
+	}
+}
+
+// A saga process SIGKILLed while payments are pending, and restarted after
+// their deadline: the restarted process fires each deadline, once. The
+// payments are never answered (no payments component runs), so only the
+// deadline can end the orders: each is cancelled payment_timeout, its
+// units released exactly once (one StockReleased per order on the stock
+// topic), and its deadline marked fired.
+func TestCrashKillSagaFiresPendingDeadlinesOnce(t *testing.T) {
+	testenv.Slow(t, "builds the shop binary and SIGKILLs its saga with deadlines pending, about 20 s")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	e := startStack(ctx, t, devstack.Config{Dir: t.TempDir()})
+	bin := buildShop(t)
+	front := startRun(t, bin, e, "gateway,outbox-relay,stockfeed,projector-products,projector-orders")
+	t.Setenv("SHOP_PAYMENT_TIMEOUT", "3s") // read by the saga processes started below
+	back := startRun(t, bin, e, "saga")
+
+	code, body, err := post(front.client, front.base+"/customers", `{"email": "late@example.org", "name": "Late"}`)
+	if err != nil || code != http.StatusCreated {
+		t.Fatalf("sign up: %d %s %v", code, body, err)
+	}
+	var created struct{ ID string }
+	_ = json.Unmarshal(body, &created)
+	customer := created.ID
+	pool, err := pgdb.Connect(ctx, e.PostgresURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	product := groupProduct(t, front, pool, 20)
+	from := kafkatest.From(t, e.Brokers, schemas.TopicStock)
+	const n = 5
+	var orders []string
+	for i := range n {
+		code, body, err := post(front.client, front.base+"/orders",
+			fmt.Sprintf(`{"customer_id": %q, "payment_method": "card", "items": [{"product_id": %q, "quantity": 2}]}`, customer, product))
+		if err != nil || code != http.StatusAccepted {
+			t.Fatalf("order %d: %d %s %v", i, code, body, err)
+		}
+		_ = json.Unmarshal(body, &created)
+		orders = append(orders, created.ID)
+	}
+	// Every order's deadline is recorded, pending: then the saga dies.
+	waitUntil(t, 30*time.Second, "the saga records every order's deadline", func() bool {
+		var pending int
+		err := pool.QueryRow(ctx, `SELECT count(*) FROM saga.deadlines WHERE order_id = ANY($1) AND fired_at IS NULL`, orders).Scan(&pending)
+		return err == nil && pending == n
+	})
+	back.kill(t)
+	time.Sleep(4 * time.Second) // past every deadline, with no saga running
+	back = startRun(t, bin, e, "saga")
+
+	for _, id := range orders {
+		waitUntil(t, 60*time.Second, "order "+id+" cancelled", func() bool {
+			resp, err := front.client.Get(front.base + "/orders/" + id)
+			if err != nil {
+				return false
+			}
+			defer resp.Body.Close()
+			var o struct {
+				Status       string
+				CancelReason string `json:"cancel_reason"`
+			}
+			_ = json.NewDecoder(resp.Body).Decode(&o)
+			if o.Status == "cancelled" && o.CancelReason != "payment_timeout" {
+				t.Fatalf("order %s cancelled for %q, want payment_timeout", id, o.CancelReason)
+			}
+			return o.Status == "cancelled"
+		})
+	}
+	var fired int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM saga.deadlines WHERE order_id = ANY($1) AND fired_at IS NOT NULL`, orders).Scan(&fired); err != nil || fired != n {
+		t.Fatalf("%d deadlines fired (%v), want %d", fired, err, n)
+	}
+	released := func(r *kgo.Record) bool {
+		for _, h := range r.Headers {
+			if h.Key == eventlog.HeaderType && string(h.Value) == "shop.inventory.StockReleased" {
+				return true
+			}
+		}
+		return false
+	}
+	if got := countWhere(t, e.Brokers, from, 3*time.Second, released); got != n {
+		t.Fatalf("%d StockReleased after the restart, want %d: one per order", got, n)
+	}
+	var available int64
+	if err := pool.QueryRow(ctx, `SELECT available FROM inventory.stock WHERE id = $1`, product).Scan(&available); err != nil || available != 20 {
+		t.Fatalf("available %d (%v), want the 20 units back", available, err)
+	}
+	t.Logf("%d orders pending when the saga was killed: after its restart, %d deadlines fired, %d StockReleased, %d units available", n, fired, n, available)
+}
+
+// waitUntil polls cond every 100 ms until it holds, or fails t after d.
+func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v", what, d)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
