@@ -242,8 +242,21 @@ func (s *Saga) run(ctx context.Context, meta command.Meta, c Command) (Input, er
 		if err != nil {
 			return nil, err
 		}
-		return nil, s.payments.Request(ctx, meta, payments.Request{
+		err = s.payments.Request(ctx, meta, payments.Request{
 			OrderID: c.OrderID, CustomerID: c.CustomerID, Method: c.Method, AmountCents: c.AmountCents, ExpiresAt: c.Deadline})
+		if errors.Is(err, command.ErrInvalid) {
+			// A request the payments context refuses for good: the step
+			// is dead-lettered, and holds no units (as when both ran in
+			// one transaction, which rolled the reservation back).
+			ids := make([]string, len(c.Lines))
+			for i, l := range c.Lines {
+				ids[i] = l.ProductID
+			}
+			if rerr := s.inventory.Release(ctx, meta, c.OrderID, orders.ReasonPaymentFailed, ids); rerr != nil {
+				return nil, rerr // transient: the step runs again
+			}
+		}
+		return nil, err
 	case ConfirmOrder:
 		return nil, s.transition(ctx, meta, c.OrderID, orders.Confirm{})
 	case CancelOrder:
