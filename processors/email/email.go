@@ -64,6 +64,10 @@ func (s *Sender) Config(serde *eventlog.Serde) consumer.Config {
 	}
 }
 
+// RecordTimeout bounds how long a sent email's record is retried, stop or
+// no stop: shorter than the 30 s a stopping instance is given.
+const RecordTimeout = 20 * time.Second
+
 // MessageID is the stable Message-ID of an order's invoice email.
 func MessageID(orderID string) string { return "invoice-" + orderID + "@shopstream" }
 
@@ -109,11 +113,16 @@ func (s *Sender) Handle(ctx context.Context, env eventlog.Envelope) error {
 	// The email is out: a failure from here must not make the consumer
 	// handle the record again, which would send it a second time. So
 	// recording the send is retried here, with backoff, until it succeeds,
-	// the command is refused, or ctx ends (a PostgreSQL outage waits it
-	// out). Only a crash between the send and the record sends twice.
+	// the command is refused, or RecordTimeout passes (a PostgreSQL outage
+	// waits it out), whether or not ctx ends meanwhile: a graceful stop
+	// (SIGTERM, a revoked partition) during a send still records it. Only
+	// a crash between the send and the record sends twice.
 	mark := notifications.MarkSent{OrderID: e.OrderID, MessageID: msg.MessageID, SentAt: at}
+	meta := command.CausedBy(ctx, env.Meta)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), RecordTimeout)
+	defer cancel()
 	for backoff := 50 * time.Millisecond; ; backoff = min(2*backoff, 5*time.Second) {
-		err := s.d.Notifications.MarkSent(ctx, command.CausedBy(ctx, env.Meta), mark)
+		err := s.d.Notifications.MarkSent(ctx, meta, mark)
 		if err == nil || errors.Is(err, command.ErrInvalid) || errors.Is(err, command.ErrNotFound) || errors.Is(err, command.ErrConflict) {
 			return err
 		}
