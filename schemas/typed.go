@@ -130,6 +130,9 @@ func (v *Version) Decode(bin []byte) (Event, error) {
 	if v.typed == nil {
 		return v.DecodeGeneric(bin)
 	}
+	if v.Number == 0 { // a newer writer (Catalog.Newer): resolution only
+		return v.DecodeTyped(bin)
+	}
 	if ev, err := v.DecodeTyped(bin); err == nil {
 		return ev, nil
 	}
@@ -239,4 +242,36 @@ func (t *Type) buildTyped() error {
 		return fmt.Errorf("typed path: %w", err)
 	}
 	return nil
+}
+
+// Newer is the version of a writer schema this build does not have, of an
+// event type it knows: a version a newer build writes (a rolling upgrade
+// may run a newer writer beside this reader). Its records are read by
+// Avro schema resolution into this build's current version, as a
+// FULL_TRANSITIVE contract promises they can be: added fields are skipped,
+// fields removed with a default take it. The version's Number is 0 (not in
+// this build's history); it is read, never written. An error says the
+// schema is not a record this build knows or does not resolve.
+func (c *Catalog) Newer(writerSchema string) (*Version, error) {
+	writer, err := avro.ParseWithCache(writerSchema, "", &avro.SchemaCache{})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUnknownSchema, err)
+	}
+	named, ok := writer.(avro.NamedSchema)
+	if !ok {
+		return nil, fmt.Errorf("%w: not a named record", ErrUnknownSchema)
+	}
+	t, ok := c.Type(named.FullName())
+	if !ok {
+		return nil, fmt.Errorf("%w: no event type %s", ErrUnknownSchema, named.FullName())
+	}
+	cur := t.Current()
+	if cur.typed == nil {
+		return nil, fmt.Errorf("%w: %s is not read by the typed path", ErrUnknownSchema, t.Name)
+	}
+	resolved, err := avro.NewSchemaCompatibility().Resolve(cur.typed, writer)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: this build's v%d cannot read it: %v", ErrUnknownSchema, t.Name, cur.Number, err)
+	}
+	return &Version{Type: t, Number: 0, Schema: writerSchema, typed: resolved}, nil
 }

@@ -22,7 +22,7 @@ func runLoadtest(ctx context.Context, args []string, getenv func(string) string,
 	target := fs.String("target", "", "URL of a running shop to load, e.g. http://127.0.0.1:8080 (or --embedded)")
 	embedded := fs.Bool("embedded", false, "start a whole shop with embedded infrastructure in this process and load it")
 	dataDir := fs.String("data-dir", ".shop", dataDirUsage+"; with --embedded, a fresh temporary directory (removed afterwards) unless given; "+
-		"with --target, its endpoints.json, when there, names the Kafka, registry, MongoDB, payment simulators and mailbox the checks read")
+		"with --target, when given, its endpoints.json names the Kafka, registry, MongoDB, payment simulators and mailbox the checks read (not given: the target's GET /dev/endpoints)")
 	profile := fs.String("profile", loadtest.BlackFriday, "load profile: steady, or blackfriday (the base rate, then --spike-x times it for --spike-for, then back down)")
 	duration := fs.Duration("duration", 60*time.Second, "how long the load lasts (the drain comes after)")
 	baseRPS := fs.Float64("base-rps", 5, "requests per second outside the spike")
@@ -103,7 +103,7 @@ func runLoadtest(ctx context.Context, args []string, getenv func(string) string,
 		return loadtest.Run(ctx, cfg)
 	}
 	if !*embedded {
-		e, err := targetInfrastructure(ctx, brokers, *registryURL, *mongoURI, *target, endpointsDir(*dataDir, set["data-dir"]), *cardPSPURL, *sepaBankURL)
+		e, err := targetInfrastructure(ctx, brokers, *registryURL, *mongoURI, *target, targetDataDir(*dataDir, set["data-dir"]), *cardPSPURL, *sepaBankURL)
 		if err != nil {
 			return err
 		}
@@ -269,4 +269,15 @@ func printRamp(w io.Writer, r *report.Ramp, m report.Machine) {
 	for _, n := range r.Notes {
 		fmt.Fprintf(w, "note: %s\n", n)
 	}
+}
+
+// targetDataDir is the data directory whose endpoints.json says where a
+// --target shop's checks read: only one given on purpose, since a default
+// .shop of this working directory may belong to another shop than the
+// target (then the target's GET /dev/endpoints, or the flags, say it).
+func targetDataDir(dir string, given bool) string {
+	if !given {
+		return ""
+	}
+	return dir
 }

@@ -64,8 +64,9 @@ func (s *Sender) Config(serde *eventlog.Serde) consumer.Config {
 	}
 }
 
-// RecordTimeout bounds how long a sent email's record is retried, stop or
-// no stop: shorter than the 30 s a stopping instance is given.
+// RecordTimeout bounds one attempt to record a sent email, and how long the
+// attempts go on once the sender is stopping: shorter than the 30 s a
+// stopping instance is given.
 const RecordTimeout = 20 * time.Second
 
 // MessageID is the stable Message-ID of an order's invoice email.
@@ -112,24 +113,30 @@ func (s *Sender) Handle(ctx context.Context, env eventlog.Envelope) error {
 	}
 	// The email is out: a failure from here must not make the consumer
 	// handle the record again, which would send it a second time. So
-	// recording the send is retried here, with backoff, until it succeeds,
-	// the command is refused, or RecordTimeout passes (a PostgreSQL outage
-	// waits it out), whether or not ctx ends meanwhile: a graceful stop
-	// (SIGTERM, a revoked partition) during a send still records it. Only
-	// a crash between the send and the record sends twice.
+	// recording the send is retried here, with backoff, until it succeeds
+	// or the command is refused: for as long as ctx lives (a PostgreSQL
+	// outage is waited out), then RecordTimeout more once ctx ends, so that
+	// a graceful stop (SIGTERM, a revoked partition) during a send still
+	// records it. Only a crash between the send and the record, or an
+	// outage that outlasts a stop's grace, sends twice.
 	mark := notifications.MarkSent{OrderID: e.OrderID, MessageID: msg.MessageID, SentAt: at}
 	meta := command.CausedBy(ctx, env.Meta)
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), RecordTimeout)
-	defer cancel()
+	detached := context.WithoutCancel(ctx)
+	var grace <-chan time.Time // runs from when ctx ends
 	for backoff := 50 * time.Millisecond; ; backoff = min(2*backoff, 5*time.Second) {
-		err := s.d.Notifications.MarkSent(ctx, meta, mark)
+		cctx, cancel := context.WithTimeout(detached, RecordTimeout)
+		err := s.d.Notifications.MarkSent(cctx, meta, mark)
+		cancel()
 		if err == nil || errors.Is(err, command.ErrInvalid) || errors.Is(err, command.ErrNotFound) || errors.Is(err, command.ErrConflict) {
 			return err
 		}
 		s.d.Logger.Warn("recording a sent email failed; retrying (the email is not sent again)", "order_id", e.OrderID, "err", err, "backoff", backoff)
+		if grace == nil && ctx.Err() != nil {
+			grace = time.After(RecordTimeout)
+		}
 		select {
-		case <-ctx.Done():
-			return fmt.Errorf("record the email of order %s as sent: %w (after: %v)", e.OrderID, ctx.Err(), err)
+		case <-grace:
+			return fmt.Errorf("record the email of order %s as sent: stopped %v ago (after: %v)", e.OrderID, RecordTimeout, err)
 		case <-time.After(backoff):
 		}
 	}

@@ -167,6 +167,11 @@ func (s *Serde) writer(ctx context.Context, id int) (*schemas.Version, error) {
 		return nil, fmt.Errorf("%w: schema id %d does not parse: %v", ErrPoison, id, err)
 	}
 	v, err = s.cat.Identify(codec)
+	if errors.Is(err, schemas.ErrUnknownSchema) {
+		// A version a newer build writes (a rolling upgrade): read by
+		// resolution into this build's current version.
+		v, err = s.cat.Newer(sch.Schema)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: schema id %d: %w", ErrPoison, id, err)
 	}

@@ -250,3 +250,62 @@ func TestEncodeWritesGoavrosBytes(t *testing.T) {
 		}
 	}
 }
+
+// A record a newer build writes, with a version of its event type this
+// build does not have (a rolling upgrade: the writer upgraded first), is
+// read by schema resolution into this build's current version, not
+// dead-lettered: its added field is skipped. A schema of no known event
+// type stays poison.
+func TestNewerWriterVersionDecodesByResolution(t *testing.T) {
+	ctx := context.Background()
+	serde, reg := newSerde(t)
+	if err := serde.RegisterAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// PaymentRequested as a future v3 writes it: one more field, defaulted.
+	newer := `{"type":"record","name":"PaymentRequested","namespace":"shop.payments","fields":[
+ {"name":"order_id","type":"string"},
+ {"name":"method","type":"string"},
+ {"name":"amount_cents","type":"long"},
+ {"name":"expires_at","type":["null",{"type":"long","logicalType":"timestamp-millis"}],"default":null},
+ {"name":"attempt","type":"int","default":1}]}`
+	subject := schemas.Subject(schemas.TopicPayments, "shop.payments.PaymentRequested")
+	wire := func(subject, schema string, native map[string]any) []byte {
+		t.Helper()
+		got, err := reg.CreateSchema(ctx, subject, sr.Schema{Schema: schema, Type: sr.TypeAvro})
+		if err != nil {
+			t.Fatal(err)
+		}
+		codec, err := goavro.NewCodec(schema)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bin, err := codec.BinaryFromNative(nil, native)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return append([]byte{0, byte(got.ID >> 24), byte(got.ID >> 16), byte(got.ID >> 8), byte(got.ID)}, bin...)
+	}
+	at := time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC)
+	value := wire(subject, newer, map[string]any{"order_id": "o-1", "method": "card", "amount_cents": int64(4200),
+		"expires_at": goavro.Union("long.timestamp-millis", at), "attempt": int32(2)})
+	ev, writer, err := serde.Decode(ctx, schemas.TopicPayments, value)
+	if err != nil {
+		t.Fatalf("a newer writer's record: %v", err)
+	}
+	want := schemas.PaymentRequested{OrderID: "o-1", Method: "card", AmountCents: 4200, ExpiresAt: &at}
+	if got, ok := ev.(schemas.PaymentRequested); !ok || got.OrderID != want.OrderID || got.AmountCents != want.AmountCents ||
+		got.ExpiresAt == nil || !got.ExpiresAt.Equal(at) {
+		t.Fatalf("decoded %#v, want %#v", ev, want)
+	}
+	if writer.Number != 0 {
+		t.Errorf("writer version %d, want 0: a version this build does not have", writer.Number)
+	}
+
+	// A record type this build knows nothing of is poison, as before.
+	other := wire(schemas.Subject(schemas.TopicPayments, "shop.payments.Stranger"), `{"type":"record","name":"Stranger","namespace":"shop.payments","fields":[{"name":"x","type":"string"}]}`,
+		map[string]any{"x": "y"})
+	if _, _, err := serde.Decode(ctx, schemas.TopicPayments, other); !errors.Is(err, eventlog.ErrPoison) {
+		t.Fatalf("an unknown record type: %v, want poison", err)
+	}
+}
