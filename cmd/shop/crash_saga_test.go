@@ -173,19 +173,14 @@ func TestCrashKillSagaFiresPendingDeadlinesOnce(t *testing.T) {
 	t.Setenv("SHOP_PAYMENT_TIMEOUT", "3s") // read by the saga processes started below
 	back := startRun(t, bin, e, "saga")
 
-	code, body, err := post(front.client, front.base+"/customers", `{"email": "late@example.org", "name": "Late"}`)
-	if err != nil || code != http.StatusCreated {
-		t.Fatalf("sign up: %d %s %v", code, body, err)
-	}
-	var created struct{ ID string }
-	_ = json.Unmarshal(body, &created)
-	customer := created.ID
+	customer := groupCustomer(t, front)
 	pool, err := pgdb.Connect(ctx, e.PostgresURL)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer pool.Close()
 	product := groupProduct(t, front, pool, 20)
+	var created struct{ ID string }
 	from := kafkatest.From(t, e.Brokers, schemas.TopicStock)
 	const n = 5
 	var orders []string
@@ -238,7 +233,7 @@ func TestCrashKillSagaFiresPendingDeadlinesOnce(t *testing.T) {
 		}
 		return false
 	}
-	if got := countWhere(t, e.Brokers, from, 3*time.Second, released); got != n {
+	if got := kafkatest.CountWhere(t, e.Brokers, from, 3*time.Second, released); got != n {
 		t.Fatalf("%d StockReleased after the restart, want %d: one per order", got, n)
 	}
 	var available int64

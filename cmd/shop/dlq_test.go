@@ -65,29 +65,11 @@ func TestDLQListAndRedrive(t *testing.T) {
 			t.Fatalf("second redrive: %v %s", err, said)
 		}
 		// Once: after a second redrive the topic still holds one copy.
-		if n := countWhere(t, brokers, from, 3*time.Second, ours); n != 1 {
+		if n := kafkatest.CountWhere(t, brokers, from, 3*time.Second, ours); n != 1 {
 			t.Fatalf("after a second redrive, %d copies of the record on %s, want 1", n, schemas.TopicOrders)
 		}
 		if _, _, err := runShop(t, nil, "dlq", "redrive", dir); err == nil || !strings.Contains(err.Error(), "--topic") {
 			t.Fatalf("redrive without --topic: %v", err)
 		}
 	})
-}
-
-// countWhere counts the records from `from` that keep selects, reading for
-// the whole of d.
-func countWhere(t *testing.T, brokers []string, from map[string]map[int32]kgo.Offset, d time.Duration, keep func(*kgo.Record) bool) int {
-	t.Helper()
-	cl := kafkatest.Client(t, brokers, kgo.ConsumePartitions(from))
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	defer cancel()
-	n := 0
-	for ctx.Err() == nil {
-		cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
-			if keep(r) {
-				n++
-			}
-		})
-	}
-	return n
 }

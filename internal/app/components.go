@@ -161,27 +161,29 @@ func ParseComponents(s string) ([]string, error) {
 // instance running it must be given (flags, environment, compose
 // dependencies).
 func Requires(name string) []Need {
-	for _, c := range table() {
-		if c.name == name {
-			return ordered(c.needs)
-		}
-	}
-	return nil
+	c := row(name)
+	return ordered(c.needs)
 }
 
 // Needs lists the dependencies component cannot do its work without, in
 // the order /readyz checks them (see component.ready).
 func Needs(name string) []string {
+	c := row(name)
+	var out []string
+	for _, n := range ordered(c.ready) {
+		out = append(out, string(n))
+	}
+	return out
+}
+
+// row is the table's row of component name (the zero row for none).
+func row(name string) component {
 	for _, c := range table() {
 		if c.name == name {
-			var out []string
-			for _, n := range ordered(c.ready) {
-				out = append(out, string(n))
-			}
-			return out
+			return c
 		}
 	}
-	return nil
+	return component{}
 }
 
 // selected are the table's rows of names, in start order; union is what

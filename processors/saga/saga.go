@@ -105,18 +105,18 @@ type Deps struct {
 
 // New returns the saga.
 func New(d Deps) *Saga {
-	own, o, inv, pay, refunders, t, log := d.Own, d.Orders, d.Inventory, d.Payments, d.Refunders, d.Timeouts, d.Logger
+	t := d.Timeouts
 	if t.Card <= 0 {
 		t.Card = DefaultPaymentTimeout
 	}
 	if t.Sepa <= 0 {
 		t.Sepa = DefaultSepaTimeout
 	}
-	s := &Saga{own: own, orders: o, inventory: inv, payments: pay, refunders: refunders, timeouts: t, now: time.Now,
-		log: log.With("component", "saga")}
+	s := &Saga{own: d.Own, orders: d.Orders, inventory: d.Inventory, payments: d.Payments, refunders: d.Refunders, timeouts: t,
+		now: time.Now, log: d.Logger.With("component", "saga")}
 	s.exec = s.run
-	if o != nil {
-		s.order = o.Order
+	if d.Orders != nil {
+		s.order = d.Orders.Order
 	}
 	return s
 }

@@ -119,6 +119,25 @@ func Consume(t testing.TB, brokers []string, from map[string]map[int32]kgo.Offse
 	return ConsumeWhere(t, brokers, from, n, timeout, nil)
 }
 
+// CountWhere counts the records from `from` that keep accepts, reading for
+// the whole of d: for checking that something was written once, and not
+// again.
+func CountWhere(t testing.TB, brokers []string, from map[string]map[int32]kgo.Offset, d time.Duration, keep func(*kgo.Record) bool) int {
+	t.Helper()
+	cl := Client(t, brokers, kgo.ConsumePartitions(from))
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	n := 0
+	for ctx.Err() == nil {
+		cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
+			if keep(r) {
+				n++
+			}
+		})
+	}
+	return n
+}
+
 // ConsumeWhere is Consume counting only the records keep accepts (all when
 // keep is nil), for topics that other tests' shops on a shared broker also
 // write to, such as a dead-letter topic.
