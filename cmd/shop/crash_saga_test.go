@@ -194,7 +194,7 @@ func TestCrashKillSagaFiresPendingDeadlinesOnce(t *testing.T) {
 		orders = append(orders, created.ID)
 	}
 	// Every order's deadline is recorded, pending: then the saga dies.
-	waitUntil(t, 30*time.Second, "the saga records every order's deadline", func() bool {
+	testenv.WaitFor(t, 30*time.Second, "the saga records every order's deadline", func() bool {
 		var pending int
 		err := pool.QueryRow(ctx, `SELECT count(*) FROM saga.deadlines WHERE order_id = ANY($1) AND fired_at IS NULL`, orders).Scan(&pending)
 		return err == nil && pending == n
@@ -204,7 +204,7 @@ func TestCrashKillSagaFiresPendingDeadlinesOnce(t *testing.T) {
 	back = startRun(t, bin, e, "saga")
 
 	for _, id := range orders {
-		waitUntil(t, 60*time.Second, "order "+id+" cancelled", func() bool {
+		testenv.WaitFor(t, 60*time.Second, "order "+id+" cancelled", func() bool {
 			resp, err := front.client.Get(front.base + "/orders/" + id)
 			if err != nil {
 				return false
@@ -241,16 +241,4 @@ func TestCrashKillSagaFiresPendingDeadlinesOnce(t *testing.T) {
 		t.Fatalf("available %d (%v), want the 20 units back", available, err)
 	}
 	t.Logf("%d orders pending when the saga was killed: after its restart, %d deadlines fired, %d StockReleased, %d units available", n, fired, n, available)
-}
-
-// waitUntil polls cond every 100 ms until it holds, or fails t after d.
-func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, d)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }

@@ -20,6 +20,7 @@ import (
 	"shopstream/internal/platform/eventlog"
 	"shopstream/internal/testinfra/eventlogtest"
 	"shopstream/internal/testinfra/kafkatest"
+	"shopstream/internal/testinfra/testenv"
 	"shopstream/processors/consumer"
 	"shopstream/schemas"
 )
@@ -207,18 +208,6 @@ func (j *journal) has(names ...string) bool {
 	return true
 }
 
-// waitFor polls cond until it holds, failing t after timeout.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func paused(cl *kgo.Client, p int32) bool {
 	return slices.Contains(cl.PauseFetchPartitions(nil)[topic], p)
 }
@@ -309,7 +298,7 @@ func TestPartitionsInOrderAndInParallel(t *testing.T) {
 			}
 			return nil
 		}))
-		waitFor(t, 30*time.Second, "every record", func() bool { return len(j.all()) >= len(recs) })
+		testenv.WaitFor(t, 30*time.Second, "every record", func() bool { return len(j.all()) >= len(recs) })
 		hs := j.all()
 		for p, offs := range want {
 			if got := offsetsOf(hs, p); !reflect.DeepEqual(got, offs) {
@@ -357,13 +346,13 @@ func TestRestartResumesAfterLastHandledRecord(t *testing.T) {
 			}
 			return nil
 		}))
-		waitFor(t, 30*time.Second, "member A to handle all it can", func() bool {
+		testenv.WaitFor(t, 30*time.Second, "member A to handle all it can", func() bool {
 			return a.has(wantA...) && stuckAttempts.Load() >= 3
 		})
 		// Committed while running, not only at the stop: a crash now
 		// would resume at the same place.
 		// (Real Kafka may hold other tests' records after ours.)
-		waitFor(t, 10*time.Second, "the handled records to be committed", func() bool {
+		testenv.WaitFor(t, 10*time.Second, "the handled records to be committed", func() bool {
 			got := f.committed()
 			for _, r := range batch1 {
 				if r.Partition != 2 && got[r.Partition] < r.Offset+1 {
@@ -400,7 +389,7 @@ func TestRestartResumesAfterLastHandledRecord(t *testing.T) {
 			}
 			return nil
 		}))
-		waitFor(t, 30*time.Second, "member B to handle the rest", func() bool { return b.has(wantB...) })
+		testenv.WaitFor(t, 30*time.Second, "member B to handle the rest", func() bool { return b.has(wantB...) })
 		// A partition's records come in order: any batch-1 record
 		// redelivered to B came before the batch-2 records just waited for.
 		got := b.names()
@@ -447,7 +436,7 @@ func TestTransientErrorsAreRetriedWithBackoff(t *testing.T) {
 		})
 		m := f.start(cfg)
 		cl.Store(m.cl)
-		waitFor(t, 30*time.Second, "every record", func() bool { return len(j.all()) >= 5 })
+		testenv.WaitFor(t, 30*time.Second, "every record", func() bool { return len(j.all()) >= 5 })
 
 		hs := j.all()
 		var order []string
@@ -486,7 +475,7 @@ func TestTransientErrorsAreRetriedWithBackoff(t *testing.T) {
 				t.Errorf("retry %d: partition 1 was not paused", i+1)
 			}
 		}
-		waitFor(t, 5*time.Second, "partition 1 to resume", func() bool { return !paused(m.cl, 1) })
+		testenv.WaitFor(t, 5*time.Second, "partition 1 to resume", func() bool { return !paused(m.cl, 1) })
 	})
 }
 
@@ -518,7 +507,7 @@ func TestFullQueuePausesFetchingAndLosesNothing(t *testing.T) {
 	})
 	cfg.MaxBuffered = 4
 	m := f.start(cfg)
-	waitFor(t, 20*time.Second, "partition 0 to pause", func() bool { return paused(m.cl, 0) })
+	testenv.WaitFor(t, 20*time.Second, "partition 0 to pause", func() bool { return paused(m.cl, 0) })
 	var more []*kgo.Record
 	for i := range 40 {
 		more = append(more, f.record(0, fmt.Sprintf("y%d", i)))
@@ -526,9 +515,9 @@ func TestFullQueuePausesFetchingAndLosesNothing(t *testing.T) {
 	f.produce(more...)
 	close(release)
 	all := append(recs, more...)
-	waitFor(t, 20*time.Second, "every record", func() bool { return len(j.all()) >= len(all) })
+	testenv.WaitFor(t, 20*time.Second, "every record", func() bool { return len(j.all()) >= len(all) })
 	if got := offsetsOf(j.all(), 0); !reflect.DeepEqual(got, offsets(all)) {
 		t.Errorf("handled offsets %v, want %v", got, offsets(all))
 	}
-	waitFor(t, 5*time.Second, "partition 0 to resume", func() bool { return !paused(m.cl, 0) })
+	testenv.WaitFor(t, 5*time.Second, "partition 0 to resume", func() bool { return !paused(m.cl, 0) })
 }

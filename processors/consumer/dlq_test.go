@@ -20,6 +20,7 @@ import (
 
 	"shopstream/internal/platform/eventlog"
 	"shopstream/internal/testinfra/kafkatest"
+	"shopstream/internal/testinfra/testenv"
 	"shopstream/processors/consumer"
 )
 
@@ -81,7 +82,7 @@ func TestPoisonGoesToDeadLetterTopicAndPartitionGoesOn(t *testing.T) {
 		})
 		cfg.Permanent = []error{errDeclared}
 		m := f.start(cfg)
-		waitFor(t, 30*time.Second, "the good records", func() bool { return j.has("good0", "good1", "good2") })
+		testenv.WaitFor(t, 30*time.Second, "the good records", func() bool { return j.has("good0", "good1", "good2") })
 		if got := j.names(); !slices.Equal(got, []string{"good0", "good1", "good2"}) {
 			t.Errorf("handled %v, want good0 good1 good2", got)
 		}
@@ -193,7 +194,7 @@ func TestDeadLetterWriteFailureIsRetriedNotDropped(t *testing.T) {
 		j.add(handling{name: f.name(env), end: time.Now()})
 		return nil
 	}))
-	waitFor(t, 30*time.Second, "the record after the poison one", func() bool { return j.has("after") })
+	testenv.WaitFor(t, 30*time.Second, "the record after the poison one", func() bool { return j.has("after") })
 	mu.Lock()
 	if refused != refusals || accepted.IsZero() || j.all()[0].end.Before(accepted) {
 		t.Errorf("%d dead-letter writes refused, accepted at %v, next record handled at %v: want %d refused, then accepted, then the next record",

@@ -12,6 +12,7 @@ import (
 
 	"shopstream/internal/platform/eventlog"
 	"shopstream/internal/testinfra/kafkatest"
+	"shopstream/internal/testinfra/testenv"
 	"shopstream/processors/consumer"
 	"shopstream/schemas"
 )
@@ -84,10 +85,10 @@ func TestTwoMembersSplitPartitionsAndHandleEveryRecord(t *testing.T) {
 			return cfg
 		}
 		a := f.start(config("A"))
-		waitFor(t, 30*time.Second, "member A to start", func() bool { return count("A", time.Time{}) >= 30 })
+		testenv.WaitFor(t, 30*time.Second, "member A to start", func() bool { return count("A", time.Time{}) >= 30 })
 		joined := time.Now()
 		b := f.start(config("B"))
-		waitFor(t, 30*time.Second, "both members to handle records", func() bool {
+		testenv.WaitFor(t, 30*time.Second, "both members to handle records", func() bool {
 			return count("B", joined) >= 30 && count("A", joined.Add(time.Second)) >= 30
 		})
 		close(stopProducing)
@@ -96,7 +97,7 @@ func TestTwoMembersSplitPartitionsAndHandleEveryRecord(t *testing.T) {
 		for _, r := range produced {
 			want[string(r.Key)[len("prod-"):]] = true
 		}
-		waitFor(t, 30*time.Second, "every record", func() bool {
+		testenv.WaitFor(t, 30*time.Second, "every record", func() bool {
 			n := 0
 			for _, h := range j.all() {
 				if want[h.name] {

@@ -18,6 +18,7 @@ import (
 	"shopstream/internal/platform/eventlog"
 	"shopstream/internal/platform/tracing"
 	"shopstream/internal/testinfra/kafkatest"
+	"shopstream/internal/testinfra/testenv"
 )
 
 // withTraceParent sets rec's traceparent header.
@@ -70,7 +71,7 @@ func TestHandlingRunsUnderAConsumerSpanChildOfTheRecord(t *testing.T) {
 		cfg := f.config(handle)
 		cfg.Tracing = tp
 		f.start(cfg)
-		waitFor(t, 30*time.Second, "both records", func() bool {
+		testenv.WaitFor(t, 30*time.Second, "both records", func() bool {
 			_, a := got("traced")
 			_, b := got("untraced")
 			return a && b
@@ -120,7 +121,7 @@ func TestWithoutTracingTheTraceParentPassesUnchanged(t *testing.T) {
 	f.produce(withTraceParent(f.record(2, "traced"), incoming), f.record(2, "untraced"))
 	handle, got := causedBy(f)
 	f.start(f.config(handle))
-	waitFor(t, 30*time.Second, "both records", func() bool {
+	testenv.WaitFor(t, 30*time.Second, "both records", func() bool {
 		_, a := got("traced")
 		_, b := got("untraced")
 		return a && b

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"testing"
+	"time"
 )
 
 // SlowVar selects the slow tests (fault tests that build and kill the
@@ -79,4 +80,17 @@ func MissingTool(tb testing.TB, format string, args ...any) {
 		tb.Fatalf(format+" ("+RequireToolsVar+"=1)", args...)
 	}
 	tb.Skipf(format+" (.ci/run installs it)", args...)
+}
+
+// WaitFor polls cond every 10 ms until it holds, failing tb after timeout
+// with what it waited for.
+func WaitFor(tb testing.TB, timeout time.Duration, what string, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
