@@ -133,7 +133,11 @@ func runLoadtest(ctx context.Context, args []string, getenv func(string) string,
 		}
 		defer os.RemoveAll(dir)
 	}
-	fmt.Fprintf(stdout, "starting an embedded shop in %s …\n", dir)
+	where := "one database"
+	if *shop.databasePerContext {
+		where = "a database per context"
+	}
+	fmt.Fprintf(stdout, "starting an embedded shop in %s (PostgreSQL: %s) …\n", dir, where)
 	kafka := brokers
 	s, err := devshop.Start(ctx, psp.apply(devstack.Config{Dir: dir, Logger: log}), func(c *app.Config) {
 		*c = shop.apply(*c)

@@ -21,7 +21,12 @@ type shopFlags struct {
 	queryTimeout, commandTimeout, bodyTimeout *time.Duration
 	maxStreams, maxQueries                    *int
 	paymentTimeout, sepaTimeout               *time.Duration
+	databasePerContext                        *bool
 }
+
+// databasePerContextUsage is --database-per-context's meaning, in every
+// subcommand that has it.
+const databasePerContextUsage = "give every write context a PostgreSQL database of its own beside --postgres-url's (shop_orders, shop_inventory, …), created and migrated at start: its tables, outbox and idempotency keys; no transaction spans two contexts"
 
 func addShopFlags(fs *flag.FlagSet) *shopFlags {
 	return &shopFlags{
@@ -41,6 +46,7 @@ func addShopFlags(fs *flag.FlagSet) *shopFlags {
 			"how long the saga waits for a card payment's outcome; then it releases the units, cancels the order (payment_timeout) and the payment, and refunds a charge that comes later"),
 		sepaTimeout: fs.Duration("sepa-timeout", saga.DefaultSepaTimeout,
 			"how long the saga waits for the bank to confirm a SEPA transfer; then as --payment-timeout"),
+		databasePerContext: fs.Bool("database-per-context", false, databasePerContextUsage),
 	}
 }
 
@@ -75,6 +81,7 @@ func (f *shopFlags) apply(cfg app.Config) app.Config {
 	cfg.HTTPLimits = gateway.Limits{QueryTimeout: *f.queryTimeout, CommandTimeout: *f.commandTimeout,
 		BodyTimeout: *f.bodyTimeout, MaxStreams: *f.maxStreams, MaxQueries: *f.maxQueries}
 	cfg.PaymentTimeout, cfg.SepaTimeout = *f.paymentTimeout, *f.sepaTimeout
+	cfg.DatabasePerContext = *f.databasePerContext
 	return cfg
 }
 

@@ -15,7 +15,6 @@ import (
 	"shopstream/internal/app"
 	"shopstream/internal/devinfra/devstack"
 	"shopstream/internal/platform/eventlog"
-	"shopstream/internal/platform/pgdb"
 )
 
 func runTopics(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -86,6 +85,7 @@ func runMigrate(ctx context.Context, args []string, getenv func(string) string, 
 	fs := newFlags("migrate", stderr)
 	url := fs.String("postgres-url", "", "PostgreSQL URL of the write model (default: from --data-dir)")
 	dataDir := fs.String("data-dir", ".shop", dataDirUsage+" (used when --postgres-url is not given)")
+	perContext := fs.Bool("database-per-context", false, databasePerContextUsage)
 	if err := parse(fs, args, getenv); err != nil {
 		return err
 	}
@@ -96,15 +96,20 @@ func runMigrate(ctx context.Context, args []string, getenv func(string) string, 
 		}
 		*url = e.PostgresURL
 	}
-	pool, err := pgdb.Connect(ctx, *url)
+	n, err := app.MigrateAll(ctx, *url, *perContext)
 	if err != nil {
 		return fmt.Errorf("--postgres-url: %w", err)
 	}
-	defer pool.Close()
-	n, err := pgdb.Migrate(ctx, pool, app.Migrations())
-	if err != nil {
-		return err
+	known := len(app.Migrations())
+	if *perContext {
+		dbs, _ := app.ContextDatabases(*url)
+		known = 0
+		for _, d := range dbs {
+			known += len(d.Migrations)
+		}
+		fmt.Fprintf(stdout, "applied %d migrations (%d known) in %d databases, one per context\n", n, known, len(dbs))
+		return nil
 	}
-	fmt.Fprintf(stdout, "applied %d migrations (%d known)\n", n, len(app.Migrations()))
+	fmt.Fprintf(stdout, "applied %d migrations (%d known)\n", n, known)
 	return nil
 }

@@ -37,10 +37,7 @@ import (
 	"shopstream/internal/platform/eventlog"
 	"shopstream/internal/platform/idempotency"
 	"shopstream/internal/platform/metrics"
-	"shopstream/internal/platform/outbox"
-	"shopstream/internal/platform/pgdb"
 	"shopstream/processors/charging/pspclient"
-	"shopstream/processors/saga"
 	"shopstream/producers/billing"
 	"shopstream/producers/carts"
 	"shopstream/producers/catalog"
@@ -60,6 +57,12 @@ type Config struct {
 	MongoURI    string
 	MongoDB     string
 	PostgresURL string
+	// DatabasePerContext gives every write context a database of its own
+	// beside PostgresURL's ("shop" → "shop_orders", "shop_inventory", …;
+	// see ContextDatabases), created and migrated at start: its tables,
+	// its outbox and its idempotency keys. Otherwise all share
+	// PostgresURL's database, each in its own schema.
+	DatabasePerContext bool
 	// HTTPAddr is where every instance serves GET /metrics (Prometheus),
 	// /livez, /readyz and /healthz; with the gateway component, the
 	// shop's API too.
@@ -184,13 +187,6 @@ func (w *wiring) build(rows []component, needs []Need) (string, error) {
 	return ln.Addr().String(), nil
 }
 
-// Migrations are every context's migrations, in order.
-func Migrations() []pgdb.Migration {
-	return slices.Concat(outbox.Migrations(), idempotency.Migrations(), customers.Migrations(), catalog.Migrations(),
-		inventory.Migrations(), carts.Migrations(), orders.Migrations(), payments.Migrations(),
-		billing.Migrations(), notifications.Migrations(), reviews.Migrations(), saga.Migrations())
-}
-
 // Defaults of the email sender.
 const (
 	DefaultEmailRate = 10
@@ -204,7 +200,7 @@ const DefaultMaxInFlight = 64
 // commandBus wires every write context's handlers behind the middlewares,
 // outermost first: logging, metrics, validation (no I/O for a malformed
 // command), load shedding, idempotency, retry of version conflicts.
-func commandBus(svc *services, pool *pgxpool.Pool, cfg Config, reg prometheus.Registerer) *command.Bus {
+func commandBus(svc *services, dbs *databases, cfg Config, reg prometheus.Registerer) *command.Bus {
 	maxInFlight := cfg.MaxInFlight
 	if maxInFlight <= 0 {
 		maxInFlight = DefaultMaxInFlight
@@ -214,7 +210,7 @@ func commandBus(svc *services, pool *pgxpool.Pool, cfg Config, reg prometheus.Re
 		command.Metrics(reg),
 		command.Validation(),
 		command.Shed(maxInFlight),
-		idempotency.Middleware(pool),
+		idempotency.Middleware(func(cmd command.Command) *pgxpool.Pool { return dbs.of(commandContext(cmd.CommandName())) }),
 		command.Retry(5),
 	)
 	for _, s := range []interface{ Register(*command.Bus) }{svc.catalog, svc.customers, svc.carts, svc.orders, svc.reviews} {
@@ -237,15 +233,16 @@ type services struct {
 	notifications *notifications.Service
 }
 
-func newServices(pool *pgxpool.Pool, serde *eventlog.Serde) *services {
+// newServices builds each context on its own database of dbs.
+func newServices(dbs *databases, serde *eventlog.Serde) *services {
 	s := &services{
-		catalog: catalog.NewService(pool, serde), customers: customers.NewService(pool, serde),
-		inventory: inventory.NewService(pool, serde), payments: payments.NewService(pool, serde),
-		billing: billing.NewService(pool, serde), notifications: notifications.NewService(pool, serde),
+		catalog: catalog.NewService(dbs.of(CtxCatalog), serde), customers: customers.NewService(dbs.of(CtxCustomers), serde),
+		inventory: inventory.NewService(dbs.of(CtxInventory), serde), payments: payments.NewService(dbs.of(CtxPayments), serde),
+		billing: billing.NewService(dbs.of(CtxBilling), serde), notifications: notifications.NewService(dbs.of(CtxNotifications), serde),
 	}
-	s.carts = carts.NewService(pool, serde, s.catalog.Exists, s.customers.Exists)
-	s.reviews = reviews.NewService(pool, serde, s.catalog)
-	s.orders = orders.NewService(pool, serde, orders.Deps{
+	s.carts = carts.NewService(dbs.of(CtxOrders), serde, s.catalog.Exists, s.customers.Exists)
+	s.reviews = reviews.NewService(dbs.of(CtxReviews), serde, s.catalog)
+	s.orders = orders.NewService(dbs.of(CtxOrders), serde, orders.Deps{
 		CustomerExists: s.customers.Exists,
 		Price: func(ctx context.Context, id string) (int64, bool, error) {
 			p, found, err := s.catalog.Product(ctx, id)
@@ -302,7 +299,9 @@ func (w *wiring) infraChecks(needs []Need) map[string]gateway.Check {
 	add(NeedKafka, func(ctx context.Context) error { return w.admin.Ping(ctx) })
 	add(NeedRegistry, func(ctx context.Context) error { _, err := w.reg.Subjects(ctx); return err })
 	add(NeedMongo, func(ctx context.Context) error { return w.mc.Ping(ctx, nil) })
-	add(NeedPostgres, func(ctx context.Context) error { return w.pool.Ping(ctx) })
+	add(NeedPostgres, func(ctx context.Context) error {
+		return w.dbs.each(func(_ string, pool *pgxpool.Pool) error { return pool.Ping(ctx) })
+	})
 	// The relay answers a TCP connection: no SMTP session, so no message
 	// and nothing for a provider to count.
 	add(NeedSMTP, func(ctx context.Context) error {

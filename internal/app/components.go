@@ -8,8 +8,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/sync/errgroup"
 
 	"shopstream/internal/edge/gateway"
 	"shopstream/internal/edge/stockwatch"
@@ -223,20 +225,42 @@ func buildOutboxRelay(_ context.Context, w *wiring) error {
 		return err
 	}
 	w.onClose(prod.Close)
-	w.start(OutboxRelay, outbox.NewRelay(w.pool, prod, outbox.RelayConfig{Logger: w.log}).Run)
-	w.prom.MustRegister(metrics.Outbox(w.pool, 0, w.log))
+	// One relay per outbox: each context's database has its own (and its
+	// own leader lock), with the per-key order of the records it holds.
+	var relays []*outbox.Relay
+	backlogs := map[string]metrics.Querier{}
+	_ = w.dbs.each(func(c string, pool *pgxpool.Pool) error {
+		log := w.log
+		if c != "" {
+			log = log.With("outbox", c)
+		}
+		relays = append(relays, outbox.NewRelay(pool, prod, outbox.RelayConfig{Logger: log}))
+		backlogs[c] = pool
+		return nil
+	})
+	w.start(OutboxRelay, func(ctx context.Context) error {
+		g, ctx := errgroup.WithContext(ctx)
+		for _, r := range relays {
+			g.Go(func() error { return r.Run(ctx) })
+		}
+		return g.Wait()
+	})
+	w.prom.MustRegister(metrics.Outbox(backlogs, 0, w.log))
 	return nil
 }
 
 func buildSaga(ctx context.Context, w *wiring) error {
 	// The saga's steps hold a connection of their own while their
 	// commands take others: from a pool of their own, so that they never
-	// wait on the pool they hold.
-	own, err := pgdb.Connect(ctx, w.cfg.PostgresURL)
-	if err != nil {
-		return err
+	// wait on the pool they hold. A database of its own is such a pool.
+	own := w.dbs.of(CtxSaga)
+	if !w.cfg.DatabasePerContext {
+		var err error
+		if own, err = pgdb.Connect(ctx, w.cfg.PostgresURL); err != nil {
+			return err
+		}
+		w.onClose(own.Close)
 	}
-	w.onClose(own.Close)
 	// A charge that comes after its order's payment timed out is refunded
 	// through the provider that made it.
 	refunders := map[string]saga.Refunder{}
@@ -314,7 +338,7 @@ func buildGateway(_ context.Context, w *wiring) error {
 	}
 	w.api = func(checks []gateway.Check) *gateway.Gateway {
 		return gateway.New(gateway.Deps{
-			Commands: commandBus(w.svc, w.pool, w.cfg, w.prom), Products: products.NewReader(w.db), Orders: orderviews.NewReader(w.db),
+			Commands: commandBus(w.svc, w.dbs, w.cfg, w.prom), Products: products.NewReader(w.db), Orders: orderviews.NewReader(w.db),
 			Stock: hub, Checks: checks, Logger: w.log, DevEndpoints: w.cfg.DevEndpoints,
 			Lag:     func(ctx context.Context) ([]lag.Group, error) { return lag.Measure(ctx, w.kadm(), w.known) },
 			Metrics: w.prom, Tracing: w.tp, AsyncAPI: AsyncAPI, Limits: w.cfg.HTTPLimits,

@@ -12,7 +12,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -27,7 +26,6 @@ import (
 
 	"shopstream/internal/edge/gateway"
 	"shopstream/internal/platform/eventlog"
-	"shopstream/internal/platform/pgdb"
 	"shopstream/internal/platform/tracing"
 	"shopstream/processors/charging"
 	"shopstream/processors/consumer"
@@ -49,7 +47,7 @@ type wiring struct {
 	admin *kgo.Client     // NeedKafka
 	reg   *sr.Client      // NeedRegistry
 	serde *eventlog.Serde // NeedRegistry
-	pool  *pgxpool.Pool   // NeedPostgres
+	dbs   *databases      // NeedPostgres
 	mc    *mongo.Client   // NeedMongo
 	db    *mongo.Database // NeedMongo
 	svc   *services       // NeedPostgres and NeedRegistry
@@ -99,9 +97,9 @@ func (w *wiring) connect(ctx context.Context, needs []Need) error {
 		case NeedRegistry:
 			err = w.registry(ctx)
 		case NeedPostgres:
-			if w.pool, err = pgdb.Connect(ctx, w.cfg.PostgresURL); err == nil {
-				w.onClose(w.pool.Close)
-				_, err = pgdb.Migrate(ctx, w.pool, Migrations())
+			if w.dbs, err = openDatabases(ctx, w.cfg.PostgresURL, w.cfg.DatabasePerContext); err == nil {
+				w.onClose(w.dbs.close)
+				_, err = w.dbs.migrate(ctx)
 			}
 		case NeedMongo:
 			if w.mc, err = mongo.Connect(options.Client().ApplyURI(w.cfg.MongoURI)); err != nil {
@@ -115,8 +113,8 @@ func (w *wiring) connect(ctx context.Context, needs []Need) error {
 			return err
 		}
 	}
-	if w.pool != nil && w.serde != nil {
-		w.svc = newServices(w.pool, w.serde)
+	if w.dbs != nil && w.serde != nil {
+		w.svc = newServices(w.dbs, w.serde)
 	}
 	return nil
 }

@@ -157,7 +157,7 @@ func start(t *testing.T) *fixture {
 	if err := f.serde.RegisterAll(ctx); err != nil {
 		t.Fatal(err)
 	}
-	f.bus = command.NewBus(idempotency.Middleware(f.pool), command.Retry(20))
+	f.bus = command.NewBus(idempotency.Middleware(func(command.Command) *pgxpool.Pool { return f.pool }), command.Retry(20))
 	catalog.NewService(f.pool, f.serde).Register(f.bus)
 	return f
 }
@@ -190,7 +190,7 @@ func TestUpdateRoundTrips(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(f.pool.Close)
-	f.bus = command.NewBus(idempotency.Middleware(f.pool), command.Retry(20))
+	f.bus = command.NewBus(idempotency.Middleware(func(command.Command) *pgxpool.Pool { return f.pool }), command.Retry(20))
 	catalog.NewService(f.pool, f.serde).Register(f.bus)
 	quiet := func() {
 		for idle := 0; idle < 3; time.Sleep(10 * time.Millisecond) {

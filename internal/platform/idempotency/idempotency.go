@@ -87,13 +87,16 @@ func Check(err error) error {
 
 // Middleware answers a request whose key is known with the recorded result
 // (Replayed set), refuses a known key with another hash (ErrReused), and
-// otherwise runs the command, which records the key through Record.
-func Middleware(db *pgxpool.Pool) command.Middleware {
+// otherwise runs the command, which records the key through Record. A
+// command's key is looked up in the database dbOf names for it: the one
+// its handler records the key in, in the same transaction as its effect.
+func Middleware(dbOf func(command.Command) *pgxpool.Pool) command.Middleware {
 	return func(next command.Handler) command.Handler {
 		return func(ctx context.Context, meta command.Meta, cmd command.Command) (command.Result, error) {
 			if meta.Idempotency == nil {
 				return next(ctx, meta, cmd)
 			}
+			db := dbOf(cmd)
 			if res, found, err := lookup(ctx, db, meta.Idempotency); found || err != nil {
 				return res, err
 			}

@@ -15,6 +15,7 @@ package metrics
 import (
 	"context"
 	"log/slog"
+	"maps"
 	"slices"
 	"strconv"
 	"time"
@@ -98,21 +99,33 @@ func DeadLetters(adm *kadm.Client, topics []string, timeout time.Duration, log *
 	}}
 }
 
-// Outbox is a collector of OutboxBacklog{outbox}: the rows of the outbox
-// table (label "outbox.records") not yet published, counted with
-// outbox.Pending through q.
-func Outbox(q interface {
+// Querier is what the outbox backlog is counted through (a pgx pool).
+type Querier interface {
 	QueryRow(context.Context, string, ...any) pgx.Row
-}, timeout time.Duration, log *slog.Logger) prometheus.Collector {
+}
+
+// Outbox is a collector of OutboxBacklog{outbox}: the rows of each outbox
+// table not yet published, counted with outbox.Pending through its
+// querier. An outbox is labelled by its key in outboxes, "" standing for
+// the shared database's (label "outbox.records"); a context's database
+// is "<context>/outbox.records".
+func Outbox(outboxes map[string]Querier, timeout time.Duration, log *slog.Logger) prometheus.Collector {
 	name, desc := OutboxBacklog, prometheus.NewDesc(OutboxBacklog,
 		"Events committed to the outbox and not yet published to Kafka, measured at scrape.",
 		[]string{"outbox"}, nil)
+	keys := slices.Sorted(maps.Keys(outboxes))
 	return &scrapeCollector{name: name, desc: desc, timeout: timeout, log: log, measure: func(ctx context.Context, emit func(float64, ...string)) error {
-		n, err := outbox.Pending(ctx, q)
-		if err != nil {
-			return err
+		for _, k := range keys {
+			n, err := outbox.Pending(ctx, outboxes[k])
+			if err != nil {
+				return err
+			}
+			label := outbox.Table
+			if k != "" {
+				label = k + "/" + outbox.Table
+			}
+			emit(float64(n), label)
 		}
-		emit(float64(n), outbox.Table)
 		return nil
 	}}
 }
