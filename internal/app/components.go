@@ -2,6 +2,7 @@ package app
 
 import (
 	"cmp"
+	"maps"
 	"context"
 	"fmt"
 	"slices"
@@ -78,6 +79,10 @@ type component struct {
 	// Kafka for the gateway, whose outbox holds the events) takes it out
 	// of no service and restarts nothing.
 	ready []Need
+	// groups are the consumer groups it runs: GET /lag knows them from
+	// every instance, and w.consume refuses a group its row does not
+	// declare.
+	groups groups
 	// build wires it on w and starts what it runs with w.start.
 	build func(ctx context.Context, w *wiring) error
 }
@@ -87,46 +92,64 @@ type component struct {
 // the components.)
 func table() []component {
 	return []component{
-		{OutboxRelay, []Need{NeedPostgres, NeedKafka}, []Need{NeedPostgres, NeedKafka}, buildOutboxRelay},
-		{StockFeed, processorNeeds, processorNeeds, func(_ context.Context, w *wiring) error {
+		{OutboxRelay, []Need{NeedPostgres, NeedKafka}, []Need{NeedPostgres, NeedKafka}, nil, buildOutboxRelay},
+		{StockFeed, processorNeeds, processorNeeds, groups{stockfeed.Group: stockfeed.Topics}, func(_ context.Context, w *wiring) error {
 			return w.consume(StockFeed, stockfeed.New(stockfeed.Deps{Inventory: w.svc.inventory, Logger: w.log}).Config(w.serde))
 		}},
-		{Saga, append(processorNeeds, NeedCardPSP, NeedSepaBank), processorNeeds, buildSaga},
-		{PaymentsCard, append(processorNeeds, NeedCardPSP), processorNeeds, func(_ context.Context, w *wiring) error {
+		{Saga, append(processorNeeds, NeedCardPSP, NeedSepaBank), processorNeeds, groups{saga.Group: saga.Topics}, buildSaga},
+		{PaymentsCard, append(processorNeeds, NeedCardPSP), processorNeeds, groups{charging.CardGroup: charging.CardTopics}, func(_ context.Context, w *wiring) error {
 			p, err := w.charging()
 			if err != nil {
 				return err
 			}
 			return w.consume(PaymentsCard, p.CardConfig(w.serde))
 		}},
-		{PaymentsSepa, append(processorNeeds, NeedSepaBank), processorNeeds, func(_ context.Context, w *wiring) error {
+		{PaymentsSepa, append(processorNeeds, NeedSepaBank), processorNeeds, groups{charging.SepaGroup: charging.SepaTopics}, func(_ context.Context, w *wiring) error {
 			p, err := w.charging()
 			if err != nil {
 				return err
 			}
 			return w.consume(PaymentsSepa, p.SepaConfig(w.serde))
 		}},
-		{Billing, processorNeeds, processorNeeds, func(_ context.Context, w *wiring) error {
+		{Billing, processorNeeds, processorNeeds, groups{invoicing.Group: invoicing.Topics}, func(_ context.Context, w *wiring) error {
 			p := invoicing.New(invoicing.Deps{Billing: w.svc.billing, Notifications: w.svc.notifications,
 				Orders: w.svc.orders, Customers: w.svc.customers, Catalog: w.svc.catalog, Logger: w.log})
 			return w.consume(Billing, p.Config(w.serde))
 		}},
-		{Email, append(processorNeeds, NeedSMTP), append(processorNeeds, NeedSMTP), buildEmail},
-		{ProjectorProducts, projectorNeeds, projectorNeeds, func(_ context.Context, w *wiring) error {
+		{Email, append(processorNeeds, NeedSMTP), append(processorNeeds, NeedSMTP), groups{email.Group: email.Topics}, buildEmail},
+		{ProjectorProducts, projectorNeeds, projectorNeeds, projectionGroups(products.Projection()), func(_ context.Context, w *wiring) error {
 			r := runner.New(products.Projection(), w.serde, docstore.New(w.db), w.log).WithTracing(w.tp)
 			w.prom.MustRegister(checkpointGauge(products.Projection().Name, r.Checkpoint))
 			return w.group(ProjectorProducts, r)
 		}},
-		{ProjectorOrders, projectorNeeds, projectorNeeds, func(_ context.Context, w *wiring) error {
+		{ProjectorOrders, projectorNeeds, projectorNeeds, projectionGroups(orderviews.Projection()), func(_ context.Context, w *wiring) error {
 			r := runner.New(orderviews.Projection(), w.serde, docstore.New(w.db), w.log).WithTracing(w.tp)
 			w.prom.MustRegister(checkpointGauge(orderviews.Projection().Name, r.Checkpoint))
 			return w.group(ProjectorOrders, r)
 		}},
 		// The gateway writes through the outbox (PostgreSQL) and reads the
 		// read models (MongoDB); Kafka and the registry serve its event
-		// streams, GET /lag and the events it encodes.
-		{Gateway, []Need{NeedPostgres, NeedMongo, NeedKafka, NeedRegistry}, []Need{NeedPostgres, NeedMongo}, buildGateway},
+		// streams, GET /lag and the events it encodes. (Its stock hub
+		// tails a topic without a group.)
+		{Gateway, []Need{NeedPostgres, NeedMongo, NeedKafka, NeedRegistry}, []Need{NeedPostgres, NeedMongo}, nil, buildGateway},
 	}
+}
+
+// groups are the consumer groups a component runs, with the topics each
+// consumes.
+type groups map[string][]string
+
+func projectionGroups[V any](p runner.Projection[V]) groups { return groups{p.Group(): p.Topics} }
+
+// Groups are the consumer groups of every component, with their topics:
+// what GET /lag and shop_consumer_lag show from any instance, a group
+// whose component runs elsewhere (or nowhere) included.
+func Groups() map[string][]string {
+	all := map[string][]string{}
+	for _, c := range table() {
+		maps.Copy(all, c.groups)
+	}
+	return all
 }
 
 var (

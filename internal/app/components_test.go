@@ -48,3 +48,22 @@ func TestReadinessIsPartOfWhatAComponentNeeds(t *testing.T) {
 		}
 	}
 }
+
+// The component table declares every consumer group a component runs:
+// eight groups, none declared twice, each on the topics its processor
+// consumes (w.consume refuses a group its row lacks, so a component that
+// starts proves its row right).
+func TestEveryGroupIsDeclaredOnce(t *testing.T) {
+	seen := map[string]string{}
+	for _, c := range table() {
+		for g := range c.groups {
+			if other, dup := seen[g]; dup {
+				t.Errorf("group %s declared by %s and %s", g, other, c.name)
+			}
+			seen[g] = c.name
+		}
+	}
+	if len(seen) != 8 {
+		t.Errorf("%d groups declared, want 8 (6 processors, 2 projectors): %v", len(seen), seen)
+	}
+}

@@ -29,8 +29,6 @@ import (
 	"shopstream/internal/platform/tracing"
 	"shopstream/processors/charging"
 	"shopstream/processors/consumer"
-	"shopstream/projectors/orderviews"
-	"shopstream/projectors/products"
 	"shopstream/schemas"
 )
 
@@ -53,8 +51,7 @@ type wiring struct {
 	svc   *services       // NeedPostgres and NeedRegistry
 
 	// known are the consumer groups GET /lag and shop_consumer_lag show
-	// even when they are down: the projections, and the processors run
-	// here.
+	// even when they are down: every component's (Groups).
 	known map[string][]string
 	// alive says, per runner started, whether it still runs.
 	alive map[string]*atomic.Bool
@@ -72,10 +69,7 @@ type wiring struct {
 
 func newWiring(cfg Config) *wiring {
 	return &wiring{cfg: cfg, log: cfg.Logger, prom: prometheus.NewRegistry(), alive: map[string]*atomic.Bool{},
-		known: map[string][]string{
-			products.Projection().Group():   products.Projection().Topics,
-			orderviews.Projection().Group(): orderviews.Projection().Topics,
-		}}
+		known: Groups()}
 }
 
 // connect sets up tracing and the instance's metrics, then connects what
@@ -199,9 +193,13 @@ func (w *wiring) group(name string, g interface {
 	return nil
 }
 
-// consume runs a processor's consumer group, which GET /lag then knows.
+// consume runs a processor's consumer group, which the row of component
+// name must declare, with the same topics (GET /lag knows the groups from
+// the table).
 func (w *wiring) consume(name string, cfg consumer.Config) error {
-	w.known[cfg.Group] = cfg.Topics
+	if topics, ok := row(name).groups[cfg.Group]; !ok || !slices.Equal(topics, cfg.Topics) {
+		return fmt.Errorf("component %s runs group %s on %v, which its row of the component table does not declare", name, cfg.Group, cfg.Topics)
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = w.log
 	}

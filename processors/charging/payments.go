@@ -31,6 +31,12 @@ const (
 	SepaGroup = "shop.processor.payments.sepa.v1"
 )
 
+// The topics each group consumes.
+var (
+	CardTopics = []string{schemas.TopicPayments}
+	SepaTopics = []string{schemas.TopicSepaRequests}
+)
+
 // Charger is a payment provider's client.
 type Charger interface {
 	Charge(ctx context.Context, idempotencyKey string, req pspclient.ChargeRequest) (pspclient.ChargeResult, error)
@@ -65,7 +71,7 @@ var permanent = []error{ErrNotRequested}
 
 // CardConfig is the card processor's consumer.
 func (p *Processor) CardConfig(serde *eventlog.Serde) consumer.Config {
-	return consumer.Config{Group: CardGroup, Topics: []string{schemas.TopicPayments}, Serde: serde, Logger: p.log, Permanent: permanent,
+	return consumer.Config{Group: CardGroup, Topics: CardTopics, Serde: serde, Logger: p.log, Permanent: permanent,
 		Handler: func(ctx context.Context, env eventlog.Envelope) error {
 			if e, ok := env.Event.(schemas.PaymentRequested); ok && e.Method == "card" {
 				return p.charge(ctx, env, p.card, e.OrderID, e.AmountCents, e.Method)
@@ -76,7 +82,7 @@ func (p *Processor) CardConfig(serde *eventlog.Serde) consumer.Config {
 
 // SepaConfig is the SEPA processor's consumer.
 func (p *Processor) SepaConfig(serde *eventlog.Serde) consumer.Config {
-	return consumer.Config{Group: SepaGroup, Topics: []string{schemas.TopicSepaRequests}, Serde: serde, Logger: p.log, Permanent: permanent,
+	return consumer.Config{Group: SepaGroup, Topics: SepaTopics, Serde: serde, Logger: p.log, Permanent: permanent,
 		Handler: func(ctx context.Context, env eventlog.Envelope) error {
 			if e, ok := env.Event.(schemas.SepaTransferRequested); ok {
 				return p.charge(ctx, env, p.bank, e.OrderID, e.AmountCents, "sepa")

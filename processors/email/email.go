@@ -32,6 +32,9 @@ import (
 // Group is the email sender's consumer group.
 const Group = "shop.processor.email.v1"
 
+// Topics are what it consumes.
+var Topics = []string{schemas.TopicEmails}
+
 // Deps are what the sender uses.
 type Deps struct {
 	Notifications *notifications.Service
@@ -57,7 +60,7 @@ func New(d Deps) *Sender {
 // missing invoice document and a message the relay refuses for good are
 // permanent.
 func (s *Sender) Config(serde *eventlog.Serde) consumer.Config {
-	return consumer.Config{Group: Group, Topics: []string{schemas.TopicEmails}, Serde: serde, Logger: s.d.Logger,
+	return consumer.Config{Group: Group, Topics: Topics, Serde: serde, Logger: s.d.Logger,
 		Handler: s.Handle, MaxBuffered: 4, Permanent: []error{billing.ErrNoDocument, mailer.ErrPermanent},
 		OnAssigned: func(p map[string][]int32) { s.d.Pacer.Assign(p[schemas.TopicEmails]) },
 		OnReleased: func(p map[string][]int32) { s.d.Pacer.Release(p[schemas.TopicEmails]) },

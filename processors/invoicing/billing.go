@@ -26,6 +26,9 @@ import (
 // Group is the billing processor's consumer group.
 const Group = "shop.processor.billing.v1"
 
+// Topics are what it consumes.
+var Topics = []string{schemas.TopicOrders}
+
 // Deps are the services the processor reads and writes.
 type Deps struct {
 	Billing       *billing.Service
@@ -52,7 +55,7 @@ func New(d Deps) *Processor {
 // Config is its consumer. An order, customer or product it cannot find,
 // and an invoice the PDF writer refuses or fails on, are permanent.
 func (p *Processor) Config(serde *eventlog.Serde) consumer.Config {
-	return consumer.Config{Group: Group, Topics: []string{schemas.TopicOrders}, Serde: serde, Logger: p.d.Logger, Handler: p.Handle,
+	return consumer.Config{Group: Group, Topics: Topics, Serde: serde, Logger: p.d.Logger, Handler: p.Handle,
 		Permanent: []error{command.ErrNotFound, invoicepdf.ErrInvalid, invoicepdf.ErrRender}}
 }
 

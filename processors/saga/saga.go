@@ -44,6 +44,9 @@ import (
 // Group is the saga's consumer group.
 const Group = "shop.processor.saga.v1"
 
+// Topics are what it consumes.
+var Topics = []string{schemas.TopicOrders, schemas.TopicPayments}
+
 // Migrations creates the saga's schema: its state per order and its
 // deadlines (pending: fired_at NULL; fired: the time it fired).
 func Migrations() []pgdb.Migration {
@@ -125,7 +128,7 @@ func New(d Deps) *Saga {
 // order or product not found, a conflict) is permanent: no retry can fix
 // it, so the record is dead-lettered and the partition keeps going.
 func (s *Saga) Config(serde *eventlog.Serde) consumer.Config {
-	return consumer.Config{Group: Group, Topics: []string{schemas.TopicOrders, schemas.TopicPayments},
+	return consumer.Config{Group: Group, Topics: Topics,
 		Handler: s.Handle, Serde: serde, Logger: s.log,
 		Permanent: []error{command.ErrInvalid, command.ErrNotFound, command.ErrConflict}}
 }
