@@ -2,9 +2,9 @@ package app
 
 import (
 	"cmp"
-	"maps"
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
