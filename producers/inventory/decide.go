@@ -26,6 +26,11 @@ type Stock struct {
 	Available      int64            `json:"available"`       // saleable units; a generated column with CHECK (available >= 0)
 	CatalogVersion int64            `json:"catalog_version"` // last catalogue event received
 	Reserved       map[string]int64 `json:"reserved,omitempty"`
+	// Rejected are the orders refused units of this product, for good: a
+	// refusal is published (StockReservationRejected) and the order
+	// cancelled out_of_stock, so reserving it again, after a restock,
+	// must not let it go ahead.
+	Rejected map[string]bool `json:"rejected,omitempty"`
 }
 
 // ReceiveStock adds the units of a catalogue event (ProductRegistered's
@@ -68,7 +73,8 @@ func (c Release) productID() string      { return c.ProductID }
 
 // Decide is the pure rule of stock. A Reserve it cannot satisfy is
 // refused with command.ErrConflict (a *command.Shortage); the caller records the
-// refusal with Reject.
+// refusal with Reject, after which the same order is refused for good
+// (a retried step after a restock finds it rejected, not reservable).
 func Decide(s Stock, version int64, cmd Command) ([]schemas.Event, error) {
 	switch c := cmd.(type) {
 	case ReceiveStock:
@@ -90,7 +96,7 @@ func Decide(s Stock, version int64, cmd Command) ([]schemas.Event, error) {
 		if _, held := s.Reserved[c.OrderID]; held {
 			return nil, nil // already reserved for this order
 		}
-		if s.Available < c.Quantity {
+		if s.Rejected[c.OrderID] || s.Available < c.Quantity {
 			return nil, &command.Shortage{ProductID: c.ProductID, Requested: c.Quantity, Available: s.Available}
 		}
 		remaining := s.Available - c.Quantity
@@ -102,6 +108,9 @@ func Decide(s Stock, version int64, cmd Command) ([]schemas.Event, error) {
 	case Reject:
 		if err := checkOrder(c.OrderID, c.Quantity); err != nil {
 			return nil, err
+		}
+		if s.Rejected[c.OrderID] {
+			return nil, nil // already recorded
 		}
 		return []schemas.Event{schemas.StockReservationRejected{ProductID: c.ProductID, OrderID: c.OrderID, Quantity: int32(c.Quantity), Available: int32(s.Available)}}, nil
 	case Release:
@@ -141,6 +150,12 @@ func Evolve(s Stock, events ...schemas.Event) Stock {
 			}
 			s.Reserved[e.OrderID] = int64(e.Quantity)
 			s.Available = int64(e.Remaining)
+		case schemas.StockReservationRejected:
+			s.Rejected = maps.Clone(s.Rejected)
+			if s.Rejected == nil {
+				s.Rejected = map[string]bool{}
+			}
+			s.Rejected[e.OrderID] = true
 		case schemas.StockReleased:
 			s.Reserved = maps.Clone(s.Reserved)
 			delete(s.Reserved, e.OrderID)

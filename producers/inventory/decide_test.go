@@ -89,7 +89,13 @@ func TestDecide(t *testing.T) {
 
 		{name: "reject", given: []schemas.Event{received(1, 1, 1)}, when: Reject{ProductID: "p", OrderID: order2, Quantity: 3},
 			then:  []schemas.Event{schemas.StockReservationRejected{ProductID: "p", OrderID: order2, Quantity: 3, Available: 1}},
-			state: &Stock{Available: 1, CatalogVersion: 1}},
+			state: &Stock{Available: 1, CatalogVersion: 1, Rejected: map[string]bool{order2: true}}},
+		{name: "reject again changes nothing", given: []schemas.Event{received(1, 1, 1), rejected(order2, 3, 1)},
+			when:  Reject{ProductID: "p", OrderID: order2, Quantity: 3},
+			state: &Stock{Available: 1, CatalogVersion: 1, Rejected: map[string]bool{order2: true}}},
+		{name: "reserve an order rejected before, even after a restock", given: []schemas.Event{received(1, 1, 1), rejected(order2, 3, 1), received(10, 11, 2)},
+			when: Reserve{ProductID: "p", OrderID: order2, Quantity: 3},
+			err:  command.ErrConflict, short: &command.Shortage{ProductID: "p", Requested: 3, Available: 11}},
 		{name: "reject order not a uuid", given: five, when: Reject{ProductID: "p", OrderID: "o", Quantity: 3}, err: command.ErrInvalid, field: "order_id"},
 		{name: "reject zero", given: five, when: Reject{ProductID: "p", OrderID: order2}, err: command.ErrInvalid, field: "quantity"},
 
@@ -152,4 +158,8 @@ func TestEvolveLeavesItsInputAlone(t *testing.T) {
 	if want := (Stock{Available: 3, CatalogVersion: 1, Reserved: map[string]int64{order1: 2}}); !sameStock(before, want) {
 		t.Fatalf("state changed to %+v, want %+v", before, want)
 	}
+}
+
+func rejected(order string, quantity, available int32) schemas.Event {
+	return schemas.StockReservationRejected{ProductID: "p", OrderID: order, Quantity: quantity, Available: available}
 }
