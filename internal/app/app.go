@@ -161,8 +161,10 @@ func (w *wiring) build(rows []component, needs []Need) (string, error) {
 	mux.Handle("GET /livez", gateway.Livez())
 	mux.Handle("GET /readyz", gateway.Readyz(checks))
 	server := "http"
+	var gw *gateway.Gateway
 	if w.api != nil {
-		mux.Handle("/", w.api(checks))
+		gw = w.api(checks)
+		mux.Handle("/", gw)
 		server = Gateway
 	} else {
 		mux.Handle("GET /healthz", gateway.Healthz(checks))
@@ -172,8 +174,16 @@ func (w *wiring) build(rows []component, needs []Need) (string, error) {
 		return "", fmt.Errorf("listen --http %s: %w", w.cfg.HTTPAddr, err)
 	}
 	srv := gateway.NewServer(gateway.WithProblems(mux), w.cfg.HTTPLimits)
+	if gw != nil {
+		srv.RegisterOnShutdown(gw.EndStreams)
+	}
 	w.start(server, func(ctx context.Context) error {
+		// Serve returns as soon as Shutdown begins; the runner ends only
+		// once the requests in flight are answered, so that what closes
+		// after the runners (tracing, pools) still serves them.
+		drained := make(chan struct{})
 		go func() {
+			defer close(drained)
 			<-ctx.Done()
 			sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 			defer scancel()
@@ -182,6 +192,7 @@ func (w *wiring) build(rows []component, needs []Need) (string, error) {
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			return err
 		}
+		<-drained
 		return nil
 	})
 	return ln.Addr().String(), nil

@@ -415,4 +415,22 @@ func TestSoldOutIsPushedToWatchers(t *testing.T) {
 	if e := next("restocked"); !strings.Contains(e, `"stock":3`) {
 		t.Fatalf("restock event %s", e)
 	}
+	// The shop stops with the stream open: the server ends the stream
+	// (EOF for the watcher) rather than waiting its 10 s shutdown
+	// deadline, and Run returns once the requests in flight are done.
+	stopped := time.Now()
+	s.stop()
+	took := time.Since(stopped)
+	select {
+	case e, open := <-events:
+		if open {
+			t.Fatalf("event %q after the stop, want the stream ended", e)
+		}
+	case <-time.After(time.Second):
+		t.Fatal("the stream is still open after the shop stopped")
+	}
+	if took >= 8*time.Second {
+		t.Errorf("the shop took %v to stop with a stream open: it waited for the shutdown deadline", took)
+	}
+	t.Logf("stopped in %v with a stream open; the watcher saw its end", took.Round(time.Millisecond))
 }

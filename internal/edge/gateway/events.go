@@ -71,6 +71,8 @@ func (g *Gateway) productEvents(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-r.Context().Done():
 			return
+		case <-g.ending:
+			return
 		case n := <-notices:
 			if !send(n.Kind, stockEvent{ProductID: id, Stock: n.Available, SoldOut: n.Kind == "sold_out"}) {
 				return

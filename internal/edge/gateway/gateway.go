@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
@@ -76,12 +77,16 @@ type Gateway struct {
 	limits  Limits
 	shed    *shedder // the bounds on queries and event streams
 
+	ending  chan struct{} // closed by EndStreams
+	endOnce sync.Once
+
 	asyncDoc asyncAPIDoc
 }
 
 // New returns the gateway's handler.
 func New(d Deps) *Gateway {
-	g := &Gateway{d: d, log: d.Logger.With("component", "gateway"), mux: http.NewServeMux(), limits: d.Limits.withDefaults()}
+	g := &Gateway{d: d, log: d.Logger.With("component", "gateway"), mux: http.NewServeMux(), limits: d.Limits.withDefaults(),
+		ending: make(chan struct{})}
 	g.shed = newShedder(g.limits, d.Metrics)
 	g.inner = withIdempotencyKey(g.mux)
 	g.handle("GET /healthz", g.healthz)
@@ -338,3 +343,8 @@ func (g *Gateway) placeOrder(w http.ResponseWriter, r *http.Request) {
 	}
 	g.dispatch(w, r, cmd)
 }
+
+// EndStreams ends every event stream, open or opened later: register it
+// with http.Server.RegisterOnShutdown, so that a shutdown waits for the
+// requests in flight and not for streams that never end by themselves.
+func (g *Gateway) EndStreams() { g.endOnce.Do(func() { close(g.ending) }) }
