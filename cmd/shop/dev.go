@@ -52,7 +52,7 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 	}
 	defer stopStack(ctx, stack, log, stdout)
 	e := stack.Endpoints
-	cfg := devshop.Config(e, *httpAddr, log)
+	cfg := devshop.Config(e, stack.Secrets, *httpAddr, log)
 	cfg.Getenv = getenv
 	cfg.OnReady = func(addr string) {
 		e.HTTP = "http://" + addr

@@ -60,7 +60,9 @@ func printConfig(w io.Writer, fs *flag.FlagSet) {
 }
 
 func mask(name, v string) string {
-	if strings.Contains(name, "password") || strings.Contains(name, "secret") || strings.Contains(name, "token") {
+	secret := strings.Contains(name, "password") || strings.Contains(name, "secret") || strings.HasSuffix(name, "-key") ||
+		strings.HasSuffix(name, "-keys") || strings.HasSuffix(name, "-token")
+	if secret {
 		if v == "" {
 			return ""
 		}

@@ -1,12 +1,14 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"time"
 
 	"shopstream/internal/app"
 	"shopstream/internal/devinfra/devstack"
+	"shopstream/internal/edge/auth"
 	"shopstream/internal/edge/gateway"
 	"shopstream/processors/saga"
 )
@@ -22,6 +24,12 @@ type shopFlags struct {
 	maxStreams, maxQueries                    *int
 	paymentTimeout, sepaTimeout               *time.Duration
 	databasePerContext                        *bool
+
+	tokenSecret, jwksURL, issuer, audience *string
+	staffKeys, corsOrigins                 listFlag
+	tokenTTL                               *time.Duration
+	authRate, writeRate                    *float64
+	authBurst, writeBurst                  *int
 }
 
 // databasePerContextUsage is --database-per-context's meaning, in every
@@ -29,7 +37,7 @@ type shopFlags struct {
 const databasePerContextUsage = "give every write context a PostgreSQL database of its own beside --postgres-url's (shop_orders, shop_inventory, …), created and migrated at start: its tables, outbox and idempotency keys; no transaction spans two contexts"
 
 func addShopFlags(fs *flag.FlagSet) *shopFlags {
-	return &shopFlags{
+	f := &shopFlags{
 		maxInFlight: fs.Int("max-inflight", app.DefaultMaxInFlight, "commands one instance runs at once; more are refused with 429 (load shedding)"),
 		emailRate:   fs.Float64("email-rate", app.DefaultEmailRate, "emails per second the provider accepts, for all email senders together"),
 		mailFrom:    fs.String("mail-from", app.DefaultMailFrom, "sender of the shop's emails"),
@@ -47,7 +55,19 @@ func addShopFlags(fs *flag.FlagSet) *shopFlags {
 		sepaTimeout: fs.Duration("sepa-timeout", saga.DefaultSepaTimeout,
 			"how long the saga waits for the bank to confirm a SEPA transfer; then as --payment-timeout"),
 		databasePerContext: fs.Bool("database-per-context", false, databasePerContextUsage),
+		tokenSecret:        fs.String("auth-token-secret", "", fmt.Sprintf("secret that signs the customers' tokens (HMAC-SHA256, at least %d bytes; the same on every gateway instance; shop dev makes one in its data dir)", auth.MinSecret)),
+		tokenTTL:           fs.Duration("token-ttl", auth.DefaultTTL, "lifetime of a customer's token"),
+		jwksURL:            fs.String("auth-jwks-url", "", "JWKS of an external OpenID Connect issuer whose tokens are accepted too (sub: the customer's id; shop_role=staff: staff)"),
+		issuer:             fs.String("auth-issuer", "", "iss the external issuer's tokens must carry (with --auth-jwks-url)"),
+		audience:           fs.String("auth-audience", "", "aud the external issuer's tokens must carry, if set"),
+		authRate:           fs.Float64("auth-rate", gateway.DefaultAuthRate, "sign-ups and log-ins per second one client address may make; more answer 429"),
+		authBurst:          fs.Int("auth-burst", gateway.DefaultAuthBurst, "burst of --auth-rate"),
+		writeRate:          fs.Float64("write-rate", gateway.DefaultWriteRate, "commands per second one customer may send; more answer 429 (staff keys are not limited)"),
+		writeBurst:         fs.Int("write-burst", gateway.DefaultWriteBurst, "burst of --write-rate"),
 	}
+	fs.Var(&f.staffKeys, "staff-keys", "staff API keys, comma-separated, sent in X-API-Key (shop dev makes one in its data dir)")
+	fs.Var(&f.corsOrigins, "cors-origins", "origins whose browser pages may call the API, comma-separated (none by default: no CORS header is sent)")
+	return f
 }
 
 // check names the flag that is out of range.
@@ -70,6 +90,27 @@ func (f *shopFlags) check() error {
 	if *f.emailRate <= 0 {
 		return fmt.Errorf("--email-rate %v: must be positive", *f.emailRate)
 	}
+	if *f.tokenSecret != "" && len(*f.tokenSecret) < auth.MinSecret {
+		return fmt.Errorf("--auth-token-secret: must be at least %d bytes, got %d", auth.MinSecret, len(*f.tokenSecret))
+	}
+	if *f.jwksURL != "" && *f.issuer == "" {
+		return errors.New("--auth-jwks-url needs --auth-issuer, the iss its tokens carry")
+	}
+	for name, v := range map[string]float64{"auth-rate": *f.authRate, "write-rate": *f.writeRate, "token-ttl": f.tokenTTL.Seconds()} {
+		if v <= 0 {
+			return fmt.Errorf("--%s %v: must be positive", name, v)
+		}
+	}
+	for name, v := range map[string]int{"auth-burst": *f.authBurst, "write-burst": *f.writeBurst} {
+		if v < 1 {
+			return fmt.Errorf("--%s %d: must be at least 1", name, v)
+		}
+	}
+	for _, k := range f.staffKeys {
+		if len(k) < 16 {
+			return errors.New("--staff-keys: each key must be at least 16 characters")
+		}
+	}
 	return nil
 }
 
@@ -82,6 +123,18 @@ func (f *shopFlags) apply(cfg app.Config) app.Config {
 		BodyTimeout: *f.bodyTimeout, MaxStreams: *f.maxStreams, MaxQueries: *f.maxQueries}
 	cfg.PaymentTimeout, cfg.SepaTimeout = *f.paymentTimeout, *f.sepaTimeout
 	cfg.DatabasePerContext = *f.databasePerContext
+	cfg.HTTPLimits.AuthRate, cfg.HTTPLimits.AuthBurst = *f.authRate, *f.authBurst
+	cfg.HTTPLimits.WriteRate, cfg.HTTPLimits.WriteBurst = *f.writeRate, *f.writeBurst
+	// Flags given replace what a dev stack made.
+	if *f.tokenSecret != "" {
+		cfg.Auth.TokenSecret = *f.tokenSecret
+	}
+	if len(f.staffKeys) > 0 {
+		cfg.Auth.StaffKeys = f.staffKeys
+	}
+	cfg.Auth.TokenTTL = *f.tokenTTL
+	cfg.Auth.JWKSURL, cfg.Auth.Issuer, cfg.Auth.Audience = *f.jwksURL, *f.issuer, *f.audience
+	cfg.CORSOrigins = f.corsOrigins
 	return cfg
 }
 

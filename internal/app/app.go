@@ -86,6 +86,11 @@ type Config struct {
 	// MaxInFlight bounds the commands the gateway runs at once; more get
 	// 429 at once. 0 means DefaultMaxInFlight.
 	MaxInFlight int
+	// Auth is who the gateway admits: the secret of its tokens, the
+	// staff's API keys, an external issuer's JWKS.
+	Auth Auth
+	// CORSOrigins may call the API from a browser page (none by default).
+	CORSOrigins []string
 	// HTTPLimits are the HTTP server's deadlines (queries, commands,
 	// request bodies) and its cap on event streams; zero fields take the
 	// gateway's defaults.
@@ -106,6 +111,19 @@ type Config struct {
 	Tracing trace.TracerProvider
 	// Getenv reads the environment for Tracing; nil is os.Getenv.
 	Getenv func(string) string
+}
+
+// Auth configures the gateway's authentication (package auth).
+type Auth struct {
+	// TokenSecret signs the customers' tokens (HMAC-SHA256, at least 32
+	// bytes); every gateway instance needs the same. Required with the
+	// gateway.
+	TokenSecret string
+	TokenTTL    time.Duration // 0: auth.DefaultTTL
+	StaffKeys   []string
+	// JWKSURL, Issuer and Audience admit an external OpenID Connect
+	// issuer's tokens too.
+	JWKSURL, Issuer, Audience string
 }
 
 // Run starts the configured components and blocks until ctx ends. It

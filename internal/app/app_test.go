@@ -22,6 +22,7 @@ import (
 	"shopstream/internal/platform/eventlog"
 	"shopstream/internal/platform/outbox"
 	"shopstream/internal/platform/pgdb"
+	"shopstream/internal/testinfra/apiclient"
 	"shopstream/schemas"
 )
 
@@ -31,6 +32,11 @@ type shop struct {
 	base  string
 	stack *devstack.Stack
 	stop  func()
+	// client acts as staff (the stack's API key) unless a request carries
+	// credentials of its own: staff may act on any customer's behalf, so
+	// the tests of other concerns name their customer_id as before. The
+	// tests of who may do what (auth_test.go) act as customers.
+	client *http.Client
 }
 
 // startShop runs the shop on a stack under dir; options change its config.
@@ -42,7 +48,9 @@ func startShop(t *testing.T, dir string, options ...func(*app.Config)) *shop {
 // startShopOn runs the shop on a stack configured by sc.
 func startShopOn(t *testing.T, sc devstack.Config, options ...func(*app.Config)) *shop {
 	t.Helper()
-	sc.Logger = slog.New(slog.NewTextHandler(testLogOutput(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	if sc.Logger == nil {
+		sc.Logger = slog.New(slog.NewTextHandler(testLogOutput(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	ds, err := devshop.Start(ctx, sc, func(cfg *app.Config) {
@@ -53,7 +61,7 @@ func startShopOn(t *testing.T, sc devstack.Config, options ...func(*app.Config))
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &shop{t: t, stack: ds.Stack, base: ds.URL}
+	s := &shop{t: t, stack: ds.Stack, base: ds.URL, client: apiclient.Staff(ds.Stack.Secrets.StaffKey)}
 	s.stop = func() {
 		if err := ds.Stop(context.Background()); err != nil {
 			t.Errorf("stop the shop: %v", err)
@@ -76,7 +84,7 @@ func (s *shop) do(method, path, contentType, body string, headers ...string) (in
 	for i := 0; i+1 < len(headers); i += 2 {
 		req.Header.Set(headers[i], headers[i+1])
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := s.client.Do(req)
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -278,17 +286,17 @@ func TestBadInputIsRefusedAndAppendsNothing(t *testing.T) {
 // one is accepted; only accepted sign-ups reach the log.
 func TestSignUpEmailIsUniqueUnderConcurrency(t *testing.T) {
 	s := startShop(t, t.TempDir())
-	if code, body := s.post("/customers", `{"email": "zizou@example.org", "name": "Zinédine"}`); code != http.StatusCreated {
+	if code, body := s.post("/customers", `{"email": "zizou@example.org", "name": "Zinédine", "password": "coupe du monde 98"}`); code != http.StatusCreated {
 		t.Fatalf("sign up: %d %v", code, body)
 	}
-	code, h, body := s.do(http.MethodPost, "/customers", "application/json", `{"email": "ZIZOU@example.org", "name": "Other"}`)
+	code, h, body := s.do(http.MethodPost, "/customers", "application/json", `{"email": "ZIZOU@example.org", "name": "Other", "password": "coupe du monde 98"}`)
 	if code != http.StatusConflict || h.Get("Content-Type") != "application/problem+json" {
 		t.Fatalf("same email again: %d %s", code, body)
 	}
 	codes := make(chan int, 20)
 	for i := range 20 {
 		go func() {
-			c, _ := s.post("/customers", fmt.Sprintf(`{"email": "raggio@example.org", "name": "Raggio %d"}`, i))
+			c, _ := s.post("/customers", fmt.Sprintf(`{"email": "raggio@example.org", "name": "Raggio %d", "password": "coupe du monde 98"}`, i))
 			codes <- c
 		}()
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
 
+	"shopstream/internal/edge/auth"
 	"shopstream/internal/edge/gateway"
 	"shopstream/internal/edge/stockwatch"
 	"shopstream/internal/platform/docstore"
@@ -354,13 +355,23 @@ func buildEmail(_ context.Context, w *wiring) error {
 }
 
 // buildGateway serves the shop's API on the instance's HTTP listener.
-func buildGateway(_ context.Context, w *wiring) error {
+func buildGateway(ctx context.Context, w *wiring) error {
+	a := w.cfg.Auth
+	if a.TokenSecret == "" {
+		return fmt.Errorf("the gateway needs --auth-token-secret (at least %d bytes) to sign the customers' tokens", auth.MinSecret)
+	}
+	authn, err := auth.New(ctx, auth.Config{Secret: []byte(a.TokenSecret), TTL: a.TokenTTL, StaffKeys: a.StaffKeys,
+		JWKSURL: a.JWKSURL, ExternalIssuer: a.Issuer, ExternalAudience: a.Audience})
+	if err != nil {
+		return err
+	}
 	hub := stockwatch.New(w.serde, w.log)
 	if err := w.group("stockwatch", hub); err != nil {
 		return err
 	}
 	w.api = func(checks []gateway.Check) *gateway.Gateway {
 		return gateway.New(gateway.Deps{
+			Auth: authn, Login: w.svc.customers.Authenticate, CORSOrigins: w.cfg.CORSOrigins,
 			Commands: commandBus(w.svc, w.dbs, w.cfg, w.prom), Products: products.NewReader(w.db), Orders: orderviews.NewReader(w.db),
 			Stock: hub, Checks: checks, Logger: w.log, DevEndpoints: w.cfg.DevEndpoints,
 			Lag:     func(ctx context.Context) ([]lag.Group, error) { return lag.Measure(ctx, w.kadm(), w.known) },

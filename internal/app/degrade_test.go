@@ -15,7 +15,7 @@ func TestBadInputAndMuxAnswersAreProblemsOnTheRealStack(t *testing.T) {
 	s := startShop(t, t.TempDir())
 	for _, c := range []struct{ method, path, body, field string }{
 		{http.MethodPost, "/products", `{"title": "Maillot\u0000", "price_cents": 1, "quantity": 1}`, "title"},
-		{http.MethodPost, "/customers", `{"email": "nul@example.com", "name": "Ma\u0000rcel"}`, "name"},
+		{http.MethodPost, "/customers", `{"email": "nul@example.com", "name": "Ma\u0000rcel", "password": "coupe du monde 98"}`, "name"},
 		{http.MethodPost, "/customers", "{\"email\": \"utf@example.com\", \"name\": \"Ma\xffrcel\"}", "name"},
 	} {
 		code, h, b := s.do(c.method, c.path, "application/json", c.body)

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -51,7 +52,7 @@ func getHealth(t *testing.T, base, path string) health {
 // instance stops at the end of the test.
 func startInstance(t *testing.T, e devstack.Endpoints, components []string, edit func(*app.Config)) string {
 	t.Helper()
-	cfg := devshop.Config(e, "127.0.0.1:0", slog.New(slog.NewTextHandler(testLogOutput(), &slog.HandlerOptions{Level: slog.LevelWarn})))
+	cfg := devshop.Config(e, devstack.Secrets{TokenSecret: strings.Repeat("s", 32)}, "127.0.0.1:0", slog.New(slog.NewTextHandler(testLogOutput(), &slog.HandlerOptions{Level: slog.LevelWarn})))
 	cfg.Components = components
 	cfg.DevEndpoints = nil
 	if edit != nil {

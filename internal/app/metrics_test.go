@@ -253,7 +253,7 @@ func TestMetricsCoverTheDashboard(t *testing.T) {
 		}
 	})
 	t.Run("instance without gateway", func(t *testing.T) {
-		cfg := devshop.Config(s.stack.Endpoints, "127.0.0.1:0", slog.New(slog.DiscardHandler))
+		cfg := devshop.Config(s.stack.Endpoints, s.stack.Secrets, "127.0.0.1:0", slog.New(slog.DiscardHandler))
 		cfg.Components = []string{app.OutboxRelay} // a standby relay: it waits for the lock
 		ready := make(chan string, 1)
 		cfg.OnReady = func(addr string) { ready <- addr }

@@ -36,7 +36,7 @@ import (
 // send posts body to path from any goroutine and returns the status and
 // the decoded answer.
 func (s *shop) send(path, body string) (int, map[string]any, error) {
-	resp, err := http.Post(s.base+path, "application/json", strings.NewReader(body))
+	resp, err := s.client.Post(s.base+path, "application/json", strings.NewReader(body))
 	if err != nil {
 		return 0, nil, err
 	}
@@ -48,7 +48,7 @@ func (s *shop) send(path, body string) (int, map[string]any, error) {
 
 // get reads path into v from any goroutine; it returns the status.
 func (s *shop) get(path string, v any) (int, error) {
-	resp, err := http.Get(s.base + path)
+	resp, err := s.client.Get(s.base + path)
 	if err != nil {
 		return 0, err
 	}
@@ -130,7 +130,7 @@ func (s *shop) seedCatalog(customer string, n, reviews int) []string {
 	s.t.Helper()
 	ids := make([]string, n)
 	var wg sync.WaitGroup
-	errs := make(chan error, n)
+	errs := make(chan error, n*(reviews+1))
 	work := make(chan int)
 	for range 8 {
 		wg.Go(func() {

@@ -21,6 +21,7 @@ import (
 	"shopstream/internal/platform/eventlog"
 	"shopstream/internal/platform/outbox"
 	"shopstream/internal/platform/pgdb"
+	"shopstream/internal/testinfra/apiclient"
 	"shopstream/producers/inventory"
 	"shopstream/schemas"
 )
@@ -60,7 +61,7 @@ func (s *shop) product(pool *pgxpool.Pool, quantity int) string {
 
 func (s *shop) customer() string {
 	s.t.Helper()
-	code, body := s.post("/customers", fmt.Sprintf(`{"email": "%s@example.org", "name": "Fan"}`, uuid.NewString()))
+	code, body := s.post("/customers", fmt.Sprintf(`{"email": "%s@example.org", "name": "Fan", "password": %q}`, uuid.NewString(), apiclient.Password))
 	if code != http.StatusCreated {
 		s.t.Fatalf("POST /customers: %d %v", code, body)
 	}

@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"shopstream/internal/platform/command"
+	"shopstream/internal/platform/password"
 	"shopstream/schemas"
 )
 
@@ -20,11 +21,13 @@ type Customer struct {
 	Name  string `json:"name"`
 }
 
-// SignUp creates a customer account.
+// SignUp creates a customer account, with the password the customer logs
+// in with (kept as an argon2id hash beside the account, never in an event).
 type SignUp struct {
 	CustomerID string
 	Email      string
 	Name       string
+	Password   password.Plain
 }
 
 // CommandName names the command on the bus.
@@ -43,6 +46,9 @@ func Decide(_ Customer, version int64, cmd SignUp) ([]schemas.Event, error) {
 	addr, err := mail.ParseAddress(email)
 	if err != nil || addr.Address != email || len(email) > 254 {
 		return nil, command.Invalid("email", "must be an email address like name@example.org")
+	}
+	if why := password.Validate(string(cmd.Password)); why != "" {
+		return nil, command.Invalid("password", why)
 	}
 	name := strings.TrimSpace(cmd.Name)
 	switch {

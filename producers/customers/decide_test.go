@@ -11,7 +11,7 @@ import (
 )
 
 func TestDecide(t *testing.T) {
-	ok := SignUp{CustomerID: "c", Email: " Zizou@Example.org ", Name: " Zinédine "}
+	ok := SignUp{CustomerID: "c", Email: " Zizou@Example.org ", Name: " Zinédine ", Password: "coupe du monde 98"}
 	with := func(f func(*SignUp)) SignUp { c := ok; f(&c); return c }
 	signedUp := []schemas.Event{schemas.CustomerSignedUp{CustomerID: "c", Email: "zizou@example.org", Name: "Zinédine"}}
 	cases := []struct {
@@ -28,6 +28,8 @@ func TestDecide(t *testing.T) {
 		{name: "display name form", when: with(func(c *SignUp) { c.Email = "Zizou <z@example.org>" }), err: command.ErrInvalid, field: "email"},
 		{name: "no name", when: with(func(c *SignUp) { c.Name = " " }), err: command.ErrInvalid, field: "name"},
 		{name: "long name", when: with(func(c *SignUp) { c.Name = strings.Repeat("a", 201) }), err: command.ErrInvalid, field: "name"},
+		{name: "short password", when: with(func(c *SignUp) { c.Password = "zidane" }), err: command.ErrInvalid, field: "password"},
+		{name: "no password", when: with(func(c *SignUp) { c.Password = "" }), err: command.ErrInvalid, field: "password"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

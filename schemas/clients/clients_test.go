@@ -61,7 +61,7 @@ func TestConsumersDecodeEveryTopic(t *testing.T) {
 	}()
 	e := stack.Endpoints
 	e.Brokers = brokers
-	sh := startShop(t, e, log)
+	sh := startShop(t, e, stack.Secrets, log)
 
 	// ≈15 s of Black Friday: orders paid by card and SEPA, reviews, carts.
 	rep, err := loadtest.Run(t.Context(), loadtest.Config{
@@ -161,9 +161,9 @@ type shop struct {
 	stop func()
 }
 
-func startShop(t *testing.T, e devstack.Endpoints, log *slog.Logger) shop {
+func startShop(t *testing.T, e devstack.Endpoints, secrets devstack.Secrets, log *slog.Logger) shop {
 	t.Helper()
-	cfg := devshop.Config(e, "127.0.0.1:0", log)
+	cfg := devshop.Config(e, secrets, "127.0.0.1:0", log)
 	ready := make(chan string, 1)
 	cfg.OnReady = func(addr string) { ready <- addr }
 	ctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))

@@ -10,15 +10,17 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 
 	"shopstream/internal/app"
 	"shopstream/internal/devinfra/devstack"
 )
 
 // Config is the configuration of a whole shop on the stack at e, its
-// gateway listening on httpAddr.
-func Config(e devstack.Endpoints, httpAddr string, log *slog.Logger) app.Config {
+// gateway listening on httpAddr and admitting the stack's secrets.
+func Config(e devstack.Endpoints, secrets devstack.Secrets, httpAddr string, log *slog.Logger) app.Config {
 	return app.Config{
+		Auth:    app.Auth{TokenSecret: secrets.TokenSecret, StaffKeys: slices.DeleteFunc([]string{secrets.StaffKey}, func(k string) bool { return k == "" })},
 		Brokers: e.Brokers, RegistryURL: e.RegistryURL, MongoURI: e.MongoURI, MongoDB: "shop",
 		PostgresURL: e.PostgresURL, CardPSPURL: e.CardPSPURL, SepaBankURL: e.SepaBankURL, SMTPAddr: e.SMTPAddr,
 		HTTPAddr: httpAddr, Components: app.Components(), Replication: 1, Logger: log,
@@ -48,7 +50,7 @@ func Start(ctx context.Context, sc devstack.Config, edit func(*app.Config)) (*Sh
 	if err != nil {
 		return nil, err
 	}
-	cfg := Config(stack.Endpoints, "127.0.0.1:0", log)
+	cfg := Config(stack.Endpoints, stack.Secrets, "127.0.0.1:0", log)
 	if edit != nil {
 		edit(&cfg)
 	}

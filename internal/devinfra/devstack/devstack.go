@@ -86,6 +86,7 @@ type Endpoints struct {
 // Stack is the running embedded infrastructure.
 type Stack struct {
 	Endpoints Endpoints
+	Secrets   Secrets // the shop's credentials (LoadSecrets)
 	dir       string
 	kafka     *kafka.Cluster
 	registry  *registry.Server
@@ -111,6 +112,9 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
 	s := &Stack{dir: cfg.Dir}
+	if s.Secrets, err = LoadSecrets(cfg.Dir); err != nil {
+		return nil, err
+	}
 	mailDir, err := filepath.Abs(filepath.Join(cfg.Dir, "mail"))
 	if err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)

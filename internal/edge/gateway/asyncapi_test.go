@@ -21,7 +21,7 @@ func TestAsyncAPIServed(t *testing.T) {
 
 	calls := 0
 	doc := []byte(`{"asyncapi":"3.0.0"}`)
-	g := New(Deps{Logger: discard, AsyncAPI: func() ([]byte, error) { calls++; return doc, nil }})
+	g := New(Deps{Auth: testAuth, Logger: discard, AsyncAPI: func() ([]byte, error) { calls++; return doc, nil }})
 	for range 2 {
 		rec := get(g)
 		if rec.Code != http.StatusOK || rec.Body.String() != string(doc) {
@@ -38,10 +38,10 @@ func TestAsyncAPIServed(t *testing.T) {
 		t.Errorf("the document was generated %d times, want once", calls)
 	}
 
-	if rec := get(New(Deps{Logger: discard})); rec.Code != http.StatusNotFound || rec.Header().Get("Content-Type") != "application/problem+json" {
+	if rec := get(New(Deps{Auth: testAuth, Logger: discard})); rec.Code != http.StatusNotFound || rec.Header().Get("Content-Type") != "application/problem+json" {
 		t.Errorf("without Deps.AsyncAPI: status %d, %q; want a 404 problem", rec.Code, rec.Header().Get("Content-Type"))
 	}
-	failing := New(Deps{Logger: discard, AsyncAPI: func() ([]byte, error) { return nil, errors.New("catalogue broken") }})
+	failing := New(Deps{Auth: testAuth, Logger: discard, AsyncAPI: func() ([]byte, error) { return nil, errors.New("catalogue broken") }})
 	if rec := get(failing); rec.Code != http.StatusInternalServerError {
 		t.Errorf("failing generator: status %d, want 500", rec.Code)
 	}

@@ -20,12 +20,13 @@ const maxBody = 1 << 20
 // 408 for a body slower than the server's read timeout, 413, 415, or 422
 // naming the text field) and returns false.
 func decodeJSON(w http.ResponseWriter, r *http.Request, dst any) bool {
-	if ct := r.Header.Get("Content-Type"); ct != "" {
-		mt, _, err := mime.ParseMediaType(ct)
-		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
-			writeProblem(w, r, http.StatusUnsupportedMediaType, "unsupported-media-type", "send application/json")
-			return false
-		}
+	// A body must say it is JSON: a cross-site page can send a "simple"
+	// request (text/plain, or no type) without a CORS preflight, never
+	// one of application/json.
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
+		writeProblem(w, r, http.StatusUnsupportedMediaType, "unsupported-media-type", "send the body as Content-Type: application/json")
+		return false
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
 	if err != nil && bodyTimedOut(err) {

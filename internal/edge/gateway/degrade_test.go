@@ -20,6 +20,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
+	"shopstream/internal/edge/auth"
 	"shopstream/internal/platform/command"
 	"shopstream/producers/catalog"
 	"shopstream/producers/customers"
@@ -80,7 +81,7 @@ func startGateway(t *testing.T, l Limits, db *mongo.Database) *testShop {
 	command.Register(bus, func(ctx context.Context, _ command.Meta, _ reviews.AddReview) (command.Result, error) {
 		return handler(ctx)
 	})
-	d := Deps{Commands: bus, Logger: slog.New(slog.DiscardHandler), Limits: l}
+	d := Deps{Auth: testAuth, Commands: bus, Logger: slog.New(slog.DiscardHandler), Limits: l}
 	if db != nil {
 		d.Products, d.Orders = products.NewReader(db), orderviews.NewReader(db)
 	}
@@ -98,6 +99,7 @@ func send(t *testing.T, method, url, body string) (*http.Response, Problem) {
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	req.Header.Set(auth.HeaderAPIKey, testStaffKey)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -195,7 +197,7 @@ func TestSlowBodyIsCutOff(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	fmt.Fprintf(c, "POST /products HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"title\"")
+	fmt.Fprintf(c, "POST /products HTTP/1.1\r\nHost: x\r\nX-API-Key: %s\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"title\"", testStaffKey)
 	began := time.Now()
 	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
@@ -247,7 +249,7 @@ func TestReadAgainstDeadMongoAnswers503WithinTheDeadline(t *testing.T) {
 
 func TestEventStreamsAreCapped(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	g := New(Deps{Logger: slog.New(slog.DiscardHandler), Limits: Limits{MaxStreams: 1}, Metrics: reg})
+	g := New(Deps{Auth: testAuth, Logger: slog.New(slog.DiscardHandler), Limits: Limits{MaxStreams: 1}, Metrics: reg})
 	ts := httptest.NewServer(g)
 	defer ts.Close()
 	g.shed.streams.Enter(context.Background(), 0) // one stream open: the cap

@@ -17,11 +17,14 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/cors"
 	"go.opentelemetry.io/otel/trace"
 
+	"shopstream/internal/edge/auth"
 	"shopstream/internal/edge/stockwatch"
 	"shopstream/internal/platform/command"
 	"shopstream/internal/platform/lag"
+	"shopstream/internal/platform/password"
 	"shopstream/internal/platform/tracing"
 	"shopstream/producers/carts"
 	"shopstream/producers/catalog"
@@ -41,6 +44,15 @@ type Check struct {
 // Deps are what the gateway calls.
 type Deps struct {
 	Commands *command.Bus // every context's command handlers
+	// Auth authenticates callers and issues customers' tokens; nil admits
+	// anonymous callers to the public routes only (every other is 503).
+	Auth *auth.Authenticator
+	// CORSOrigins are the origins whose pages may call the API from a
+	// browser (rs/cors); none, the default, denies every cross-origin
+	// read: no CORS header is ever sent.
+	CORSOrigins []string
+	// Login checks a customer's email and password (POST /auth/token).
+	Login    func(ctx context.Context, email string, pw password.Plain) (customerID string, ok bool, err error)
 	Products *products.Reader
 	Orders   *orderviews.Reader
 	Stock    *stockwatch.Hub // sold-out and restock notices, for GET /products/{id}/events
@@ -76,6 +88,7 @@ type Gateway struct {
 	routes  []string
 	limits  Limits
 	shed    *shedder // the bounds on queries and event streams
+	limit   limiters // the abuse limits (admit)
 
 	ending  chan struct{} // closed by EndStreams
 	endOnce sync.Once
@@ -88,11 +101,13 @@ func New(d Deps) *Gateway {
 	g := &Gateway{d: d, log: d.Logger.With("component", "gateway"), mux: http.NewServeMux(), limits: d.Limits.withDefaults(),
 		ending: make(chan struct{})}
 	g.shed = newShedder(g.limits, d.Metrics)
+	g.limit = newLimiters(g.limits)
 	g.inner = withIdempotencyKey(g.mux)
 	g.handle("GET /healthz", g.healthz)
 	g.handle("GET /openapi.json", g.openAPI)
 	g.handle("GET /asyncapi.json", g.asyncAPI)
 	g.handle("POST /customers", g.signUp)
+	g.handle("POST /auth/token", g.login)
 	g.handle("POST /products", g.registerProduct)
 	g.handle("POST /products/{id}/restock", g.restockProduct)
 	g.handle("POST /products/{id}/reviews", g.addReview)
@@ -107,6 +122,15 @@ func New(d Deps) *Gateway {
 	g.handle("GET /lag", g.getLag)
 	g.handle("GET /dev/endpoints", g.devEndpoints)
 	g.handler = withTracing(d.Tracing, withMetrics(d.Metrics, http.HandlerFunc(g.route)))
+	if len(d.CORSOrigins) > 0 {
+		g.handler = cors.New(cors.Options{
+			AllowedOrigins: d.CORSOrigins,
+			AllowedMethods: []string{http.MethodGet, http.MethodPost, http.MethodDelete},
+			AllowedHeaders: []string{"Authorization", "Content-Type", headerIdempotencyKey, "X-Correlation-ID", tracing.Header},
+			ExposedHeaders: []string{"Location", "Retry-After", "X-Correlation-ID", headerReplayed},
+			MaxAge:         600,
+		}).Handler(g.handler)
+	}
 	return g
 }
 
@@ -154,6 +178,10 @@ func (g *Gateway) route(w http.ResponseWriter, r *http.Request) {
 	if method == http.MethodGet || method == http.MethodHead {
 		d = g.limits.QueryTimeout
 	}
+	r, ok := g.authorize(w, r, pattern)
+	if !ok || !g.admit(w, r, pattern) {
+		return
+	}
 	if pattern != routeEvents {
 		var cancel context.CancelFunc
 		r, cancel = withDeadline(r, d, routeDependency(pattern))
@@ -172,8 +200,13 @@ type correlationCtxKey struct{}
 // and the idempotency key.
 func meta(r *http.Request) command.Meta {
 	corr, _ := r.Context().Value(correlationCtxKey{}).(string)
-	return command.Meta{CorrelationID: corr, CausationID: corr, TraceParent: tracing.Parent(r.Context(), r.Header.Get(tracing.Header)),
-		Idempotency: idempotencyKey(r)}
+	m := command.Meta{CorrelationID: corr, CausationID: corr, TraceParent: tracing.Parent(r.Context(), r.Header.Get(tracing.Header))}
+	if k := idempotencyKey(r); k != nil {
+		// Keys are the caller's own: another caller's same key is
+		// another key, which it can neither block nor read.
+		m.Idempotency = &command.IdempotencyKey{Key: scope(r) + " " + k.Key, Hash: k.Hash}
+	}
+	return m
 }
 
 // dispatch sends cmd through the command bus and answers with its result
@@ -221,16 +254,17 @@ func pathID(w http.ResponseWriter, r *http.Request, what string) (string, bool) 
 }
 
 type signUpRequest struct {
-	Email *string `json:"email"`
-	Name  *string `json:"name"`
+	Email    *string `json:"email"`
+	Name     *string `json:"name"`
+	Password *string `json:"password"`
 }
 
 func (g *Gateway) signUp(w http.ResponseWriter, r *http.Request) {
 	var req signUpRequest
-	if !decodeJSON(w, r, &req) || !required(w, r, field{"email", req.Email != nil}, field{"name", req.Name != nil}) {
+	if !decodeJSON(w, r, &req) || !required(w, r, field{"email", req.Email != nil}, field{"name", req.Name != nil}, field{"password", req.Password != nil}) {
 		return
 	}
-	g.dispatch(w, r, customers.SignUp{CustomerID: newID(), Email: *req.Email, Name: *req.Name})
+	g.dispatch(w, r, customers.SignUp{CustomerID: newID(), Email: *req.Email, Name: *req.Name, Password: password.Plain(*req.Password)})
 }
 
 // newID is the id of a new aggregate: a UUIDv7, so ids sort by creation.
@@ -284,10 +318,14 @@ func (g *Gateway) addReview(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req addReviewRequest
-	if !decodeJSON(w, r, &req) || !required(w, r, field{"customer_id", req.CustomerID != nil}, field{"rating", req.Rating != nil}) {
+	if !decodeJSON(w, r, &req) || !required(w, r, field{"rating", req.Rating != nil}) {
 		return
 	}
-	cmd := reviews.AddReview{ReviewID: newID(), ProductID: productID, CustomerID: *req.CustomerID, Rating: *req.Rating}
+	customerID, ok := actingCustomer(w, r, req.CustomerID, "customer_id")
+	if !ok {
+		return
+	}
+	cmd := reviews.AddReview{ReviewID: newID(), ProductID: productID, CustomerID: customerID, Rating: *req.Rating}
 	if req.Comment != nil {
 		cmd.Comment = *req.Comment
 	}
@@ -302,17 +340,23 @@ type cartItemRequest struct {
 
 func (g *Gateway) addToCart(w http.ResponseWriter, r *http.Request) {
 	var req cartItemRequest
-	if !decodeJSON(w, r, &req) || !required(w, r,
-		field{"product_id", req.ProductID != nil}, field{"customer_id", req.CustomerID != nil}, field{"quantity", req.Quantity != nil}) {
+	if !decodeJSON(w, r, &req) || !required(w, r, field{"product_id", req.ProductID != nil}, field{"quantity", req.Quantity != nil}) {
 		return
 	}
-	g.dispatch(w, r, carts.AddItem{CustomerID: *req.CustomerID, ProductID: *req.ProductID, Quantity: *req.Quantity})
+	customerID, ok := actingCustomer(w, r, req.CustomerID, "customer_id")
+	if !ok {
+		return
+	}
+	g.dispatch(w, r, carts.AddItem{CustomerID: customerID, ProductID: *req.ProductID, Quantity: *req.Quantity})
 }
 
 func (g *Gateway) removeFromCart(w http.ResponseWriter, r *http.Request) {
 	customerID, product := r.PathValue("customer_id"), r.PathValue("product_id")
 	if uuid.Validate(customerID) != nil || uuid.Validate(product) != nil {
 		writeProblem(w, r, http.StatusNotFound, "not-found", "no product "+product+" in the cart of "+customerID)
+		return
+	}
+	if _, ok := actingCustomer(w, r, &customerID, "customer_id"); !ok {
 		return
 	}
 	g.dispatch(w, r, carts.RemoveItem{CustomerID: customerID, ProductID: product})
@@ -331,10 +375,14 @@ type orderItemRequest struct {
 
 func (g *Gateway) placeOrder(w http.ResponseWriter, r *http.Request) {
 	var req placeOrderRequest
-	if !decodeJSON(w, r, &req) || !required(w, r, field{"customer_id", req.CustomerID != nil}, field{"payment_method", req.PaymentMethod != nil}) {
+	if !decodeJSON(w, r, &req) || !required(w, r, field{"payment_method", req.PaymentMethod != nil}) {
 		return
 	}
-	cmd := orders.PlaceOrder{OrderID: newID(), CustomerID: *req.CustomerID, PaymentMethod: *req.PaymentMethod}
+	customerID, ok := actingCustomer(w, r, req.CustomerID, "customer_id")
+	if !ok {
+		return
+	}
+	cmd := orders.PlaceOrder{OrderID: newID(), CustomerID: customerID, PaymentMethod: *req.PaymentMethod}
 	for i, it := range req.Items {
 		if !required(w, r, field{fmt.Sprintf("items[%d].product_id", i), it.ProductID != nil}, field{fmt.Sprintf("items[%d].quantity", i), it.Quantity != nil}) {
 			return

@@ -76,7 +76,10 @@ func validKey(k string) bool {
 	return true
 }
 
-// requestHash identifies what a request asks: method, path and body.
+// requestHash identifies what a request asks: method, path and body. A
+// top-level "password" member is left out, so that the stored hash says
+// nothing of a password (a retried sign-up is the same request whatever
+// its password).
 func requestHash(method, path string, body []byte) string {
 	h := sha256.New()
 	fmt.Fprintf(h, "%s %s\n", method, path)
@@ -84,6 +87,9 @@ func requestHash(method, path string, body []byte) string {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber() // numbers hash as written, not rounded to float64
 	if err := dec.Decode(&v); err == nil {
+		if m, ok := v.(map[string]any); ok {
+			delete(m, "password")
+		}
 		canon, _ := json.Marshal(v) // map keys sorted
 		body = canon
 	}

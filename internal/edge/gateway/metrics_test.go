@@ -49,7 +49,7 @@ func serve(t *testing.T, h http.Handler, method, path, body string, headers ...s
 	return rec.Code
 }
 
-const signUpBody = `{"email": "zizou@example.org", "name": "Zinédine"}`
+const signUpBody = `{"email": "zizou@example.org", "name": "Zinédine", "password": "coupe du monde 98"}`
 
 // Request durations are labelled by the pattern that served the request
 // (never its raw path, ids included) and the status answered.

@@ -234,7 +234,9 @@ func (g *Gateway) getOrder(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, g.log, err)
 		return
 	}
-	if !found {
+	if !found || !mayRead(r, v.CustomerID) {
+		// Another customer's order is answered as an unknown one: its
+		// existence is not theirs to learn.
 		writeProblem(w, r, http.StatusNotFound, "not-found", "no order "+id)
 		return
 	}
@@ -249,6 +251,10 @@ func (g *Gateway) getOrder(w http.ResponseWriter, r *http.Request) {
 func (g *Gateway) listCustomerOrders(w http.ResponseWriter, r *http.Request) {
 	id, ok := pathID(w, r, "customer")
 	if !ok {
+		return
+	}
+	if !mayRead(r, id) {
+		writeProblem(w, r, http.StatusForbidden, "forbidden", "a customer reads only their own orders")
 		return
 	}
 	limit, ok := pageSize(w, r)

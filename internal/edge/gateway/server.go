@@ -41,7 +41,23 @@ type Limits struct {
 	// waits at most QueryQueueWait for a slot, then answers 503 with
 	// Retry-After (see Load shedding).
 	MaxQueries int
+	// AuthRate is how many sign-ups and log-ins one address may make per
+	// second (bursts of AuthBurst); more answer 429 with Retry-After.
+	AuthRate  float64
+	AuthBurst int
+	// WriteRate is how many commands one caller (a customer, a staff key)
+	// may send per second (bursts of WriteBurst); more answer 429.
+	WriteRate  float64
+	WriteBurst int
 }
+
+// Default abuse limits.
+const (
+	DefaultAuthRate   = 10
+	DefaultAuthBurst  = 50
+	DefaultWriteRate  = 20
+	DefaultWriteBurst = 50
+)
 
 func (l Limits) withDefaults() Limits {
 	if l.QueryTimeout <= 0 {
@@ -58,6 +74,18 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.MaxQueries <= 0 {
 		l.MaxQueries = DefaultMaxQueries
+	}
+	if l.AuthRate <= 0 {
+		l.AuthRate = DefaultAuthRate
+	}
+	if l.AuthBurst <= 0 {
+		l.AuthBurst = DefaultAuthBurst
+	}
+	if l.WriteRate <= 0 {
+		l.WriteRate = DefaultWriteRate
+	}
+	if l.WriteBurst <= 0 {
+		l.WriteBurst = DefaultWriteBurst
 	}
 	return l
 }

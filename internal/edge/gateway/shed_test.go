@@ -70,7 +70,7 @@ func startBlocking(t *testing.T, l Limits, reg prometheus.Registerer, bus *comma
 	if bus == nil {
 		bus = command.NewBus()
 	}
-	g := New(Deps{Commands: bus, Products: products.NewReader(db), Orders: orderviews.NewReader(db),
+	g := New(Deps{Auth: testAuth, Commands: bus, Products: products.NewReader(db), Orders: orderviews.NewReader(db),
 		Logger: slog.New(slog.DiscardHandler), Metrics: reg, Limits: l})
 	ts := httptest.NewUnstartedServer(nil)
 	ts.Config = NewServer(g, l)
@@ -334,7 +334,7 @@ func TestShedCommandsAreCounted(t *testing.T) {
 	}
 }
 
-const signUpJSON = `{"email": "zizou@example.org", "name": "Zinédine"}`
+const signUpJSON = `{"email": "zizou@example.org", "name": "Zinédine", "password": "coupe du monde 98"}`
 
 // The OpenAPI document tells clients that every shed route may answer 503.
 func TestOpenAPIDocumentsShedding(t *testing.T) {

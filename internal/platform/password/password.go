@@ -1,0 +1,104 @@
+// Package password hashes and checks passwords with argon2id
+// (golang.org/x/crypto/argon2), encoded in the PHC string format
+// ("$argon2id$v=19$m=19456,t=2,p=1$<salt>$<hash>") so that the
+// parameters travel with each hash and can be raised later without
+// invalidating the hashes already stored.
+//
+// Guarantees: a hash never holds the password; each has its own random
+// 16-byte salt; Check compares in constant time and reads the parameters
+// from the hash it is given, so hashes made with older parameters keep
+// working.
+package password
+
+import (
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"unicode/utf8"
+
+	"golang.org/x/crypto/argon2"
+)
+
+// Params are argon2id's cost parameters.
+type Params struct {
+	Memory  uint32 // KiB
+	Time    uint32 // passes
+	Threads uint8
+}
+
+// Default is OWASP's recommended minimum for argon2id (19 MiB, 2 passes,
+// 1 thread): about 30 ms on one core of a small server.
+var Default = Params{Memory: 19 * 1024, Time: 2, Threads: 1}
+
+// Bounds of an acceptable password, in characters.
+const (
+	MinLength = 12
+	MaxLength = 128
+)
+
+// ErrMalformed is a stored hash Check cannot read.
+var ErrMalformed = errors.New("password: malformed hash")
+
+// Validate says why pw is not acceptable as a new password ("" if it is).
+func Validate(pw string) string {
+	switch n := utf8.RuneCountInString(pw); {
+	case n < MinLength:
+		return fmt.Sprintf("must be at least %d characters", MinLength)
+	case n > MaxLength:
+		return fmt.Sprintf("must be at most %d characters", MaxLength)
+	}
+	return ""
+}
+
+// Hash returns the PHC-encoded argon2id hash of pw under p.
+func Hash(pw string, p Params) (string, error) {
+	salt := make([]byte, 16)
+	if _, err := rand.Read(salt); err != nil {
+		return "", fmt.Errorf("password: salt: %w", err)
+	}
+	key := argon2.IDKey([]byte(pw), salt, p.Time, p.Memory, p.Threads, 32)
+	b64 := base64.RawStdEncoding
+	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s", argon2.Version, p.Memory, p.Time, p.Threads,
+		b64.EncodeToString(salt), b64.EncodeToString(key)), nil
+}
+
+// Check reports whether pw is the password of hash.
+func Check(hash, pw string) (bool, error) {
+	parts := strings.Split(hash, "$")
+	if len(parts) != 6 || parts[1] != "argon2id" {
+		return false, ErrMalformed
+	}
+	var version int
+	var p Params
+	if _, err := fmt.Sscanf(parts[2], "v=%d", &version); err != nil || version != argon2.Version {
+		return false, ErrMalformed
+	}
+	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &p.Memory, &p.Time, &p.Threads); err != nil || p.Time == 0 || p.Threads == 0 {
+		return false, ErrMalformed
+	}
+	b64 := base64.RawStdEncoding
+	salt, err1 := b64.DecodeString(parts[4])
+	want, err2 := b64.DecodeString(parts[5])
+	if err1 != nil || err2 != nil || len(want) == 0 {
+		return false, ErrMalformed
+	}
+	got := argon2.IDKey([]byte(pw), salt, p.Time, p.Memory, p.Threads, uint32(len(want)))
+	return subtle.ConstantTimeCompare(got, want) == 1, nil
+}
+
+// Plain is a password in clear, on its way to Hash or Check. It prints,
+// logs and marshals as "[redacted]", so that a command carrying one can
+// be logged or traced whole without leaking it.
+type Plain string
+
+const redacted = "[redacted]"
+
+func (Plain) String() string               { return redacted }
+func (Plain) GoString() string             { return redacted }
+func (Plain) LogValue() slog.Value         { return slog.StringValue(redacted) }
+func (Plain) MarshalJSON() ([]byte, error) { return []byte(`"` + redacted + `"`), nil }
+func (Plain) MarshalText() ([]byte, error) { return []byte(redacted), nil }

@@ -1,0 +1,67 @@
+package password
+
+import (
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+)
+
+func TestHashChecksOnlyItsPassword(t *testing.T) {
+	fast := Params{Memory: 64, Time: 1, Threads: 1}
+	h, err := Hash("correct horse battery", fast)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(h, "correct") || !strings.HasPrefix(h, "$argon2id$v=19$m=64,t=1,p=1$") {
+		t.Fatalf("hash %q", h)
+	}
+	if ok, err := Check(h, "correct horse battery"); !ok || err != nil {
+		t.Fatalf("the right password: %v %v", ok, err)
+	}
+	if ok, err := Check(h, "correct horse batterY"); ok || err != nil {
+		t.Fatalf("a wrong password: %v %v", ok, err)
+	}
+	h2, _ := Hash("correct horse battery", fast)
+	if h2 == h {
+		t.Fatal("two hashes of one password are equal: no salt")
+	}
+	// A hash made with other parameters still checks (they travel with it).
+	old, _ := Hash("correct horse battery", Params{Memory: 32, Time: 2, Threads: 1})
+	if ok, _ := Check(old, "correct horse battery"); !ok {
+		t.Fatal("a hash of older parameters no longer checks")
+	}
+	for _, bad := range []string{"", "plain", "$argon2i$v=19$m=64,t=1,p=1$c2FsdA$aGFzaA", "$argon2id$v=19$m=64,t=0,p=1$c2FsdA$aGFzaA", "$argon2id$v=19$m=64,t=1,p=1$!!$aGFzaA"} {
+		if _, err := Check(bad, "x"); err != ErrMalformed {
+			t.Errorf("Check(%q): %v, want ErrMalformed", bad, err)
+		}
+	}
+}
+
+func TestValidate(t *testing.T) {
+	for pw, bad := range map[string]bool{"short": true, strings.Repeat("é", 12): false, strings.Repeat("a", 129): true, "twelve chars": false} {
+		if got := Validate(pw) != ""; got != bad {
+			t.Errorf("Validate(%q) refused=%v, want %v", pw, got, bad)
+		}
+	}
+}
+
+func TestPlainNeverPrints(t *testing.T) {
+	p := Plain("correct horse battery")
+	cmd := struct {
+		Email    string
+		Password Plain
+	}{"a@b.c", p}
+	var b strings.Builder
+	slog.New(slog.NewJSONHandler(&b, nil)).Info("cmd", "password", p, "cmd", cmd)
+	js, _ := json.Marshal(cmd)
+	for _, s := range []string{fmt.Sprint(cmd), fmt.Sprintf("%+v %#v %s", cmd, cmd, p), b.String(), string(js)} {
+		if strings.Contains(s, "horse") {
+			t.Errorf("the password leaks: %s", s)
+		}
+	}
+	if string(p) != "correct horse battery" {
+		t.Fatal("the value itself changed")
+	}
+}
