@@ -46,7 +46,10 @@ var needEnv = map[app.Need]string{
 // its infrastructure: the email quota is the provider's for the whole
 // group, so every instance must be given the same one, not rely on a
 // default.
-var componentSettings = map[string][]string{app.Email: {"SHOP_EMAIL_RATE"}}
+var componentSettings = map[string][]string{app.Email: {"SHOP_EMAIL_RATE"},
+	// Every gateway instance must verify the tokens any of them signed, and
+	// admit the same staff keys: secrets given to each, never defaults.
+	app.Gateway: {"SHOP_AUTH_TOKEN_SECRET", "SHOP_STAFF_KEYS"}}
 
 // needService is the compose service of each piece of infrastructure the
 // components wait for, healthy; needOneShot the one-shot service that must
@@ -290,9 +293,10 @@ func loadCompose(t *testing.T, profiles ...string) *types.Project {
 	details := types.ConfigDetails{
 		WorkingDir:  abs,
 		ConfigFiles: []types.ConfigFile{{Filename: file, Content: content}},
-		// The file gives every ${VAR} a default: interpolate with an
-		// empty environment, not the test runner's.
-		Environment: types.Mapping{},
+		// The file gives every ${VAR} a default, or requires it from the
+		// env file users copy (deploy/compose.env.example): interpolate
+		// with that file's values, not the test runner's environment.
+		Environment: exampleEnv(t),
 	}
 	p, err := loader.LoadWithContext(context.Background(), details, func(o *loader.Options) {
 		o.SetProjectName("shopstream", true)
@@ -1620,4 +1624,21 @@ func TestGrafanaDashboard(t *testing.T) {
 	if mounts["/etc/grafana/provisioning"] != filepath.Join(abs, "provisioning") {
 		t.Errorf("compose does not mount deploy/grafana/provisioning at /etc/grafana/provisioning")
 	}
+}
+
+// exampleEnv is deploy/compose.env.example, the env file users copy to
+// .env: every variable compose requires (${VAR:?…}) must be in it.
+func exampleEnv(t *testing.T) types.Mapping {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(root, "deploy", "compose.env.example"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := types.Mapping{}
+	for _, line := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(strings.TrimSpace(line), "="); ok && !strings.HasPrefix(k, "#") {
+			env[k] = v
+		}
+	}
+	return env
 }

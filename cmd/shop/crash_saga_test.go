@@ -52,7 +52,7 @@ func TestCrashKillProcessorsLosesNoOrder(t *testing.T) {
 	const workers = "saga,payments-card,payments-sepa,billing,email"
 	back := startRun(t, bin, e, workers)
 
-	code, body, err := post(front.client, front.base+"/customers", `{"email": "fan@example.org", "name": "Fan"}`)
+	code, body, err := post(front.client, front.base+"/customers", `{"email": "fan@example.org", "name": "Fan", "password": "a password for the tests"}`)
 	if err != nil || code != http.StatusCreated {
 		t.Fatalf("sign up: %d %s %v", code, body, err)
 	}

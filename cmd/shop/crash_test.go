@@ -32,6 +32,7 @@ import (
 	"shopstream/internal/platform/pgdb"
 	"shopstream/schemas"
 
+	"shopstream/internal/edge/auth"
 	"shopstream/internal/testinfra/testenv"
 )
 
@@ -238,6 +239,31 @@ type shopRun struct {
 	exited     chan error
 }
 
+// The credentials every `shop run` of these tests admits; their clients
+// act as staff (who may act for any customer).
+const (
+	testTokenSecret = "the token secret of the cmd/shop tests"
+	testStaffKey    = "sk_test_cmd_shop_staff_key"
+)
+
+// runArgs are the arguments of `shop run --components=components`
+// against e, serving HTTP on addr.
+func runArgs(e devstack.Endpoints, components, addr string) []string {
+	return []string{"run", "--components=" + components,
+		"--brokers", strings.Join(e.Brokers, ","), "--registry-url", e.RegistryURL, "--mongo-uri", e.MongoURI,
+		"--postgres-url", e.PostgresURL, "--card-psp-url", e.CardPSPURL, "--sepa-bank-url", e.SepaBankURL,
+		"--smtp-addr", e.SMTPAddr, "--http", addr, "--log-level", childLogLevel(),
+		"--auth-token-secret", testTokenSecret, "--staff-keys", testStaffKey,
+		"--auth-rate", "10000", "--auth-burst", "10000"} // the tests' shoppers all come from one address
+}
+
+// staffClient is an HTTP client acting as staff with testStaffKey.
+func staffClient(next http.RoundTripper) *http.Client {
+	c := auth.StaffClient(testStaffKey, next)
+	c.Timeout = 10 * time.Second
+	return c
+}
+
 // startRun starts `shop run --components=components` against e and waits
 // until its gateway is healthy. `shop run` does not print the address it
 // listens on, so the test picks a free port and passes it.
@@ -255,12 +281,9 @@ func startRunAt(t *testing.T, owner testing.TB, bin string, e devstack.Endpoints
 		if addr == "" {
 			addr = freeAddr(t)
 		}
-		cmd := exec.Command(bin, "run", "--components="+components,
-			"--brokers", strings.Join(e.Brokers, ","), "--registry-url", e.RegistryURL, "--mongo-uri", e.MongoURI,
-			"--postgres-url", e.PostgresURL, "--card-psp-url", e.CardPSPURL, "--sepa-bank-url", e.SepaBankURL,
-			"--smtp-addr", e.SMTPAddr, "--http", addr, "--log-level", childLogLevel())
+		cmd := exec.Command(bin, runArgs(e, components, addr)...)
 		p := &shopRun{cmd: cmd, out: &lockedBuffer{}, base: "http://" + addr, addr: addr, components: components, exited: make(chan error, 1),
-			client: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 16}}}
+			client: staffClient(&http.Transport{MaxIdleConnsPerHost: 16})}
 		cmd.Stdout, cmd.Stderr = p.out, p.out
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)

@@ -1,12 +1,16 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	"path/filepath"
 	"time"
 
 	"shopstream/internal/app"
@@ -59,10 +63,16 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 		if err := devstack.WriteEndpoints(*dataDir, e); err != nil {
 			log.Error("write endpoints", "err", err)
 		}
+		s := stack.Secrets
+		demo := "demo customer: " + s.DemoEmail + " / " + s.DemoPassword + " (POST /auth/token for a token)"
+		if err := signUpDemo(ctx, e.HTTP, s); err != nil {
+			demo = "demo customer: not signed up: " + err.Error()
+		}
 		fmt.Fprintf(stdout, "shop dev ready in %s\n  http:      %s\n  kafka:     %v\n  registry:  %s\n  mongodb:   %s\n  postgres:  %s\n"+
-			"  card psp:  %s\n  sepa bank: %s\n  smtp:      %s (mail in %s)\n  endpoints: %s/dev/endpoints\n",
+			"  card psp:  %s\n  sepa bank: %s\n  smtp:      %s (mail in %s)\n  endpoints: %s/dev/endpoints (staff)\n"+
+			"  staff key: %s (header X-API-Key; kept in %s)\n  %s\n",
 			time.Since(began).Round(time.Millisecond), e.HTTP, e.Brokers, e.RegistryURL, e.MongoURI, mask("postgres", e.PostgresURL),
-			e.CardPSPURL, e.SepaBankURL, e.SMTPAddr, e.MailDir, e.HTTP)
+			e.CardPSPURL, e.SepaBankURL, e.SMTPAddr, e.MailDir, e.HTTP, s.StaffKey, filepath.Join(*dataDir, "secrets.json"), demo)
 	}
 	return app.Run(ctx, shop.apply(cfg))
 }
@@ -125,4 +135,24 @@ func stopStack(ctx context.Context, stack *devstack.Stack, log *slog.Logger, std
 		log.Error("stopping the embedded infrastructure", "err", err)
 	}
 	fmt.Fprintln(stdout, "stopped")
+}
+
+// signUpDemo signs the demo customer of secrets up at base, once: a
+// restart finds the email taken (409), which is fine.
+func signUpDemo(ctx context.Context, base string, s devstack.Secrets) error {
+	body, _ := json.Marshal(map[string]string{"email": s.DemoEmail, "name": "Demo Customer", "password": s.DemoPassword})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/customers", bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated && resp.StatusCode != http.StatusConflict {
+		return fmt.Errorf("POST /customers: %s", resp.Status)
+	}
+	return nil
 }

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"shopstream/internal/devinfra/devstack"
+	"shopstream/internal/edge/auth"
 )
 
 // buildShop compiles the binary once per test run.
@@ -37,6 +38,8 @@ type devProcess struct {
 	out    *bytes.Buffer
 	base   string
 	exited chan error
+	// client acts as staff with the key shop dev keeps in its data dir.
+	client *http.Client
 }
 
 // freeDevPorts are the flags that put every server of `shop dev` on a free
@@ -67,6 +70,11 @@ func startDev(t *testing.T, bin, dir string, extra ...string) *devProcess {
 				resp.Body.Close()
 				if resp.StatusCode == http.StatusOK {
 					p.base = e.HTTP
+					secrets, err := devstack.ReadSecrets(dir)
+					if err != nil {
+						t.Fatal(err)
+					}
+					p.client = auth.StaffClient(secrets.StaffKey, nil)
 					return p
 				}
 			}
@@ -85,7 +93,7 @@ func (p *devProcess) waitProduct(t *testing.T, id string) map[string]any {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {
-		resp, err := http.Get(p.base + "/products/" + id)
+		resp, err := p.client.Get(p.base + "/products/" + id)
 		if err == nil {
 			var m map[string]any
 			_ = json.NewDecoder(resp.Body).Decode(&m)
@@ -114,7 +122,7 @@ func TestDevSurvivesCtrlCAndKill(t *testing.T) {
 	bin := buildShop(t)
 	dir := t.TempDir()
 	p := startDev(t, bin, dir)
-	resp, err := http.Post(p.base+"/products", "application/json",
+	resp, err := p.client.Post(p.base+"/products", "application/json",
 		strings.NewReader(`{"title": "Maillot de l'OM 93", "quantity": 1, "photo": "http://autresite.com/maillot.jpg", "price_cents": 8999}`))
 	if err != nil {
 		t.Fatal(err)
@@ -175,7 +183,7 @@ func freePort(t *testing.T) int {
 // endpoints is what the running shop dev serves on GET /dev/endpoints.
 func (p *devProcess) endpoints(t *testing.T) devstack.Endpoints {
 	t.Helper()
-	resp, err := http.Get(p.base + "/dev/endpoints")
+	resp, err := p.client.Get(p.base + "/dev/endpoints")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -276,12 +276,8 @@ func TestEmailQuotaHoldsAcrossTwoInstances(t *testing.T) {
 // health) on a free port, and waits for its ready line.
 func startRunWith(t *testing.T, bin string, e devstack.Endpoints, components string, extra ...string) *shopRun {
 	t.Helper()
-	args := append([]string{"run", "--components=" + components,
-		"--brokers", strings.Join(e.Brokers, ","), "--registry-url", e.RegistryURL, "--mongo-uri", e.MongoURI,
-		"--postgres-url", e.PostgresURL, "--card-psp-url", e.CardPSPURL, "--sepa-bank-url", e.SepaBankURL,
-		"--smtp-addr", e.SMTPAddr, "--http", "127.0.0.1:0", "--log-level", childLogLevel()}, extra...)
-	cmd := exec.Command(bin, args...)
-	p := &shopRun{cmd: cmd, out: &lockedBuffer{}, exited: make(chan error, 1), client: &http.Client{Timeout: 10 * time.Second}}
+	cmd := exec.Command(bin, append(runArgs(e, components, "127.0.0.1:0"), extra...)...)
+	p := &shopRun{cmd: cmd, out: &lockedBuffer{}, exited: make(chan error, 1), client: staffClient(nil)}
 	cmd.Stdout, cmd.Stderr = p.out, p.out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -315,7 +311,7 @@ func stopGracefully(t *testing.T, ps ...*shopRun) {
 
 func groupCustomer(t *testing.T, c *shopRun) string {
 	t.Helper()
-	code, body, err := post(c.client, c.base+"/customers", `{"email": "quota@example.org", "name": "Quota"}`)
+	code, body, err := post(c.client, c.base+"/customers", `{"email": "quota@example.org", "name": "Quota", "password": "a password for the tests"}`)
 	var created struct{ ID string }
 	if err == nil {
 		err = json.Unmarshal(body, &created)

@@ -138,7 +138,7 @@ func runFault(t *testing.T, fx *faultStack, d *deployment, row faultRow, seed in
 	p := loadtest.Profile{Name: loadtest.BlackFriday, BaseRPS: 5, SpikeX: 4, SpikeAt: 5 * time.Second, SpikeFor: dur - 10*time.Second,
 		Duration: dur, Seed: seed, Mix: loadtest.MixOrders}
 	e := fx.endpoints()
-	cfg := loadtest.Config{Target: d.proxy.url, Profile: p, Workers: 64, DrainTimeout: 3 * time.Minute,
+	cfg := loadtest.Config{Target: d.proxy.url, StaffKey: testStaffKey, Profile: p, Workers: 64, DrainTimeout: 3 * time.Minute,
 		Sources: invariants.Sources{Brokers: e.Brokers, RegistryURL: e.RegistryURL, MongoURI: e.MongoURI, MongoDB: "shop",
 			CardPSPURL: e.CardPSPURL, SepaBankURL: e.SepaBankURL, MailDir: e.MailDir}, Out: filepath.Join(t.TempDir(), "report")}
 	type outcome struct {

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"shopstream/internal/devinfra/devstack"
 )
 
 // newFlags returns a flag set whose errors name the flag and go to stderr.
@@ -123,4 +125,23 @@ func endpointsDir(dir string, given bool) string {
 		return ""
 	}
 	return dir
+}
+
+// addStaffKeyFlag is --staff-key, how a subcommand calls a shop's staff
+// routes (GET /dev/endpoints, the catalogue a load test sets up).
+func addStaffKeyFlag(fs *flag.FlagSet) *string {
+	return fs.String("staff-key", "", "a staff API key of the shop (default: the one in --data-dir's secrets.json, which shop dev makes)")
+}
+
+// staffKey is key, or else the staff key of dir's secrets.json ("" when
+// there is none).
+func staffKey(key, dir string) string {
+	if key != "" {
+		return key
+	}
+	s, err := devstack.ReadSecrets(dir)
+	if err != nil {
+		return ""
+	}
+	return s.StaffKey
 }

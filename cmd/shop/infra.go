@@ -130,13 +130,24 @@ func setFromEndpoints(fs *flag.FlagSet, dataDir string) error {
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	for name, v := range endpointFlags(e) {
-		if set[name] || v == "" || fs.Lookup(name) == nil {
-			continue
+	fill := func(values map[string]string, file string) error {
+		for name, v := range values {
+			if set[name] || v == "" || fs.Lookup(name) == nil {
+				continue
+			}
+			if err := fs.Set(name, v); err != nil {
+				return fmt.Errorf("--%s from %s: %w", name, filepath.Join(dataDir, file), err)
+			}
 		}
-		if err := fs.Set(name, v); err != nil {
-			return fmt.Errorf("--%s %q from %s: %w", name, v, filepath.Join(dataDir, "endpoints.json"), err)
-		}
+		return nil
+	}
+	if err := fill(endpointFlags(e), "endpoints.json"); err != nil {
+		return err
+	}
+	// The credentials the infrastructure's data dir keeps (shop infra
+	// made them): every `shop run` on it admits the same tokens and key.
+	if s, err := devstack.ReadSecrets(dataDir); err == nil {
+		return fill(map[string]string{"auth-token-secret": s.TokenSecret, "staff-keys": s.StaffKey}, "secrets.json")
 	}
 	return nil
 }

@@ -59,6 +59,7 @@ func runLoadtest(ctx context.Context, args []string, getenv func(string) string,
 	rampPoll := fs.Duration("ramp-poll", loadtest.DefaultPoll, "--ramp: how often the accepted→visible probe reads GET /orders/{id}")
 	shop := addShopFlags(fs)
 	psp := addPSPFlags(fs)
+	key := addStaffKeyFlag(fs)
 	if err := parse(fs, args, getenv); err != nil {
 		return err
 	}
@@ -103,7 +104,11 @@ func runLoadtest(ctx context.Context, args []string, getenv func(string) string,
 		return loadtest.Run(ctx, cfg)
 	}
 	if !*embedded {
-		e, err := targetInfrastructure(ctx, brokers, *registryURL, *mongoURI, *target, targetDataDir(*dataDir, set["data-dir"]), *cardPSPURL, *sepaBankURL)
+		cfg.StaffKey = staffKey(*key, *dataDir)
+		if cfg.StaffKey == "" {
+			return errors.New("--staff-key: a staff API key of the target shop is needed to set up the catalogue (a shop dev keeps one in its --data-dir's secrets.json)")
+		}
+		e, err := targetInfrastructure(ctx, brokers, *registryURL, *mongoURI, *target, targetDataDir(*dataDir, set["data-dir"]), *cardPSPURL, *sepaBankURL, cfg.StaffKey)
 		if err != nil {
 			return err
 		}
@@ -141,6 +146,12 @@ func runLoadtest(ctx context.Context, args []string, getenv func(string) string,
 	kafka := brokers
 	s, err := devshop.Start(ctx, psp.apply(devstack.Config{Dir: dir, Logger: log}), func(c *app.Config) {
 		*c = shop.apply(*c)
+		if !set["auth-rate"] && !set["auth-burst"] {
+			// Every simulated shopper comes from this one address: the
+			// per-address limit on sign-ups and log-ins must not stand in
+			// for the shop's capacity.
+			c.HTTPLimits.AuthRate, c.HTTPLimits.AuthBurst = loadtestAuthRate, loadtestAuthRate
+		}
 		if len(kafka) > 0 {
 			e, _ := c.DevEndpoints.(devstack.Endpoints)
 			e.Brokers = kafka
@@ -160,6 +171,7 @@ func runLoadtest(ctx context.Context, args []string, getenv func(string) string,
 		e.Brokers = kafka
 	}
 	cfg.Target = s.URL
+	cfg.StaffKey = s.Stack.Secrets.StaffKey
 	cfg.Sources = sources(e, "shop", e.MailDir)
 	cfg.EmailQuota = int(*shop.emailRate)
 	rep, err := runLoad(cfg)
@@ -172,12 +184,12 @@ func runLoadtest(ctx context.Context, args []string, getenv func(string) string,
 // else the target's GET /dev/endpoints (a `shop dev`); --card-psp-url and
 // --sepa-bank-url, when given, name the payment simulators whatever the
 // source.
-func targetInfrastructure(ctx context.Context, brokers []string, registryURL, mongoURI, target, dataDir, cardURL, sepaURL string) (devstack.Endpoints, error) {
+func targetInfrastructure(ctx context.Context, brokers []string, registryURL, mongoURI, target, dataDir, cardURL, sepaURL, key string) (devstack.Endpoints, error) {
 	httpURL := target
 	if dataDir != "" {
 		httpURL = ""
 	}
-	e, err := infrastructure(ctx, brokers, registryURL, mongoURI, "--target", httpURL, dataDir)
+	e, err := infrastructure(ctx, brokers, registryURL, mongoURI, "--target", httpURL, dataDir, key)
 	if err != nil {
 		return e, err
 	}
@@ -193,6 +205,11 @@ func targetInfrastructure(ctx context.Context, brokers []string, registryURL, mo
 // rampEmailRate is the embedded shop's --email-rate under --ramp unless
 // given.
 const rampEmailRate = 2000
+
+// loadtestAuthRate is the sign-ups and log-ins per second and burst an
+// embedded shop admits from one address under load: the shoppers all
+// come from this process.
+const loadtestAuthRate = 10000
 
 func sources(e devstack.Endpoints, mongoDB, mailDir string) invariants.Sources {
 	return invariants.Sources{Brokers: e.Brokers, RegistryURL: e.RegistryURL, MongoURI: e.MongoURI, MongoDB: mongoDB,

@@ -23,7 +23,7 @@ func TestReplayAgainstShopDev(t *testing.T) {
 	dir := t.TempDir()
 	p := startDev(t, bin, dir)
 	post := func(path, body string) (map[string]any, error) {
-		resp, err := http.Post(p.base+path, "application/json", strings.NewReader(body))
+		resp, err := p.client.Post(p.base+path, "application/json", strings.NewReader(body))
 		if err != nil {
 			return nil, err
 		}
@@ -35,7 +35,7 @@ func TestReplayAgainstShopDev(t *testing.T) {
 		}
 		return m, nil
 	}
-	customer, err := post("/customers", `{"email": "fan@example.org", "name": "Fan"}`)
+	customer, err := post("/customers", `{"email": "fan@example.org", "name": "Fan", "password": "a password for the tests"}`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +90,7 @@ func TestReplayAgainstShopDev(t *testing.T) {
 			default:
 			}
 			id := ids[rand.IntN(len(ids))]
-			resp, err := http.Get(p.base + "/products/" + id)
+			resp, err := p.client.Get(p.base + "/products/" + id)
 			reads.Add(1)
 			if err != nil {
 				failures.Add(1)

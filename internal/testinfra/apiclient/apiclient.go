@@ -15,35 +15,21 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"shopstream/internal/edge/auth"
 )
 
-// credentials adds a principal's header to every request that carries
-// none of its own.
-type credentials struct {
-	header, value string
-	next          http.RoundTripper
-}
-
-func (c credentials) RoundTrip(r *http.Request) (*http.Response, error) {
-	if r.Header.Get("Authorization") != "" || r.Header.Get("X-API-Key") != "" || r.Header.Get("X-Anonymous") != "" {
-		r = r.Clone(r.Context())
-		r.Header.Del("X-Anonymous")
-		return c.next.RoundTrip(r)
-	}
-	r = r.Clone(r.Context())
-	r.Header.Set(c.header, c.value)
-	return c.next.RoundTrip(r)
-}
-
 // Staff is a client whose requests act as staff with key, unless they
-// carry credentials of their own (or X-Anonymous, to send none).
+// carry credentials of their own (or auth.HeaderAnonymous, to send none).
 func Staff(key string) *http.Client {
-	return &http.Client{Timeout: 30 * time.Second, Transport: credentials{"X-API-Key", key, http.DefaultTransport}}
+	c := auth.StaffClient(key, nil)
+	c.Timeout = 30 * time.Second
+	return c
 }
 
 // Bearer is a client whose requests carry token.
 func Bearer(token string) *http.Client {
-	return &http.Client{Timeout: 30 * time.Second, Transport: credentials{"Authorization", "Bearer " + token, http.DefaultTransport}}
+	return &http.Client{Timeout: 30 * time.Second, Transport: auth.Transport{Header: "Authorization", Value: "Bearer " + token}}
 }
 
 // Customer is a customer who signed up and logged in.

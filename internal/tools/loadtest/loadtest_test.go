@@ -129,6 +129,7 @@ func fakeShop(t testing.TB) (*httptest.Server, *atomic.Int64) {
 	ok := func(body string) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) { n.Add(1); _, _ = w.Write([]byte(body)) }
 	}
+	mux.HandleFunc("POST /auth/token", ok(`{"access_token":"token","token_type":"Bearer","expires_in":900}`))
 	mux.HandleFunc("GET /products", ok(`{"items":[],"next":null}`))
 	mux.HandleFunc("GET /products/{id}", ok(`{"stock":3}`))
 	mux.HandleFunc("GET /orders/{id}", ok(`{"status":"confirmed","invoice":{"emailed_at":"2026-11-21T00:00:00Z"}}`))
@@ -159,7 +160,14 @@ func TestDriveSendsWhatTheProfileAsks(t *testing.T) {
 
 	var rep report.Report
 	rec.Fill(&rep, 3, func(sec int) float64 { return p.Rate(time.Duration(sec) * time.Second) })
-	want := int64(p.Arrivals(p.Duration)) // 50 + 200 + 50
+	// Each sign-up is followed by its log-in, one request more than the
+	// profile's arrivals: the shopper's token.
+	logins := rep.Routes[indexOf(t, rep.Routes, "POST /auth/token")].Count
+	signups := rep.Routes[indexOf(t, rep.Routes, "POST /customers")].Count
+	if logins != signups || logins == 0 {
+		t.Fatalf("%d log-ins for %d sign-ups in the load", logins, signups)
+	}
+	want := int64(p.Arrivals(p.Duration)) + logins // 50 + 200 + 50 arrivals
 	if rep.Totals.Requests != want {
 		t.Fatalf("%d requests recorded, want %d (setup requests must not count)", rep.Totals.Requests, want)
 	}

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"shopstream/internal/edge/auth"
 	"shopstream/internal/tools/loadtest/report"
 )
 
@@ -133,7 +134,8 @@ func Ramp(ctx context.Context, cfg Config, rc RampConfig) (*report.Report, error
 	}
 	defer s.close()
 	r := &rampRun{session: s, rc: rc, rpo: requestsPerOrder(rc.Mix), seed: cfg.Profile.Seed,
-		probe: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}}
+		probe: auth.StaffClient(cfg.StaffKey, &http.Transport{MaxIdleConnsPerHost: 64})}
+	r.probe.Timeout = 5 * time.Second
 	s.c.onAnswer = r.onAnswer
 	ramp := &report.Ramp{StartRate: rc.Start, Step: rc.Step, Max: rc.Max, StepFor: rc.StepFor,
 		P99BoundMs: ms(rc.P99Bound), Mix: rc.Mix, RequestsPerOrder: r.rpo}

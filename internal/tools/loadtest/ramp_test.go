@@ -57,6 +57,7 @@ func relayShop(t testing.TB, drain float64) *httptest.Server {
 	mux.HandleFunc("GET /orders/{id}", ok(`{"status":"confirmed","invoice":{"emailed_at":"2026-11-21T00:00:00Z"}}`))
 	mux.HandleFunc("GET /customers/{id}/orders", ok(`{"items":[]}`))
 	mux.HandleFunc("GET /lag", ok(`{"groups":[{"group":"shop.processor.saga.v1","members":1,"lag":0,"partitions":[]}]}`))
+	mux.HandleFunc("POST /auth/token", ok(`{"access_token":"token","token_type":"Bearer","expires_in":900}`))
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "# TYPE shop_outbox_backlog gauge\nshop_outbox_backlog{outbox=\"outbox.records\"} %.0f\n", relay(0))
 	})
@@ -73,7 +74,7 @@ func relayShop(t testing.TB, drain float64) *httptest.Server {
 func TestRampNamesTheRelay(t *testing.T) {
 	srv := relayShop(t, 30)
 	out := t.TempDir()
-	cfg := Config{Target: srv.URL, Out: out, DrainTimeout: 10 * time.Second, Workers: 64,
+	cfg := Config{Target: srv.URL, StaffKey: "staff-key-of-the-fake-shop", Out: out, DrainTimeout: 10 * time.Second, Workers: 64,
 		Catalogue: Catalogue{Products: 10, HotProducts: 2, HotStock: 1000, Stock: 1000, Customers: 5}}
 	rc := RampConfig{Start: 10, Step: 80, Max: 170, StepFor: 2 * time.Second, Mix: MixOrders,
 		SpikeFor: time.Second, VisibleFor: time.Second}

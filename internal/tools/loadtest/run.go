@@ -27,13 +27,18 @@ import (
 	"github.com/mattn/go-isatty"
 
 	"shopstream/internal/devinfra/embedded/smtpd"
+	"shopstream/internal/edge/auth"
 	"shopstream/internal/tools/loadtest/invariants"
 	"shopstream/internal/tools/loadtest/report"
 )
 
 // Config is one run.
 type Config struct {
-	Target    string // the shop's base URL
+	Target string // the shop's base URL
+	// StaffKey is a staff API key of the shop: the run registers its
+	// catalogue, restocks and reads the back office with it. Its shoppers
+	// act as themselves: each signs up, logs in and sends its token.
+	StaffKey  string
 	Profile   Profile
 	Catalogue Catalogue // zero: DefaultCatalogue
 	// Workers bound the requests in flight; 0 means DefaultWorkers.
@@ -71,6 +76,9 @@ var ErrInvariants = errors.New("invariants violated")
 func Run(ctx context.Context, cfg Config) (*report.Report, error) {
 	if err := cfg.Profile.Check(); err != nil {
 		return nil, err
+	}
+	if cfg.StaffKey == "" {
+		return nil, errors.New("loadtest: a staff API key is needed to set up the catalogue (--staff-key)")
 	}
 	s, err := open(ctx, &cfg)
 	if err != nil {
@@ -128,13 +136,13 @@ func open(ctx context.Context, cfg *Config) (*session, error) {
 	}
 	cfg.Target = strings.TrimRight(cfg.Target, "/")
 	cfg.Sources.HTTP = cfg.Target
+	cfg.Sources.StaffKey = cfg.StaffKey
 	s := &session{cfg: *cfg, out: newProgress(cfg.Progress)}
 
 	s.rec = NewRecorder(time.Now().Add(24 * time.Hour)) // nothing counts until the load starts
-	s.c = &client{base: cfg.Target, rec: s.rec, http: &http.Client{
-		Timeout:   10 * time.Second,
-		Transport: &http.Transport{MaxIdleConns: cfg.Workers, MaxIdleConnsPerHost: cfg.Workers, IdleConnTimeout: time.Minute},
-	}}
+	s.c = &client{base: cfg.Target, rec: s.rec, http: auth.StaffClient(cfg.StaffKey,
+		&http.Transport{MaxIdleConns: cfg.Workers, MaxIdleConnsPerHost: cfg.Workers, IdleConnTimeout: time.Minute})}
+	s.c.http.Timeout = 10 * time.Second
 	s.w = newWorld()
 	s.out.line("setting up %d products (%d hot, %d in stock each) and %d customers at %s …",
 		cfg.Catalogue.Products, cfg.Catalogue.HotProducts, cfg.Catalogue.HotStock, cfg.Catalogue.Customers, cfg.Target)

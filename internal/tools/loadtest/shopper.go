@@ -12,6 +12,8 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"shopstream/internal/edge/auth"
 )
 
 // Action is one thing a simulated shopper does, with its share of all
@@ -57,14 +59,17 @@ type job struct {
 	r3     float64
 }
 
-// world is what the shoppers know: the catalogue, the customers, their
-// carts and orders. Every accepted command is recorded in it.
+// world is what the shoppers know: the catalogue, the customers (and
+// their tokens: every shopper acts as itself), their carts and orders.
+// Every accepted command is recorded in it.
 type world struct {
 	mu        sync.Mutex
 	products  []product // by popularity rank
 	customers []string
+	logins    map[string]login            // by customer id
 	carts     map[string]map[string]int64 // customer -> product -> quantity
 	orders    map[string][]string         // customer -> order ids
+	ownerOf   map[string]string           // order id -> customer
 	accepted  Accepted
 	zipf      *rand.Zipf
 	zipfMu    sync.Mutex
@@ -73,6 +78,23 @@ type world struct {
 type product struct {
 	id, title string
 }
+
+// login is a shopper's credentials and current token.
+type login struct {
+	email, token string
+}
+
+// shopperPassword is every shopper's password.
+const shopperPassword = "a load-test shopper's password"
+
+// who a request acts as: staff (the API key), nobody, or a customer (its
+// "Bearer <token>").
+type who string
+
+const (
+	asStaff     who = "staff"
+	asAnonymous who = "anonymous"
+)
 
 // Accepted is every command the shop answered 2xx to (ids from the
 // answers), the input of the invariant checks.
@@ -87,6 +109,8 @@ type Accepted struct {
 // client sends the shoppers' requests and records every answer.
 type client struct {
 	base string
+	// http presents the staff key on requests with no credentials of
+	// their own (auth.Transport): setup, restocks, the samplers.
 	http *http.Client
 	rec  *Recorder
 	// onAnswer, when set before the load, sees every answer as it comes
@@ -102,7 +126,12 @@ type result struct {
 
 // do sends one request, records it under route and decodes the "id" of a
 // 2xx body. A transport error is status 0.
-func (c *client) do(ctx context.Context, route, method, path string, body any) result {
+func (c *client) do(ctx context.Context, as who, route, method, path string, body any) result {
+	return c.doJSON(ctx, as, route, method, path, body, nil)
+}
+
+// doJSON is do, decoding a 2xx answer into out when out is not nil.
+func (c *client) doJSON(ctx context.Context, as who, route, method, path string, body, out any) result {
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -121,6 +150,13 @@ func (c *client) do(ctx context.Context, route, method, path string, body any) r
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	switch as {
+	case asStaff:
+	case asAnonymous:
+		req.Header.Set(auth.HeaderAnonymous, "1")
+	default:
+		req.Header.Set("Authorization", string(as))
+	}
 	resp, err := c.http.Do(req)
 	if err != nil {
 		var ne net.Error
@@ -129,19 +165,22 @@ func (c *client) do(ctx context.Context, route, method, path string, body any) r
 		return result{}
 	}
 	defer resp.Body.Close()
-	var out struct {
+	var created struct {
 		ID string `json:"id"`
 	}
-	if resp.StatusCode/100 == 2 && method == http.MethodPost {
-		_ = json.NewDecoder(resp.Body).Decode(&out)
-	} else {
+	switch {
+	case resp.StatusCode/100 == 2 && out != nil:
+		_ = json.NewDecoder(resp.Body).Decode(out)
+	case resp.StatusCode/100 == 2 && method == http.MethodPost:
+		_ = json.NewDecoder(resp.Body).Decode(&created)
+	default:
 		_, _ = io.Copy(io.Discard, resp.Body)
 	}
 	c.rec.record(route, began, time.Since(began), answer{status: resp.StatusCode, retryAfter: resp.Header.Get("Retry-After") != ""})
 	if c.onAnswer != nil {
-		c.onAnswer(route, resp.StatusCode, out.ID)
+		c.onAnswer(route, resp.StatusCode, created.ID)
 	}
-	return result{status: resp.StatusCode, id: out.ID}
+	return result{status: resp.StatusCode, id: created.ID}
 }
 
 func ok(r result) bool { return r.status/100 == 2 }
@@ -156,7 +195,7 @@ func (w *world) setup(ctx context.Context, c *client, cat Catalogue, seed int64)
 			stock = cat.HotStock
 		}
 		title := fmt.Sprintf("%s %s #%d", adjectives[rng.IntN(len(adjectives))], nouns[rng.IntN(len(nouns))], i+1)
-		r := c.do(ctx, "setup", http.MethodPost, "/products", map[string]any{
+		r := c.do(ctx, asStaff, "setup", http.MethodPost, "/products", map[string]any{
 			"title": title, "price_cents": 500 + rng.IntN(20000), "quantity": stock,
 		})
 		if !ok(r) {
@@ -165,8 +204,20 @@ func (w *world) setup(ctx context.Context, c *client, cat Catalogue, seed int64)
 		w.products = append(w.products, product{id: r.id, title: title})
 		w.accepted.Products = append(w.accepted.Products, r.id)
 	}
-	for range cat.Customers {
-		if r := w.signup(ctx, c, "setup"); !ok(r) {
+	for signedUp, limited := 0, 0; signedUp < cat.Customers; {
+		r := w.signup(ctx, c, "setup")
+		switch {
+		case ok(r):
+			signedUp++
+		case r.status == http.StatusTooManyRequests && limited < 120:
+			// The shop limits sign-ups per address: wait as told.
+			limited++
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(time.Second):
+			}
+		default:
 			return fmt.Errorf("sign up: HTTP %d", r.status)
 		}
 	}
@@ -180,20 +231,78 @@ var (
 	nouns      = []string{"Kettle", "Lamp", "Backpack", "Headphones", "Teapot", "Bicycle", "Camera", "Sofa"}
 )
 
+// signup signs a shopper up, then logs it in (route "POST /auth/token"
+// in the load): it shops only once it has its token.
 func (w *world) signup(ctx context.Context, c *client, route string) result {
 	w.mu.Lock()
 	n := len(w.customers) + len(w.accepted.Customers)
 	w.mu.Unlock()
-	r := c.do(ctx, route, http.MethodPost, "/customers", map[string]any{
-		"email": fmt.Sprintf("shopper-%d-%d@loadtest.example", time.Now().UnixNano(), n), "name": fmt.Sprintf("Shopper %d", n),
+	email := fmt.Sprintf("shopper-%d-%d@loadtest.example", time.Now().UnixNano(), n)
+	r := c.do(ctx, asAnonymous, route, http.MethodPost, "/customers", map[string]any{
+		"email": email, "name": fmt.Sprintf("Shopper %d", n), "password": shopperPassword,
 	})
-	if ok(r) {
-		w.mu.Lock()
-		w.customers = append(w.customers, r.id)
-		w.accepted.Customers = append(w.accepted.Customers, r.id)
-		w.mu.Unlock()
+	if !ok(r) {
+		return r
 	}
+	w.mu.Lock()
+	w.accepted.Customers = append(w.accepted.Customers, r.id)
+	w.mu.Unlock()
+	if lr := w.login(ctx, c, route, r.id, email); !ok(lr) {
+		return lr
+	}
+	w.mu.Lock()
+	w.customers = append(w.customers, r.id)
+	w.mu.Unlock()
 	return r
+}
+
+// login gets customer id a token (again, once it expired).
+func (w *world) login(ctx context.Context, c *client, route, id, email string) result {
+	if route != "setup" {
+		route = "POST /auth/token"
+	}
+	tok := c.token(ctx, route, email)
+	if tok == "" {
+		return result{status: http.StatusUnauthorized}
+	}
+	w.mu.Lock()
+	w.logins[id] = login{email: email, token: tok}
+	w.mu.Unlock()
+	return result{status: http.StatusOK, id: id}
+}
+
+// token logs email in and returns its token ("" if refused).
+func (c *client) token(ctx context.Context, route, email string) string {
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
+	if r := c.doJSON(ctx, asAnonymous, route, http.MethodPost, "/auth/token", map[string]any{"email": email, "password": shopperPassword}, &tok); !ok(r) {
+		return ""
+	}
+	return tok.AccessToken
+}
+
+// as is who a shopper's request acts as: the customer, by its token.
+func (w *world) as(customer string) who {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return who("Bearer " + w.logins[customer].token)
+}
+
+// shop sends a customer's request; a token that expired meanwhile (401)
+// is renewed by logging in again, and the request sent once more.
+func (w *world) shop(ctx context.Context, c *client, customer, route, method, path string, body any) result {
+	r := c.do(ctx, w.as(customer), route, method, path, body)
+	if r.status != http.StatusUnauthorized {
+		return r
+	}
+	w.mu.Lock()
+	email := w.logins[customer].email
+	w.mu.Unlock()
+	if lr := w.login(ctx, c, route, customer, email); !ok(lr) {
+		return r
+	}
+	return c.do(ctx, w.as(customer), route, method, path, body)
 }
 
 // hot picks a product by popularity.
@@ -219,13 +328,13 @@ func (w *world) run(ctx context.Context, c *client, j job) {
 			p := w.products[j.r2%uint64(len(w.products))]
 			path += "&after=" + p.id
 		}
-		c.do(ctx, "GET /products", http.MethodGet, path, nil)
+		c.do(ctx, asAnonymous, "GET /products", http.MethodGet, path, nil)
 	case "view":
-		c.do(ctx, "GET /products/{id}", http.MethodGet, "/products/"+w.hot().id, nil)
+		c.do(ctx, asAnonymous, "GET /products/{id}", http.MethodGet, "/products/"+w.hot().id, nil)
 	case "cart":
 		cust, p := w.customer(j.r1), w.hot()
 		qty := int64(1 + j.r2%2)
-		r := c.do(ctx, "POST /carts/items", http.MethodPost, "/carts/items", map[string]any{"customer_id": cust, "product_id": p.id, "quantity": qty})
+		r := w.shop(ctx, c, cust, "POST /carts/items", http.MethodPost, "/carts/items", map[string]any{"product_id": p.id, "quantity": qty})
 		if ok(r) {
 			w.mu.Lock()
 			if w.carts[cust] == nil {
@@ -239,28 +348,30 @@ func (w *world) run(ctx context.Context, c *client, j job) {
 		w.order(ctx, c, j)
 	case "review":
 		p := w.hot()
-		c.do(ctx, "POST /products/{id}/reviews", http.MethodPost, "/products/"+p.id+"/reviews", map[string]any{
-			"customer_id": w.customer(j.r1), "rating": 1 + j.r2%5, "comment": comments[j.r2%uint64(len(comments))],
+		w.shop(ctx, c, w.customer(j.r1), "POST /products/{id}/reviews", http.MethodPost, "/products/"+p.id+"/reviews", map[string]any{
+			"rating": 1 + j.r2%5, "comment": comments[j.r2%uint64(len(comments))],
 		}).record(func(id string) { w.mu.Lock(); w.accepted.Reviews = append(w.accepted.Reviews, id); w.mu.Unlock() })
 	case "signup":
 		w.signup(ctx, c, "POST /customers")
 	case "my-orders":
-		c.do(ctx, "GET /customers/{id}/orders", http.MethodGet, "/customers/"+w.customer(j.r1)+"/orders", nil)
+		cust := w.customer(j.r1)
+		w.shop(ctx, c, cust, "GET /customers/{id}/orders", http.MethodGet, "/customers/"+cust+"/orders", nil)
 	case "order-view":
 		w.mu.Lock()
-		var id string
+		var id, owner string
 		if n := len(w.accepted.Orders); n > 0 {
 			id = w.accepted.Orders[j.r1%uint64(n)]
+			owner = w.ownerOf[id]
 		}
 		w.mu.Unlock()
 		if id == "" { // no order yet: look at a product instead
-			c.do(ctx, "GET /products/{id}", http.MethodGet, "/products/"+w.hot().id, nil)
+			c.do(ctx, asAnonymous, "GET /products/{id}", http.MethodGet, "/products/"+w.hot().id, nil)
 			return
 		}
-		c.do(ctx, "GET /orders/{id}", http.MethodGet, "/orders/"+id, nil)
+		w.shop(ctx, c, owner, "GET /orders/{id}", http.MethodGet, "/orders/"+id, nil) // a customer looks at their own order
 	case "restock":
 		p := w.products[j.r1%uint64(min(len(w.products), 5))]
-		c.do(ctx, "POST /products/{id}/restock", http.MethodPost, "/products/"+p.id+"/restock", map[string]any{"quantity": 5})
+		c.do(ctx, asStaff, "POST /products/{id}/restock", http.MethodPost, "/products/"+p.id+"/restock", map[string]any{"quantity": 5})
 	}
 }
 
@@ -281,7 +392,7 @@ func (w *world) order(ctx context.Context, c *client, j job) {
 	if j.r3 < 0.3 {
 		method = "sepa"
 	}
-	body := map[string]any{"customer_id": cust, "payment_method": method}
+	body := map[string]any{"payment_method": method}
 	w.mu.Lock()
 	fromCart := len(w.carts[cust]) > 0 && j.r2%3 == 0
 	w.mu.Unlock()
@@ -298,13 +409,14 @@ func (w *world) order(ctx context.Context, c *client, j job) {
 		}
 		body["items"] = items
 	}
-	r := c.do(ctx, "POST /orders", http.MethodPost, "/orders", body)
+	r := w.shop(ctx, c, cust, "POST /orders", http.MethodPost, "/orders", body)
 	if !ok(r) {
 		return
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.accepted.Orders = append(w.accepted.Orders, r.id)
+	w.ownerOf[r.id] = cust
 	w.orders[cust] = append(w.orders[cust], r.id)
 	if fromCart {
 		delete(w.carts, cust)
@@ -329,7 +441,8 @@ func (w *world) snapshot() Accepted {
 }
 
 func newWorld() *world {
-	return &world{carts: map[string]map[string]int64{}, orders: map[string][]string{}, accepted: Accepted{CartAdds: map[[2]string]int{}}}
+	return &world{carts: map[string]map[string]int64{}, orders: map[string][]string{}, ownerOf: map[string]string{},
+		logins: map[string]login{}, accepted: Accepted{CartAdds: map[[2]string]int{}}}
 }
 
 // pick draws an action by weight.

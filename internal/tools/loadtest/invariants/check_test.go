@@ -17,6 +17,7 @@ import (
 
 	"shopstream/internal/devinfra/devshop"
 	"shopstream/internal/devinfra/devstack"
+	"shopstream/internal/edge/auth"
 	"shopstream/internal/platform/pgdb"
 	"shopstream/internal/tools/loadtest/invariants"
 	"shopstream/internal/tools/loadtest/report"
@@ -29,6 +30,9 @@ type shop struct {
 	ends  devstack.Endpoints
 	dir   string
 	stock func(productID string) int64 // the inventory's available units
+	// client acts as staff, who may act for any customer.
+	client   *http.Client
+	staffKey string
 }
 
 func startShop(t *testing.T) *shop {
@@ -47,7 +51,7 @@ func startShop(t *testing.T) *shop {
 		}
 	})
 	e := ds.Stack.Endpoints
-	s := &shop{t: t, ends: e, dir: dir, base: ds.URL}
+	s := &shop{t: t, ends: e, dir: dir, base: ds.URL, client: auth.StaffClient(ds.Stack.Secrets.StaffKey, nil), staffKey: ds.Stack.Secrets.StaffKey}
 	ctx := context.Background()
 	pool, err := pgdb.Connect(ctx, e.PostgresURL)
 	if err != nil {
@@ -72,7 +76,7 @@ func (s *shop) send(method, path, body string) (int, map[string]any) {
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := s.client.Do(req)
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -123,7 +127,7 @@ func (s *shop) waitTerminal(id string) {
 
 func (s *shop) sources() invariants.Sources {
 	return invariants.Sources{
-		HTTP: s.base, Brokers: s.ends.Brokers, RegistryURL: s.ends.RegistryURL, MongoURI: s.ends.MongoURI, MongoDB: "shop",
+		HTTP: s.base, StaffKey: s.staffKey, Brokers: s.ends.Brokers, RegistryURL: s.ends.RegistryURL, MongoURI: s.ends.MongoURI, MongoDB: "shop",
 		CardPSPURL: s.ends.CardPSPURL, SepaBankURL: s.ends.SepaBankURL, MailDir: filepath.Join(s.dir, "mail"),
 		Logger: slog.New(slog.NewTextHandler(s.t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})),
 	}
@@ -157,7 +161,7 @@ func TestCheckOnARealShop(t *testing.T) {
 	s := startShop(t)
 	var acc invariants.Accepted
 	for range 2 {
-		acc.Customers = append(acc.Customers, s.accept("/customers", fmt.Sprintf(`{"email": "%s@example.org", "name": "Fan"}`, uuid.NewString())))
+		acc.Customers = append(acc.Customers, s.accept("/customers", fmt.Sprintf(`{"email": "%s@example.org", "name": "Fan", "password": "a password for the tests"}`, uuid.NewString())))
 	}
 	pA, pB := s.product(10), s.product(3)
 	acc.Products = []string{pA, pB}

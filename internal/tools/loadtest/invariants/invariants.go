@@ -24,7 +24,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"sync"
 	"time"
 
@@ -36,6 +35,7 @@ import (
 
 	"shopstream/internal/devinfra/embedded/psp"
 	"shopstream/internal/devinfra/embedded/smtpd"
+	"shopstream/internal/edge/auth"
 	"shopstream/internal/platform/docstore"
 	"shopstream/internal/platform/eventlog"
 	"shopstream/internal/tools/loadtest/report"
@@ -49,6 +49,7 @@ import (
 // Sources are where the checks read from.
 type Sources struct {
 	HTTP        string   // gateway base URL, e.g. http://127.0.0.1:8080 (GET /orders/{id}, GET /products/{id})
+	StaffKey    string   // a staff API key: orders are read as staff
 	Brokers     []string // Kafka
 	RegistryURL string
 	MongoURI    string
@@ -92,7 +93,8 @@ func Check(ctx context.Context, src Sources, acc Accepted) []report.Invariant {
 	began := time.Now()
 
 	serde, serdeErr := newSerde(src.RegistryURL)
-	hc := &http.Client{Timeout: 15 * time.Second}
+	hc := auth.StaffClient(src.StaffKey, nil)
+	hc.Timeout = 15 * time.Second
 	var (
 		wg       sync.WaitGroup
 		ix       *Index
