@@ -104,7 +104,7 @@ func TestReplayAgainstShopDev(t *testing.T) {
 			}
 		}
 	})
-	out, progress, err := runShop(t, nil, "replay", "products", "--target", p.base, "--drop-after", "1s")
+	out, progress, err := runShop(t, nil, "replay", "products", "--target", p.base, "--drop-after", "1s", "--data-dir", dir) // its secrets.json: the staff key
 	close(stop)
 	wg.Wait()
 	if err != nil {

@@ -261,9 +261,9 @@ func (w *world) login(ctx context.Context, c *client, route, id, email string) r
 	if route != "setup" {
 		route = "POST /auth/token"
 	}
-	tok := c.token(ctx, route, email)
-	if tok == "" {
-		return result{status: http.StatusUnauthorized}
+	tok, r := c.token(ctx, route, email)
+	if !ok(r) {
+		return r // refused, or 429: the caller may wait and sign up another
 	}
 	w.mu.Lock()
 	w.logins[id] = login{email: email, token: tok}
@@ -271,15 +271,13 @@ func (w *world) login(ctx context.Context, c *client, route, id, email string) r
 	return result{status: http.StatusOK, id: id}
 }
 
-// token logs email in and returns its token ("" if refused).
-func (c *client) token(ctx context.Context, route, email string) string {
+// token logs email in and returns its token and the answer.
+func (c *client) token(ctx context.Context, route, email string) (string, result) {
 	var tok struct {
 		AccessToken string `json:"access_token"`
 	}
-	if r := c.doJSON(ctx, asAnonymous, route, http.MethodPost, "/auth/token", map[string]any{"email": email, "password": shopperPassword}, &tok); !ok(r) {
-		return ""
-	}
-	return tok.AccessToken
+	r := c.doJSON(ctx, asAnonymous, route, http.MethodPost, "/auth/token", map[string]any{"email": email, "password": shopperPassword}, &tok)
+	return tok.AccessToken, r
 }
 
 // as is who a shopper's request acts as: the customer, by its token.
