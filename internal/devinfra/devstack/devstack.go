@@ -310,14 +310,16 @@ func stalePostgresOn(dir string, port int) bool {
 	return len(lines) > 3 && strings.TrimSpace(lines[3]) == strconv.Itoa(port)
 }
 
-// WriteEndpoints records where a running stack listens.
+// WriteEndpoints records where a running stack listens, in a file only
+// its owner reads (mode 0600: the PostgreSQL URL holds the password).
 func WriteEndpoints(dir string, e Endpoints) error {
 	b, err := json.MarshalIndent(e, "", "  ")
 	if err != nil {
 		return err
 	}
+	// The PostgreSQL URL carries the cluster's password: the owner only.
 	tmp := filepath.Join(dir, endpointsFile+".tmp")
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
 		return err
 	}
 	return os.Rename(tmp, filepath.Join(dir, endpointsFile))

@@ -4,8 +4,9 @@
 // Start initialises a cluster in a directory (once), launches the postgres
 // postmaster directly as a child of the current process, waits until it
 // accepts connections and makes sure the configured database exists. The
-// server listens on 127.0.0.1 only, has no Unix socket, and trusts every
-// loopback connection, so it must never be used for anything but local
+// server listens on 127.0.0.1 only, has no Unix socket, and asks every
+// connection for the password (SCRAM-SHA-256) kept in Config.Dir/password
+// (mode 0600, made once); URL carries it. It is meant for local
 // development and tests.
 //
 // Guarantees:
@@ -17,6 +18,9 @@
 //   - A server left running on the same Dir (by a crashed or abandoned
 //     parent, or by another Server value that was never stopped) is shut down
 //     by Start before the new one is launched.
+//   - No connection gets in without the password: a cluster made by an
+//     older build that trusted loopback connections is given the password
+//     and switched to scram-sha-256 at its next Start.
 //   - When the calling process runs as root, initdb and postgres (which both
 //     refuse to run as root) run as the "postgres" account if it exists,
 //     otherwise as "nobody"; Dir is chowned to that account.
@@ -27,6 +31,8 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -198,7 +204,11 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		}
 	}
 
-	if err := ensureCluster(ctx, bins, dir, pgdata, logPath, acct, logger); err != nil {
+	password, pwfile, err := ensurePassword(dir, acct)
+	if err != nil {
+		return nil, err
+	}
+	if err := ensureCluster(ctx, bins, dir, pgdata, logPath, pwfile, acct, logger); err != nil {
 		return nil, err
 	}
 
@@ -210,7 +220,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 				return nil, err
 			}
 		}
-		s, err = launch(ctx, bins, pgdata, port, database, logPath, acct, logger)
+		s, err = launch(ctx, bins, pgdata, port, database, password, logPath, acct, logger)
 		if err == nil {
 			break
 		}
@@ -223,6 +233,10 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 
+	if err := requirePassword(ctx, s, password); err != nil {
+		s.kill()
+		return nil, err
+	}
 	if err := createDatabase(ctx, s, database); err != nil {
 		s.kill()
 		return nil, err
@@ -232,7 +246,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 }
 
 // URL returns the connection URL of the configured database, e.g.
-// postgres://shop@127.0.0.1:5433/shop?sslmode=disable. No password is needed.
+// postgres://shop:<password>@127.0.0.1:5433/shop?sslmode=disable.
 func (s *Server) URL() string { return s.url }
 
 // Stop shuts the server down with a fast shutdown (SIGINT: active
@@ -597,7 +611,7 @@ func processAlive(pid int) bool {
 // ensureCluster runs initdb unless pgdata already holds a cluster. initdb
 // writes to a scratch directory that is renamed into place on success, so an
 // interrupted initdb never leaves a half-made pgdata behind.
-func ensureCluster(ctx context.Context, bins binaries, dir, pgdata, logPath string, acct *account, logger *slog.Logger) error {
+func ensureCluster(ctx context.Context, bins binaries, dir, pgdata, logPath, pwfile string, acct *account, logger *slog.Logger) error {
 	if _, err := os.Stat(filepath.Join(pgdata, "PG_VERSION")); err == nil {
 		return nil
 	}
@@ -614,7 +628,7 @@ func ensureCluster(ctx context.Context, bins binaries, dir, pgdata, logPath stri
 
 	var out bytes.Buffer
 	cmd := exec.CommandContext(ctx, bins.initdb,
-		"-D", tmp, "-U", superuser, "--auth=trust", "-E", "UTF8", "--locale=C")
+		"-D", tmp, "-U", superuser, "--auth=scram-sha-256", "--pwfile="+pwfile, "-E", "UTF8", "--locale=C")
 	cmd.Dir = dir
 	cmd.Env = childEnv()
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -639,7 +653,7 @@ func ensureCluster(ctx context.Context, bins binaries, dir, pgdata, logPath stri
 }
 
 // launch starts the postmaster and waits until it serves connections.
-func launch(ctx context.Context, bins binaries, pgdata string, port int, database, logPath string, acct *account, logger *slog.Logger) (*Server, error) {
+func launch(ctx context.Context, bins binaries, pgdata string, port int, database, password, logPath string, acct *account, logger *slog.Logger) (*Server, error) {
 	logf, err := os.OpenFile(logPath, os.O_WRONLY|os.O_APPEND, 0)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: open log file: %w", err)
@@ -670,7 +684,7 @@ func launch(ctx context.Context, bins binaries, pgdata string, port int, databas
 	s := &Server{
 		url: (&url.URL{
 			Scheme:   "postgres",
-			User:     url.User(superuser),
+			User:     url.UserPassword(superuser, password),
 			Host:     net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
 			Path:     "/" + database,
 			RawQuery: "sslmode=disable",
@@ -882,3 +896,78 @@ func exitString(err error) string {
 	}
 	return err.Error()
 }
+
+// passwordName is the file under Config.Dir holding the superuser's
+// password.
+const passwordName = "password"
+
+// ensurePassword returns the cluster's password, making it (32 random
+// bytes, hex) the first time, and the file holding it: mode 0600, owned by
+// acct when the server runs as another account (initdb reads it).
+func ensurePassword(dir string, acct *account) (password, file string, err error) {
+	file = filepath.Join(dir, passwordName)
+	if b, err := os.ReadFile(file); err == nil && len(bytes.TrimSpace(b)) > 0 {
+		return string(bytes.TrimSpace(b)), file, nil
+	}
+	buf := make([]byte, 32)
+	if _, err := rand.Read(buf); err != nil {
+		return "", "", fmt.Errorf("postgres: password: %w", err)
+	}
+	password = hex.EncodeToString(buf)
+	if err := os.WriteFile(file, []byte(password+"\n"), 0o600); err != nil {
+		return "", "", fmt.Errorf("postgres: save password: %w", err)
+	}
+	if acct != nil {
+		if err := os.Chown(file, int(acct.uid), int(acct.gid)); err != nil {
+			return "", "", fmt.Errorf("postgres: password file: %w", err)
+		}
+	}
+	return password, file, nil
+}
+
+// requirePassword switches a cluster an older build made with trust
+// authentication to scram-sha-256: it sets the superuser's password (the
+// trusted connection lets it in) and reloads pg_hba.conf without trust.
+// A cluster that already asks for the password is left alone.
+func requirePassword(ctx context.Context, s *Server, password string) error {
+	hba := filepath.Join(s.pgdata, "pg_hba.conf")
+	b, err := os.ReadFile(hba)
+	if err != nil {
+		return fmt.Errorf("postgres: read pg_hba.conf: %w", err)
+	}
+	var lines []string
+	trusted := false
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) > 0 && !strings.HasPrefix(f[0], "#") && f[len(f)-1] == "trust" {
+			line = strings.TrimSuffix(strings.TrimRight(line, " \t"), "trust") + "scram-sha-256"
+			trusted = true
+		}
+		lines = append(lines, line)
+	}
+	if !trusted {
+		return nil
+	}
+	conn, err := pgx.Connect(ctx, s.adminURL())
+	if err != nil {
+		return fmt.Errorf("postgres: connect to set the password: %w", err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(ctx, "SET password_encryption = 'scram-sha-256'"); err != nil {
+		return err
+	}
+	if _, err := conn.Exec(ctx, "ALTER ROLE "+pgx.Identifier{superuser}.Sanitize()+" PASSWORD "+quoteLiteral(password)); err != nil {
+		return fmt.Errorf("postgres: set the password: %w", err)
+	}
+	if err := os.WriteFile(hba, []byte(strings.Join(lines, "\n")), 0o600); err != nil {
+		return fmt.Errorf("postgres: write pg_hba.conf: %w", err)
+	}
+	if _, err := conn.Exec(ctx, "SELECT pg_reload_conf()"); err != nil {
+		return fmt.Errorf("postgres: reload pg_hba.conf: %w", err)
+	}
+	s.log.Info("cluster switched from trust to password authentication", "pgdata", s.pgdata)
+	return nil
+}
+
+// quoteLiteral quotes s as an SQL string literal (ALTER ROLE takes no
+// parameters).
+func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }

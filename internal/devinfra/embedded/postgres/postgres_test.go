@@ -117,7 +117,7 @@ func TestRestartKeepsData(t *testing.T) {
 	dir := t.TempDir()
 
 	s1 := startServer(t, Config{Dir: dir})
-	if !strings.HasPrefix(s1.URL(), "postgres://shop@127.0.0.1:") || !strings.HasSuffix(s1.URL(), "/shop?sslmode=disable") {
+	if !strings.HasPrefix(s1.URL(), "postgres://shop:") || !strings.HasSuffix(s1.URL(), "/shop?sslmode=disable") {
 		t.Errorf("unexpected URL %q", s1.URL())
 	}
 	conn := connect(t, s1)
@@ -516,4 +516,46 @@ func TestStopCanceledContextKills(t *testing.T) {
 	if got := queryName(t, s2, 3); got != "cog" {
 		t.Fatalf("after kill: name = %q, want cog", got)
 	}
+}
+
+// No connection gets in without the password, which the URL carries and
+// Dir/password keeps (0600); a cluster an older build made with trust
+// authentication is switched to the password at its next Start.
+func TestConnectionsNeedThePassword(t *testing.T) {
+	requireBinaries(t)
+	t.Parallel()
+	dir := t.TempDir()
+	s := startServer(t, Config{Dir: dir})
+	refused := func(s *Server) error {
+		u, _ := url.Parse(s.URL())
+		u.User = url.User(superuser)
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		defer cancel()
+		conn, err := pgx.Connect(ctx, u.String())
+		if err == nil {
+			conn.Close(ctx)
+		}
+		return err
+	}
+	if err := refused(s); err == nil || !strings.Contains(err.Error(), "password") {
+		t.Fatalf("a connection without the password: %v, want refused asking for it", err)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, passwordName)); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("password file: %v %v, want mode 0600", fi, err)
+	}
+	// Make it the cluster of an older build: no password, trust.
+	conn := connect(t, s)
+	exec1(t, conn, "ALTER ROLE shop PASSWORD NULL")
+	conn.Close(t.Context())
+	hba := filepath.Join(dir, pgdataName, "pg_hba.conf")
+	b, _ := os.ReadFile(hba)
+	if err := os.WriteFile(hba, []byte(strings.ReplaceAll(string(b), "scram-sha-256", "trust")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	stop(t, s)
+	s2 := startServer(t, Config{Dir: dir})
+	if err := refused(s2); err == nil {
+		t.Fatal("the old trust cluster still lets a connection in without the password")
+	}
+	exec1(t, connect(t, s2), "SELECT 1") // the password works
 }
