@@ -231,18 +231,31 @@ func componentsOf(args []string, env func(string) string) (comps []string, ok bo
 
 // httpPort is the port of a `shop run` command line's --http (default :8080).
 func httpPort(args []string, env func(string) string) string {
-	addr := env("SHOP_HTTP")
+	return listenPort(args, env, "http", ":8080")
+}
+
+// adminPort is the port of a `shop run` command line's --admin-http, the
+// listener Prometheus scrapes ("" when neither it nor SHOP_ADMIN_HTTP
+// names a fixed one: the default is a free loopback port).
+func adminPort(args []string, env func(string) string) string {
+	return listenPort(args, env, "admin-http", "")
+}
+
+// listenPort is the port of the listen address flag of a `shop run`
+// command line, or of its SHOP_* variable, or of def.
+func listenPort(args []string, env func(string) string, flag, def string) string {
+	addr := env(envName(flag))
 	for i, a := range args {
 		a = strings.TrimPrefix(strings.TrimPrefix(a, "-"), "-")
 		switch {
-		case strings.HasPrefix(a, "http="):
-			addr = strings.TrimPrefix(a, "http=")
-		case a == "http" && i+1 < len(args):
+		case strings.HasPrefix(a, flag+"="):
+			addr = strings.TrimPrefix(a, flag+"=")
+		case a == flag && i+1 < len(args):
 			addr = args[i+1]
 		}
 	}
 	if addr == "" {
-		addr = ":8080"
+		addr = def
 	}
 	_, port, _ := net.SplitHostPort(addr)
 	return port
@@ -467,7 +480,7 @@ func hostsOf(key, value string) []string {
 			}
 			continue
 		}
-		if h, _, err := net.SplitHostPort(part); err == nil {
+		if h, _, err := net.SplitHostPort(part); err == nil && h != "" { // ":9464" is a listen address
 			hosts = append(hosts, h)
 		}
 	}
@@ -1166,9 +1179,19 @@ func TestK8sDeployments(t *testing.T) {
 				}
 			}
 		}
+		// Prometheus scrapes the admin listener, whose address every pod
+		// takes from the ConfigMap, on a container port of its own.
+		admin := adminPort(slices.Concat(c.Command, c.Args), func(k string) string { return configEnv(t, objs)[k] })
 		a := d.Spec.Template.Metadata.Annotations
-		if a["prometheus.io/scrape"] != "true" || a["prometheus.io/port"] != port || a["prometheus.io/path"] != "/metrics" {
-			t.Errorf("Deployment %s: pod annotations %v; want prometheus.io/scrape \"true\", port %q, path /metrics", sd.name, a, port)
+		if admin == "" || a["prometheus.io/scrape"] != "true" || a["prometheus.io/port"] != admin || a["prometheus.io/path"] != "/metrics" {
+			t.Errorf("Deployment %s: pod annotations %v; want prometheus.io/scrape \"true\", port %q (--admin-http), path /metrics", sd.name, a, admin)
+		}
+		hasAdmin := false
+		for _, cp := range c.Ports {
+			hasAdmin = hasAdmin || strconv.Itoa(cp.ContainerPort) == admin
+		}
+		if !hasAdmin {
+			t.Errorf("Deployment %s: no container port for the admin listener %s", sd.name, admin)
 		}
 		for k, v := range d.Spec.Selector.MatchLabels {
 			if d.Spec.Template.Metadata.Labels[k] != v {
@@ -1463,7 +1486,7 @@ func TestPrometheusConfig(t *testing.T) {
 	p := loadCompose(t)
 	groups, _ := shopServices(t, p)
 	for name := range groups {
-		tg := name + ":" + httpPort(p.Services[name].Command, composeEnv(p.Services[name]))
+		tg := name + ":" + adminPort(p.Services[name].Command, composeEnv(p.Services[name]))
 		if !targets[tg] {
 			t.Errorf("prometheus.yml does not scrape compose service %s (%s)", name, tg)
 		}
@@ -1641,4 +1664,24 @@ func exampleEnv(t *testing.T) types.Mapping {
 		}
 	}
 	return env
+}
+
+// configEnv is the data of the ConfigMaps of objs: the SHOP_* settings
+// every pod reads through envFrom.
+func configEnv(t *testing.T, objs []object) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for _, o := range objs {
+		if o.Kind != "ConfigMap" {
+			continue
+		}
+		var cm struct {
+			Data map[string]string `json:"data"`
+		}
+		o.decode(t, &cm)
+		for k, v := range cm.Data {
+			out[k] = v
+		}
+	}
+	return out
 }

@@ -22,6 +22,7 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 	fs := newFlags("dev", stderr)
 	dataDir := fs.String("data-dir", ".shop", dataDirUsage+": all its data (Kafka log, registry, MongoDB, PostgreSQL, mail) and endpoints.json, kept across restarts")
 	httpAddr := fs.String("http", "127.0.0.1:8080", "address of the HTTP gateway")
+	adminAddr := fs.String("admin-http", "127.0.0.1:9464", adminHTTPUsage)
 	// Fixed conventional ports by default, so that what points at them
 	// outside the shop keeps working across restarts; port 0 picks a
 	// free one at each start.
@@ -58,8 +59,9 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 	e := stack.Endpoints
 	cfg := devshop.Config(e, stack.Secrets, *httpAddr, log)
 	cfg.Getenv = getenv
-	cfg.OnReady = func(addr string) {
-		e.HTTP = "http://" + addr
+	cfg.AdminAddr = *adminAddr
+	cfg.OnReady = func(addr, admin string) {
+		e.HTTP, e.Admin = "http://"+addr, "http://"+admin
 		if err := devstack.WriteEndpoints(*dataDir, e); err != nil {
 			log.Error("write endpoints", "err", err)
 		}
@@ -69,10 +71,10 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 			demo = "demo customer: not signed up: " + err.Error()
 		}
 		fmt.Fprintf(stdout, "shop dev ready in %s\n  http:      %s\n  kafka:     %v\n  registry:  %s\n  mongodb:   %s\n  postgres:  %s\n"+
-			"  card psp:  %s\n  sepa bank: %s\n  smtp:      %s (mail in %s)\n  endpoints: %s/dev/endpoints (staff)\n"+
+			"  card psp:  %s\n  sepa bank: %s\n  smtp:      %s (mail in %s)\n  admin:     %s (metrics, lag, endpoints, pprof)\n"+
 			"  staff key: %s (header X-API-Key; kept in %s)\n  %s\n",
 			time.Since(began).Round(time.Millisecond), e.HTTP, e.Brokers, e.RegistryURL, e.MongoURI, mask("postgres", e.PostgresURL),
-			e.CardPSPURL, e.SepaBankURL, e.SMTPAddr, e.MailDir, e.HTTP, s.StaffKey, filepath.Join(*dataDir, "secrets.json"), demo)
+			e.CardPSPURL, e.SepaBankURL, e.SMTPAddr, e.MailDir, e.Admin, s.StaffKey, filepath.Join(*dataDir, "secrets.json"), demo)
 	}
 	return app.Run(ctx, shop.apply(cfg))
 }

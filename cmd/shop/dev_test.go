@@ -37,6 +37,7 @@ type devProcess struct {
 	cmd    *exec.Cmd
 	out    *bytes.Buffer
 	base   string
+	admin  string // its admin listener (metrics, lag, endpoints)
 	exited chan error
 	// client acts as staff with the key shop dev keeps in its data dir.
 	client *http.Client
@@ -45,7 +46,7 @@ type devProcess struct {
 // freeDevPorts are the flags that put every server of `shop dev` on a free
 // port: its defaults are fixed (9092, 8081, …), and CI runs a real Kafka on
 // 127.0.0.1:9092 during the tests.
-var freeDevPorts = []string{"--http", "127.0.0.1:0", "--kafka-addr", "127.0.0.1:0", "--registry-addr", "127.0.0.1:0",
+var freeDevPorts = []string{"--http", "127.0.0.1:0", "--admin-http", "127.0.0.1:0", "--kafka-addr", "127.0.0.1:0", "--registry-addr", "127.0.0.1:0",
 	"--mongo-addr", "127.0.0.1:0", "--postgres-port", "0", "--card-psp-addr", "127.0.0.1:0",
 	"--sepa-bank-addr", "127.0.0.1:0", "--smtp-addr", "127.0.0.1:0"}
 
@@ -69,7 +70,7 @@ func startDev(t *testing.T, bin, dir string, extra ...string) *devProcess {
 			if resp, err := http.Get(e.HTTP + "/healthz"); err == nil {
 				resp.Body.Close()
 				if resp.StatusCode == http.StatusOK {
-					p.base = e.HTTP
+					p.base, p.admin = e.HTTP, e.Admin
 					secrets, err := devstack.ReadSecrets(dir)
 					if err != nil {
 						t.Fatal(err)
@@ -180,10 +181,11 @@ func freePort(t *testing.T) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-// endpoints is what the running shop dev serves on GET /dev/endpoints.
+// endpoints is what the running shop dev's admin listener serves on GET
+// /dev/endpoints.
 func (p *devProcess) endpoints(t *testing.T) devstack.Endpoints {
 	t.Helper()
-	resp, err := p.client.Get(p.base + "/dev/endpoints")
+	resp, err := http.Get(p.admin + "/dev/endpoints")
 	if err != nil {
 		t.Fatal(err)
 	}

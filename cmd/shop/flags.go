@@ -102,8 +102,12 @@ func (l *listFlag) Set(s string) error {
 // embedded infrastructure (`shop infra` or `shop dev`), whose
 // endpoints.json fills the infrastructure flags a subcommand was not given.
 const (
-	brokersUsage = "Kafka seed brokers the shop uses, comma-separated"
-	dataDirUsage = "data directory of the embedded infrastructure (shop infra or shop dev)"
+	adminHTTPUsage = "admin listener address: GET /metrics, /lag, /dev/endpoints (shop dev), /livez, /readyz and /debug/pprof/, off the public port"
+	brokersUsage   = "Kafka seed brokers the shop uses, comma-separated"
+	// A running shop dev's admin listener, whose GET /dev/endpoints names
+	// its infrastructure.
+	adminTargetUsage = "admin URL of a running shop dev (its GET /dev/endpoints names the infrastructure), e.g. http://127.0.0.1:9464"
+	dataDirUsage     = "data directory of the embedded infrastructure (shop infra or shop dev)"
 )
 
 // isSet reports whether the command line or the environment set the flag

@@ -273,15 +273,15 @@ func TestEndpointsFillTheInfrastructureFlags(t *testing.T) {
 	}
 
 	ctx := context.Background()
-	got2, err := targetInfrastructure(ctx, nil, "", "", "http://127.0.0.1:9", dir, "", "", "")
+	got2, err := targetInfrastructure(ctx, nil, "", "", "http://127.0.0.1:9", dir, "", "")
 	if err != nil || got2.CardPSPURL != e.CardPSPURL || got2.SepaBankURL != e.SepaBankURL || got2.MailDir != "/mail" || got2.MongoURI != e.MongoURI {
 		t.Errorf("loadtest --data-dir: %+v, %v; want the endpoints file's", got2, err)
 	}
-	got2, err = targetInfrastructure(ctx, nil, "", "", "http://127.0.0.1:9", dir, "http://psp:1", "", "")
+	got2, err = targetInfrastructure(ctx, nil, "", "", "http://127.0.0.1:9", dir, "http://psp:1", "")
 	if err != nil || got2.CardPSPURL != "http://psp:1" || got2.SepaBankURL != e.SepaBankURL {
 		t.Errorf("loadtest --data-dir --card-psp-url: %+v, %v; want the flag's card PSP", got2, err)
 	}
-	got2, err = targetInfrastructure(ctx, []string{"kafka:9092"}, "http://registry:8081", "mongodb://mongo/", "http://127.0.0.1:9", "", "http://psp:1", "http://bank:2", "")
+	got2, err = targetInfrastructure(ctx, []string{"kafka:9092"}, "http://registry:8081", "mongodb://mongo/", "http://127.0.0.1:9", "", "http://psp:1", "http://bank:2")
 	if err != nil || got2.CardPSPURL != "http://psp:1" || got2.SepaBankURL != "http://bank:2" || got2.Brokers[0] != "kafka:9092" {
 		t.Errorf("loadtest --brokers --card-psp-url --sepa-bank-url: %+v, %v", got2, err)
 	}

@@ -60,6 +60,7 @@ func runLoadtest(ctx context.Context, args []string, getenv func(string) string,
 	shop := addShopFlags(fs)
 	psp := addPSPFlags(fs)
 	key := addStaffKeyFlag(fs)
+	adminURL := fs.String("admin-target", "", adminTargetUsage+"; its GET /metrics gives the ramp the outbox backlog (default: a shop dev's, from --data-dir)")
 	if err := parse(fs, args, getenv); err != nil {
 		return err
 	}
@@ -108,7 +109,10 @@ func runLoadtest(ctx context.Context, args []string, getenv func(string) string,
 		if cfg.StaffKey == "" {
 			return errors.New("--staff-key: a staff API key of the target shop is needed to set up the catalogue (a shop dev keeps one in its --data-dir's secrets.json)")
 		}
-		e, err := targetInfrastructure(ctx, brokers, *registryURL, *mongoURI, *target, targetDataDir(*dataDir, set["data-dir"]), *cardPSPURL, *sepaBankURL, cfg.StaffKey)
+		e, err := targetInfrastructure(ctx, brokers, *registryURL, *mongoURI, *adminURL, targetDataDir(*dataDir, set["data-dir"]), *cardPSPURL, *sepaBankURL)
+		if cfg.Admin = *adminURL; cfg.Admin == "" {
+			cfg.Admin = e.Admin // a shop dev's, from its endpoints.json
+		}
 		if err != nil {
 			return err
 		}
@@ -170,7 +174,7 @@ func runLoadtest(ctx context.Context, args []string, getenv func(string) string,
 	if len(kafka) > 0 {
 		e.Brokers = kafka
 	}
-	cfg.Target = s.URL
+	cfg.Target, cfg.Admin = s.URL, s.Admin
 	cfg.StaffKey = s.Stack.Secrets.StaffKey
 	cfg.Sources = sources(e, "shop", e.MailDir)
 	cfg.EmailQuota = int(*shop.emailRate)
@@ -184,12 +188,11 @@ func runLoadtest(ctx context.Context, args []string, getenv func(string) string,
 // else the target's GET /dev/endpoints (a `shop dev`); --card-psp-url and
 // --sepa-bank-url, when given, name the payment simulators whatever the
 // source.
-func targetInfrastructure(ctx context.Context, brokers []string, registryURL, mongoURI, target, dataDir, cardURL, sepaURL, key string) (devstack.Endpoints, error) {
-	httpURL := target
+func targetInfrastructure(ctx context.Context, brokers []string, registryURL, mongoURI, adminURL, dataDir, cardURL, sepaURL string) (devstack.Endpoints, error) {
 	if dataDir != "" {
-		httpURL = ""
+		adminURL = ""
 	}
-	e, err := infrastructure(ctx, brokers, registryURL, mongoURI, "--target", httpURL, dataDir, key)
+	e, err := infrastructure(ctx, brokers, registryURL, mongoURI, adminURL, dataDir)
 	if err != nil {
 		return e, err
 	}

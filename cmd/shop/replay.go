@@ -18,7 +18,6 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"shopstream/internal/devinfra/devstack"
-	"shopstream/internal/edge/auth"
 	"shopstream/internal/platform/docstore"
 	"shopstream/internal/platform/eventlog"
 	"shopstream/projectors/orderviews"
@@ -60,9 +59,8 @@ func projectionNames() string {
 func runReplay(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := newFlags("replay", stderr)
 	verify := fs.Bool("verify", false, "rebuild into a scratch collection and compare it document by document with the live one, instead of switching")
-	dataDir := fs.String("data-dir", ".shop", dataDirUsage+" (used when neither --target nor --brokers is given)")
-	key := addStaffKeyFlag(fs)
-	httpURL := fs.String("target", "", "URL of a running shop dev whose infrastructure to use (its GET /dev/endpoints), e.g. http://127.0.0.1:8080")
+	dataDir := fs.String("data-dir", ".shop", dataDirUsage+" (used when neither --admin-target nor --brokers is given)")
+	adminURL := fs.String("admin-target", "", adminTargetUsage)
 	var brokers listFlag
 	fs.Var(&brokers, "brokers", brokersUsage+" (then --registry-url and --mongo-uri too)")
 	registryURL := fs.String("registry-url", "", "schema registry URL (Confluent API), with --brokers")
@@ -91,7 +89,7 @@ func runReplay(ctx context.Context, args []string, getenv func(string) string, s
 	if *switchLag < 0 {
 		return fmt.Errorf("--switch-lag %d: must not be negative", *switchLag)
 	}
-	e, err := infrastructure(ctx, brokers, *registryURL, *mongoURI, "--target", *httpURL, *dataDir, staffKey(*key, *dataDir))
+	e, err := infrastructure(ctx, brokers, *registryURL, *mongoURI, *adminURL, *dataDir)
 	if err != nil {
 		return err
 	}
@@ -140,15 +138,15 @@ func runReplay(ctx context.Context, args []string, getenv func(string) string, s
 // replay`, `shop loadtest --target`): the flags of external
 // infrastructure, or a running `shop dev` by its HTTP address, or a
 // running `shop infra` or `shop dev` by its data directory.
-func infrastructure(ctx context.Context, brokers []string, registryURL, mongoURI, httpFlag, httpURL, dataDir, staffKey string) (devstack.Endpoints, error) {
+func infrastructure(ctx context.Context, brokers []string, registryURL, mongoURI, adminURL, dataDir string) (devstack.Endpoints, error) {
 	switch {
 	case len(brokers) > 0:
 		if registryURL == "" || mongoURI == "" {
 			return devstack.Endpoints{}, errors.New("--brokers needs --registry-url and --mongo-uri too")
 		}
 		return devstack.Endpoints{Brokers: brokers, RegistryURL: registryURL, MongoURI: mongoURI}, nil
-	case httpURL != "":
-		e, err := devEndpoints(ctx, httpFlag, httpURL, staffKey)
+	case adminURL != "":
+		e, err := devEndpoints(ctx, adminURL)
 		if err != nil {
 			return e, fmt.Errorf("%w; or give --data-dir of the `shop infra` it runs on, or --brokers, --registry-url and --mongo-uri", err)
 		}
@@ -161,9 +159,10 @@ func infrastructure(ctx context.Context, brokers []string, registryURL, mongoURI
 	return e, nil
 }
 
-// devEndpoints asks a running `shop dev` at base, given by flag, for its
-// infrastructure, as staff with key.
-func devEndpoints(ctx context.Context, flag, base, key string) (devstack.Endpoints, error) {
+// devEndpoints asks the admin listener of a running `shop dev` at base
+// (--admin-target) for its infrastructure.
+func devEndpoints(ctx context.Context, base string) (devstack.Endpoints, error) {
+	const flag = "--admin-target"
 	var e devstack.Endpoints
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -171,14 +170,11 @@ func devEndpoints(ctx context.Context, flag, base, key string) (devstack.Endpoin
 	if err != nil {
 		return e, fmt.Errorf("%s %s: %w", flag, base, err)
 	}
-	resp, err := auth.StaffClient(key, nil).Do(req)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return e, fmt.Errorf("%s %s: %w", flag, base, err)
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
-		return e, fmt.Errorf("%s %s: GET /dev/endpoints answered %s: give --staff-key (shop dev keeps one in its --data-dir's secrets.json)", flag, base, resp.Status)
-	}
 	if resp.StatusCode != http.StatusOK {
 		return e, fmt.Errorf("%s %s: GET /dev/endpoints answered %s: is it a `shop dev`?", flag, base, resp.Status)
 	}

@@ -104,7 +104,7 @@ func TestReplayAgainstShopDev(t *testing.T) {
 			}
 		}
 	})
-	out, progress, err := runShop(t, nil, "replay", "products", "--target", p.base, "--drop-after", "1s", "--data-dir", dir) // its secrets.json: the staff key
+	out, progress, err := runShop(t, nil, "replay", "products", "--admin-target", p.admin, "--drop-after", "1s")
 	close(stop)
 	wg.Wait()
 	if err != nil {

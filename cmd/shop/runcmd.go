@@ -41,7 +41,8 @@ func runRun(ctx context.Context, args []string, getenv func(string) string, stdo
 	fs := newFlags("run", stderr)
 	infra := addInfraFlags(fs)
 	components := fs.String("components", "all", "components to run, comma-separated: all, or "+strings.Join(app.Components(), ", "))
-	httpAddr := fs.String("http", ":8080", "HTTP address: GET /metrics and /healthz on every instance, the shop's API with the gateway component")
+	httpAddr := fs.String("http", ":8080", "HTTP address: /livez, /readyz and /healthz on every instance, the shop's API with the gateway component")
+	adminAddr := fs.String("admin-http", "127.0.0.1:0", adminHTTPUsage+" (default: a free loopback port, printed when ready; deployments set one for Prometheus)")
 	replication := fs.Int("replication", -1, "replication factor of topics created at start (-1: broker default)")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	dataDir := fs.String("data-dir", ".shop", dataDirUsage+": its endpoints.json, when there, gives every infrastructure flag not set otherwise")
@@ -68,11 +69,11 @@ func runRun(ctx context.Context, args []string, getenv func(string) string, stdo
 	printConfig(stdout, fs)
 	return app.Run(ctx, shop.apply(app.Config{
 		Brokers: infra.brokers, RegistryURL: *infra.registryURL, MongoURI: *infra.mongoURI, MongoDB: *infra.mongoDB,
-		PostgresURL: *infra.postgresURL, CardPSPURL: *infra.cardPSPURL, SepaBankURL: *infra.sepaBankURL, SMTPAddr: *infra.smtpAddr, HTTPAddr: *httpAddr, Components: comps, Replication: int16(*replication), Logger: log,
+		PostgresURL: *infra.postgresURL, CardPSPURL: *infra.cardPSPURL, SepaBankURL: *infra.sepaBankURL, SMTPAddr: *infra.smtpAddr, HTTPAddr: *httpAddr, AdminAddr: *adminAddr, Components: comps, Replication: int16(*replication), Logger: log,
 		Getenv: getenv,
-		OnReady: func(addr string) {
+		OnReady: func(addr, admin string) {
 			addr = "http://" + addr
-			fmt.Fprintf(stdout, "shop run ready: components %s, http %s\n", strings.Join(comps, ","), addr)
+			fmt.Fprintf(stdout, "shop run ready: components %s, http %s, admin http://%s\n", strings.Join(comps, ","), addr, admin)
 		},
 	}))
 }

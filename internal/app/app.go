@@ -28,7 +28,6 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/sony/gobreaker/v2"
 	"go.opentelemetry.io/otel/trace"
 
@@ -36,6 +35,7 @@ import (
 	"shopstream/internal/platform/command"
 	"shopstream/internal/platform/eventlog"
 	"shopstream/internal/platform/idempotency"
+	"shopstream/internal/platform/lag"
 	"shopstream/internal/platform/metrics"
 	"shopstream/processors/charging/pspclient"
 	"shopstream/producers/billing"
@@ -63,10 +63,13 @@ type Config struct {
 	// its outbox and its idempotency keys. Otherwise all share
 	// PostgresURL's database, each in its own schema.
 	DatabasePerContext bool
-	// HTTPAddr is where every instance serves GET /metrics (Prometheus),
-	// /livez, /readyz and /healthz; with the gateway component, the
-	// shop's API too.
-	HTTPAddr   string
+	// HTTPAddr is where every instance serves /livez, /readyz and
+	// /healthz; with the gateway component, the shop's API too.
+	HTTPAddr string
+	// AdminAddr is the admin listener: GET /metrics (Prometheus), /lag,
+	// /dev/endpoints (shop dev), /livez, /readyz and /debug/pprof/, off
+	// the public port. "" serves none of it.
+	AdminAddr  string
 	Components []string
 	// CardPSPURL and SepaBankURL are the payment providers' APIs.
 	CardPSPURL  string
@@ -103,8 +106,8 @@ type Config struct {
 	// the embedded infrastructure, for tools such as `shop replay --http`.
 	DevEndpoints any
 	// OnReady, if set, is called once every component runs, with the
-	// address HTTP listens on.
-	OnReady func(httpAddr string)
+	// addresses HTTP and the admin listener listen on ("" without one).
+	OnReady func(httpAddr, adminAddr string)
 	// Tracing is the tracer provider of every component; nil builds one
 	// from the OTEL_* environment (tracing.FromEnv, read with Getenv),
 	// which Run shuts down as it returns.
@@ -141,41 +144,42 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	w.ctx, w.cancel = context.WithCancelCause(ctx)
 	defer w.cancel(nil)
-	addr, err := w.build(rows, needs)
+	addr, admin, err := w.build(rows, needs)
 	if err != nil {
 		w.cancel(err)
 		w.wg.Wait()
 		return err
 	}
-	w.log.Info("components running", "components", cfg.Components, "http", addr)
+	w.log.Info("components running", "components", cfg.Components, "http", addr, "admin", admin)
 	if cfg.OnReady != nil {
-		cfg.OnReady(addr)
+		cfg.OnReady(addr, admin)
 	}
 	return w.wait()
 }
 
-// build builds every row, then the instance's HTTP server, and returns
-// the address it listens on.
-func (w *wiring) build(rows []component, needs []Need) (string, error) {
+// build builds every row, then the instance's HTTP server and its admin
+// listener, and returns the addresses they listen on.
+func (w *wiring) build(rows []component, needs []Need) (addr, admin string, err error) {
 	for _, c := range rows {
 		if err := c.build(w.ctx, w); err != nil {
-			return "", fmt.Errorf("%s: %w", c.name, err)
+			return "", "", fmt.Errorf("%s: %w", c.name, err)
 		}
 	}
+	a := gateway.Admin{Metrics: w.prom, DevEndpoints: w.cfg.DevEndpoints, Logger: w.log}
 	if w.admin != nil {
 		var dlqs []string
 		for _, t := range schemas.Topics() {
 			dlqs = append(dlqs, eventlog.DeadLetterTopic(t.Name))
 		}
 		w.prom.MustRegister(metrics.Lag(w.kadm(), w.known, 0, w.log), metrics.DeadLetters(w.kadm(), dlqs, 0, w.log))
+		a.Lag = func(ctx context.Context) ([]lag.Group, error) { return lag.Measure(ctx, w.kadm(), w.known) }
 	}
 	checks := readinessChecks(w.cfg.Components, w.infraChecks(needs), w.alive)
-	// Every instance serves GET /metrics, /livez, /readyz and /healthz
-	// (the alias of /readyz); with the gateway, the gateway serves the
-	// rest, its own /healthz included.
+	a.Checks = checks
+	// Every instance serves /livez, /readyz and /healthz (the alias of
+	// /readyz); with the gateway, the gateway serves the rest, its own
+	// /healthz included.
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(w.prom, promhttp.HandlerOpts{
-		ErrorHandling: promhttp.ContinueOnError, ErrorLog: slog.NewLogLogger(w.log.Handler(), slog.LevelWarn)}))
 	mux.Handle("GET /livez", gateway.Livez())
 	mux.Handle("GET /readyz", gateway.Readyz(checks))
 	server := "http"
@@ -187,18 +191,28 @@ func (w *wiring) build(rows []component, needs []Need) (string, error) {
 	} else {
 		mux.Handle("GET /healthz", gateway.Healthz(checks))
 	}
-	ln, err := net.Listen("tcp", w.cfg.HTTPAddr)
-	if err != nil {
-		return "", fmt.Errorf("listen --http %s: %w", w.cfg.HTTPAddr, err)
-	}
 	srv := gateway.NewServer(gateway.WithProblems(mux), w.cfg.HTTPLimits)
 	if gw != nil {
 		srv.RegisterOnShutdown(gw.EndStreams)
 	}
-	w.start(server, func(ctx context.Context) error {
-		// Serve returns as soon as Shutdown begins; the runner ends only
-		// once the requests in flight are answered, so that what closes
-		// after the runners (tracing, pools) still serves them.
+	if addr, err = w.serve(server, srv, "--http", w.cfg.HTTPAddr); err != nil || w.cfg.AdminAddr == "" {
+		return addr, "", err
+	}
+	admin, err = w.serve("admin", gateway.NewServer(a.Handler(), w.cfg.HTTPLimits), "--admin-http", w.cfg.AdminAddr)
+	return addr, admin, err
+}
+
+// serve runs srv on a listener of address at, given by flag, as the
+// runner name, and returns the address it listens on. The runner ends
+// once the requests in flight are answered (Serve returns as soon as
+// Shutdown begins), so that what closes after the runners (tracing,
+// pools) still serves them.
+func (w *wiring) serve(name string, srv *http.Server, flag, at string) (string, error) {
+	ln, err := net.Listen("tcp", at)
+	if err != nil {
+		return "", fmt.Errorf("listen %s %s: %w", flag, at, err)
+	}
+	w.start(name, func(ctx context.Context) error {
 		drained := make(chan struct{})
 		go func() {
 			defer close(drained)

@@ -30,6 +30,7 @@ import (
 type shop struct {
 	t     *testing.T
 	base  string
+	admin string // the admin listener: metrics, lag
 	stack *devstack.Stack
 	stop  func()
 	// client acts as staff (the stack's API key) unless a request carries
@@ -61,7 +62,7 @@ func startShopOn(t *testing.T, sc devstack.Config, options ...func(*app.Config))
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &shop{t: t, stack: ds.Stack, base: ds.URL, client: apiclient.Staff(ds.Stack.Secrets.StaffKey)}
+	s := &shop{t: t, stack: ds.Stack, base: ds.URL, admin: ds.Admin, client: apiclient.Staff(ds.Stack.Secrets.StaffKey)}
 	s.stop = func() {
 		if err := ds.Stop(context.Background()); err != nil {
 			t.Errorf("stop the shop: %v", err)

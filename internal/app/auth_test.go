@@ -113,7 +113,9 @@ func TestEachCallerReachesOnlyWhatIsTheirs(t *testing.T) {
 		{"b", http.MethodPost, "/products/" + product + "/reviews", fmt.Sprintf(`{"customer_id": %q, "rating": 1}`, a.ID), 403},
 		{"b", http.MethodPost, "/products", `{"title": "x", "price_cents": 1, "quantity": 1}`, 403},
 		{"b", http.MethodPost, "/products/" + product + "/restock", `{"quantity": 3000000}`, 403},
-		{"b", http.MethodGet, "/lag", "", 403},
+		{"staff", http.MethodGet, "/lag", "", 404}, // the admin listener's, not the public port's
+		{"staff", http.MethodGet, "/metrics", "", 404},
+		{"staff", http.MethodGet, "/dev/endpoints", "", 404},
 		{"a", http.MethodGet, "/orders/" + orderA, "", 200},
 		{"a", http.MethodGet, "/customers/" + a.ID + "/orders", "", 200},
 		{"staff", http.MethodGet, "/orders/" + orderA, "", 200},

@@ -18,7 +18,6 @@ import (
 	"shopstream/internal/edge/gateway"
 	"shopstream/internal/edge/stockwatch"
 	"shopstream/internal/platform/docstore"
-	"shopstream/internal/platform/lag"
 	"shopstream/internal/platform/metrics"
 	"shopstream/internal/platform/outbox"
 	"shopstream/internal/platform/pgdb"
@@ -373,8 +372,7 @@ func buildGateway(ctx context.Context, w *wiring) error {
 		return gateway.New(gateway.Deps{
 			Auth: authn, Login: w.svc.customers.Authenticate, CORSOrigins: w.cfg.CORSOrigins,
 			Commands: commandBus(w.svc, w.dbs, w.cfg, w.prom), Products: products.NewReader(w.db), Orders: orderviews.NewReader(w.db),
-			Stock: hub, Checks: checks, Logger: w.log, DevEndpoints: w.cfg.DevEndpoints,
-			Lag:     func(ctx context.Context) ([]lag.Group, error) { return lag.Measure(ctx, w.kadm(), w.known) },
+			Stock: hub, Checks: checks, Logger: w.log,
 			Metrics: w.prom, Tracing: w.tp, AsyncAPI: AsyncAPI, Limits: w.cfg.HTTPLimits,
 		})
 	}

@@ -48,9 +48,17 @@ func getHealth(t *testing.T, base, path string) health {
 }
 
 // startInstance runs `shop run --components=components` on the stack,
-// with edit applied to its config, and returns its base URL; the
-// instance stops at the end of the test.
+// with edit applied to its config, and returns its base URL (the admin
+// listener's is instanceAdmin's); the instance stops at the end of the
+// test.
 func startInstance(t *testing.T, e devstack.Endpoints, components []string, edit func(*app.Config)) string {
+	base, _ := startInstanceWithAdmin(t, e, components, edit)
+	return base
+}
+
+// startInstanceWithAdmin is startInstance, returning the admin
+// listener's URL too.
+func startInstanceWithAdmin(t *testing.T, e devstack.Endpoints, components []string, edit func(*app.Config)) (base, admin string) {
 	t.Helper()
 	cfg := devshop.Config(e, devstack.Secrets{TokenSecret: strings.Repeat("s", 32)}, "127.0.0.1:0", slog.New(slog.NewTextHandler(testLogOutput(), &slog.HandlerOptions{Level: slog.LevelWarn})))
 	cfg.Components = components
@@ -58,8 +66,8 @@ func startInstance(t *testing.T, e devstack.Endpoints, components []string, edit
 	if edit != nil {
 		edit(&cfg)
 	}
-	ready := make(chan string, 1)
-	cfg.OnReady = func(addr string) { ready <- addr }
+	ready := make(chan [2]string, 1)
+	cfg.OnReady = func(addr, admin string) { ready <- [2]string{addr, admin} }
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- app.Run(ctx, cfg) }()
@@ -70,15 +78,15 @@ func startInstance(t *testing.T, e devstack.Endpoints, components []string, edit
 		}
 	})
 	select {
-	case addr := <-ready:
-		return "http://" + addr
+	case addrs := <-ready:
+		return "http://" + addrs[0], "http://" + addrs[1]
 	case err := <-done:
 		done <- nil
 		t.Fatalf("instance %v stopped: %v", components, err)
 	case <-time.After(60 * time.Second):
 		t.Fatalf("instance %v not ready in 60 s", components)
 	}
-	return ""
+	return "", ""
 }
 
 // closedAddr is a loopback address nothing listens on.

@@ -16,7 +16,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"shopstream/internal/app"
-	"shopstream/internal/devinfra/devshop"
 	"shopstream/internal/edge/gateway"
 	"shopstream/processors/charging"
 	"shopstream/processors/email"
@@ -132,7 +131,7 @@ func TestMetricsCoverTheDashboard(t *testing.T) {
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for done := false; !done; {
-		for _, smp := range samples(scrape(t, s.base), "shop_consumer_lag") {
+		for _, smp := range samples(scrape(t, s.admin), "shop_consumer_lag") {
 			if smp.labels["group"] == email.Group {
 				maxEmailLag = max(maxEmailLag, smp.value)
 			}
@@ -156,7 +155,7 @@ func TestMetricsCoverTheDashboard(t *testing.T) {
 	s.do(http.MethodGet, "/no/such/route/"+ids[0], "", "")
 	s.waitQuiet()
 	time.Sleep(2 * time.Second) // idle: the projectors' checkpoints must stay fresh anyway
-	mfs := scrape(t, s.base)
+	mfs := scrape(t, s.admin)
 
 	t.Run("http", func(t *testing.T) {
 		routes := append(gateway.New(gateway.Deps{Logger: slog.New(slog.DiscardHandler)}).Routes(), "unmatched")
@@ -253,29 +252,8 @@ func TestMetricsCoverTheDashboard(t *testing.T) {
 		}
 	})
 	t.Run("instance without gateway", func(t *testing.T) {
-		cfg := devshop.Config(s.stack.Endpoints, s.stack.Secrets, "127.0.0.1:0", slog.New(slog.DiscardHandler))
-		cfg.Components = []string{app.OutboxRelay} // a standby relay: it waits for the lock
-		ready := make(chan string, 1)
-		cfg.OnReady = func(addr string) { ready <- addr }
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- app.Run(ctx, cfg) }()
-		defer func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("second instance: %v", err)
-			}
-		}()
-		var base string
-		select {
-		case addr := <-ready:
-			base = "http://" + addr
-		case err := <-done:
-			done <- nil
-			t.Fatalf("second instance stopped: %v", err)
-		case <-time.After(60 * time.Second):
-			t.Fatal("second instance not ready in 60 s")
-		}
+		// A standby relay: it waits for the lock.
+		base, admin := startInstanceWithAdmin(t, s.stack.Endpoints, []string{app.OutboxRelay}, nil)
 		resp, err := http.Get(base + "/healthz")
 		if err != nil || resp.StatusCode != http.StatusOK {
 			t.Fatalf("GET /healthz of an instance without gateway: %v %v", resp, err)
@@ -286,7 +264,10 @@ func TestMetricsCoverTheDashboard(t *testing.T) {
 			t.Fatalf("GET /orders/{id} of an instance without gateway: %v %v, want 404", resp, err)
 		}
 		resp.Body.Close()
-		m := scrape(t, base)
+		if resp, err := http.Get(base + "/metrics"); err != nil || resp.StatusCode != http.StatusNotFound {
+			t.Fatalf("GET /metrics on the public port: %v %v, want 404 (it is the admin listener's)", resp, err)
+		}
+		m := scrape(t, admin)
 		var families []string
 		for name := range m {
 			if strings.HasPrefix(name, "shop_") {

@@ -47,8 +47,11 @@ func (s *shop) send(path, body string) (int, map[string]any, error) {
 }
 
 // get reads path into v from any goroutine; it returns the status.
-func (s *shop) get(path string, v any) (int, error) {
-	resp, err := s.client.Get(s.base + path)
+func (s *shop) get(path string, v any) (int, error) { return s.getAt(s.base+path, v) }
+
+// getAt reads url (the admin listener's, say) into v.
+func (s *shop) getAt(url string, v any) (int, error) {
+	resp, err := s.client.Get(url)
 	if err != nil {
 		return 0, err
 	}
@@ -64,7 +67,7 @@ func (s *shop) get(path string, v any) (int, error) {
 func (s *shop) groupLag(group string) int64 {
 	s.t.Helper()
 	var l struct{ Groups []lag.Group }
-	if code, err := s.get("/lag", &l); code != http.StatusOK || err != nil {
+	if code, err := s.getAt(s.admin+"/lag", &l); code != http.StatusOK || err != nil {
 		s.t.Fatalf("GET /lag: %d %v", code, err)
 	}
 	for _, g := range l.Groups {
@@ -84,7 +87,7 @@ func (s *shop) waitQuiet() {
 	deadline := time.Now().Add(60 * time.Second)
 	for quiet := 0; quiet < 2; {
 		var l struct{ Groups []lag.Group }
-		if code, err := s.get("/lag", &l); code != http.StatusOK || err != nil {
+		if code, err := s.getAt(s.admin+"/lag", &l); code != http.StatusOK || err != nil {
 			s.t.Fatalf("GET /lag: %d %v", code, err)
 		}
 		busy, _ := outbox.Pending(context.Background(), pool)

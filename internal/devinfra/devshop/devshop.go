@@ -17,13 +17,14 @@ import (
 )
 
 // Config is the configuration of a whole shop on the stack at e, its
-// gateway listening on httpAddr and admitting the stack's secrets.
+// gateway listening on httpAddr and admitting the stack's secrets, its
+// admin listener on a free loopback port.
 func Config(e devstack.Endpoints, secrets devstack.Secrets, httpAddr string, log *slog.Logger) app.Config {
 	return app.Config{
 		Auth:    app.Auth{TokenSecret: secrets.TokenSecret, StaffKeys: slices.DeleteFunc([]string{secrets.StaffKey}, func(k string) bool { return k == "" })},
 		Brokers: e.Brokers, RegistryURL: e.RegistryURL, MongoURI: e.MongoURI, MongoDB: "shop",
 		PostgresURL: e.PostgresURL, CardPSPURL: e.CardPSPURL, SepaBankURL: e.SepaBankURL, SMTPAddr: e.SMTPAddr,
-		HTTPAddr: httpAddr, Components: app.Components(), Replication: 1, Logger: log,
+		HTTPAddr: httpAddr, AdminAddr: "127.0.0.1:0", Components: app.Components(), Replication: 1, Logger: log,
 		DevEndpoints: e,
 	}
 }
@@ -32,6 +33,7 @@ func Config(e devstack.Endpoints, secrets devstack.Secrets, httpAddr string, log
 type Shop struct {
 	Stack *devstack.Stack
 	URL   string // the gateway: http://host:port
+	Admin string // the admin listener (metrics, lag, pprof): http://host:port
 
 	stop context.CancelFunc
 	done chan error
@@ -54,14 +56,17 @@ func Start(ctx context.Context, sc devstack.Config, edit func(*app.Config)) (*Sh
 	if edit != nil {
 		edit(&cfg)
 	}
-	ready := make(chan string, 1)
-	cfg.OnReady = func(addr string) { ready <- addr }
+	ready := make(chan [2]string, 1)
+	cfg.OnReady = func(addr, admin string) { ready <- [2]string{addr, admin} }
 	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	s := &Shop{Stack: stack, stop: stop, done: make(chan error, 1)}
 	go func() { s.done <- app.Run(runCtx, cfg) }()
 	select {
-	case addr := <-ready:
-		s.URL = "http://" + addr
+	case addrs := <-ready:
+		s.URL = "http://" + addrs[0]
+		if addrs[1] != "" {
+			s.Admin = "http://" + addrs[1]
+		}
 		return s, nil
 	case err := <-s.done:
 		s.done <- err

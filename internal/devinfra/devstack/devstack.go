@@ -78,9 +78,10 @@ type Endpoints struct {
 	PostgresURL string   `json:"postgres_url"`
 	CardPSPURL  string   `json:"card_psp_url"`
 	SepaBankURL string   `json:"sepa_bank_url"`
-	SMTPAddr    string   `json:"smtp_addr"`      // writes each message to MailDir/*.eml
-	MailDir     string   `json:"mail_dir"`       // <dir>/mail, absolute
-	HTTP        string   `json:"http,omitempty"` // the gateway, when `shop dev` serves one
+	SMTPAddr    string   `json:"smtp_addr"`       // writes each message to MailDir/*.eml
+	MailDir     string   `json:"mail_dir"`        // <dir>/mail, absolute
+	HTTP        string   `json:"http,omitempty"`  // the gateway, when `shop dev` serves one
+	Admin       string   `json:"admin,omitempty"` // its admin listener (metrics, lag, pprof)
 }
 
 // Stack is the running embedded infrastructure.

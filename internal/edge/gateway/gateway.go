@@ -23,7 +23,6 @@ import (
 	"shopstream/internal/edge/auth"
 	"shopstream/internal/edge/stockwatch"
 	"shopstream/internal/platform/command"
-	"shopstream/internal/platform/lag"
 	"shopstream/internal/platform/password"
 	"shopstream/internal/platform/tracing"
 	"shopstream/producers/carts"
@@ -56,15 +55,9 @@ type Deps struct {
 	Products *products.Reader
 	Orders   *orderviews.Reader
 	Stock    *stockwatch.Hub // sold-out and restock notices, for GET /products/{id}/events
-	// Lag measures the consumer groups' lag, for GET /lag (nil: 404).
-	Lag func(ctx context.Context) ([]lag.Group, error)
 	// AsyncAPI generates what GET /asyncapi.json answers, the AsyncAPI
 	// document of the event log (nil: 404).
 	AsyncAPI func() ([]byte, error)
-	// DevEndpoints is what GET /dev/endpoints answers: the embedded
-	// infrastructure of `shop dev`, so that `shop replay --http` finds it
-	// (nil outside `shop dev`: 404).
-	DevEndpoints any
 	Checks       []Check
 	Logger       *slog.Logger
 	// Metrics, if set, is where New registers MetricRequestDuration and
@@ -119,8 +112,6 @@ func New(d Deps) *Gateway {
 	g.handle("POST /orders", g.placeOrder)
 	g.handle("GET /orders/{id}", g.query(g.getOrder))
 	g.handle("GET /customers/{id}/orders", g.query(g.listCustomerOrders))
-	g.handle("GET /lag", g.getLag)
-	g.handle("GET /dev/endpoints", g.devEndpoints)
 	g.handler = withTracing(d.Tracing, withMetrics(d.Metrics, http.HandlerFunc(g.route)))
 	if len(d.CORSOrigins) > 0 {
 		g.handler = cors.New(cors.Options{

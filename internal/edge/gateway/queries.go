@@ -7,7 +7,6 @@ import (
 
 	"github.com/google/uuid"
 
-	"shopstream/internal/platform/lag"
 
 	"shopstream/projectors/orderviews"
 	"shopstream/projectors/products"
@@ -274,32 +273,3 @@ func (g *Gateway) listCustomerOrders(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, customerOrders{Items: items})
 }
 
-// lagResponse is the JSON of GET /lag: every consumer group of the shop
-// with its lag per partition.
-type lagResponse struct {
-	Groups []lag.Group `json:"groups"`
-}
-
-func (g *Gateway) getLag(w http.ResponseWriter, r *http.Request) {
-	if g.d.Lag == nil {
-		writeProblem(w, r, http.StatusNotFound, "not-found", "this instance does not measure consumer lag")
-		return
-	}
-	groups, err := g.d.Lag(r.Context())
-	if err != nil {
-		writeError(w, r, g.log, err)
-		return
-	}
-	if groups == nil {
-		groups = []lag.Group{}
-	}
-	writeJSON(w, http.StatusOK, lagResponse{Groups: groups})
-}
-
-func (g *Gateway) devEndpoints(w http.ResponseWriter, r *http.Request) {
-	if g.d.DevEndpoints == nil {
-		writeProblem(w, r, http.StatusNotFound, "not-found", "not a `shop dev` instance: its infrastructure is given by flags")
-		return
-	}
-	writeJSON(w, http.StatusOK, g.d.DevEndpoints)
-}

@@ -74,7 +74,7 @@ func stillPending(ctx context.Context, smp *sampler, ids []string, needEmail boo
 					EmailedAt *time.Time `json:"emailed_at"`
 				} `json:"invoice"`
 			}
-			err := smp.get(ctx, "/orders/"+id, &o)
+			err := smp.get(ctx, smp.c.base+"/orders/"+id, &o)
 			mu.Lock()
 			defer mu.Unlock()
 			switch {

@@ -74,7 +74,7 @@ func relayShop(t testing.TB, drain float64) *httptest.Server {
 func TestRampNamesTheRelay(t *testing.T) {
 	srv := relayShop(t, 30)
 	out := t.TempDir()
-	cfg := Config{Target: srv.URL, StaffKey: "staff-key-of-the-fake-shop", Out: out, DrainTimeout: 10 * time.Second, Workers: 64,
+	cfg := Config{Target: srv.URL, Admin: srv.URL, StaffKey: "staff-key-of-the-fake-shop", Out: out, DrainTimeout: 10 * time.Second, Workers: 64,
 		Catalogue: Catalogue{Products: 10, HotProducts: 2, HotStock: 1000, Stock: 1000, Customers: 5}}
 	rc := RampConfig{Start: 10, Step: 80, Max: 170, StepFor: 2 * time.Second, Mix: MixOrders,
 		SpikeFor: time.Second, VisibleFor: time.Second}

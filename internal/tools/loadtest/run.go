@@ -38,7 +38,11 @@ type Config struct {
 	// StaffKey is a staff API key of the shop: the run registers its
 	// catalogue, restocks and reads the back office with it. Its shoppers
 	// act as themselves: each signs up, logs in and sends its token.
-	StaffKey  string
+	StaffKey string
+	// Admin is the shop's admin listener (GET /metrics, /lag), "" when
+	// unknown: the lag is then measured on Sources.Brokers, and the ramp
+	// does without the outbox backlog.
+	Admin     string
 	Profile   Profile
 	Catalogue Catalogue // zero: DefaultCatalogue
 	// Workers bound the requests in flight; 0 means DefaultWorkers.
@@ -140,7 +144,7 @@ func open(ctx context.Context, cfg *Config) (*session, error) {
 	s := &session{cfg: *cfg, out: newProgress(cfg.Progress)}
 
 	s.rec = NewRecorder(time.Now().Add(24 * time.Hour)) // nothing counts until the load starts
-	s.c = &client{base: cfg.Target, rec: s.rec, http: auth.StaffClient(cfg.StaffKey,
+	s.c = &client{base: cfg.Target, admin: strings.TrimRight(cfg.Admin, "/"), rec: s.rec, http: auth.StaffClient(cfg.StaffKey,
 		&http.Transport{MaxIdleConns: cfg.Workers, MaxIdleConnsPerHost: cfg.Workers, IdleConnTimeout: time.Minute})}
 	s.c.http.Timeout = 10 * time.Second
 	s.w = newWorld()

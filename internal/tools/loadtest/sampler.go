@@ -3,6 +3,7 @@ package loadtest
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"sync"
@@ -34,6 +35,7 @@ type sampler struct {
 	lastAt time.Time        // when it was taken
 
 	emailsCl *kgo.Client
+	lagCl    *kgo.Client // the brokers the groups' lag is measured on (nil: GET /lag of the admin listener)
 }
 
 // newSampler starts consuming EmailSent events from the current end of the
@@ -57,7 +59,12 @@ func newSampler(ctx context.Context, c *client, start time.Time, hot []product, 
 	}
 	from := map[string]map[int32]kgo.Offset{schemas.TopicEmails: {}}
 	ends.Each(func(o kadm.ListedOffset) { from[o.Topic][o.Partition] = kgo.NewOffset().At(o.Offset) })
-	s.emailsCl, err = kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumePartitions(from))
+	if s.emailsCl, err = kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumePartitions(from)); err != nil {
+		return nil, err
+	}
+	if s.lagCl, err = kgo.NewClient(kgo.SeedBrokers(brokers...)); err == nil {
+		context.AfterFunc(ctx, s.lagCl.Close) // the run's end
+	}
 	return s, err
 }
 
@@ -130,7 +137,7 @@ func (s *sampler) sample(ctx context.Context) {
 		var v struct {
 			Stock int64 `json:"stock"`
 		}
-		if s.get(ctx, "/products/"+p.id, &v) == nil {
+		if s.get(ctx, s.c.base+"/products/"+p.id, &v) == nil {
 			s.mu.Lock()
 			s.stock[p.id] = append(s.stock[p.id], report.StockPoint{T: now, Stock: v.Stock})
 			s.mu.Unlock()
@@ -138,17 +145,25 @@ func (s *sampler) sample(ctx context.Context) {
 	}
 }
 
+// groups measures every consumer group's lag on the brokers, or asks the
+// shop's admin listener (GET /lag) when the brokers are unknown.
 func (s *sampler) groups(ctx context.Context) ([]lag.Group, error) {
+	if s.lagCl != nil {
+		return lag.Measure(ctx, kadm.NewClient(s.lagCl), nil)
+	}
+	if s.c.admin == "" {
+		return nil, errors.New("lag unknown: neither the brokers nor the shop's admin listener are known")
+	}
 	var v struct {
 		Groups []lag.Group `json:"groups"`
 	}
-	err := s.get(ctx, "/lag", &v)
+	err := s.get(ctx, s.c.admin+"/lag", &v)
 	return v.Groups, err
 }
 
-// get reads a JSON answer outside the recorded load.
-func (s *sampler) get(ctx context.Context, path string, v any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.c.base+path, nil)
+// get reads a JSON answer at url outside the recorded load.
+func (s *sampler) get(ctx context.Context, url string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err
 	}
@@ -158,7 +173,7 @@ func (s *sampler) get(ctx context.Context, path string, v any) error {
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: HTTP %d", path, resp.StatusCode)
+		return fmt.Errorf("GET %s: HTTP %d", url, resp.StatusCode)
 	}
 	return json.NewDecoder(resp.Body).Decode(v)
 }

@@ -108,7 +108,8 @@ type Accepted struct {
 
 // client sends the shoppers' requests and records every answer.
 type client struct {
-	base string
+	base  string
+	admin string // the shop's admin listener ("" unknown): GET /metrics, /lag
 	// http presents the staff key on requests with no credentials of
 	// their own (auth.Transport): setup, restocks, the samplers.
 	http *http.Client

@@ -51,7 +51,10 @@ func (s *sampler) snapshot(ctx context.Context) stageSnap {
 		snap.lagOK = true
 		fillGroups(&snap, groups)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.c.base+"/metrics", nil)
+	if s.c.admin == "" {
+		return snap // no admin listener known: no metrics
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.c.admin+"/metrics", nil)
 	if err != nil {
 		return snap
 	}
