@@ -169,7 +169,7 @@ func startShop(t *testing.T, e devstack.Endpoints, secrets devstack.Secrets, log
 	// limit on their sign-ups and log-ins.
 	cfg.HTTPLimits.AuthRate, cfg.HTTPLimits.AuthBurst = 10000, 10000
 	ready := make(chan string, 1)
-	cfg.OnReady = func(addr string) { ready <- addr }
+	cfg.OnReady = func(addr, _ string) { ready <- addr }
 	ctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))
 	done := make(chan error, 1)
 	go func() { done <- app.Run(ctx, cfg) }()

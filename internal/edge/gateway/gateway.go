@@ -58,8 +58,8 @@ type Deps struct {
 	// AsyncAPI generates what GET /asyncapi.json answers, the AsyncAPI
 	// document of the event log (nil: 404).
 	AsyncAPI func() ([]byte, error)
-	Checks       []Check
-	Logger       *slog.Logger
+	Checks   []Check
+	Logger   *slog.Logger
 	// Metrics, if set, is where New registers MetricRequestDuration and
 	// MetricShed (once: New panics if they are registered there already).
 	Metrics prometheus.Registerer

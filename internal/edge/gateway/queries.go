@@ -7,7 +7,6 @@ import (
 
 	"github.com/google/uuid"
 
-
 	"shopstream/projectors/orderviews"
 	"shopstream/projectors/products"
 )
@@ -272,4 +271,3 @@ func (g *Gateway) listCustomerOrders(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, customerOrders{Items: items})
 }
-
