@@ -69,8 +69,13 @@ func definitions() []definition {
 	paymentRequested.current = 2
 	paymentRequested.upcasters = map[int]Upcaster{1: upcastPaymentRequestedV1}
 	paymentRequested.resolvable = map[int]bool{1: true}
+	// v2 of the events with personal data add the key it is encrypted
+	// under, null in v1 records (plain text).
+	signedUp, emailRequested, emailSent := withPIIKey(event[CustomerSignedUp](TopicCustomers)),
+		withPIIKey(event[EmailRequested](TopicEmails)), withPIIKey(event[EmailSent](TopicEmails))
 	return []definition{
-		event[CustomerSignedUp](TopicCustomers),
+		signedUp,
+		event[CustomerErased](TopicCustomers),
 		productRegistered,
 		event[ProductRestocked](TopicProducts),
 		event[PhotoWasAdded](TopicProducts),
@@ -90,10 +95,22 @@ func definitions() []definition {
 		event[PaymentFailed](TopicPayments),
 		event[SepaTransferRequested](TopicSepaRequests),
 		event[InvoiceIssued](TopicInvoices),
-		event[EmailRequested](TopicEmails),
-		event[EmailSent](TopicEmails),
+		emailRequested,
+		emailSent,
 		event[ReviewAdded](TopicReviews),
 	}
+}
+
+// withPIIKey is d at v2, which adds pii_key_id to v1, null in v1 records.
+func withPIIKey(d definition) definition {
+	d.current = 2
+	d.upcasters = map[int]Upcaster{1: func(old map[string]any) (map[string]any, error) {
+		out := maps.Clone(old)
+		out["pii_key_id"] = nil
+		return out, nil
+	}}
+	d.resolvable = map[int]bool{1: true}
+	return d
 }
 
 // upcastPaymentRequestedV1 gives a v1 record v2's expires_at, null: it

@@ -13,8 +13,18 @@ type Event interface {
 // CustomerSignedUp: shop.customers.v1.
 type CustomerSignedUp struct {
 	CustomerID string `avro:"customer_id"`
-	Email      string `avro:"email"`
-	Name       string `avro:"name"`
+	Email      string `avro:"email"` // ciphertext when PIIKeyID is set
+	Name       string `avro:"name"`  // ciphertext when PIIKeyID is set
+	// PIIKeyID is the key the personal fields are encrypted under (v2;
+	// nil in v1 records, whose fields are plain text).
+	PIIKeyID *string `avro:"pii_key_id"`
+}
+
+// CustomerErased: shop.customers.v1. The customer's key is destroyed.
+type CustomerErased struct {
+	CustomerID string    `avro:"customer_id"`
+	PIIKeyID   *string   `avro:"pii_key_id"`
+	ErasedAt   time.Time `avro:"erased_at"`
 }
 
 // ProductRegistered (v3): shop.catalog.products.v1.
@@ -166,18 +176,20 @@ type InvoiceIssued struct {
 // EmailRequested: shop.notifications.emails.v1.
 type EmailRequested struct {
 	OrderID       string  `avro:"order_id"`
-	To            string  `avro:"to"`
+	To            string  `avro:"to"` // ciphertext when PIIKeyID is set
 	Subject       string  `avro:"subject"`
 	Template      string  `avro:"template"`
 	AttachmentRef *string `avro:"attachment_ref"`
+	PIIKeyID      *string `avro:"pii_key_id"` // v2; nil in v1 records
 }
 
 // EmailSent: shop.notifications.emails.v1.
 type EmailSent struct {
 	OrderID   string    `avro:"order_id"`
-	To        string    `avro:"to"`
+	To        string    `avro:"to"` // ciphertext when PIIKeyID is set
 	MessageID string    `avro:"message_id"`
 	SentAt    time.Time `avro:"sent_at"`
+	PIIKeyID  *string   `avro:"pii_key_id"` // v2; nil in v1 records
 }
 
 // ReviewAdded: shop.reviews.v1.
@@ -190,6 +202,7 @@ type ReviewAdded struct {
 }
 
 func (CustomerSignedUp) EventType() string         { return "shop.customers.CustomerSignedUp" }
+func (CustomerErased) EventType() string           { return "shop.customers.CustomerErased" }
 func (ProductRegistered) EventType() string        { return "shop.catalog.ProductRegistered" }
 func (ProductRestocked) EventType() string         { return "shop.catalog.ProductRestocked" }
 func (PhotoWasAdded) EventType() string            { return "shop.catalog.PhotoWasAdded" }

@@ -119,6 +119,16 @@ func normalize(ev schemas.Event) schemas.Event {
 // by goavro with that version's codec as an older build did.
 func oldRecords() map[string]map[int][]map[string]any {
 	return map[string]map[int][]map[string]any{
+		"shop.customers.CustomerSignedUp": {
+			1: {{"customer_id": "c-1", "email": "zizou@example.org", "name": "Zinédine"}},
+		},
+		"shop.notifications.EmailRequested": {
+			1: {{"order_id": "o-1", "to": "zizou@example.org", "subject": "Your invoice", "template": "invoice", "attachment_ref": goavro.Union("string", "x.pdf")},
+				{"order_id": "o-2", "to": "a@b.c", "subject": "s", "template": "t", "attachment_ref": nil}},
+		},
+		"shop.notifications.EmailSent": {
+			1: {{"order_id": "o-1", "to": "zizou@example.org", "message_id": "<m1@shop>", "sent_at": time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)}},
+		},
 		"shop.payments.PaymentRequested": {
 			1: {
 				{"order_id": "o-1", "method": "card", "amount_cents": int64(8999)},

@@ -349,7 +349,7 @@ func buildEmail(_ context.Context, w *wiring) error {
 			Help: "This instance's share of the email quota: the group's quota times the share of the email partitions it owns."}, pacer.Share),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "shop_email_group_quota_per_second",
 			Help: "The email provider's quota for the whole email consumer group (--email-rate)."}, pacer.Rate))
-	sender := email.New(email.Deps{Notifications: w.svc.notifications, Billing: w.svc.billing, Mailer: m, Pacer: pacer, Logger: w.log, Sent: sent})
+	sender := email.New(email.Deps{Notifications: w.svc.notifications, Reveal: w.svc.customers.Reveal, Billing: w.svc.billing, Mailer: m, Pacer: pacer, Logger: w.log, Sent: sent})
 	return w.consume(Email, sender.Config(w.serde))
 }
 

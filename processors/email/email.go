@@ -21,6 +21,7 @@ import (
 
 	"shopstream/internal/platform/command"
 	"shopstream/internal/platform/eventlog"
+	"shopstream/internal/platform/pii"
 	"shopstream/processors/consumer"
 	"shopstream/processors/email/mailer"
 	"shopstream/processors/email/quota"
@@ -38,10 +39,13 @@ var Topics = []string{schemas.TopicEmails}
 // Deps are what the sender uses.
 type Deps struct {
 	Notifications *notifications.Service
-	Billing       *billing.Service
-	Mailer        *mailer.Mailer
-	Pacer         *quota.Pacer
-	Logger        *slog.Logger
+	// Reveal opens the address of a request, sealed under the customer's
+	// key (customers.Service.Reveal); pii.ErrErased once it is destroyed.
+	Reveal  func(ctx context.Context, keyID, sealed string) (string, error)
+	Billing *billing.Service
+	Mailer  *mailer.Mailer
+	Pacer   *quota.Pacer
+	Logger  *slog.Logger
 	// Sent, if set, counts the emails the relay accepted (a
 	// prometheus.Counter), resends after a crash included.
 	Sent interface{ Inc() }
@@ -53,6 +57,14 @@ type Sender struct{ d Deps }
 // New returns the sender.
 func New(d Deps) *Sender {
 	d.Logger = d.Logger.With("component", "email")
+	if d.Reveal == nil { // plain addresses only
+		d.Reveal = func(_ context.Context, keyID, sealed string) (string, error) {
+			if keyID != "" {
+				return "", fmt.Errorf("email: the address is sealed under %s and the sender has no Reveal", keyID)
+			}
+			return sealed, nil
+		}
+	}
 	return &Sender{d: d}
 }
 
@@ -86,7 +98,19 @@ func (s *Sender) Handle(ctx context.Context, env eventlog.Envelope) error {
 	if err != nil || state.Sent() {
 		return err
 	}
-	msg := mailer.Message{MessageID: MessageID(e.OrderID), To: e.To, Subject: e.Subject,
+	keyID := ""
+	if e.PIIKeyID != nil {
+		keyID = *e.PIIKeyID
+	}
+	to, err := s.d.Reveal(ctx, keyID, e.To)
+	if errors.Is(err, pii.ErrErased) {
+		s.d.Logger.Info("email not sent: the customer was erased", "order_id", e.OrderID)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	msg := mailer.Message{MessageID: MessageID(e.OrderID), To: to, Subject: e.Subject,
 		Text: fmt.Sprintf("Thank you for your order %s.\r\nYour invoice is attached.\r\n\r\nshopstream", e.OrderID)}
 	if e.AttachmentRef != nil {
 		pdf, err := s.d.Billing.Document(ctx, *e.AttachmentRef)

@@ -7,12 +7,14 @@ package invoicing
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
 
 	"shopstream/internal/platform/command"
 	"shopstream/internal/platform/eventlog"
+	"shopstream/internal/platform/pii"
 	"shopstream/processors/consumer"
 	"shopstream/processors/invoicing/invoicepdf"
 	"shopstream/producers/billing"
@@ -94,8 +96,18 @@ func (p *Processor) Handle(ctx context.Context, env eventlog.Envelope) error {
 	if err != nil || !found {
 		return notFound(err, found, "customer", issued.CustomerID)
 	}
+	// The address travels sealed under the customer's key; an erased
+	// customer has none to send to.
+	keyID, to, err := p.d.Customers.Seal(ctx, issued.CustomerID, c.Email)
+	if c.Erased || errors.Is(err, pii.ErrErased) {
+		p.d.Logger.Info("no invoice email: the customer was erased", "order_id", e.OrderID)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
 	return p.d.Notifications.Request(ctx, meta, notifications.Request{
-		OrderID: e.OrderID, To: c.Email, Subject: "Your shopstream invoice " + issued.Number,
+		OrderID: e.OrderID, To: to, PIIKeyID: keyID, Subject: "Your shopstream invoice " + issued.Number,
 		Template: "invoice", AttachmentRef: billing.DocumentRef(e.OrderID)})
 }
 

@@ -6,8 +6,10 @@
 package customers
 
 import (
+	"fmt"
 	"net/mail"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"shopstream/internal/platform/command"
@@ -15,10 +17,14 @@ import (
 	"shopstream/schemas"
 )
 
-// Customer is the write-side state of a customer.
+// Customer is the write-side state of a customer. Erasure empties the
+// personal fields (omitted, so the unique index on the email counts it no
+// more).
 type Customer struct {
-	Email string `json:"email"` // lower-cased; indexed unique
-	Name  string `json:"name"`
+	Email    string `json:"email,omitempty"` // lower-cased; indexed unique
+	Name     string `json:"name,omitempty"`
+	PIIKeyID string `json:"pii_key_id,omitempty"` // the key its events' personal fields are sealed under
+	Erased   bool   `json:"erased,omitempty"`
 }
 
 // SignUp creates a customer account, with the password the customer logs
@@ -32,6 +38,32 @@ type SignUp struct {
 
 // CommandName names the command on the bus.
 func (SignUp) CommandName() string { return "customers.SignUp" }
+
+// Erase erases a customer's personal data at At (GDPR art. 17): its key
+// is destroyed, its account closed.
+type Erase struct {
+	CustomerID string
+	At         time.Time
+}
+
+// CommandName names the command on the bus.
+func (Erase) CommandName() string { return "customers.Erase" }
+
+// DecideErase is the pure rule of erasure: an unknown customer is not
+// found; an erased one stays erased (nothing more to do).
+func DecideErase(c Customer, version int64, cmd Erase) ([]schemas.Event, error) {
+	switch {
+	case version == 0:
+		return nil, fmt.Errorf("customer %s: %w", cmd.CustomerID, command.ErrNotFound)
+	case c.Erased:
+		return nil, nil
+	}
+	e := schemas.CustomerErased{CustomerID: cmd.CustomerID, ErasedAt: cmd.At.UTC().Truncate(time.Millisecond)}
+	if c.PIIKeyID != "" {
+		e.PIIKeyID = &c.PIIKeyID
+	}
+	return []schemas.Event{e}, nil
+}
 
 // MaxName is the longest name accepted, in characters.
 const MaxName = 200
@@ -63,8 +95,14 @@ func Decide(_ Customer, version int64, cmd SignUp) ([]schemas.Event, error) {
 // Evolve folds events into the state.
 func Evolve(c Customer, events ...schemas.Event) Customer {
 	for _, e := range events {
-		if e, ok := e.(schemas.CustomerSignedUp); ok {
+		switch e := e.(type) {
+		case schemas.CustomerSignedUp:
 			c = Customer{Email: e.Email, Name: e.Name}
+			if e.PIIKeyID != nil {
+				c.PIIKeyID = *e.PIIKeyID
+			}
+		case schemas.CustomerErased:
+			c = Customer{PIIKeyID: c.PIIKeyID, Erased: true}
 		}
 	}
 	return c

@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"shopstream/internal/platform/command"
 	"shopstream/schemas"
@@ -45,5 +46,34 @@ func TestDecide(t *testing.T) {
 				t.Fatalf("events %#v, want %#v", got, c.then)
 			}
 		})
+	}
+}
+
+func TestDecideErase(t *testing.T) {
+	key := "k-c"
+	at := time.Date(2026, 12, 6, 9, 0, 0, 123456789, time.UTC)
+	signedUp := schemas.CustomerSignedUp{CustomerID: "c", Email: "pii:v1:x", Name: "pii:v1:y", PIIKeyID: &key}
+	for _, c := range []struct {
+		name  string
+		given []schemas.Event
+		then  []schemas.Event
+		err   error
+	}{
+		{name: "erase", given: []schemas.Event{signedUp},
+			then: []schemas.Event{schemas.CustomerErased{CustomerID: "c", PIIKeyID: &key, ErasedAt: at.Truncate(time.Millisecond)}}},
+		{name: "erase a v1 customer (no key)", given: []schemas.Event{schemas.CustomerSignedUp{CustomerID: "c", Email: "a@b.c", Name: "A"}},
+			then: []schemas.Event{schemas.CustomerErased{CustomerID: "c", ErasedAt: at.Truncate(time.Millisecond)}}},
+		{name: "erase twice", given: []schemas.Event{signedUp, schemas.CustomerErased{CustomerID: "c", PIIKeyID: &key}}},
+		{name: "erase an unknown customer", err: command.ErrNotFound},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got, err := DecideErase(Evolve(Customer{}, c.given...), int64(len(c.given)), Erase{CustomerID: "c", At: at})
+			if !errors.Is(err, c.err) || !reflect.DeepEqual(got, c.then) {
+				t.Fatalf("%#v, %v; want %#v, %v", got, err, c.then, c.err)
+			}
+		})
+	}
+	if s := Evolve(Customer{}, signedUp, schemas.CustomerErased{CustomerID: "c"}); s.Email != "" || s.Name != "" || !s.Erased || s.PIIKeyID != key {
+		t.Fatalf("erased state %+v: personal fields must be gone, the key id kept", s)
 	}
 }

@@ -3,6 +3,7 @@ package customers
 import (
 	"context"
 	"errors"
+	"net/http"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -13,6 +14,8 @@ import (
 	"shopstream/internal/platform/eventlog"
 	"shopstream/internal/platform/password"
 	"shopstream/internal/platform/pgdb"
+	"shopstream/internal/platform/pii"
+	"shopstream/schemas"
 )
 
 // Source is the CloudEvents source of customer events.
@@ -30,6 +33,15 @@ func Migrations() []pgdb.Migration {
 		{Context: "customers", Version: 3, SQL: `CREATE TABLE customers.credentials (
 			customer_id   text PRIMARY KEY REFERENCES customers.customers (id),
 			password_hash text NOT NULL)`},
+		// Each customer's key for the personal fields of its events
+		// (package pii): made at sign-up, never in Kafka, destroyed (NULL)
+		// at erasure.
+		{Context: "customers", Version: 4, SQL: `CREATE TABLE customers.pii_keys (
+			key_id       text PRIMARY KEY,
+			customer_id  text NOT NULL UNIQUE,
+			key          bytea,
+			created_at   timestamptz NOT NULL DEFAULT now(),
+			destroyed_at timestamptz)`},
 	}
 }
 
@@ -47,7 +59,10 @@ func NewService(pool *pgxpool.Pool, serde *eventlog.Serde) *Service {
 }
 
 // Register puts the customer handlers on the bus.
-func (s *Service) Register(b *command.Bus) { command.Register(b, s.signUp) }
+func (s *Service) Register(b *command.Bus) {
+	command.Register(b, s.signUp)
+	command.Register(b, s.erase)
+}
 
 // signUp creates the account and its credentials in one transaction;
 // command.ErrConflict when the email is taken.
@@ -59,15 +74,90 @@ func (s *Service) signUp(ctx context.Context, meta command.Meta, cmd SignUp) (co
 	if err != nil {
 		return command.Result{}, err
 	}
+	key, err := pii.NewKey()
+	if err != nil {
+		return command.Result{}, err
+	}
+	keyID := "k-" + cmd.CustomerID
 	return aggregate.Transact(ctx, s.pool, meta, func(tx pgx.Tx) (command.Result, error) {
-		if _, _, err := s.store.Apply(ctx, tx, cmd.CustomerID, meta, aggregate.Rule(Decide, Evolve)(cmd)); err != nil {
+		// The state keeps the personal fields (the write model, erased at
+		// erasure); the event carries them sealed under the new key.
+		sealed := func(c Customer, version int64) (Customer, []schemas.Event, error) {
+			events, err := Decide(c, version, cmd)
+			if err != nil || len(events) == 0 {
+				return c, events, err
+			}
+			e := events[0].(schemas.CustomerSignedUp)
+			e.PIIKeyID = &keyID
+			next := Evolve(c, e)
+			if e.Email, err = pii.Seal(key, keyID, e.Email); err == nil {
+				e.Name, err = pii.Seal(key, keyID, e.Name)
+			}
+			return next, []schemas.Event{e}, err
+		}
+		if _, _, err := s.store.Apply(ctx, tx, cmd.CustomerID, meta, sealed); err != nil {
 			return command.Result{}, err
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO customers.credentials (customer_id, password_hash) VALUES ($1, $2)`, cmd.CustomerID, hash); err != nil {
 			return command.Result{}, err
 		}
+		if _, err := tx.Exec(ctx, `INSERT INTO customers.pii_keys (key_id, customer_id, key) VALUES ($1, $2, $3)`, keyID, cmd.CustomerID, key); err != nil {
+			return command.Result{}, err
+		}
 		return command.Created("/customers/"+cmd.CustomerID, cmd.CustomerID), nil
 	})
+}
+
+// erase destroys the customer's key and personal data, closes its
+// account (no log-in any more) and appends CustomerErased, in one
+// transaction: 204, also for a customer already erased.
+func (s *Service) erase(ctx context.Context, meta command.Meta, cmd Erase) (command.Result, error) {
+	return aggregate.Transact(ctx, s.pool, meta, func(tx pgx.Tx) (command.Result, error) {
+		if _, _, err := s.store.Apply(ctx, tx, cmd.CustomerID, meta, aggregate.Rule(DecideErase, Evolve)(cmd)); err != nil {
+			return command.Result{}, err
+		}
+		if _, err := tx.Exec(ctx, `UPDATE customers.pii_keys SET key = NULL, destroyed_at = coalesce(destroyed_at, now()) WHERE customer_id = $1`, cmd.CustomerID); err != nil {
+			return command.Result{}, err
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM customers.credentials WHERE customer_id = $1`, cmd.CustomerID); err != nil {
+			return command.Result{}, err
+		}
+		return command.Result{Status: http.StatusNoContent}, nil
+	})
+}
+
+// Seal seals plain (an address the customer gave) under the customer's
+// key, for an event of another context: it returns the key id and the
+// sealed field. A customer from before keys existed gets plain back and
+// no key id (as in v1 events); an erased one, pii.ErrErased.
+func (s *Service) Seal(ctx context.Context, customerID, plain string) (keyID, sealed string, err error) {
+	var key []byte
+	err = s.pool.QueryRow(ctx, `SELECT key_id, key FROM customers.pii_keys WHERE customer_id = $1`, customerID).Scan(&keyID, &key)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return "", plain, nil
+	case err != nil:
+		return "", "", err
+	case key == nil:
+		return "", "", pii.ErrErased
+	}
+	sealed, err = pii.Seal(key, keyID, plain)
+	return keyID, sealed, err
+}
+
+// Reveal opens a field sealed under key keyID (plain text when keyID is
+// "": a v1 event's); pii.ErrErased once the key is destroyed.
+func (s *Service) Reveal(ctx context.Context, keyID, sealed string) (string, error) {
+	if keyID == "" {
+		return sealed, nil
+	}
+	var key []byte
+	if err := s.pool.QueryRow(ctx, `SELECT key FROM customers.pii_keys WHERE key_id = $1`, keyID).Scan(&key); errors.Is(err, pgx.ErrNoRows) || (err == nil && key == nil) {
+		return "", pii.ErrErased
+	} else if err != nil {
+		return "", err
+	}
+	return pii.Open(key, keyID, sealed)
 }
 
 // dummyHash is checked against when no account has the email, so that a

@@ -22,7 +22,8 @@ const Source = "shopstream/notifications"
 
 // Email is the write-side state of an order's email.
 type Email struct {
-	To        string    `json:"to"`
+	To        string    `json:"to"`                   // sealed when PIIKeyID is set
+	PIIKeyID  string    `json:"pii_key_id,omitempty"` // the customer's key (package pii)
 	MessageID string    `json:"message_id,omitempty"` // set once sent
 	SentAt    time.Time `json:"sent_at,omitzero"`
 }
@@ -34,6 +35,9 @@ func (e Email) Sent() bool { return e.MessageID != "" }
 type Request struct {
 	OrderID, To, Subject, Template string
 	AttachmentRef                  string // "" for none
+	// PIIKeyID is the customer's key To is sealed under ("" for a plain
+	// address, from before keys).
+	PIIKeyID string
 }
 
 // MarkSent records that the email went out.
@@ -62,6 +66,9 @@ func Decide(e Email, version int64, cmd Command) ([]schemas.Event, error) {
 		if c.AttachmentRef != "" {
 			ev.AttachmentRef = &c.AttachmentRef
 		}
+		if c.PIIKeyID != "" {
+			ev.PIIKeyID = &c.PIIKeyID
+		}
 		return []schemas.Event{ev}, nil
 	case MarkSent:
 		if e.Sent() {
@@ -70,7 +77,11 @@ func Decide(e Email, version int64, cmd Command) ([]schemas.Event, error) {
 		if c.MessageID == "" { // Sent tells a sent email by its message id
 			return nil, command.Invalid("message_id", "must not be empty")
 		}
-		return []schemas.Event{schemas.EmailSent{OrderID: c.OrderID, To: e.To, MessageID: c.MessageID, SentAt: c.SentAt.UTC()}}, nil
+		sent := schemas.EmailSent{OrderID: c.OrderID, To: e.To, MessageID: c.MessageID, SentAt: c.SentAt.UTC()}
+		if e.PIIKeyID != "" {
+			sent.PIIKeyID = &e.PIIKeyID
+		}
+		return []schemas.Event{sent}, nil
 	}
 	return nil, command.Invalid("command", "unknown command")
 }
@@ -80,7 +91,10 @@ func Evolve(e Email, events ...schemas.Event) Email {
 	for _, ev := range events {
 		switch ev := ev.(type) {
 		case schemas.EmailRequested:
-			e.To = ev.To
+			e.To, e.PIIKeyID = ev.To, ""
+			if ev.PIIKeyID != nil {
+				e.PIIKeyID = *ev.PIIKeyID
+			}
 		case schemas.EmailSent:
 			e.MessageID, e.SentAt = ev.MessageID, ev.SentAt
 		}

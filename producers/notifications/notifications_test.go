@@ -29,6 +29,8 @@ func TestDecide(t *testing.T) {
 	sent := schemas.EmailSent{OrderID: order, To: "zizou@example.com", MessageID: msgID, SentAt: at}
 	markSent := MarkSent{OrderID: order, MessageID: msgID, SentAt: at}
 	given := func(evs ...schemas.Event) []schemas.Event { return evs }
+	key := "k-0190f5a0-0000-7000-8000-000000000001"
+	sealedRequested := schemas.EmailRequested{OrderID: order, To: "pii:v1:dG8", Subject: invoice.Subject, Template: "invoice", AttachmentRef: &ref, PIIKeyID: &key}
 	pending := &Email{To: "zizou@example.com"}
 	done := &Email{To: "zizou@example.com", MessageID: msgID, SentAt: at}
 
@@ -69,5 +71,14 @@ func TestDecide(t *testing.T) {
 			State: &Email{MessageID: msgID, SentAt: at}},
 
 		{Name: "unknown command", Given: given(requested), When: bogus{}, Err: command.ErrInvalid, Field: "command"},
+
+		// A sealed address (the customer's key, package pii) travels
+		// with its key id, from the request to the sent record.
+		{Name: "request to a sealed address", When: with(invoice, func(r *Request) { r.To, r.PIIKeyID = "pii:v1:dG8", key }),
+			Then:  given(sealedRequested),
+			State: &Email{To: "pii:v1:dG8", PIIKeyID: key}},
+		{Name: "mark sent: the sealed address and its key", Given: given(sealedRequested), When: markSent,
+			Then:  given(schemas.EmailSent{OrderID: order, To: "pii:v1:dG8", MessageID: msgID, SentAt: at, PIIKeyID: &key}),
+			State: &Email{To: "pii:v1:dG8", PIIKeyID: key, MessageID: msgID, SentAt: at}},
 	})
 }

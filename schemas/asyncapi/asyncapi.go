@@ -214,6 +214,7 @@ func infoDescription(in Input) string {
 		"- **Compatibility**: every subject is " + Compatibility + ": a consumer with any version reads events of every other version. A breaking change is a new topic (new version suffix), never an edit in place.",
 		"- **Headers**: CloudEvents Kafka protocol binding (binary mode) plus W3C trace context; see each message's headers.",
 		"- **Retention**: infinite; the log is the source of every replay. Delivery is at least once: deduplicate on `ce_id`.",
+		"- **Personal data** (an email address, a name) is sealed per customer (crypto-shredding): a field reading `pii:v1:<base64>` is AES-256-GCM ciphertext (12-byte nonce, then ciphertext and tag; the key id is the additional data) under the key the record's `pii_key_id` names. The keys stay in the shop; a consumer that needs the clear text asks the shop's customers context for it, and gets nothing once the customer is erased (`CustomerErased`): erasure is the key's destruction, so replays keep working and stay exact.",
 	}, "\n")
 }
 

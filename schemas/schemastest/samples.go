@@ -13,8 +13,12 @@ import (
 func Samples() []schemas.Event {
 	photo := "http://autresite.com/maillot.jpg"
 	pdf := "invoices/o-1.pdf"
+	key := "k-0190f5a0-0000-7000-8000-000000000001"
 	return []schemas.Event{
 		schemas.CustomerSignedUp{CustomerID: "c-1", Email: "zizou@example.org", Name: "Zinédine"},
+		schemas.CustomerSignedUp{CustomerID: "c-2", Email: "pii:v1:bm9uY2VjaXBoZXJ0ZXh0", Name: "pii:v1:Y2lwaGVydGV4dA", PIIKeyID: &key},
+		schemas.CustomerErased{CustomerID: "c-2", PIIKeyID: &key, ErasedAt: time.Date(2026, 12, 6, 9, 0, 0, 0, time.UTC)},
+		schemas.CustomerErased{CustomerID: "c-1", ErasedAt: time.Date(2026, 12, 6, 9, 0, 1, 0, time.UTC)},
 		schemas.ProductRegistered{ProductID: "p-1", Title: "Maillot de l'OM 93", PriceCents: 8999, Currency: "EUR", InitialStock: 1, PhotoURL: &photo},
 		schemas.ProductRestocked{ProductID: "p-1", Quantity: 5},
 		schemas.PhotoWasAdded{ProductID: "p-1", PhotoURL: photo},
@@ -39,6 +43,8 @@ func Samples() []schemas.Event {
 		schemas.EmailRequested{OrderID: "o-1", To: "zizou@example.org", Subject: "Your invoice", Template: "invoice", AttachmentRef: &pdf},
 		schemas.EmailRequested{OrderID: "o-4", To: "zizou@example.org", Subject: "Cancelled", Template: "cancelled"},
 		schemas.EmailSent{OrderID: "o-1", To: "zizou@example.org", MessageID: "<m1@shop>", SentAt: time.Date(2026, 11, 27, 9, 0, 0, 123e6, time.UTC)},
+		schemas.EmailRequested{OrderID: "o-5", To: "pii:v1:dG8", Subject: "Your invoice", Template: "invoice", PIIKeyID: &key},
+		schemas.EmailSent{OrderID: "o-5", To: "pii:v1:dG8", MessageID: "<m5@shop>", SentAt: time.Date(2026, 11, 27, 9, 0, 1, 0, time.UTC), PIIKeyID: &key},
 		schemas.ReviewAdded{ReviewID: "r-1", ProductID: "p-1", CustomerID: "c-1", Rating: 5, Comment: "Allez l'OM"},
 	}
 }

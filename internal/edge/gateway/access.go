@@ -32,6 +32,7 @@ var routeAccess = map[string]access{
 	"POST /orders":                                   customer,
 	"GET /orders/{id}":                               customer,
 	"GET /customers/{id}/orders":                     customer,
+	"DELETE /customers/{id}":                         customer,
 }
 
 type principalCtxKey struct{}

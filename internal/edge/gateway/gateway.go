@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
@@ -101,6 +102,7 @@ func New(d Deps) *Gateway {
 	g.handle("GET /asyncapi.json", g.asyncAPI)
 	g.handle("POST /customers", g.signUp)
 	g.handle("POST /auth/token", g.login)
+	g.handle("DELETE /customers/{id}", g.eraseCustomer)
 	g.handle("POST /products", g.registerProduct)
 	g.handle("POST /products/{id}/restock", g.restockProduct)
 	g.handle("POST /products/{id}/reviews", g.addReview)
@@ -215,6 +217,10 @@ func (g *Gateway) dispatch(w http.ResponseWriter, r *http.Request, cmd command.C
 	if res.Replayed {
 		w.Header().Set(headerReplayed, "true")
 	}
+	if res.Status == http.StatusNoContent {
+		w.WriteHeader(res.Status)
+		return
+	}
 	writeJSON(w, res.Status, res.Body)
 }
 
@@ -256,6 +262,19 @@ func (g *Gateway) signUp(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	g.dispatch(w, r, customers.SignUp{CustomerID: newID(), Email: *req.Email, Name: *req.Name, Password: password.Plain(*req.Password)})
+}
+
+// eraseCustomer erases a customer's personal data: the customer
+// themselves, or staff (204; again 204). Another customer is 403.
+func (g *Gateway) eraseCustomer(w http.ResponseWriter, r *http.Request) {
+	id, ok := pathID(w, r, "customer")
+	if !ok {
+		return
+	}
+	if _, ok := actingCustomer(w, r, &id, "id"); !ok {
+		return
+	}
+	g.dispatch(w, r, customers.Erase{CustomerID: id, At: time.Now()})
 }
 
 // newID is the id of a new aggregate: a UUIDv7, so ids sort by creation.
