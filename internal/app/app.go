@@ -34,6 +34,7 @@ import (
 	"shopstream/internal/edge/gateway"
 	"shopstream/internal/platform/command"
 	"shopstream/internal/platform/eventlog"
+	"shopstream/internal/platform/kafkasec"
 	"shopstream/internal/platform/idempotency"
 	"shopstream/internal/platform/lag"
 	"shopstream/internal/platform/metrics"
@@ -52,7 +53,10 @@ import (
 
 // Config is what Run needs.
 type Config struct {
-	Brokers     []string
+	Brokers []string
+	// Kafka is how every Kafka client of the instance authenticates and
+	// encrypts (SASL/SCRAM over TLS); the zero value is plaintext.
+	Kafka       kafkasec.Security
 	RegistryURL string
 	MongoURI    string
 	MongoDB     string

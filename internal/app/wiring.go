@@ -1,6 +1,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -86,7 +87,10 @@ func (w *wiring) connect(ctx context.Context, needs []Need) error {
 		case NeedKafka:
 			if w.admin, err = w.kclient("admin"); err == nil {
 				w.onClose(w.admin.Close)
-				err = eventlog.EnsureTopics(ctx, w.kadm(), w.cfg.Replication)
+				principal := cmp.Or(w.cfg.Kafka.User, "ANONYMOUS")
+				if err = checkGrants(ctx, w.admin, principal, Grants(w.cfg.Components)); err == nil {
+					err = eventlog.EnsureTopics(ctx, w.kadm(), w.cfg.Replication)
+				}
 			}
 		case NeedRegistry:
 			err = w.registry(ctx)
@@ -155,8 +159,12 @@ func (w *wiring) tracing(ctx context.Context) error {
 // "shop_", labelled client=name) this instance serves.
 func (w *wiring) kclient(name string, opts ...kgo.Opt) (*kgo.Client, error) {
 	m := kprom.NewMetrics("shop", kprom.Registerer(w.prom), kprom.WithStaticLabel(prometheus.Labels{"client": name}))
+	sec, err := w.cfg.Kafka.Opts()
+	if err != nil {
+		return nil, err
+	}
 	cl, err := kgo.NewClient(slices.Concat([]kgo.Opt{kgo.SeedBrokers(w.cfg.Brokers...),
-		kgo.WithLogger(kslog.New(w.log.With("component", "kafka-client")))}, opts, []kgo.Opt{kgo.WithHooks(m)})...)
+		kgo.WithLogger(kslog.New(w.log.With("component", "kafka-client")))}, sec, opts, []kgo.Opt{kgo.WithHooks(m)})...)
 	if err != nil {
 		return nil, fmt.Errorf("kafka: %w", err)
 	}

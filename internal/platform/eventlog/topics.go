@@ -16,25 +16,47 @@ import (
 // (<topic>.dlq, same partitions) that does not exist yet, with its
 // partition count and infinite retention (retention.ms=-1), and the
 // replication factor given (-1 for the broker's default). Existing topics
-// are left as they are. Safe to run from several instances at once. It
-// returns once every topic has a leader for every partition (creation is
+// are left as they are, and only missing ones are created, so a principal
+// without CREATE (a component under ACLs, whose topics a deployment made)
+// passes; topics the principal may not even see are left to the grant
+// check (app's). Safe to run from several instances at once. It returns
+// once every topic it sees has a leader for every partition (creation is
 // asynchronous on a real cluster), or with ctx's error.
 func EnsureTopics(ctx context.Context, adm *kadm.Client, replication int16) error {
 	configs := map[string]*string{"retention.ms": ptr("-1"), "retention.bytes": ptr("-1")}
+	partitions := map[string]int32{}
 	var names []string
 	for _, spec := range schemas.Topics() {
 		for _, name := range []string{spec.Name, DeadLetterTopic(spec.Name)} {
 			names = append(names, name)
-			resp, err := adm.CreateTopic(ctx, spec.Partitions, replication, configs, name)
-			if err == nil {
-				err = resp.Err
-			}
-			if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
-				return fmt.Errorf("create topic %s: %w", name, err)
-			}
+			partitions[name] = spec.Partitions
 		}
 	}
-	return waitForLeaders(ctx, adm, names)
+	var visible []string
+	for _, name := range names {
+		// One topic at a time: a metadata request naming a topic the
+		// principal may not see fails whole.
+		details, err := adm.ListTopics(ctx, name)
+		d, listed := details[name]
+		switch {
+		case errors.Is(err, kerr.TopicAuthorizationFailed) || listed && errors.Is(d.Err, kerr.TopicAuthorizationFailed):
+			continue // not this principal's
+		case err != nil:
+			return fmt.Errorf("list topic %s: %w", name, err)
+		case listed && d.Err == nil:
+			visible = append(visible, name)
+			continue
+		}
+		resp, err := adm.CreateTopic(ctx, partitions[name], replication, configs, name)
+		if err == nil {
+			err = resp.Err
+		}
+		if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+			return fmt.Errorf("create topic %s: %w", name, err)
+		}
+		visible = append(visible, name)
+	}
+	return waitForLeaders(ctx, adm, visible)
 }
 
 // waitForLeaders polls metadata until every partition of topics has a leader.

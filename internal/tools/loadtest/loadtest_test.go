@@ -302,7 +302,7 @@ func BenchmarkGenerator(b *testing.B) {
 	}
 }
 
-// While GET /lag fails (the gateway answers 503 with the broker down), the
+// While GET /lag fails (the admin listener answers 503 with the broker down), the
 // live line says the lag is unknown, not 0; it shows figures again once
 // the lag can be read.
 func TestLiveLagUnknownWhileBrokerDown(t *testing.T) {
@@ -316,7 +316,7 @@ func TestLiveLagUnknownWhileBrokerDown(t *testing.T) {
 		fmt.Fprint(w, `{"groups":[{"group":"shop.saga","members":1,"lag":3},{"group":"shop.gone","members":0,"lag":9}]}`)
 	}))
 	defer srv.Close()
-	s, err := newSampler(context.Background(), &client{base: srv.URL, http: srv.Client()}, time.Now(), nil, nil)
+	s, err := newSampler(context.Background(), &client{base: srv.URL, admin: srv.URL, http: srv.Client()}, time.Now(), nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
