@@ -25,7 +25,9 @@ type Grant struct {
 	Operation string // "READ" or "WRITE" (each implies DESCRIBE)
 }
 
-func (g Grant) String() string { return fmt.Sprintf("ALLOW %s on %s %s", g.Operation, g.Resource, g.Name) }
+func (g Grant) String() string {
+	return fmt.Sprintf("ALLOW %s on %s %s", g.Operation, g.Resource, g.Name)
+}
 
 // Grants are the ACLs a principal running components needs, and no more:
 // each consumer group READ on itself and on its topics, and WRITE on those
