@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -37,7 +38,7 @@ func runDLQ(ctx context.Context, args []string, getenv func(string) string, stdo
 	if err != nil {
 		return err
 	}
-	cl, brokers, err := target.client()
+	cl, kopts, err := target.client()
 	if err != nil {
 		return err
 	}
@@ -46,9 +47,9 @@ func runDLQ(ctx context.Context, args []string, getenv func(string) string, stdo
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
 	if verb == "list" {
-		return listDeadLetters(ctx, adm, brokers, topics, stdout)
+		return listDeadLetters(ctx, adm, kopts, topics, stdout)
 	}
-	return redrive(ctx, cl, adm, brokers, topics[0], stdout)
+	return redrive(ctx, cl, adm, kopts, topics[0], stdout)
 }
 
 // dlqTopics are the dead-letter topics named by --topic, or all of them.
@@ -70,7 +71,7 @@ func dlqTopics(topic string, required bool) ([]string, error) {
 
 // readRange reads the records of topics between from (default: the start)
 // and the end offsets as they are now.
-func readRange(ctx context.Context, adm *kadm.Client, brokers []string, topics []string, from kadm.Offsets) ([]*kgo.Record, kadm.ListedOffsets, error) {
+func readRange(ctx context.Context, adm *kadm.Client, kopts []kgo.Opt, topics []string, from kadm.Offsets) ([]*kgo.Record, kadm.ListedOffsets, error) {
 	ends, err := adm.ListEndOffsets(ctx, topics...)
 	if err == nil {
 		err = ends.Error()
@@ -96,7 +97,7 @@ func readRange(ctx context.Context, adm *kadm.Client, brokers []string, topics [
 	if left == 0 {
 		return nil, ends, nil
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumePartitions(parts))
+	cl, err := kgo.NewClient(append(slices.Clone(kopts), kgo.ConsumePartitions(parts))...)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -116,8 +117,8 @@ func readRange(ctx context.Context, adm *kadm.Client, brokers []string, topics [
 	return recs, ends, nil
 }
 
-func listDeadLetters(ctx context.Context, adm *kadm.Client, brokers, topics []string, stdout io.Writer) error {
-	recs, _, err := readRange(ctx, adm, brokers, topics, nil)
+func listDeadLetters(ctx context.Context, adm *kadm.Client, kopts []kgo.Opt, topics []string, stdout io.Writer) error {
+	recs, _, err := readRange(ctx, adm, kopts, topics, nil)
 	if err != nil {
 		return err
 	}
@@ -141,13 +142,13 @@ func listDeadLetters(ctx context.Context, adm *kadm.Client, brokers, topics []st
 // redrive sends the dead letters of one topic not redriven yet back to
 // their topic, once per original record (several groups may have given up
 // on the same one), then records how far it went.
-func redrive(ctx context.Context, cl *kgo.Client, adm *kadm.Client, brokers []string, dlq string, stdout io.Writer) error {
+func redrive(ctx context.Context, cl *kgo.Client, adm *kadm.Client, kopts []kgo.Opt, dlq string, stdout io.Writer) error {
 	var done kadm.OffsetResponses
 	err := retryCoordinator(ctx, func() (err error) { done, err = adm.FetchOffsets(ctx, redriveGroup); return err })
 	if err != nil && !errors.Is(err, kadm.ErrEmpty) && !errors.Is(err, kerr.GroupIDNotFound) {
 		return fmt.Errorf("redrive progress: %w", err)
 	}
-	recs, ends, err := readRange(ctx, adm, brokers, []string{dlq}, done.Offsets())
+	recs, ends, err := readRange(ctx, adm, kopts, []string{dlq}, done.Offsets())
 	if err != nil {
 		return err
 	}

@@ -10,7 +10,9 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/twmb/franz-go/pkg/kgo"
 	"shopstream/internal/devinfra/devstack"
+	"shopstream/internal/platform/kafkasec"
 )
 
 // newFlags returns a flag set whose errors name the flag and go to stderr.
@@ -148,4 +150,36 @@ func staffKey(key, dir string) string {
 		return ""
 	}
 	return s.StaffKey
+}
+
+// kafkaSecFlags are how a subcommand's Kafka clients authenticate and
+// encrypt (package kafkasec), the same flags wherever --brokers is.
+type kafkaSecFlags struct {
+	user, password, mechanism, caFile *string
+	tls                               *bool
+}
+
+func addKafkaSecFlags(fs *flag.FlagSet) *kafkaSecFlags {
+	return &kafkaSecFlags{
+		user:      fs.String("kafka-user", "", "SASL user of the shop's Kafka clients (a component's principal); empty: no SASL"),
+		password:  fs.String("kafka-password", "", "SASL password of --kafka-user"),
+		mechanism: fs.String("kafka-sasl-mechanism", kafkasec.ScramSHA512, "SASL mechanism: SCRAM-SHA-512, SCRAM-SHA-256, or PLAIN (with --kafka-tls only)"),
+		tls:       fs.Bool("kafka-tls", false, "connect to Kafka over TLS"),
+		caFile:    fs.String("kafka-ca-file", "", "PEM file of the CA the brokers' certificates chain to (default: the system's roots)"),
+	}
+}
+
+// security is what the flags say, checked: a bad combination names its
+// flag.
+func (f *kafkaSecFlags) security() (kafkasec.Security, error) {
+	s := kafkasec.Security{User: *f.user, Password: *f.password, Mechanism: *f.mechanism, TLS: *f.tls, CAFile: *f.caFile}
+	_, err := s.Opts()
+	return s, err
+}
+
+// opts are the franz-go options of the flags (security must have passed).
+func (f *kafkaSecFlags) opts() []kgo.Opt {
+	s, _ := f.security()
+	opts, _ := s.Opts()
+	return opts
 }

@@ -60,6 +60,7 @@ func runLoadtest(ctx context.Context, args []string, getenv func(string) string,
 	shop := addShopFlags(fs)
 	psp := addPSPFlags(fs)
 	key := addStaffKeyFlag(fs)
+	kafka := addKafkaSecFlags(fs)
 	adminURL := fs.String("admin-target", "", adminTargetUsage+"; its GET /metrics gives the ramp the outbox backlog (default: a shop dev's, from --data-dir)")
 	if err := parse(fs, args, getenv); err != nil {
 		return err
@@ -76,6 +77,10 @@ func runLoadtest(ctx context.Context, args []string, getenv func(string) string,
 		return err
 	}
 	if err := psp.check(); err != nil {
+		return err
+	}
+	sec, err := kafka.security()
+	if err != nil {
 		return err
 	}
 	if *quota < 0 {
@@ -123,6 +128,7 @@ func runLoadtest(ctx context.Context, args []string, getenv func(string) string,
 			fmt.Fprintln(stdout, "note: no --card-psp-url or --sepa-bank-url (nor --data-dir naming them): I2 counts that method's PaymentSucceeded events instead of the simulator's charges")
 		}
 		cfg.Sources = sources(e, *mongoDB, *mailDir)
+		cfg.Sources.Kafka = kafka.opts()
 		cfg.EmailQuota = int(*quota)
 		if *quota == 0 {
 			cfg.EmailQuota = int(app.DefaultEmailRate)
@@ -147,19 +153,20 @@ func runLoadtest(ctx context.Context, args []string, getenv func(string) string,
 		where = "a database per context"
 	}
 	fmt.Fprintf(stdout, "starting an embedded shop in %s (PostgreSQL: %s) …\n", dir, where)
-	kafka := brokers
+	realKafka := brokers
 	s, err := devshop.Start(ctx, psp.apply(devstack.Config{Dir: dir, Logger: log}), func(c *app.Config) {
 		*c = shop.apply(*c)
+		c.Kafka = sec
 		if !set["auth-rate"] && !set["auth-burst"] {
 			// Every simulated shopper comes from this one address: the
 			// per-address limit on sign-ups and log-ins must not stand in
 			// for the shop's capacity.
 			c.HTTPLimits.AuthRate, c.HTTPLimits.AuthBurst = loadtestAuthRate, loadtestAuthRate
 		}
-		if len(kafka) > 0 {
+		if len(realKafka) > 0 {
 			e, _ := c.DevEndpoints.(devstack.Endpoints)
-			e.Brokers = kafka
-			c.Brokers, c.DevEndpoints = kafka, e
+			e.Brokers = realKafka
+			c.Brokers, c.DevEndpoints = realKafka, e
 		}
 	})
 	if err != nil {
@@ -171,12 +178,13 @@ func runLoadtest(ctx context.Context, args []string, getenv func(string) string,
 		}
 	}()
 	e := s.Stack.Endpoints
-	if len(kafka) > 0 {
-		e.Brokers = kafka
+	if len(realKafka) > 0 {
+		e.Brokers = realKafka
 	}
 	cfg.Target, cfg.Admin = s.URL, s.Admin
 	cfg.StaffKey = s.Stack.Secrets.StaffKey
 	cfg.Sources = sources(e, "shop", e.MailDir)
+	cfg.Sources.Kafka = kafka.opts()
 	cfg.EmailQuota = int(*shop.emailRate)
 	rep, err := runLoad(cfg)
 	return printVerdict(stdout, rep, err)

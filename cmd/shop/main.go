@@ -49,6 +49,7 @@ commands:
   replay    rebuild a read model from the log while the shop serves (replay products|orders), or --verify it
   schemas   check the .avsc history against the compatibility policy (schemas check [--registry-url URL]), or lock new versions
   asyncapi  write the AsyncAPI 3.0 document of the event log (-o file; stdout by default)
+  acls      print, or --apply, the Kafka ACLs a principal running --components needs, and no more
 
 Run 'shop <command> -h' for its flags.`
 
@@ -79,6 +80,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runAsyncAPI(ctx, rest, getenv, stdout, stderr)
 	case "schemas":
 		return runSchemas(ctx, rest, getenv, stdout, stderr)
+	case "acls":
+		return runACLs(ctx, rest, getenv, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprintln(stdout, usage)
 		return nil

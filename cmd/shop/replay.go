@@ -63,6 +63,7 @@ func runReplay(ctx context.Context, args []string, getenv func(string) string, s
 	adminURL := fs.String("admin-target", "", adminTargetUsage)
 	var brokers listFlag
 	fs.Var(&brokers, "brokers", brokersUsage+" (then --registry-url and --mongo-uri too)")
+	kafka := addKafkaSecFlags(fs)
 	registryURL := fs.String("registry-url", "", "schema registry URL (Confluent API), with --brokers")
 	mongoURI := fs.String("mongo-uri", "", "MongoDB URI, with --brokers")
 	mongoDB := fs.String("mongo-db", "shop", "MongoDB database of the read models")
@@ -82,6 +83,9 @@ func runReplay(ctx context.Context, args []string, getenv func(string) string, s
 			return fmt.Errorf("shop replay: name the projection to rebuild: %s", projectionNames())
 		}
 		return fmt.Errorf("shop replay: unknown projection %q: give one of %s", name, projectionNames())
+	}
+	if _, err := kafka.security(); err != nil {
+		return err
 	}
 	if *dropAfter < 0 {
 		return fmt.Errorf("--drop-after %s: must not be negative", *dropAfter)
@@ -107,7 +111,7 @@ func runReplay(ctx context.Context, args []string, getenv func(string) string, s
 	}
 	defer mc.Disconnect(context.WithoutCancel(ctx)) //nolint:errcheck // best effort at exit
 	cfg := replay.Config{
-		Kafka: []kgo.Opt{kgo.SeedBrokers(e.Brokers...)}, Serde: eventlog.NewSerde(rc, cat), Store: docstore.New(mc.Database(*mongoDB)),
+		Kafka: append([]kgo.Opt{kgo.SeedBrokers(e.Brokers...)}, kafka.opts()...), Serde: eventlog.NewSerde(rc, cat), Store: docstore.New(mc.Database(*mongoDB)),
 		Logger: slog.New(slog.DiscardHandler), Progress: stderr, DropAfter: *dropAfter, SwitchLag: *switchLag,
 	}
 	if *verify {

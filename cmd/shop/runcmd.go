@@ -14,6 +14,7 @@ import (
 // infraFlags are the flags that name real infrastructure.
 type infraFlags struct {
 	brokers     listFlag
+	kafka       *kafkaSecFlags
 	registryURL *string
 	mongoURI    *string
 	mongoDB     *string
@@ -26,6 +27,7 @@ type infraFlags struct {
 func addInfraFlags(fs *flag.FlagSet) *infraFlags {
 	f := &infraFlags{brokers: listFlag{"127.0.0.1:9092"}}
 	fs.Var(&f.brokers, "brokers", brokersUsage)
+	f.kafka = addKafkaSecFlags(fs)
 	f.registryURL = fs.String("registry-url", "http://127.0.0.1:8081", "schema registry URL (Confluent API)")
 	f.mongoURI = fs.String("mongo-uri", "mongodb://127.0.0.1:27017/", "MongoDB URI")
 	f.mongoDB = fs.String("mongo-db", "shop", "MongoDB database of the read models")
@@ -58,6 +60,10 @@ func runRun(ctx context.Context, args []string, getenv func(string) string, stdo
 	if err := shop.check(); err != nil {
 		return err
 	}
+	kafka, err := infra.kafka.security()
+	if err != nil {
+		return err
+	}
 	comps, err := app.ParseComponents(*components)
 	if err != nil {
 		return err
@@ -68,7 +74,7 @@ func runRun(ctx context.Context, args []string, getenv func(string) string, stdo
 	}
 	printConfig(stdout, fs)
 	return app.Run(ctx, shop.apply(app.Config{
-		Brokers: infra.brokers, RegistryURL: *infra.registryURL, MongoURI: *infra.mongoURI, MongoDB: *infra.mongoDB,
+		Brokers: infra.brokers, Kafka: kafka, RegistryURL: *infra.registryURL, MongoURI: *infra.mongoURI, MongoDB: *infra.mongoDB,
 		PostgresURL: *infra.postgresURL, CardPSPURL: *infra.cardPSPURL, SepaBankURL: *infra.sepaBankURL, SMTPAddr: *infra.smtpAddr, HTTPAddr: *httpAddr, AdminAddr: *adminAddr, Components: comps, Replication: int16(*replication), Logger: log,
 		Getenv: getenv,
 		OnReady: func(addr, admin string) {

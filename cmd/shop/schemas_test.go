@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -41,7 +42,8 @@ func TestSchemasCheckPassesOnThisTree(t *testing.T) {
 	}
 	reg := registryWithTheShopsSubjects(t)
 	out, _, err = runShop(t, nil, "schemas", "check", "--registry-url", reg)
-	if err != nil || !strings.Contains(out, "registry "+reg+": 23 subjects checked") {
+	cat, _ := schemas.Load()
+	if want := fmt.Sprintf("registry %s: %d subjects checked", reg, len(cat.Types())); err != nil || !strings.Contains(out, want) {
 		t.Fatalf("through the registry: err %v\n%s", err, out)
 	}
 }

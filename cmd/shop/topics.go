@@ -23,7 +23,7 @@ func runTopics(ctx context.Context, args []string, getenv func(string) string, s
 	if err := parse(fs, args, getenv); err != nil {
 		return err
 	}
-	cl, brokers, err := target.client()
+	cl, _, err := target.client()
 	if err != nil {
 		return err
 	}
@@ -32,7 +32,7 @@ func runTopics(ctx context.Context, args []string, getenv func(string) string, s
 	defer cancel()
 	topics, err := eventlog.DescribeTopics(ctx, kadm.NewClient(cl))
 	if err != nil {
-		return fmt.Errorf("cluster %s: %w", strings.Join(brokers, ","), err)
+		return fmt.Errorf("cluster %s: %w", strings.Join(target.brokers, ","), err)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "TOPIC\tPARTITIONS\tRECORDS\tEND OFFSETS")
@@ -55,17 +55,20 @@ func runTopics(ctx context.Context, args []string, getenv func(string) string, s
 type brokerTarget struct {
 	brokers listFlag
 	dataDir *string
+	sec     *kafkaSecFlags
 }
 
 func addBrokerTarget(fs *flag.FlagSet) *brokerTarget {
 	b := &brokerTarget{}
 	fs.Var(&b.brokers, "brokers", brokersUsage+" (default: from --data-dir)")
 	b.dataDir = fs.String("data-dir", ".shop", dataDirUsage+" (used when --brokers is not given)")
+	b.sec = addKafkaSecFlags(fs)
 	return b
 }
 
-// client connects to the target and returns the client and its brokers.
-func (b *brokerTarget) client() (*kgo.Client, []string, error) {
+// client connects to the target and returns the client and the options
+// of another client of it (brokers, security).
+func (b *brokerTarget) client() (*kgo.Client, []kgo.Opt, error) {
 	brokers := b.brokers
 	if len(brokers) == 0 {
 		e, err := devstack.ReadEndpoints(*b.dataDir)
@@ -74,11 +77,15 @@ func (b *brokerTarget) client() (*kgo.Client, []string, error) {
 		}
 		brokers = e.Brokers
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if _, err := b.sec.security(); err != nil {
+		return nil, nil, err
+	}
+	opts := append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, b.sec.opts()...)
+	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("--brokers: %w", err)
 	}
-	return cl, brokers, nil
+	return cl, opts, nil
 }
 
 func runMigrate(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {

@@ -316,7 +316,7 @@ func TestLiveLagUnknownWhileBrokerDown(t *testing.T) {
 		fmt.Fprint(w, `{"groups":[{"group":"shop.saga","members":1,"lag":3},{"group":"shop.gone","members":0,"lag":9}]}`)
 	}))
 	defer srv.Close()
-	s, err := newSampler(context.Background(), &client{base: srv.URL, admin: srv.URL, http: srv.Client()}, time.Now(), nil, nil)
+	s, err := newSampler(context.Background(), &client{base: srv.URL, admin: srv.URL, http: srv.Client()}, time.Now(), nil, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -158,7 +158,7 @@ func open(ctx context.Context, cfg *Config) (*session, error) {
 	s.start = time.Now()
 	s.rec.start = s.start
 	hot := s.w.products[:min(3, len(s.w.products))]
-	smp, err := newSampler(ctx, s.c, s.start, hot, cfg.Sources.Brokers)
+	smp, err := newSampler(ctx, s.c, s.start, hot, cfg.Sources.Brokers, cfg.Sources.Kafka)
 	if err != nil {
 		return nil, err
 	}

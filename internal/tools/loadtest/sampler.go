@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -40,12 +41,13 @@ type sampler struct {
 
 // newSampler starts consuming EmailSent events from the current end of the
 // emails topic; brokers may be nil (emails are then not followed).
-func newSampler(ctx context.Context, c *client, start time.Time, hot []product, brokers []string) (*sampler, error) {
+func newSampler(ctx context.Context, c *client, start time.Time, hot []product, brokers []string, extra []kgo.Opt) (*sampler, error) {
 	s := &sampler{c: c, start: start, hot: hot, stock: map[string][]report.StockPoint{}, emails: map[int]int{}}
 	if len(brokers) == 0 {
 		return s, nil
 	}
-	adm, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	kopts := append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, extra...)
+	adm, err := kgo.NewClient(kopts...)
 	if err != nil {
 		return nil, err
 	}
@@ -59,10 +61,10 @@ func newSampler(ctx context.Context, c *client, start time.Time, hot []product, 
 	}
 	from := map[string]map[int32]kgo.Offset{schemas.TopicEmails: {}}
 	ends.Each(func(o kadm.ListedOffset) { from[o.Topic][o.Partition] = kgo.NewOffset().At(o.Offset) })
-	if s.emailsCl, err = kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumePartitions(from)); err != nil {
+	if s.emailsCl, err = kgo.NewClient(append(slices.Clone(kopts), kgo.ConsumePartitions(from))...); err != nil {
 		return nil, err
 	}
-	if s.lagCl, err = kgo.NewClient(kgo.SeedBrokers(brokers...)); err == nil {
+	if s.lagCl, err = kgo.NewClient(kopts...); err == nil {
 		context.AfterFunc(ctx, s.lagCl.Close) // the run's end
 	}
 	return s, err

@@ -123,7 +123,7 @@ const (
 // that is poison is counted; any other decode error (the registry not
 // answering) ends the read with that error, as does a consumer that makes
 // no progress for stallTimeout.
-func readLog(ctx context.Context, brokers []string, serde *eventlog.Serde, log *slog.Logger) (*Index, error) {
+func readLog(ctx context.Context, brokers []string, extra []kgo.Opt, serde *eventlog.Serde, log *slog.Logger) (*Index, error) {
 	if len(brokers) == 0 {
 		return nil, errors.New("no Kafka brokers given")
 	}
@@ -131,7 +131,7 @@ func readLog(ctx context.Context, brokers []string, serde *eventlog.Serde, log *
 	for _, t := range schemas.Topics() {
 		topics = append(topics, t.Name)
 	}
-	kopts := []kgo.Opt{kgo.SeedBrokers(brokers...), kgo.WithLogger(kslog.New(log.With("component", "kafka-client")))}
+	kopts := append([]kgo.Opt{kgo.SeedBrokers(brokers...), kgo.WithLogger(kslog.New(log.With("component", "kafka-client")))}, extra...)
 	admCl, err := kgo.NewClient(kopts...)
 	if err != nil {
 		return nil, fmt.Errorf("kafka: %w", err)

@@ -48,9 +48,10 @@ import (
 
 // Sources are where the checks read from.
 type Sources struct {
-	HTTP        string   // gateway base URL, e.g. http://127.0.0.1:8080 (GET /orders/{id}, GET /products/{id})
-	StaffKey    string   // a staff API key: orders are read as staff
-	Brokers     []string // Kafka
+	HTTP        string    // gateway base URL, e.g. http://127.0.0.1:8080 (GET /orders/{id}, GET /products/{id})
+	StaffKey    string    // a staff API key: orders are read as staff
+	Brokers     []string  // Kafka
+	Kafka       []kgo.Opt // how to reach it beyond the brokers: SASL, TLS (kafkasec)
 	RegistryURL string
 	MongoURI    string
 	MongoDB     string // database name, "shop" by default
@@ -110,7 +111,7 @@ func Check(ctx context.Context, src Sources, acc Accepted) []report.Invariant {
 	if serdeErr != nil {
 		logErr = serdeErr
 	} else {
-		wg.Go(func() { ix, logErr = readLog(ctx, src.Brokers, serde, log) })
+		wg.Go(func() { ix, logErr = readLog(ctx, src.Brokers, src.Kafka, serde, log) })
 		wg.Go(func() { verifies = verifyReadModels(ctx, src, serde, log) })
 	}
 	if src.HTTP != "" {
@@ -242,7 +243,7 @@ func verifyReadModels(ctx context.Context, src Sources, serde *eventlog.Serde, l
 		db = "shop"
 	}
 	cfg := replay.Config{
-		Kafka:  []kgo.Opt{kgo.SeedBrokers(src.Brokers...), kgo.WithLogger(kslog.New(log.With("component", "kafka-client")))},
+		Kafka:  append([]kgo.Opt{kgo.SeedBrokers(src.Brokers...), kgo.WithLogger(kslog.New(log.With("component", "kafka-client")))}, src.Kafka...),
 		Serde:  serde,
 		Store:  docstore.New(mc.Database(db)),
 		Logger: log,
