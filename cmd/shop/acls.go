@@ -48,22 +48,15 @@ func runACLs(ctx context.Context, args []string, getenv func(string) string, std
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
 	n := 0
-	for _, g := range grants {
-		acl := kadm.NewACLs().Allow(*principal).AllowHosts("*").ResourcePatternType(kadm.ACLPatternLiteral)
-		if g.Resource == "group" {
-			acl = acl.Groups(g.Name)
-		} else {
-			acl = acl.Topics(g.Name)
-		}
-		op := map[string]kadm.ACLOperation{"READ": kadm.OpRead, "WRITE": kadm.OpWrite}[g.Operation]
-		results, err := adm.CreateACLs(ctx, acl.Operations(op))
+	for i, acl := range app.ACLs(*principal, grants) {
+		results, err := adm.CreateACLs(ctx, acl)
 		if err == nil {
 			for _, r := range results {
 				err = cmp.Or(err, r.Err)
 			}
 		}
 		if err != nil {
-			return fmt.Errorf("create %s for %s: %w", g, *principal, err)
+			return fmt.Errorf("create %s for %s: %w", grants[i], *principal, err)
 		}
 		n++
 	}

@@ -148,3 +148,19 @@ func componentsNeeding(g Grant) []string {
 	}
 	return out
 }
+
+// ACLs are the kadm builders that create grants for principal
+// ("User:<name>"), one per grant, literal names, any host.
+func ACLs(principal string, grants []Grant) []*kadm.ACLBuilder {
+	var out []*kadm.ACLBuilder
+	for _, g := range grants {
+		b := kadm.NewACLs().Allow(principal).AllowHosts("*").ResourcePatternType(kadm.ACLPatternLiteral)
+		if g.Resource == "group" {
+			b = b.Groups(g.Name)
+		} else {
+			b = b.Topics(g.Name)
+		}
+		out = append(out, b.Operations(map[string]kadm.ACLOperation{"READ": kadm.OpRead, "WRITE": kadm.OpWrite}[g.Operation]))
+	}
+	return out
+}

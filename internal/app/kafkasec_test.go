@@ -34,6 +34,7 @@ import (
 	"shopstream/internal/platform/eventlog"
 	"shopstream/internal/platform/kafkasec"
 	"shopstream/internal/testinfra/apiclient"
+	"shopstream/internal/testinfra/kafkatest"
 )
 
 // selfSigned makes a CA and a certificate for 127.0.0.1 signed by it; it
@@ -199,4 +200,116 @@ func TestComponentsRunWithOnlyTheirGrantsOverSASLSSL(t *testing.T) {
 		return o["status"] == "confirmed" && inv != nil && inv["emailed_at"] != nil
 	})
 	t.Logf("over SASL_SSL with least privilege: order %s %s, invoice %v", o["id"], o["status"], o["invoice"])
+}
+
+// On the real Apache Kafka of CI, through its SASL_SSL listener (SCRAM-
+// SHA-512 over TLS, StandardAuthorizer; deploy/kafka/kafka.sh): the edge
+// components (gateway and outbox relay) run as a principal holding only
+// their grants (app.ACLs, as `shop acls --apply` creates them) and publish
+// a registration; a principal without grants is refused at start, naming
+// the ACL; a client without credentials gets nowhere.
+func TestRealBrokerComponentsUseTheirACLsOverSASLSSL(t *testing.T) {
+	saslAddr, caFile, plainAddr := os.Getenv("SHOP_TEST_KAFKA_SASL_SSL"), os.Getenv("SHOP_TEST_KAFKA_CA_FILE"), os.Getenv("SHOP_TEST_KAFKA_BROKERS")
+	switch {
+	case plainAddr == "":
+		t.Skip("SHOP_TEST_KAFKA_BROKERS is unset: the real broker's SASL_SSL listener is tested in CI (.ci/run, deploy/kafka/kafka.sh)")
+	case saslAddr == "" || caFile == "":
+		t.Fatal("SHOP_TEST_KAFKA_BROKERS is set without SHOP_TEST_KAFKA_SASL_SSL and SHOP_TEST_KAFKA_CA_FILE: export every line of `deploy/kafka/kafka.sh env`")
+	}
+	ctx := t.Context()
+	// The broker's admin: ANONYMOUS on the PLAINTEXT listener is a super
+	// user there (the deployment's admin).
+	admCl, err := kgo.NewClient(kgo.SeedBrokers(plainAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(admCl.Close)
+	adm := kadm.NewClient(admCl)
+	if err := eventlog.EnsureTopics(ctx, adm, 1); err != nil {
+		t.Fatal(err)
+	}
+	suffix := fmt.Sprint(time.Now().UnixNano())
+	edge, bare := "shop-edge-"+suffix, "shop-bare-"+suffix
+	for _, u := range []string{edge, bare} {
+		res, err := adm.AlterUserSCRAMs(ctx, nil, []kadm.UpsertSCRAM{{User: u, Mechanism: kadm.ScramSha512, Iterations: 4096, Password: u + "-secret"}})
+		if err == nil {
+			err = res.Error()
+		}
+		if err != nil {
+			t.Fatalf("SCRAM user %s: %v", u, err)
+		}
+	}
+	edgeComps := []string{app.Gateway, app.OutboxRelay}
+	for _, acl := range app.ACLs("User:"+edge, app.Grants(edgeComps)) {
+		if res, err := adm.CreateACLs(ctx, acl); err != nil || res[0].Err != nil {
+			t.Fatalf("create ACL: %v %v", err, res)
+		}
+	}
+	t.Cleanup(func() {
+		_, _ = adm.DeleteACLs(context.Background(), kadm.NewACLs().Allow("User:"+edge).AnyResource().
+			ResourcePatternType(kadm.ACLPatternAny).Operations(kadm.OpAny).AllowHosts())
+		_, _ = adm.AlterUserSCRAMs(context.Background(), []kadm.DeleteSCRAM{{User: edge, Mechanism: kadm.ScramSha512}, {User: bare, Mechanism: kadm.ScramSha512}}, nil)
+	})
+	secure := func(user string) kafkasec.Security {
+		return kafkasec.Security{User: user, Password: user + "-secret", TLS: true, CAFile: caFile}
+	}
+
+	// No credentials on the SASL_SSL listener: nothing.
+	plain, _ := kgo.NewClient(kgo.SeedBrokers(saslAddr), kgo.DialTimeout(2*time.Second))
+	pctx, pcancel := context.WithTimeout(ctx, 3*time.Second)
+	if _, err := kadm.NewClient(plain).ListTopics(pctx); err == nil {
+		t.Error("a client without TLS or credentials listed the topics on the SASL_SSL listener")
+	}
+	pcancel()
+	plain.Close()
+
+	log := slog.New(slog.NewTextHandler(testLogOutput(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	stack, err := devstack.Start(ctx, devstack.Config{Dir: t.TempDir(), Brokers: []string{saslAddr}, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = stack.Stop(context.Background()) })
+	start := func(user string, comps []string) (string, error) {
+		cfg := devshop.Config(stack.Endpoints, stack.Secrets, "127.0.0.1:0", log)
+		cfg.Components, cfg.Kafka, cfg.AdminAddr = comps, secure(user), ""
+		ready := make(chan string, 1)
+		cfg.OnReady = func(addr, _ string) { ready <- addr }
+		rctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- app.Run(rctx, cfg) }()
+		select {
+		case addr := <-ready:
+			t.Cleanup(func() { cancel(); <-done })
+			return "http://" + addr, nil
+		case err := <-done:
+			cancel()
+			return "", err
+		case <-time.After(60 * time.Second):
+			cancel()
+			t.Fatalf("%s not ready in 60 s", user)
+		}
+		return "", nil
+	}
+	if _, err := start(bare, []string{app.OutboxRelay}); !errors.Is(err, app.ErrMissingGrant) || !strings.Contains(err.Error(), "ALLOW WRITE on topic") {
+		t.Fatalf("a principal without grants: %v, want refused at start naming the ACL", err)
+	} else {
+		t.Logf("refused: %v", err)
+	}
+	base, err := start(edge, edgeComps)
+	if err != nil {
+		t.Fatalf("the edge principal with its grants: %v", err)
+	}
+	ends, err := adm.ListEndOffsets(ctx, "shop.catalog.products.v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &shop{t: t, base: base, stack: stack, client: apiclient.Staff(stack.Secrets.StaffKey)}
+	code, body := s.post("/products", `{"title": "Maillot SASL", "price_cents": 100, "quantity": 1}`)
+	if code != http.StatusCreated {
+		t.Fatalf("register: %d %v", code, body)
+	}
+	from := map[string]map[int32]kgo.Offset{"shop.catalog.products.v1": {}}
+	ends.Each(func(o kadm.ListedOffset) { from[o.Topic][o.Partition] = kgo.NewOffset().At(o.Offset) })
+	recs := kafkatest.ConsumeWhere(t, []string{plainAddr}, from, 1, 20*time.Second, func(r *kgo.Record) bool { return string(r.Key) == body["id"] })
+	t.Logf("the relay, as %s over SASL_SSL with %d grants, published %s at offset %d", edge, len(app.Grants(edgeComps)), recs[0].Key, recs[0].Offset)
 }
