@@ -1334,17 +1334,8 @@ func TestK8sKafkaTopics(t *testing.T) {
 	}
 	// The shop's brokers are that cluster's bootstrap service.
 	cluster := sortedKeys(clusters)[0]
-	for _, o := range objs {
-		if o.Kind != "ConfigMap" {
-			continue
-		}
-		var cm struct {
-			Data map[string]string `json:"data"`
-		}
-		o.decode(t, &cm)
-		if b, ok := cm.Data["SHOP_BROKERS"]; ok && !strings.HasPrefix(b, cluster+"-kafka-bootstrap") {
-			t.Errorf("ConfigMap %s: SHOP_BROKERS=%s is not the bootstrap of Strimzi cluster %s", o.Metadata.Name, b, cluster)
-		}
+	if b, ok := configEnv(t, objs)["SHOP_BROKERS"]; ok && !strings.HasPrefix(b, cluster+"-kafka-bootstrap") {
+		t.Errorf("the ConfigMap's SHOP_BROKERS=%s is not the bootstrap of Strimzi cluster %s", b, cluster)
 	}
 	// The dev overlay's Kafka cluster is that one.
 	found := false

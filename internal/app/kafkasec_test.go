@@ -19,7 +19,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -139,34 +138,11 @@ func TestComponentsRunWithOnlyTheirGrantsOverSASLSSL(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = stack.Stop(context.Background()) })
-	// run starts an instance of comps as user; it returns its address
-	// ("" when it stopped at start) and its error once stopped.
-	run := func(user string, comps []string) (string, func() error) {
-		cfg := devshop.Config(stack.Endpoints, stack.Secrets, "127.0.0.1:0", log)
-		cfg.Components, cfg.Kafka, cfg.AdminAddr = comps, secure(user), ""
-		ready := make(chan string, 1)
-		cfg.OnReady = func(addr, _ string) { ready <- addr }
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- app.Run(ctx, cfg) }()
-		stopped := sync.OnceValue(func() error { return <-done })
-		t.Cleanup(func() { cancel(); _ = stopped() })
-		select {
-		case addr := <-ready:
-			return "http://" + addr, stopped
-		case err := <-done:
-			done <- err // for stopped
-			return "", stopped
-		case <-time.After(60 * time.Second):
-			t.Fatalf("%s (%v) not ready in 60 s", user, comps)
-		}
-		return "", stopped
-	}
+	run := func(user string, comps []string) (string, error) { return startAs(t, stack, log, secure(user), comps) }
 
 	// The principal without READ on the reviews topic: a clear error.
 	began := time.Now()
-	if _, stopped := run("thin", []string{app.ProjectorProducts}); true {
-		err := stopped()
+	if _, err := run("thin", []string{app.ProjectorProducts}); true {
 		if !errors.Is(err, app.ErrMissingGrant) || !strings.Contains(err.Error(), "ALLOW READ on topic shop.reviews.v1") ||
 			!strings.Contains(err.Error(), "principal thin") {
 			t.Fatalf("projector-products without its READ on the reviews topic: %v, want the missing ACL named", err)
@@ -176,9 +152,9 @@ func TestComponentsRunWithOnlyTheirGrantsOverSASLSSL(t *testing.T) {
 
 	var base string
 	for user, comps := range principals {
-		addr, stopped := run(user, comps)
-		if addr == "" {
-			t.Fatalf("%s (%v) stopped at start: %v", user, comps, stopped())
+		addr, err := run(user, comps)
+		if err != nil {
+			t.Fatalf("%s (%v) stopped at start: %v", user, comps, err)
 		}
 		if slices.Contains(comps, app.Gateway) {
 			base = addr
@@ -269,27 +245,7 @@ func TestRealBrokerComponentsUseTheirACLsOverSASLSSL(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = stack.Stop(context.Background()) })
-	start := func(user string, comps []string) (string, error) {
-		cfg := devshop.Config(stack.Endpoints, stack.Secrets, "127.0.0.1:0", log)
-		cfg.Components, cfg.Kafka, cfg.AdminAddr = comps, secure(user), ""
-		ready := make(chan string, 1)
-		cfg.OnReady = func(addr, _ string) { ready <- addr }
-		rctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- app.Run(rctx, cfg) }()
-		select {
-		case addr := <-ready:
-			t.Cleanup(func() { cancel(); <-done })
-			return "http://" + addr, nil
-		case err := <-done:
-			cancel()
-			return "", err
-		case <-time.After(60 * time.Second):
-			cancel()
-			t.Fatalf("%s not ready in 60 s", user)
-		}
-		return "", nil
-	}
+	start := func(user string, comps []string) (string, error) { return startAs(t, stack, log, secure(user), comps) }
 	if _, err := start(bare, []string{app.OutboxRelay}); !errors.Is(err, app.ErrMissingGrant) || !strings.Contains(err.Error(), "ALLOW WRITE on topic") {
 		t.Fatalf("a principal without grants: %v, want refused at start naming the ACL", err)
 	} else {
@@ -312,4 +268,30 @@ func TestRealBrokerComponentsUseTheirACLsOverSASLSSL(t *testing.T) {
 	ends.Each(func(o kadm.ListedOffset) { from[o.Topic][o.Partition] = kgo.NewOffset().At(o.Offset) })
 	recs := kafkatest.ConsumeWhere(t, []string{plainAddr}, from, 1, 20*time.Second, func(r *kgo.Record) bool { return string(r.Key) == body["id"] })
 	t.Logf("the relay, as %s over SASL_SSL with %d grants, published %s at offset %d", edge, len(app.Grants(edgeComps)), recs[0].Key, recs[0].Offset)
+}
+
+// startAs runs comps on stack with Kafka security sec, as the process of
+// one principal, and returns its address once ready, or the error it
+// stopped with at start. It stops at the end of the test.
+func startAs(t *testing.T, stack *devstack.Stack, log *slog.Logger, sec kafkasec.Security, comps []string) (string, error) {
+	t.Helper()
+	cfg := devshop.Config(stack.Endpoints, stack.Secrets, "127.0.0.1:0", log)
+	cfg.Components, cfg.Kafka, cfg.AdminAddr = comps, sec, ""
+	ready := make(chan string, 1)
+	cfg.OnReady = func(addr, _ string) { ready <- addr }
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- app.Run(ctx, cfg) }()
+	select {
+	case addr := <-ready:
+		t.Cleanup(func() { cancel(); <-done })
+		return "http://" + addr, nil
+	case err := <-done:
+		cancel()
+		return "", err
+	case <-time.After(60 * time.Second):
+		cancel()
+		t.Fatalf("%s (%v) not ready in 60 s", sec.User, comps)
+	}
+	return "", nil
 }
