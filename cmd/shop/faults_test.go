@@ -526,7 +526,7 @@ func startFaultStack(t *testing.T) *faultStack {
 	}
 	fx.kafkaPort = freePort(t)
 	fx.kafkaEnv = append(os.Environ(), "SHOP_KAFKA_HOME="+home, "SHOP_KAFKA_PORT="+strconv.Itoa(fx.kafkaPort),
-		"SHOP_KAFKA_CONTROLLER_PORT="+strconv.Itoa(freePort(t)), "SHOP_KAFKA_HEAP=384m")
+		"SHOP_KAFKA_CONTROLLER_PORT="+strconv.Itoa(freePort(t)), "SHOP_KAFKA_SASL_PORT="+strconv.Itoa(freePort(t)), "SHOP_KAFKA_HEAP=384m")
 	fx.kafkaStart(t)
 	t.Cleanup(func() {
 		fx.kafkaSignal(t, syscall.SIGCONT)

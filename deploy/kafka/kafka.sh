@@ -284,7 +284,7 @@ cmd_start() {
   rm -f "$PID_FILE"
   is_installed || cmd_install
   for p in "$PORT" "$CONTROLLER_PORT" "$SASL_PORT"; do
-    port_open "$p" && die "port $HOST:$p is already in use by another process (set SHOP_KAFKA_PORT / SHOP_KAFKA_CONTROLLER_PORT)"
+    port_open "$p" && die "port $HOST:$p is already in use by another process (set SHOP_KAFKA_PORT / SHOP_KAFKA_CONTROLLER_PORT / SHOP_KAFKA_SASL_PORT)"
   done
   write_configs
 
