@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -227,6 +228,13 @@ func TestDevKeepsItsAddressesAcrossRestarts(t *testing.T) {
 	p := startDev(t, bin, dir, fixed...)
 	first := p.endpoints(t)
 	check("first start", first)
+	// The admin listener masks the PostgreSQL password; only the 0600
+	// endpoints.json holds it.
+	if u, err := url.Parse(first.PostgresURL); err != nil || u.User == nil {
+		t.Fatalf("postgres URL %q: %v", first.PostgresURL, err)
+	} else if pw, _ := u.User.Password(); pw != "xxxxx" {
+		t.Errorf("GET /dev/endpoints serves the PostgreSQL password")
+	}
 	if err := p.cmd.Process.Signal(os.Interrupt); err != nil {
 		t.Fatal(err)
 	}

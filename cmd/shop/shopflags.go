@@ -59,7 +59,7 @@ func addShopFlags(fs *flag.FlagSet) *shopFlags {
 		tokenTTL:           fs.Duration("token-ttl", auth.DefaultTTL, "lifetime of a customer's token"),
 		jwksURL:            fs.String("auth-jwks-url", "", "JWKS of an external OpenID Connect issuer whose tokens are accepted too (sub: the customer's id; shop_role=staff: staff)"),
 		issuer:             fs.String("auth-issuer", "", "iss the external issuer's tokens must carry (with --auth-jwks-url)"),
-		audience:           fs.String("auth-audience", "", "aud the external issuer's tokens must carry, if set"),
+		audience:           fs.String("auth-audience", "", "aud the external issuer's tokens must carry (required with --auth-jwks-url)"),
 		authRate:           fs.Float64("auth-rate", gateway.DefaultAuthRate, "sign-ups and log-ins per second one client address may make; more answer 429"),
 		authBurst:          fs.Int("auth-burst", gateway.DefaultAuthBurst, "burst of --auth-rate"),
 		writeRate:          fs.Float64("write-rate", gateway.DefaultWriteRate, "commands per second one customer may send; more answer 429 (staff keys are not limited)"),
@@ -93,8 +93,8 @@ func (f *shopFlags) check() error {
 	if *f.tokenSecret != "" && len(*f.tokenSecret) < auth.MinSecret {
 		return fmt.Errorf("--auth-token-secret: must be at least %d bytes, got %d", auth.MinSecret, len(*f.tokenSecret))
 	}
-	if *f.jwksURL != "" && *f.issuer == "" {
-		return errors.New("--auth-jwks-url needs --auth-issuer, the iss its tokens carry")
+	if *f.jwksURL != "" && (*f.issuer == "" || *f.audience == "") {
+		return errors.New("--auth-jwks-url needs --auth-issuer and --auth-audience, the iss and aud its tokens carry (without the audience, the issuer's tokens for any other application would do)")
 	}
 	for name, v := range map[string]float64{"auth-rate": *f.authRate, "write-rate": *f.writeRate, "token-ttl": f.tokenTTL.Seconds()} {
 		if v <= 0 {

@@ -125,6 +125,16 @@ func TestErasureShredsTheCustomersData(t *testing.T) {
 	if _, err := apiclient.LogIn(ctx, s.base, c.Email, c.Password); err == nil {
 		t.Fatal("the erased customer still logs in")
 	}
+	// Its token still verifies for its last minutes, but the account is
+	// closed: no order, no cart.
+	if code, _, b := s.do(http.MethodPost, "/orders", "application/json",
+		fmt.Sprintf(`{"payment_method": "card", "items": [{"product_id": %q, "quantity": 1}]}`, product), "Authorization", "Bearer "+c.Token); code != http.StatusNotFound {
+		t.Fatalf("an order by the erased customer's token: %d %s, want 404", code, b)
+	}
+	if code, _, b := s.do(http.MethodPost, "/carts/items", "application/json",
+		fmt.Sprintf(`{"product_id": %q, "quantity": 1}`, product), "Authorization", "Bearer "+c.Token); code != http.StatusNotFound {
+		t.Fatalf("a cart line by the erased customer's token: %d %s, want 404", code, b)
+	}
 	if _, err := apiclient.SignUp(ctx, s.base); err != nil { // the shop goes on
 		t.Fatal(err)
 	}

@@ -182,10 +182,12 @@ func (s *Service) Authenticate(ctx context.Context, email string, pw password.Pl
 	return customerID, match && customerID != "", nil
 }
 
-// Exists tells whether a customer signed up.
+// Exists tells whether a customer signed up and was not erased: an erased
+// customer orders, fills a cart and is written to no more (its token may
+// live on for minutes; its account does not).
 func (s *Service) Exists(ctx context.Context, customerID string) (bool, error) {
-	_, _, found, err := s.store.Load(ctx, customerID)
-	return found, err
+	c, _, found, err := s.store.Load(ctx, customerID)
+	return found && !c.Erased, err
 }
 
 // Customer returns a customer's write-side state; found is false for an

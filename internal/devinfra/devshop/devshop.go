@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"slices"
 
 	"shopstream/internal/app"
@@ -25,8 +26,18 @@ func Config(e devstack.Endpoints, secrets devstack.Secrets, httpAddr string, log
 		Brokers: e.Brokers, RegistryURL: e.RegistryURL, MongoURI: e.MongoURI, MongoDB: "shop",
 		PostgresURL: e.PostgresURL, CardPSPURL: e.CardPSPURL, SepaBankURL: e.SepaBankURL, SMTPAddr: e.SMTPAddr,
 		HTTPAddr: httpAddr, AdminAddr: "127.0.0.1:0", Components: app.Components(), Replication: 1, Logger: log,
-		DevEndpoints: e,
+		DevEndpoints: served(e),
 	}
+}
+
+// served is what GET /dev/endpoints of the admin listener answers: e with
+// the PostgreSQL password masked (endpoints.json, mode 0600, keeps it for
+// the tools of the data dir's owner; no tool needs it over HTTP).
+func served(e devstack.Endpoints) devstack.Endpoints {
+	if u, err := url.Parse(e.PostgresURL); err == nil && u.User != nil {
+		e.PostgresURL = u.Redacted()
+	}
+	return e
 }
 
 // Shop is a shop running in this process on its own stack.

@@ -96,6 +96,9 @@ func New(ctx context.Context, cfg Config) (*Authenticator, error) {
 	if len(cfg.Secret) < MinSecret {
 		return nil, fmt.Errorf("auth: the token secret must be at least %d bytes, got %d", MinSecret, len(cfg.Secret))
 	}
+	if placeholder(string(cfg.Secret)) {
+		return nil, errors.New("auth: the token secret is the deploy files' placeholder: set a random one (openssl rand -base64 32)")
+	}
 	a := &Authenticator{secret: cfg.Secret, ttl: cfg.TTL, staff: map[[32]byte]string{}, cfg: cfg, now: time.Now}
 	if a.ttl <= 0 {
 		a.ttl = DefaultTTL
@@ -104,12 +107,17 @@ func New(ctx context.Context, cfg Config) (*Authenticator, error) {
 		if len(k) < 16 {
 			return nil, errors.New("auth: a staff key must be at least 16 characters")
 		}
+		if placeholder(k) {
+			return nil, errors.New("auth: a staff key is the deploy files' placeholder: set a random one")
+		}
 		sum := sha256.Sum256([]byte(k))
 		a.staff[sum] = "key-" + hex.EncodeToString(sum[:4])
 	}
 	if cfg.JWKSURL != "" {
-		if cfg.ExternalIssuer == "" {
-			return nil, errors.New("auth: an external JWKS needs the issuer its tokens must carry")
+		if cfg.ExternalIssuer == "" || cfg.ExternalAudience == "" {
+			// Without the audience, a token the issuer made for any other
+			// application of it would be accepted here.
+			return nil, errors.New("auth: an external JWKS needs the issuer and the audience its tokens must carry")
 		}
 		kf, err := keyfunc.NewDefaultCtx(ctx, []string{cfg.JWKSURL})
 		if err != nil {
@@ -245,3 +253,7 @@ func reason(err error) string {
 	}
 	return "the token is not valid"
 }
+
+// placeholder reports a value copied from the deploy files' examples
+// ("change-me…"), which anyone who read the repository knows.
+func placeholder(v string) bool { return strings.Contains(strings.ToLower(v), "change-me") }

@@ -137,3 +137,17 @@ func TestExternalIssuerTokens(t *testing.T) {
 		}
 	}
 }
+
+// The deploy files' placeholders, and an external issuer without an
+// audience, are refused at start.
+func TestPlaceholdersAndOpenAudiencesAreRefused(t *testing.T) {
+	for name, cfg := range map[string]Config{
+		"placeholder secret":    {Secret: []byte("change-me-to-32-random-bytes-or-more")},
+		"placeholder staff key": {Secret: secret, StaffKeys: []string{"sk_change-me-staff-key"}},
+		"JWKS without audience": {Secret: secret, JWKSURL: "http://127.0.0.1:1/jwks", ExternalIssuer: "https://idp.example"},
+	} {
+		if _, err := New(context.Background(), cfg); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}

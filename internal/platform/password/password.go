@@ -17,7 +17,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"strings"
+	"sync/atomic"
 	"unicode/utf8"
 
 	"golang.org/x/crypto/argon2"
@@ -54,13 +56,30 @@ func Validate(pw string) string {
 	return ""
 }
 
-// Hash returns the PHC-encoded argon2id hash of pw under p.
+// slots bound the hashes computed at once, whatever calls them (sign-ups,
+// log-ins): each takes Params.Memory, 19 MiB by default, so a burst of
+// log-ins must queue rather than take the process's memory.
+var slots = make(chan struct{}, max(2, runtime.GOMAXPROCS(0)))
+
+// inFlight counts the hashes being computed (for the test of slots).
+var inFlight atomic.Int32
+
+func argon(pw, salt []byte, p Params, n uint32) []byte {
+	slots <- struct{}{}
+	inFlight.Add(1)
+	defer func() { inFlight.Add(-1); <-slots }()
+	return argon2.IDKey(pw, salt, p.Time, p.Memory, p.Threads, n)
+}
+
+// Hash returns the PHC-encoded argon2id hash of pw under p. At most
+// max(2, GOMAXPROCS) hashes (Hash and Check together) are computed at
+// once in a process; more wait their turn.
 func Hash(pw string, p Params) (string, error) {
 	salt := make([]byte, 16)
 	if _, err := rand.Read(salt); err != nil {
 		return "", fmt.Errorf("password: salt: %w", err)
 	}
-	key := argon2.IDKey([]byte(pw), salt, p.Time, p.Memory, p.Threads, 32)
+	key := argon([]byte(pw), salt, p, 32)
 	b64 := base64.RawStdEncoding
 	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s", argon2.Version, p.Memory, p.Time, p.Threads,
 		b64.EncodeToString(salt), b64.EncodeToString(key)), nil
@@ -86,7 +105,7 @@ func Check(hash, pw string) (bool, error) {
 	if err1 != nil || err2 != nil || len(want) == 0 {
 		return false, ErrMalformed
 	}
-	got := argon2.IDKey([]byte(pw), salt, p.Time, p.Memory, p.Threads, uint32(len(want)))
+	got := argon([]byte(pw), salt, p, uint32(len(want)))
 	return subtle.ConstantTimeCompare(got, want) == 1, nil
 }
 

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -64,4 +66,35 @@ func TestPlainNeverPrints(t *testing.T) {
 	if string(p) != "correct horse battery" {
 		t.Fatal("the value itself changed")
 	}
+}
+
+// A burst of log-ins queues for the hash slots instead of computing 50
+// hashes of 19 MiB at once.
+func TestHashesAtOnceAreBounded(t *testing.T) {
+	p := Params{Memory: 8 * 1024, Time: 1, Threads: 1}
+	h, _ := Hash("correct horse battery", p)
+	var most atomic.Int32
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				if n := inFlight.Load(); n > most.Load() {
+					most.Store(n)
+				}
+			}
+		}
+	}()
+	for range 50 {
+		wg.Go(func() { _, _ = Check(h, "wrong password, any") })
+	}
+	wg.Wait()
+	close(stop)
+	if m, limit := most.Load(), int32(cap(slots)); m > limit || m == 0 {
+		t.Fatalf("%d hashes computed at once, want 1 to %d", m, limit)
+	}
+	t.Logf("50 concurrent checks: at most %d at once (limit %d)", most.Load(), cap(slots))
 }
