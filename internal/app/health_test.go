@@ -49,7 +49,7 @@ func getHealth(t *testing.T, base, path string) health {
 
 // startInstance runs `shop run --components=components` on the stack,
 // with edit applied to its config, and returns its base URL (the admin
-// listener's is instanceAdmin's); the instance stops at the end of the
+// listener's is startInstanceWithAdmin's); the instance stops at the end of the
 // test.
 func startInstance(t *testing.T, e devstack.Endpoints, components []string, edit func(*app.Config)) string {
 	base, _ := startInstanceWithAdmin(t, e, components, edit)
@@ -158,7 +158,7 @@ func TestReadinessChecksWhatTheComponentsNeed(t *testing.T) {
 	})
 
 	t.Run("gateway without mongodb", func(t *testing.T) {
-		base := startInstance(t, e, []string{app.Gateway}, deadMongo)
+		base, admin := startInstanceWithAdmin(t, e, []string{app.Gateway}, deadMongo)
 		began := time.Now()
 		h := getHealth(t, base, "/readyz")
 		t.Logf("gateway /readyz with MongoDB down: %d in %v, dependency %q, checks %v", h.code, time.Since(began).Round(time.Millisecond), h.body.Dependency, h.body.Checks)
@@ -178,6 +178,14 @@ func TestReadinessChecksWhatTheComponentsNeed(t *testing.T) {
 		}
 		if h := getHealth(t, base, "/healthz"); h.code != http.StatusServiceUnavailable {
 			t.Errorf("/healthz (alias of /readyz): %d, want 503", h.code)
+		}
+		// The public port says which dependency is down, not the driver's
+		// error; the admin listener gives it.
+		if got := h.body.Checks["mongodb"]; got != "unavailable" {
+			t.Errorf("public /readyz: mongodb %q, want \"unavailable\" without the error", got)
+		}
+		if d := getHealth(t, admin, "/readyz"); d.code != http.StatusServiceUnavailable || d.body.Checks["mongodb"] == "unavailable" || d.body.Checks["mongodb"] == "ok" {
+			t.Errorf("admin /readyz: %d mongodb %q, want 503 with the error", d.code, d.body.Checks["mongodb"])
 		}
 		alive(t, base)
 	})

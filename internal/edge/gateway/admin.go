@@ -41,7 +41,7 @@ func (a Admin) Handler() http.Handler {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.Metrics, promhttp.HandlerOpts{
 		ErrorHandling: promhttp.ContinueOnError, ErrorLog: slog.NewLogLogger(a.Logger.Handler(), slog.LevelWarn)}))
 	mux.Handle("GET /livez", Livez())
-	mux.Handle("GET /readyz", Readyz(a.Checks))
+	mux.Handle("GET /readyz", readyz(a.Checks, true)) // with each failure's error
 	mux.HandleFunc("GET /lag", func(w http.ResponseWriter, r *http.Request) {
 		if a.Lag == nil {
 			writeProblem(w, r, http.StatusNotFound, "not-found", "this instance does not measure consumer lag (it has no Kafka)")

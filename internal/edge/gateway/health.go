@@ -35,16 +35,23 @@ func Livez() http.HandlerFunc {
 //   - one fails: 503 application/problem+json of type
 //     problems/unavailable with Retry-After, its dependency the first
 //     failing check (in the order of checks), its detail naming every
-//     failing one, and the same "checks" member, each failure with its
-//     error.
-func Readyz(checks []Check) http.HandlerFunc {
+//     failing one, and the same "checks" member, each failure
+//     "unavailable". The errors themselves (a driver's, naming user,
+//     database and address) are the admin listener's only (Admin).
+func Readyz(checks []Check) http.HandlerFunc { return readyz(checks, false) }
+
+// readyz is Readyz, with each failure's error when detailed.
+func readyz(checks []Check, detailed bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		results := runChecks(r.Context(), checks)
 		status := make(map[string]string, len(checks))
 		var failing []string
 		for i, c := range checks {
 			if err := results[i]; err != nil {
-				status[c.Name] = err.Error()
+				status[c.Name] = "unavailable"
+				if detailed {
+					status[c.Name] = err.Error()
+				}
 				failing = append(failing, c.Name)
 				continue
 			}

@@ -57,9 +57,14 @@ func TestReadyzLivezHealthz(t *testing.T) {
 			t.Errorf("%s: no Retry-After", path)
 		case body["type"] != "https://shopstream.dev/problems/unavailable" || body["dependency"] != DepMongo:
 			t.Errorf("%s: %v, want an unavailable problem naming mongodb", path, body)
-		case cs[DepPostgres] != "ok" || cs[DepMongo] != "mongodb refused" || cs[DepKafka] != "kafka refused":
-			t.Errorf("%s: checks %v", path, cs)
+		case cs[DepPostgres] != "ok" || cs[DepMongo] != "unavailable" || cs[DepKafka] != "unavailable":
+			t.Errorf("%s: checks %v, want the failures named, not their errors", path, cs)
 		}
+	}
+	// The admin listener's /readyz gives the errors.
+	w, body = get(readyz(checks, true), "/readyz")
+	if cs, _ := body["checks"].(map[string]any); w.Code != http.StatusServiceUnavailable || cs[DepMongo] != "mongodb refused" || cs[DepKafka] != "kafka refused" {
+		t.Errorf("detailed /readyz: %d %v, want each failure's error", w.Code, body)
 	}
 
 	ran.Store(0)
