@@ -102,6 +102,10 @@ type faultRow struct {
 	// tail is how long the load goes on after the fault's hold (default
 	// 15 s): longer than the heal takes (a broker restart).
 	tail time.Duration
+	// killsSender marks a row that SIGKILLs the email sender: SMTP has
+	// no exactly-once, so one invoice may go out again after the restart
+	// (invariants.Sources.CrashResends), under the same Message-ID.
+	killsSender bool
 }
 
 // faultResult is one row of the matrix.
@@ -138,9 +142,12 @@ func runFault(t *testing.T, fx *faultStack, d *deployment, row faultRow, seed in
 	p := loadtest.Profile{Name: loadtest.BlackFriday, BaseRPS: 5, SpikeX: 4, SpikeAt: 5 * time.Second, SpikeFor: dur - 10*time.Second,
 		Duration: dur, Seed: seed, Mix: loadtest.MixOrders}
 	e := fx.endpoints()
+	if row.killsSender {
+		d.senderKills++ // the mailbox outlives the row: so does its allowance
+	}
 	cfg := loadtest.Config{Target: d.proxy.url, StaffKey: testStaffKey, Profile: p, Workers: 64, DrainTimeout: 3 * time.Minute,
 		Sources: invariants.Sources{Brokers: e.Brokers, RegistryURL: e.RegistryURL, MongoURI: e.MongoURI, MongoDB: "shop",
-			CardPSPURL: e.CardPSPURL, SepaBankURL: e.SepaBankURL, MailDir: e.MailDir}, Out: filepath.Join(t.TempDir(), "report")}
+			CardPSPURL: e.CardPSPURL, SepaBankURL: e.SepaBankURL, MailDir: e.MailDir, CrashResends: d.senderKills}, Out: filepath.Join(t.TempDir(), "report")}
 	type outcome struct {
 		lags  []lagAt
 		inv   string
@@ -260,7 +267,7 @@ func faultRows(fx *faultStack, d *deployment, bin string) []faultRow {
 	}
 	return []faultRow{
 		{name: "SIGKILL api (gateway, relay), restart", inject: restart(&d.api), writes: 15 * time.Second, drained: 60 * time.Second},
-		{name: "SIGKILL processors, restart", inject: restart(&d.processors), writes: 5 * time.Second, drained: 60 * time.Second},
+		{name: "SIGKILL processors, restart", inject: restart(&d.processors), writes: 5 * time.Second, drained: 60 * time.Second, killsSender: true},
 		{name: "SIGKILL projectors, restart", inject: restart(&d.projectors), writes: 5 * time.Second, drained: 15 * time.Second, fresh: 15 * time.Second},
 		{name: "SIGKILL broker, restart", inject: func(t *testing.T) func(t *testing.T) {
 			fx.kafkaSignal(t, syscall.SIGKILL)
@@ -362,6 +369,7 @@ type deployment struct {
 	e                           func() devstack.Endpoints
 	api, processors, projectors *shopRun
 	proxy                       *countingProxy
+	senderKills                 int // rows so far that SIGKILLed the email sender
 }
 
 func deploy(t *testing.T, bin string, fx *faultStack) *deployment {

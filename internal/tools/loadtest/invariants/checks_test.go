@@ -234,12 +234,22 @@ func TestCheckEmails(t *testing.T) {
 		checked int
 		names   []string
 		detail  string
+		resends int // crash resends allowed
 	}{
 		{name: "one mail per order", log: confirmedOrder(), dir: "/mail", mails: []smtpd.Mail{mail(ord1, t0), mail(ord2, t0.Add(time.Second))},
 			holds: true, checked: 2, detail: "2 invoice emails in /mail for 2 orders, none twice; 1 order with an EmailSent event"},
 		{name: "two mails for one order", log: confirmedOrder(), dir: "/mail",
 			mails:   []smtpd.Mail{mail(ord1, t0), mail(ord2, t0), mail(ord1, t0.Add(time.Second))},
 			checked: 2, names: []string{"order o1: 2 invoice emails (received 2026-11-27T09:00:00Z, 2026-11-27T09:00:01Z)"}},
+		{name: "a crash resend, allowed", log: confirmedOrder(), dir: "/mail", resends: 1,
+			mails: []smtpd.Mail{mail(ord1, t0), mail(ord2, t0), mail(ord1, t0.Add(time.Second))},
+			holds: true, checked: 2, detail: "(1 of 1 allowed crash resends: order o1 resent under"},
+		{name: "two crash resends, one allowed", log: confirmedOrder(), dir: "/mail", resends: 1,
+			mails:   []smtpd.Mail{mail(ord1, t0), mail(ord2, t0), mail(ord1, t0.Add(time.Second)), mail(ord2, t0.Add(time.Second))},
+			checked: 2, names: []string{"order o2: 2 invoice emails (received 2026-11-27T09:00:00Z, 2026-11-27T09:00:01Z)"}},
+		{name: "three copies: more than a crash resend", log: confirmedOrder(), dir: "/mail", resends: 5,
+			mails:   []smtpd.Mail{mail(ord1, t0), mail(ord1, t0.Add(time.Second)), mail(ord1, t0.Add(2*time.Second))},
+			checked: 1, names: []string{"order o1: 3 invoice emails"}},
 		{name: "other messages are not invoices", log: confirmedOrder(), dir: "/mail",
 			mails: []smtpd.Mail{mail(ord1, t0), {MessageID: "<hello@example.org>"}, {MessageID: "<hello@example.org>"}},
 			holds: true, checked: 1, detail: "2 other messages"},
@@ -256,7 +266,7 @@ func TestCheckEmails(t *testing.T) {
 			if !c.nolog {
 				ix = logOf(c.log...)
 			}
-			inv := checkEmails(ix, c.dir, c.mails)
+			inv := checkEmails(ix, c.dir, c.mails, c.resends)
 			expect(t, inv, "I3", c.holds, c.checked, c.names...)
 			if !strings.Contains(inv.Detail, c.detail) {
 				t.Errorf("detail %q lacks %q", inv.Detail, c.detail)

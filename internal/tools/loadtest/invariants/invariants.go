@@ -64,7 +64,15 @@ type Sources struct {
 	// unknown (a real SMTP relay): I3 then counts EmailSent events per
 	// order instead, and says so.
 	MailDir string
-	Logger  *slog.Logger // nil logs nothing
+	// CrashResends is how many orders I3 lets have their invoice email
+	// delivered twice with one Message-ID: SMTP has no exactly-once, and a
+	// sender killed between the relay's 250 and its record sends again
+	// after its restart (at most one email per crash: the quota's slots
+	// keep the group to one send at a time). A fault test that SIGKILLs
+	// the email sender n times sets n; copies with different Message-IDs
+	// always fail.
+	CrashResends int
+	Logger       *slog.Logger // nil logs nothing
 }
 
 // Accepted is what the shop answered 2xx to during the run (ids from the
@@ -154,13 +162,13 @@ func Check(ctx context.Context, src Sources, acc Accepted) []report.Invariant {
 	case mailErr != nil && logErr != nil:
 		out = append(out, cannot(3, "read the mailbox: "+mailErr.Error()+"; and "+logMissing))
 	case mailErr != nil:
-		inv := checkEmails(ix, "", nil)
+		inv := checkEmails(ix, "", nil, 0)
 		inv.Detail = "mailbox " + src.MailDir + " unreadable here (" + mailErr.Error() + "): " + inv.Detail
 		out = append(out, inv)
 	case src.MailDir == "" && logErr != nil:
 		out = append(out, cannot(3, "no mailbox (a real SMTP relay), and "+logMissing))
 	default:
-		out = append(out, checkEmails(ix, src.MailDir, mails))
+		out = append(out, checkEmails(ix, src.MailDir, mails, src.CrashResends))
 	}
 
 	// I4
