@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -231,7 +230,7 @@ func startStack(ctx context.Context, t *testing.T, cfg devstack.Config) devstack
 
 type shopRun struct {
 	cmd        *exec.Cmd
-	out        *lockedBuffer
+	out        *testenv.LockedBuffer
 	base       string
 	addr       string // --http
 	components string
@@ -282,7 +281,7 @@ func startRunAt(t *testing.T, owner testing.TB, bin string, e devstack.Endpoints
 			addr = freeAddr(t)
 		}
 		cmd := exec.Command(bin, runArgs(e, components, addr)...)
-		p := &shopRun{cmd: cmd, out: &lockedBuffer{}, base: "http://" + addr, addr: addr, components: components, exited: make(chan error, 1),
+		p := &shopRun{cmd: cmd, out: &testenv.LockedBuffer{}, base: "http://" + addr, addr: addr, components: components, exited: make(chan error, 1),
 			client: staffClient(&http.Transport{MaxIdleConnsPerHost: 16})}
 		cmd.Stdout, cmd.Stderr = p.out, p.out
 		if err := cmd.Start(); err != nil {
@@ -386,24 +385,6 @@ func freeAddr(t *testing.T) string {
 	}
 	defer l.Close()
 	return l.Addr().String()
-}
-
-// lockedBuffer collects a child's output while the test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 // ledger records the outcome of every command sent: accepted (2xx), refused

@@ -277,7 +277,7 @@ func TestEmailQuotaHoldsAcrossTwoInstances(t *testing.T) {
 func startRunWith(t *testing.T, bin string, e devstack.Endpoints, components string, extra ...string) *shopRun {
 	t.Helper()
 	cmd := exec.Command(bin, append(runArgs(e, components, "127.0.0.1:0"), extra...)...)
-	p := &shopRun{cmd: cmd, out: &lockedBuffer{}, exited: make(chan error, 1), client: staffClient(nil)}
+	p := &shopRun{cmd: cmd, out: &testenv.LockedBuffer{}, exited: make(chan error, 1), client: staffClient(nil)}
 	cmd.Stdout, cmd.Stderr = p.out, p.out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

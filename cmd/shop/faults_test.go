@@ -305,7 +305,7 @@ func faultRows(fx *faultStack, d *deployment, bin string) []faultRow {
 			e := fx.endpoints()
 			cmd := exec.Command(bin, "replay", "products", "--brokers", strings.Join(e.Brokers, ","), "--registry-url", e.RegistryURL,
 				"--mongo-uri", e.MongoURI, "--drop-after", "2s")
-			out := &lockedBuffer{}
+			out := &testenv.LockedBuffer{}
 			cmd.Stdout, cmd.Stderr = out, out
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)

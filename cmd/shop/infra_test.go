@@ -127,7 +127,7 @@ func TestReadmeWithoutContainers(t *testing.T) {
 	cmd.Dir = dir
 	cmd.Env = slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "SHOP_") })
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	out := &lockedBuffer{}
+	out := &testenv.LockedBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	// What the recipe leaves running if it fails: SIGTERM first, so that
 	// `shop infra` stops its PostgreSQL, then SIGKILL.
@@ -195,7 +195,7 @@ func TestInfraWithExternalKafka(t *testing.T) {
 	bin := buildShop(t)
 	dir := filepath.Join(t.TempDir(), "data")
 	args := append(append([]string{"infra", "--data-dir", dir, "--log-level", "warn"}, freeInfraPorts...), "--brokers", strings.Join(kc.ListenAddrs(), ","))
-	p := &shopRun{cmd: exec.Command(bin, args...), out: &lockedBuffer{}, exited: make(chan error, 1)}
+	p := &shopRun{cmd: exec.Command(bin, args...), out: &testenv.LockedBuffer{}, exited: make(chan error, 1)}
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)

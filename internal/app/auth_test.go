@@ -1,13 +1,11 @@
 package app_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,25 +13,8 @@ import (
 	"shopstream/internal/devinfra/devstack"
 	"shopstream/internal/edge/gateway"
 	"shopstream/internal/testinfra/apiclient"
+	"shopstream/internal/testinfra/testenv"
 )
-
-// lockedBuffer collects the shop's logs from every goroutine.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // Who may do what, tried as outsiders would: anonymous callers, a
 // customer reaching for another's data, a forged token, a guessed
@@ -41,7 +22,7 @@ func (l *lockedBuffer) String() string {
 // and no token, key or password reaches the shop's logs (kept at debug
 // level for the test).
 func TestEachCallerReachesOnlyWhatIsTheirs(t *testing.T) {
-	logs := &lockedBuffer{}
+	logs := &testenv.LockedBuffer{}
 	dir := t.TempDir()
 	s := startShopOn(t, devstack.Config{Dir: dir, Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))},
 		func(c *app.Config) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"strings"
@@ -46,7 +47,7 @@ func Grants(components []string) []Grant {
 		if !slices.Contains(components, c.name) {
 			continue
 		}
-		for _, group := range sortedKeys(c.groups) {
+		for _, group := range slices.Sorted(maps.Keys(c.groups)) {
 			add(Grant{"group", group, "READ"})
 			for _, t := range c.groups[group] {
 				add(Grant{"topic", t, "READ"})
@@ -63,15 +64,6 @@ func Grants(components []string) []Grant {
 		}
 	}
 	return out
-}
-
-func sortedKeys(g groups) []string {
-	keys := make([]string, 0, len(g))
-	for k := range g {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
 
 // ErrMissingGrant is a component started under a principal that lacks an

@@ -32,11 +32,16 @@ func EnsureTopics(ctx context.Context, adm *kadm.Client, replication int16) erro
 			partitions[name] = spec.Partitions
 		}
 	}
+	// One request for all; one per topic only when that is refused: a
+	// metadata request naming a topic the principal may not see fails
+	// whole.
+	all, allErr := adm.ListTopics(ctx, names...)
 	var visible []string
 	for _, name := range names {
-		// One topic at a time: a metadata request naming a topic the
-		// principal may not see fails whole.
-		details, err := adm.ListTopics(ctx, name)
+		details, err := all, allErr
+		if errors.Is(allErr, kerr.TopicAuthorizationFailed) {
+			details, err = adm.ListTopics(ctx, name)
+		}
 		d, listed := details[name]
 		switch {
 		case errors.Is(err, kerr.TopicAuthorizationFailed) || listed && errors.Is(d.Err, kerr.TopicAuthorizationFailed):

@@ -52,22 +52,22 @@ func newSampler(ctx context.Context, c *client, start time.Time, hot []product, 
 		return nil, err
 	}
 	ends, err := kadm.NewClient(adm).ListEndOffsets(ctx, schemas.TopicEmails)
-	adm.Close()
 	if err == nil {
 		err = ends.Error()
 	}
 	if err != nil {
+		adm.Close()
 		return nil, fmt.Errorf("end offsets of %s: %w", schemas.TopicEmails, err)
 	}
 	from := map[string]map[int32]kgo.Offset{schemas.TopicEmails: {}}
 	ends.Each(func(o kadm.ListedOffset) { from[o.Topic][o.Partition] = kgo.NewOffset().At(o.Offset) })
 	if s.emailsCl, err = kgo.NewClient(append(slices.Clone(kopts), kgo.ConsumePartitions(from))...); err != nil {
+		adm.Close()
 		return nil, err
 	}
-	if s.lagCl, err = kgo.NewClient(kopts...); err == nil {
-		context.AfterFunc(ctx, s.lagCl.Close) // the run's end
-	}
-	return s, err
+	s.lagCl = adm                         // the lag is measured with the same client
+	context.AfterFunc(ctx, s.lagCl.Close) // the run's end
+	return s, nil
 }
 
 // run samples once a second until ctx ends.
