@@ -38,6 +38,9 @@ import (
 
 func TestCrashKillProcessorsLosesNoOrder(t *testing.T) {
 	testenv.Slow(t, "builds the shop binary and SIGKILLs its processors, about 20 s")
+	if b := os.Getenv(kafkatest.EnvBrokers); b != "" {
+		kafkatest.Exclusive(t, strings.Split(b, ","))
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	dir := t.TempDir()

@@ -48,6 +48,7 @@ import (
 func TestEmailQuotaHoldsAcrossTwoInstances(t *testing.T) {
 	testenv.Slow(t, "builds the shop binary, 100 emails at 5 per second on real Kafka, about 30 s")
 	brokers := kafkatest.RealBrokers(t)
+	kafkatest.Exclusive(t, brokers)
 	began := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()

@@ -35,6 +35,7 @@ func TestLoadtestSpikeHoldsInvariants(t *testing.T) {
 	if b := os.Getenv(kafkatest.EnvBrokers); b != "" {
 		args = append(args, "--brokers", b)
 		t.Logf("against the real broker %s", b)
+		kafkatest.Exclusive(t, strings.Split(b, ","))
 		forgetProjections(t, strings.Split(b, ","))
 	}
 	cmd := exec.Command(bin, args...)
@@ -171,6 +172,7 @@ func TestLoadtestRamp(t *testing.T) {
 	}
 	if b := os.Getenv(kafkatest.EnvBrokers); b != "" {
 		args = append(args, "--brokers", b)
+		kafkatest.Exclusive(t, strings.Split(b, ","))
 		forgetProjections(t, strings.Split(b, ","))
 	}
 	cmd := exec.Command(bin, args...)

@@ -44,6 +44,7 @@ func TestConsumersDecodeEveryTopic(t *testing.T) {
 	}
 	brokers := kafkatest.RealBrokers(t)
 	python, node := tools(t)
+	kafkatest.Exclusive(t, brokers)
 
 	// The broker is shared with other tests and earlier runs, whose records
 	// carry other (stopped) registries' schema ids: the consumers read only
