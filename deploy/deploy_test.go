@@ -52,15 +52,16 @@ var componentSettings = map[string][]string{app.Email: {"SHOP_EMAIL_RATE"},
 	app.Gateway: {"SHOP_AUTH_TOKEN_SECRET", "SHOP_STAFF_KEYS"}}
 
 // needService is the compose service of each piece of infrastructure the
-// components wait for, healthy; needOneShot the one-shot service that must
-// have completed first (topics created, migrations applied).
+// components wait for, healthy; needOneShot the one-shot services that must
+// have completed first (topics and the shop principal's ACLs created,
+// migrations applied).
 var (
 	needService = map[app.Need]string{app.NeedKafka: "kafka", app.NeedRegistry: "schema-registry", app.NeedPostgres: "postgres", app.NeedMongo: "mongo"}
-	needOneShot = map[app.Need]string{app.NeedKafka: "topics", app.NeedPostgres: "migrate"}
+	needOneShot = map[app.Need][]string{app.NeedKafka: {"topics", "acls"}, app.NeedPostgres: {"migrate"}}
 )
 
 // oneShots are the compose one-shot services.
-var oneShots = []string{"topics", "migrate"}
+var oneShots = []string{"topics", "acls", "migrate"}
 
 // needsOf is the union of what comps need, from the component table.
 func needsOf(comps []string) []app.Need {
@@ -177,7 +178,7 @@ func flagEnv(t *testing.T, funcs ...string) map[string]bool {
 
 // runEnv is the SHOP_* variables `shop run` reads.
 func runEnv(t *testing.T) map[string]bool {
-	env := flagEnv(t, "runRun", "addInfraFlags", "addShopFlags")
+	env := flagEnv(t, "runRun", "addInfraFlags", "addKafkaSecFlags", "addShopFlags")
 	for _, v := range slices.Concat(mapValues(needEnv), slices.Concat(mapValues(componentSettings)...)) {
 		if !env[v] {
 			t.Fatalf("deploy_test.go requires %s, which is no flag of `shop run` (flags: %v)", v, sortedKeys(env))
@@ -435,8 +436,8 @@ func TestComposeComponentServices(t *testing.T) {
 	}
 	checkCoverage(t, "compose service", groups)
 	for name, cmd := range other {
-		if cmd != "migrate" {
-			t.Errorf("service %s runs `shop %s`; want run or migrate", name, cmd)
+		if cmd != "migrate" && cmd != "acls" {
+			t.Errorf("service %s runs `shop %s`; want run, migrate or acls", name, cmd)
 		}
 	}
 	if !slices.Contains(mapValues(other), "migrate") {
@@ -450,7 +451,7 @@ func TestComposeComponentServices(t *testing.T) {
 					t.Errorf("service %s (%v) needs %s: it must depend on %s with condition service_healthy", name, comps, n, dep)
 				}
 			}
-			if dep := needOneShot[n]; dep != "" {
+			for _, dep := range needOneShot[n] {
 				if d, ok := s.DependsOn[dep]; !ok || d.Condition != types.ServiceConditionCompletedSuccessfully {
 					t.Errorf("service %s (%v) needs %s: it must depend on %s with condition service_completed_successfully", name, comps, n, dep)
 				}
@@ -591,7 +592,7 @@ func parseTopicCommands(script string) ([]topicCommand, error) {
 					k, cv, _ := strings.Cut(v, "=")
 					c.configs[k] = cv
 				}
-			case "--replication-factor":
+			case "--replication-factor", "--command-config":
 				_, err = val()
 			default:
 				err = fmt.Errorf("%q: unexpected %s", line, f)
@@ -1675,4 +1676,117 @@ func configEnv(t *testing.T, objs []object) map[string]string {
 		}
 	}
 	return out
+}
+
+// secretVars are the env file's secrets: compose requires each (`${X:?…}`)
+// and deploy/compose.env.example lists each.
+var (
+	secretVars = []string{"SHOP_AUTH_TOKEN_SECRET", "SHOP_STAFF_KEYS", "POSTGRES_PASSWORD", "MONGO_PASSWORD", "KAFKA_ADMIN_PASSWORD", "KAFKA_SHOP_PASSWORD"}
+	propKey    = regexp.MustCompile(`^[a-z][a-z0-9.-]*$`) // a server.properties key
+)
+
+// Compose runs PostgreSQL, MongoDB and Kafka with authentication, with
+// secrets from the env file: no secret has a default, a missing one stops
+// compose with its name; every connection of the shop carries its
+// credentials; the broker has no listener without SASL but the
+// controller's, bound to its own loopback, and authorizes with ACLs, the
+// shop's principal getting its grants from the `acls` one-shot.
+func TestComposeAuthenticatesEveryConnection(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join(root, "docker-compose.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	example := exampleEnv(t)
+	for _, v := range secretVars {
+		if strings.Contains(string(raw), "${"+v+":-") || strings.Contains(string(raw), "${"+v+"}") {
+			t.Errorf("docker-compose.yml gives %s a default or takes it unchecked: it must be ${%s:?…}", v, v)
+		}
+		if !strings.Contains(string(raw), "${"+v+":?") {
+			t.Errorf("docker-compose.yml never requires %s", v)
+		}
+		if example[v] == "" {
+			t.Errorf("deploy/compose.env.example lacks %s", v)
+		}
+		// Without it, compose refuses to start, naming it.
+		env := exampleEnv(t)
+		delete(env, v)
+		abs, _ := filepath.Abs(root)
+		_, err := loader.LoadWithContext(context.Background(), types.ConfigDetails{WorkingDir: abs,
+			ConfigFiles: []types.ConfigFile{{Filename: "docker-compose.yml", Content: raw}}, Environment: env},
+			func(o *loader.Options) { o.SetProjectName("shopstream", true) })
+		if err == nil || !strings.Contains(err.Error(), v) {
+			t.Errorf("compose without %s: %v, want an error naming it", v, err)
+		}
+	}
+
+	p := loadCompose(t, "*")
+	pw := func(v string) string { return example[v] }
+	groups, _ := shopServices(t, p)
+	for name, comps := range groups {
+		env := composeEnv(p.Services[name])
+		needs := needsOf(comps)
+		if slices.Contains(needs, app.NeedKafka) && (env("SHOP_KAFKA_USER") != "shop" || env("SHOP_KAFKA_PASSWORD") != pw("KAFKA_SHOP_PASSWORD")) {
+			t.Errorf("service %s: Kafka as %q with password %q, want shop with KAFKA_SHOP_PASSWORD", name, env("SHOP_KAFKA_USER"), env("SHOP_KAFKA_PASSWORD"))
+		}
+		if slices.Contains(needs, app.NeedMongo) {
+			if u, err := url.Parse(env("SHOP_MONGO_URI")); err != nil || u.User == nil {
+				t.Errorf("service %s: SHOP_MONGO_URI without credentials", name)
+			} else if p, _ := u.User.Password(); p != pw("MONGO_PASSWORD") {
+				t.Errorf("service %s: SHOP_MONGO_URI's password is not MONGO_PASSWORD", name)
+			}
+		}
+		if slices.Contains(needs, app.NeedPostgres) {
+			if u, err := url.Parse(env("SHOP_POSTGRES_URL")); err != nil || u.User == nil {
+				t.Errorf("service %s: SHOP_POSTGRES_URL without credentials", name)
+			} else if p, _ := u.User.Password(); p != pw("POSTGRES_PASSWORD") {
+				t.Errorf("service %s: SHOP_POSTGRES_URL's password is not POSTGRES_PASSWORD", name)
+			}
+		}
+	}
+	if env := composeEnv(p.Services["mongo"]); env("MONGO_INITDB_ROOT_USERNAME") == "" || env("MONGO_INITDB_ROOT_PASSWORD") != pw("MONGO_PASSWORD") {
+		t.Error("mongo runs without a root user (and so without --auth)")
+	}
+	if env := composeEnv(p.Services["postgres"]); env("POSTGRES_PASSWORD") != pw("POSTGRES_PASSWORD") || env("POSTGRES_HOST_AUTH_METHOD") != "scram-sha-256" {
+		t.Errorf("postgres: password %q, host auth %q", env("POSTGRES_PASSWORD"), env("POSTGRES_HOST_AUTH_METHOD"))
+	}
+	if env := composeEnv(p.Services["schema-registry"]); env("SCHEMA_REGISTRY_KAFKASTORE_SECURITY_PROTOCOL") != "SASL_PLAINTEXT" ||
+		!strings.Contains(env("SCHEMA_REGISTRY_KAFKASTORE_SASL_JAAS_CONFIG"), pw("KAFKA_ADMIN_PASSWORD")) {
+		t.Error("the schema registry reaches Kafka without SASL as admin")
+	}
+
+	// The broker's configuration, as its command writes it.
+	props := map[string]string{}
+	for _, line := range strings.Split(strings.Join(p.Services["kafka"].Command, "\n"), "\n") {
+		if k, v, ok := strings.Cut(strings.TrimSpace(line), "="); ok && propKey.MatchString(k) {
+			props[k] = v
+		}
+	}
+	for l, proto := range func() map[string]string {
+		m := map[string]string{}
+		for _, kv := range strings.Split(props["listener.security.protocol.map"], ",") {
+			k, v, _ := strings.Cut(kv, ":")
+			m[k] = v
+		}
+		return m
+	}() {
+		if !strings.HasPrefix(proto, "SASL_") && l != "CONTROLLER" {
+			t.Errorf("kafka: listener %s is %s, without authentication", l, proto)
+		}
+	}
+	if !strings.Contains(props["listeners"], "CONTROLLER://127.0.0.1:") {
+		t.Errorf("kafka: the controller listener (PLAINTEXT, ANONYMOUS super user) is not bound to loopback: %s", props["listeners"])
+	}
+	if props["authorizer.class.name"] == "" || !strings.Contains(props["super.users"], "User:admin") || strings.Contains(props["super.users"], "User:shop") {
+		t.Errorf("kafka: authorizer %q, super users %q: want ACLs, with admin alone beside the broker", props["authorizer.class.name"], props["super.users"])
+	}
+	cmd := strings.Join(p.Services["kafka"].Command, "\n")
+	for _, user := range []string{"admin", "shop"} {
+		if !strings.Contains(cmd, "SCRAM-SHA-512=[name="+user+",password=$KAFKA_"+strings.ToUpper(user)+"_PASSWORD]") {
+			t.Errorf("kafka: the storage is not formatted with the SCRAM user %s", user)
+		}
+	}
+	acls := p.Services["acls"]
+	if !slices.Equal(acls.Command, []string{"acls", "--components=all", "--principal=User:shop", "--apply"}) || composeEnv(acls)("SHOP_KAFKA_USER") != "admin" {
+		t.Errorf("acls: %v as %s, want the grants of every component for User:shop, applied as admin", acls.Command, composeEnv(acls)("SHOP_KAFKA_USER"))
+	}
 }

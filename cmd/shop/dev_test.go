@@ -228,12 +228,21 @@ func TestDevKeepsItsAddressesAcrossRestarts(t *testing.T) {
 	p := startDev(t, bin, dir, fixed...)
 	first := p.endpoints(t)
 	check("first start", first)
-	// The admin listener masks the PostgreSQL password; only the 0600
-	// endpoints.json holds it.
-	if u, err := url.Parse(first.PostgresURL); err != nil || u.User == nil {
-		t.Fatalf("postgres URL %q: %v", first.PostgresURL, err)
-	} else if pw, _ := u.User.Password(); pw != "xxxxx" {
-		t.Errorf("GET /dev/endpoints serves the PostgreSQL password")
+	// The admin listener masks the PostgreSQL and MongoDB passwords (the
+	// stand-in requires one); only the 0600 endpoints.json holds them.
+	for name, raw := range map[string]string{"PostgreSQL": first.PostgresURL, "MongoDB": first.MongoURI} {
+		if u, err := url.Parse(raw); err != nil || u.User == nil {
+			t.Fatalf("%s URL %q: %v", name, raw, err)
+		} else if pw, _ := u.User.Password(); pw != "xxxxx" {
+			t.Errorf("GET /dev/endpoints serves the %s password", name)
+		}
+	}
+	if e, err := devstack.ReadEndpoints(dir); err != nil {
+		t.Fatal(err)
+	} else if u, err := url.Parse(e.MongoURI); err != nil || u.User == nil {
+		t.Errorf("endpoints.json's MongoDB URI %q has no credentials (%v)", mask("mongo", e.MongoURI), err)
+	} else if pw, _ := u.User.Password(); pw == "" || pw == "xxxxx" {
+		t.Errorf("endpoints.json's MongoDB URI lacks the password")
 	}
 	if err := p.cmd.Process.Signal(os.Interrupt); err != nil {
 		t.Fatal(err)

@@ -80,7 +80,7 @@ func runInfra(ctx context.Context, args []string, getenv func(string) string, st
 	fmt.Fprintf(stdout, "shop infra ready in %s\n  kafka:     %s (%s)\n  registry:  %s\n  mongodb:   %s\n  postgres:  %s\n"+
 		"  card psp:  %s\n  sepa bank: %s\n  smtp:      %s (mail in %s)\n  endpoints: %s\n"+
 		"give --data-dir %s to shop run, migrate, topics, dlq, replay and loadtest --target to use them; Ctrl-C stops\n",
-		time.Since(began).Round(time.Millisecond), strings.Join(e.Brokers, ","), kafka, e.RegistryURL, e.MongoURI, mask("postgres", e.PostgresURL),
+		time.Since(began).Round(time.Millisecond), strings.Join(e.Brokers, ","), kafka, e.RegistryURL, mask("mongo", e.MongoURI), mask("postgres", e.PostgresURL),
 		e.CardPSPURL, e.SepaBankURL, e.SMTPAddr, e.MailDir, file, *dataDir)
 	<-ctx.Done()
 	fmt.Fprintln(stdout, "stopping …")

@@ -31,13 +31,19 @@ func Config(e devstack.Endpoints, secrets devstack.Secrets, httpAddr string, log
 }
 
 // served is what GET /dev/endpoints of the admin listener answers: e with
-// the PostgreSQL password masked (endpoints.json, mode 0600, keeps it for
-// the tools of the data dir's owner; no tool needs it over HTTP).
+// the PostgreSQL and MongoDB passwords masked (endpoints.json, mode 0600,
+// keeps them for the tools of the data dir's owner; no tool needs them
+// over HTTP).
 func served(e devstack.Endpoints) devstack.Endpoints {
-	if u, err := url.Parse(e.PostgresURL); err == nil && u.User != nil {
-		e.PostgresURL = u.Redacted()
-	}
+	e.PostgresURL, e.MongoURI = redacted(e.PostgresURL), redacted(e.MongoURI)
 	return e
+}
+
+func redacted(raw string) string {
+	if u, err := url.Parse(raw); err == nil && u.User != nil {
+		return u.Redacted()
+	}
+	return raw
 }
 
 // Shop is a shop running in this process on its own stack.

@@ -3,7 +3,9 @@
 //
 //   - PostgreSQL (Config.PostgreSQLURL set): documents live as jsonb in a
 //     PostgreSQL database (shop dev gives it a database of its embedded
-//     cluster). FerretDB pushes top-level equality filters down to SQL, and
+//     cluster). When that URL has a password the server requires it: a
+//     client must authenticate with the same user and password ([Server.URI]
+//     carries them, with authMechanism=PLAIN). FerretDB pushes top-level equality filters down to SQL, and
 //     the server makes them index-served (see [Server.SyncIndexes]); look-ups
 //     cost the same at 1k and 100k documents.
 //   - SQLite (Config.Dir only): no PostgreSQL needed, but every look-up,
@@ -101,6 +103,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	fcfg := &ferretdb.Config{Listener: ferretdb.ListenerConfig{TCP: addr}, Logger: errorLogger(cfg.Logger)}
 	var idx *indexer
+	var creds *url.Userinfo // the clients' credentials (PostgreSQL backend with a password)
 	switch {
 	case cfg.PostgreSQLURL != "":
 		pgURL, err := backendURL(cfg.PostgreSQLURL, cmp.Or(cfg.PoolSize, DefaultPoolSize))
@@ -112,7 +115,10 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 				return nil, fmt.Errorf("ferret: %w", err)
 			}
 		}
-		fcfg.Handler, fcfg.PostgreSQLURL = "postgresql", pgURL
+		if fcfg.PostgreSQLURL, creds, err = withoutPassword(pgURL); err != nil {
+			return nil, fmt.Errorf("ferret: PostgreSQL URL: %w", err)
+		}
+		fcfg.Handler = "postgresql"
 	case cfg.Dir != "":
 		dir, err := filepath.Abs(cfg.Dir)
 		if err != nil {
@@ -150,7 +156,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 
 	// The TCP listener is already bound by ferretdb.New, so MongoDBURI does
 	// not block here.
-	uri, err := clientURI(f.MongoDBURI())
+	uri, err := clientURI(f.MongoDBURI(), creds)
 	if err != nil {
 		_ = s.Stop(context.Background())
 		return nil, fmt.Errorf("ferret: %w", err)
@@ -196,11 +202,21 @@ func (s *Server) Stop(ctx context.Context) error {
 }
 
 // clientURI rewrites an unspecified listen host (0.0.0.0, ::) to loopback so
-// the URI is dialable.
-func clientURI(raw string) (string, error) {
+// the URI is dialable, and adds creds, when set, with the PLAIN mechanism
+// FerretDB passes on to PostgreSQL.
+func clientURI(raw string, creds *url.Userinfo) (string, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return "", err
+	}
+	if creds != nil {
+		u.User = creds
+		q := u.Query()
+		q.Set("authMechanism", "PLAIN")
+		u.RawQuery = q.Encode()
+		if u.Path == "" {
+			u.Path = "/"
+		}
 	}
 	host, port, err := net.SplitHostPort(u.Host)
 	if err != nil {
@@ -210,6 +226,28 @@ func clientURI(raw string) (string, error) {
 		u.Host = net.JoinHostPort("127.0.0.1", port)
 	}
 	return u.String(), nil
+}
+
+// withoutPassword returns raw without its password, and the user and
+// password it had (nil without a password). FerretDB's PostgreSQL backend
+// connects with the credentials each client authenticates with (SASL
+// PLAIN) when its URL has none: given the URL without the password, the
+// server refuses every command of a client that does not present it, as
+// PostgreSQL refuses the connection FerretDB opens for it.
+func withoutPassword(raw string) (string, *url.Userinfo, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", nil, err
+	}
+	if u.User == nil {
+		return raw, nil, nil
+	}
+	if _, ok := u.User.Password(); !ok {
+		return raw, nil, nil
+	}
+	creds := u.User
+	u.User = url.User(creds.Username())
+	return u.String(), creds, nil
 }
 
 func ping(ctx context.Context, uri string) error {

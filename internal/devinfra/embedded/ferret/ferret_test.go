@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -162,6 +163,7 @@ func TestPostgreSQLBackendIndexesLookups(t *testing.T) {
 	if srv.Backend() != "postgresql" {
 		t.Fatalf("backend %q", srv.Backend())
 	}
+	requiresThePassword(ctx, t, srv.URI())
 	c := connect(t, srv.URI())
 	coll := c.Database("shop").Collection("orders")
 	fill(ctx, t, coll, 300)
@@ -211,5 +213,45 @@ func TestPostgreSQLBackendIndexesLookups(t *testing.T) {
 	defer c.Disconnect(ctx)
 	if n, err := c.Database("shop").Collection("orders").CountDocuments(ctx, bson.D{{Key: "customer_id", Value: customerID(3)}}); err != nil || n != 10 {
 		t.Fatalf("after restart: %d documents of customer 3, %v", n, err)
+	}
+}
+
+// requiresThePassword checks that the server at uri (which carries the
+// password) answers a client with it, and refuses one without it or with
+// another password.
+func requiresThePassword(ctx context.Context, t *testing.T, uri string) {
+	t.Helper()
+	u, err := url.Parse(uri)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := u.User.Password(); !ok || u.Query().Get("authMechanism") != "PLAIN" {
+		t.Fatalf("URI %s carries no password", u.Redacted())
+	}
+	try := func(uri string) error {
+		c, err := mongo.Connect(options.Client().ApplyURI(uri).SetServerSelectionTimeout(3 * time.Second))
+		if err != nil {
+			return err
+		}
+		defer func() { _ = c.Disconnect(ctx) }()
+		_, err = c.Database("shop").Collection("probe").InsertOne(ctx, bson.M{"x": 1})
+		return err
+	}
+	if err := try(uri); err != nil {
+		t.Fatalf("with the password: %v", err)
+	}
+	anon := *u
+	anon.User = nil
+	q := anon.Query()
+	q.Del("authMechanism")
+	anon.RawQuery = q.Encode()
+	wrong := *u
+	wrong.User = url.UserPassword(u.User.Username(), "not-the-password")
+	for name, v := range map[string]string{"no credentials": anon.String(), "a wrong password": wrong.String()} {
+		if err := try(v); err == nil {
+			t.Errorf("a client with %s wrote a document", name)
+		} else {
+			t.Logf("a client with %s: %v", name, err)
+		}
 	}
 }
