@@ -47,7 +47,7 @@ func TestCrashKillProcessorsLosesNoOrder(t *testing.T) {
 	e := startStack(ctx, t, devstack.Config{Dir: dir, PSPLatency: 20 * time.Millisecond})
 	killRounds := 1
 	if b := os.Getenv(kafkatest.EnvBrokers); b != "" {
-		e.Brokers, killRounds = strings.Split(b, ","), 3
+		e.Brokers, killRounds = secureChildren(t, strings.Split(b, ",")), 3
 		t.Logf("on Apache Kafka at %s: %d kills", b, killRounds)
 	}
 	bin := buildShop(t)

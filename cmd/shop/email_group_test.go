@@ -63,7 +63,7 @@ func TestEmailQuotaHoldsAcrossTwoInstances(t *testing.T) {
 
 	dir := t.TempDir()
 	e := startStack(ctx, t, devstack.Config{Dir: dir})
-	e.Brokers = brokers // the embedded kfake stays idle
+	e.Brokers = secureChildren(t, brokers) // the embedded kfake stays idle
 	pool, err := pgdb.Connect(ctx, e.PostgresURL)
 	if err != nil {
 		t.Fatal(err)

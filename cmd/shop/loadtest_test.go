@@ -33,10 +33,7 @@ func TestLoadtestSpikeHoldsInvariants(t *testing.T) {
 		// transaction spanning two contexts.
 		"--database-per-context"}
 	if b := os.Getenv(kafkatest.EnvBrokers); b != "" {
-		args = append(args, "--brokers", b)
-		t.Logf("against the real broker %s", b)
-		kafkatest.Exclusive(t, strings.Split(b, ","))
-		forgetProjections(t, strings.Split(b, ","))
+		args = append(args, realBrokerArgs(t, strings.Split(b, ","))...)
 	}
 	cmd := exec.Command(bin, args...)
 	var stdout, stderr bytes.Buffer
@@ -97,6 +94,33 @@ func TestLoadtestSpikeHoldsInvariants(t *testing.T) {
 // reused test broker by an earlier run: the embedded shop's MongoDB is
 // new, so its projectors must fold the log from the start, or the read
 // models miss what the old groups had folded and I4 rightly fails.
+// realBrokerArgs are the flags that run a load test's embedded shop on the
+// real broker plain: through its SASL_SSL listener (SCRAM-SHA-512 over
+// TLS), as its super user, once no other test runs a shop there and the
+// projector groups of an earlier run are gone.
+func realBrokerArgs(t *testing.T, plain []string) []string {
+	t.Helper()
+	kafkatest.Exclusive(t, plain)
+	forgetProjections(t, plain)
+	secure, sec := kafkatest.SecureUser(t, plain, kafkatest.Admin, nil)
+	t.Logf("against the real broker's SASL_SSL listener %v, as %s", secure, sec.User)
+	return append([]string{"--brokers", strings.Join(secure, ",")}, kafkatest.Flags(sec)...)
+}
+
+// secureChildren makes the `shop run` processes this test starts reach the
+// real broker plain through its SASL_SSL listener, as its super user (their
+// SHOP_KAFKA_* variables, inherited), and returns that listener's address.
+func secureChildren(t *testing.T, plain []string) []string {
+	t.Helper()
+	secure, sec := kafkatest.SecureUser(t, plain, kafkatest.Admin, nil)
+	t.Setenv("SHOP_KAFKA_USER", sec.User)
+	t.Setenv("SHOP_KAFKA_PASSWORD", sec.Password)
+	t.Setenv("SHOP_KAFKA_TLS", "true")
+	t.Setenv("SHOP_KAFKA_CA_FILE", sec.CAFile)
+	t.Logf("the shop's processes reach the real broker through SASL_SSL at %v, as %s", secure, sec.User)
+	return secure
+}
+
 func forgetProjections(t *testing.T, brokers []string) {
 	adm := kadm.NewClient(kafkatest.Client(t, brokers))
 	groups, err := adm.ListGroups(t.Context())
@@ -171,9 +195,7 @@ func TestLoadtestRamp(t *testing.T) {
 			"--ramp-spike-for", "60s", "--ramp-visible-for", "30s", "--drain-timeout", "5m", "--out", out}
 	}
 	if b := os.Getenv(kafkatest.EnvBrokers); b != "" {
-		args = append(args, "--brokers", b)
-		kafkatest.Exclusive(t, strings.Split(b, ","))
-		forgetProjections(t, strings.Split(b, ","))
+		args = append(args, realBrokerArgs(t, strings.Split(b, ","))...)
 	}
 	cmd := exec.Command(bin, args...)
 	var stdout, stderr bytes.Buffer

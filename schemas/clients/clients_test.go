@@ -21,6 +21,7 @@ import (
 	"shopstream/internal/app"
 	"shopstream/internal/devinfra/devshop"
 	"shopstream/internal/devinfra/devstack"
+	"shopstream/internal/platform/kafkasec"
 	"shopstream/internal/testinfra/kafkatest"
 	"shopstream/internal/testinfra/testenv"
 	"shopstream/internal/tools/loadtest"
@@ -37,7 +38,10 @@ const EnvPython = "SHOP_TEST_PYTHON"
 // load writes to every topic, on the real Apache Kafka broker, with the
 // shop's embedded schema registry: each exits 0 and reports, for every
 // topic, as many records as franz-go reads over the same offsets, all
-// decoded.
+// decoded. Everything goes through the broker's SASL_SSL listener
+// (SCRAM-SHA-512 over TLS, ACLs): the shop as the broker's admin, each
+// consumer as a principal of its own that may only read the shop's topics
+// and use groups named shop-clients-….
 func TestConsumersDecodeEveryTopic(t *testing.T) {
 	if os.Getenv(kafkatest.EnvBrokers) == "" {
 		t.Skip(kafkatest.EnvBrokers + " is unset: the Python and Node consumers are tested against real Apache Kafka only (.ci/run sets it)")
@@ -60,16 +64,30 @@ func TestConsumersDecodeEveryTopic(t *testing.T) {
 			t.Errorf("stop the stack: %v", err)
 		}
 	}()
+	secure, adminSec := kafkatest.SecureUser(t, brokers, kafkatest.Admin, nil)
+	adminOpts, err := adminSec.Opts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	reader := fmt.Sprintf("shop-clients-%d", time.Now().UnixNano())
+	_, readerSec := kafkatest.SecureUser(t, brokers, reader, kadm.NewACLs().Allow("User:"+reader).
+		Topics("shop.").Groups("shop-clients-").ResourcePatternType(kadm.ACLPatternPrefixed).Operations(kadm.OpRead, kadm.OpDescribe))
+	t.Cleanup(func() {
+		adm := kadm.NewClient(kafkatest.Client(t, brokers))
+		_, _ = adm.DeleteACLs(context.Background(), kadm.NewACLs().Allow("User:"+reader).AnyResource().
+			ResourcePatternType(kadm.ACLPatternAny).Operations(kadm.OpAny).AllowHosts())
+		_, _ = adm.AlterUserSCRAMs(context.Background(), []kadm.DeleteSCRAM{{User: reader, Mechanism: kadm.ScramSha512}}, nil)
+	})
 	e := stack.Endpoints
-	e.Brokers = brokers
-	sh := startShop(t, e, stack.Secrets, log)
+	e.Brokers = secure
+	sh := startShop(t, e, stack.Secrets, adminSec, log)
 
 	// ≈15 s of Black Friday: orders paid by card and SEPA, reviews, carts.
 	rep, err := loadtest.Run(t.Context(), loadtest.Config{
 		Target:   sh.url,
 		StaffKey: stack.Secrets.StaffKey,
 		Profile:  loadtest.Profile{Name: loadtest.BlackFriday, BaseRPS: 3, SpikeX: 10, SpikeFor: 5 * time.Second, Duration: 15 * time.Second, Seed: 1},
-		Sources: invariants.Sources{Brokers: brokers, RegistryURL: e.RegistryURL, MongoURI: e.MongoURI, MongoDB: "shop",
+		Sources: invariants.Sources{Brokers: secure, Kafka: adminOpts, RegistryURL: e.RegistryURL, MongoURI: e.MongoURI, MongoDB: "shop",
 			CardPSPURL: e.CardPSPURL, SepaBankURL: e.SepaBankURL, MailDir: e.MailDir},
 		EmailQuota: int(app.DefaultEmailRate), DrainTimeout: 3 * time.Minute, Logger: log,
 	})
@@ -96,13 +114,15 @@ func TestConsumersDecodeEveryTopic(t *testing.T) {
 	var summary strings.Builder
 	fmt.Fprintf(&summary, "stock consumers at library defaults, on the shop's topics since %d (franz-go read %d records)\n", since, total(want))
 	defer func() { testenv.WriteOut(t, "consumers.txt", []byte(summary.String())) }()
-	args := []string{"--brokers", strings.Join(brokers, ","), "--registry-url", e.RegistryURL, "--since-ms", strconv.FormatInt(since, 10)}
+	args := []string{"--brokers", strings.Join(secure, ","), "--registry-url", e.RegistryURL, "--since-ms", strconv.FormatInt(since, 10),
+		"--sasl-user", readerSec.User, "--ca-file", readerSec.CAFile}
 	for _, c := range []struct{ dir, bin, script string }{{"python", python, "consume.py"}, {"node", node, "consume.mjs"}} {
 		t.Run(c.dir, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 			defer cancel()
 			cmd := exec.CommandContext(ctx, c.bin, append([]string{c.script}, args...)...)
 			cmd.Dir = c.dir
+			cmd.Env = append(os.Environ(), "KAFKA_PASSWORD="+readerSec.Password)
 			var stdout, stderr strings.Builder
 			cmd.Stdout, cmd.Stderr = &stdout, &stderr
 			err := cmd.Run()
@@ -163,9 +183,10 @@ type shop struct {
 	stop func()
 }
 
-func startShop(t *testing.T, e devstack.Endpoints, secrets devstack.Secrets, log *slog.Logger) shop {
+func startShop(t *testing.T, e devstack.Endpoints, secrets devstack.Secrets, sec kafkasec.Security, log *slog.Logger) shop {
 	t.Helper()
 	cfg := devshop.Config(e, secrets, "127.0.0.1:0", log)
+	cfg.Kafka = sec
 	// The load's shoppers all come from this process: no per-address
 	// limit on their sign-ups and log-ins.
 	cfg.HTTPLimits.AuthRate, cfg.HTTPLimits.AuthBurst = 10000, 10000

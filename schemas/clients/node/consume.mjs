@@ -12,8 +12,13 @@
 //
 //   npm ci
 //   node consume.mjs --brokers 127.0.0.1:9092 --registry-url http://127.0.0.1:8081
+//
+// On a broker with SASL_SSL (SCRAM-SHA-512 over TLS), as the shop's CI
+// broker and compose have: --sasl-user NAME --ca-file CA.pem, the password in
+// the environment variable KAFKA_PASSWORD (never on the command line).
 import { parseArgs } from 'node:util'
 import { randomUUID } from 'node:crypto'
+import { readFileSync } from 'node:fs'
 import kafkajs from 'kafkajs'
 import SnappyCodec from 'kafkajs-snappy'
 import { SchemaRegistry } from '@kafkajs/confluent-schema-registry'
@@ -38,13 +43,19 @@ const { values: opts, positionals } = parseArgs({
     brokers: { type: 'string', default: '127.0.0.1:9092' },
     'registry-url': { type: 'string', default: 'http://127.0.0.1:8081' },
     'since-ms': { type: 'string' }, // start at this timestamp (ms since the epoch), not the beginning
+    'sasl-user': { type: 'string' }, // SASL SCRAM-SHA-512 user (password: $KAFKA_PASSWORD); connects over TLS
+    'ca-file': { type: 'string' }, // PEM file of the CA of the brokers' certificates (with --sasl-user)
   },
 })
 const topics = positionals.length ? positionals : SHOP_TOPICS
 
 // Library defaults: decode looks the writer's schema up by the id in each record.
 const registry = new SchemaRegistry({ host: opts['registry-url'] })
-const kafka = new Kafka({ brokers: opts.brokers.split(','), logLevel: logLevel.WARN })
+const secure = opts['sasl-user'] === undefined ? {} : {
+  ssl: opts['ca-file'] === undefined ? true : { ca: [readFileSync(opts['ca-file'], 'utf8')] },
+  sasl: { mechanism: 'scram-sha-512', username: opts['sasl-user'], password: process.env.KAFKA_PASSWORD ?? '' },
+}
+const kafka = new Kafka({ brokers: opts.brokers.split(','), logLevel: logLevel.WARN, ...secure })
 
 // Where to start and stop in each partition: [start, end) with end the high
 // watermark now, start the offset of the first record at or after

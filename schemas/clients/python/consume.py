@@ -12,9 +12,14 @@ topic and a JSON summary; exits 1 if a record failed or a topic was empty.
 
     pip install -r requirements.txt
     python3 consume.py --brokers 127.0.0.1:9092 --registry-url http://127.0.0.1:8081
+
+On a broker with SASL_SSL (SCRAM-SHA-512 over TLS), as the shop's CI broker
+and compose have: --sasl-user NAME --ca-file CA.pem, the password in the
+environment variable KAFKA_PASSWORD (never on the command line).
 """
 import argparse
 import json
+import os
 import sys
 import uuid
 
@@ -37,6 +42,8 @@ def main():
     p.add_argument("--brokers", default="127.0.0.1:9092")
     p.add_argument("--registry-url", default="http://127.0.0.1:8081")
     p.add_argument("--since-ms", type=int, help="start at this timestamp (ms since the epoch), not the beginning")
+    p.add_argument("--sasl-user", help="SASL SCRAM-SHA-512 user (password: $KAFKA_PASSWORD); connects over TLS")
+    p.add_argument("--ca-file", help="PEM file of the CA of the brokers' certificates (with --sasl-user)")
     p.add_argument("topics", nargs="*", default=SHOP_TOPICS)
     args = p.parse_args()
 
@@ -45,8 +52,14 @@ def main():
     deserialize = AvroDeserializer(SchemaRegistryClient({"url": args.registry_url}))
     # Partitions are assigned by hand, so the group is never joined and
     # nothing is committed; librdkafka wants a group id all the same.
-    consumer = Consumer({"bootstrap.servers": args.brokers, "group.id": f"shop-clients-py-{uuid.uuid4()}",
-                         "enable.auto.commit": False, "enable.partition.eof": True})
+    conf = {"bootstrap.servers": args.brokers, "group.id": f"shop-clients-py-{uuid.uuid4()}",
+            "enable.auto.commit": False, "enable.partition.eof": True}
+    if args.sasl_user:
+        conf.update({"security.protocol": "SASL_SSL", "sasl.mechanisms": "SCRAM-SHA-512",
+                     "sasl.username": args.sasl_user, "sasl.password": os.environ.get("KAFKA_PASSWORD", "")})
+        if args.ca_file:
+            conf["ssl.ca.location"] = args.ca_file
+    consumer = Consumer(conf)
 
     # Where to start and stop in each partition: [start, end) with end the
     # high watermark now, start the offset of the first record at or after
