@@ -243,6 +243,8 @@ func TestDevKeepsItsAddressesAcrossRestarts(t *testing.T) {
 		t.Errorf("endpoints.json's MongoDB URI %q has no credentials (%v)", mask("mongo", e.MongoURI), err)
 	} else if pw, _ := u.User.Password(); pw == "" || pw == "xxxxx" {
 		t.Errorf("endpoints.json's MongoDB URI lacks the password")
+	} else if strings.Contains(p.out.String(), pw) {
+		t.Errorf("shop dev's output (its logs included) holds the stores' password")
 	}
 	if err := p.cmd.Process.Signal(os.Interrupt); err != nil {
 		t.Fatal(err)

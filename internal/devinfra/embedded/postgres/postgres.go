@@ -241,9 +241,18 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		s.kill()
 		return nil, err
 	}
-	logger.Info("postgres ready", "url", s.url, "dir", dir, "pid", s.cmd.Process.Pid)
+	logger.Info("postgres ready", "url", redacted(s.url), "dir", dir, "pid", s.cmd.Process.Pid) // the password stays in the 0600 file
 	return s, nil
 }
+
+// redacted is raw with its password, if any, masked.
+func redacted(raw string) string {
+	if u, err := url.Parse(raw); err == nil {
+		return u.Redacted()
+	}
+	return "(unparsable URL)"
+}
+
 
 // URL returns the connection URL of the configured database, e.g.
 // postgres://shop:<password>@127.0.0.1:5433/shop?sslmode=disable.
