@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"slices"
 	"strings"
 	"time"
 
@@ -20,41 +19,12 @@ import (
 	"shopstream/internal/devinfra/devstack"
 	"shopstream/internal/platform/docstore"
 	"shopstream/internal/platform/eventlog"
-	"shopstream/projectors/orderviews"
-	"shopstream/projectors/products"
 	"shopstream/projectors/replay"
-	"shopstream/projectors/runner"
+	"shopstream/projectors/readmodels"
 	"shopstream/schemas"
 )
 
-// replayable are the projections `shop replay` knows, by name.
-var replayable = map[string]replayJob{
-	"products": jobOf(products.Projection()),
-	"orders":   jobOf(orderviews.Projection()),
-}
-
-type replayJob struct {
-	rebuild func(context.Context, replay.Config) (replay.Report, error)
-	verify  func(context.Context, replay.Config) (replay.Verification, error)
-}
-
-func jobOf[V any](p runner.Projection[V]) replayJob {
-	return replayJob{
-		rebuild: func(ctx context.Context, c replay.Config) (replay.Report, error) { return replay.Rebuild(ctx, p, c) },
-		verify: func(ctx context.Context, c replay.Config) (replay.Verification, error) {
-			return replay.Verify(ctx, p, c)
-		},
-	}
-}
-
-func projectionNames() string {
-	names := make([]string, 0, len(replayable))
-	for n := range replayable {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	return strings.Join(names, ", ")
-}
+func projectionNames() string { return strings.Join(readmodels.Names(), ", ") }
 
 func runReplay(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := newFlags("replay", stderr)
@@ -77,7 +47,7 @@ func runReplay(ctx context.Context, args []string, getenv func(string) string, s
 	if err := parse(fs, rest, getenv); err != nil {
 		return err
 	}
-	job, ok := replayable[name]
+	job, ok := readmodels.Lookup(name)
 	if !ok {
 		if name == "" {
 			return fmt.Errorf("shop replay: name the projection to rebuild: %s", projectionNames())
@@ -115,7 +85,7 @@ func runReplay(ctx context.Context, args []string, getenv func(string) string, s
 		Logger: slog.New(slog.DiscardHandler), Progress: stderr, DropAfter: *dropAfter, SwitchLag: *switchLag,
 	}
 	if *verify {
-		v, err := job.verify(ctx, cfg)
+		v, err := job.Verify(ctx, cfg)
 		if err != nil {
 			return err
 		}
@@ -129,7 +99,7 @@ func runReplay(ctx context.Context, args []string, getenv func(string) string, s
 		}
 		return nil
 	}
-	r, err := job.rebuild(ctx, cfg)
+	r, err := job.Rebuild(ctx, cfg)
 	if err != nil {
 		return err
 	}

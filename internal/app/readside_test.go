@@ -232,9 +232,24 @@ func TestReplayWhileServing(t *testing.T) {
 
 	cfg := s.replayConfig()
 	cfg.DropAfter = 1500 * time.Millisecond
+	var phases []string // each phase OnProgress saw, in order
+	var lastEvents int64
+	cfg.OnProgress = func(p replay.Progress) {
+		if len(phases) == 0 || phases[len(phases)-1] != p.Phase {
+			phases = append(phases, p.Phase)
+		}
+		if p.Events < lastEvents {
+			t.Errorf("progress went back from %d to %d events", lastEvents, p.Events)
+		}
+		lastEvents = p.Events
+	}
 	report, err := replay.Rebuild(context.Background(), products.Projection(), cfg)
 	if err != nil {
 		t.Fatal(err)
+	}
+	cfg.OnProgress = nil // the verifications below start from 0 again
+	if want := []string{replay.PhaseRebuilding, replay.PhaseSwitching, replay.PhaseSwitched, replay.PhaseDone}; !slices.Equal(phases, want) || lastEvents != report.Events {
+		t.Errorf("progress: phases %v, last %d events; want %v, ending at the report's %d", phases, lastEvents, want, report.Events)
 	}
 	time.Sleep(500 * time.Millisecond) // reads and writes go on after the drop
 	close(stop)

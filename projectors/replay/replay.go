@@ -46,6 +46,10 @@ type Config struct {
 	// Progress receives a progress bar (events done, events/s, lag left,
 	// ETA); nil shows none.
 	Progress io.Writer
+	// OnProgress, when set, is called with where the run stands: after
+	// every fetch while it folds, and at each change of phase. It must
+	// return quickly (it runs on the rebuild's goroutine).
+	OnProgress func(Progress)
 	// SwitchLag is how far behind the head (in records) the new collection
 	// may be when the switch starts; 0 means DefaultSwitchLag.
 	SwitchLag int64
@@ -64,6 +68,24 @@ const (
 	DefaultDropAfter     = 3 * runner.ReaderAliasTTL
 	DefaultSwitchTimeout = 30 * time.Second
 )
+
+// Phases of a rebuild or a verification, as [Progress] names them.
+const (
+	PhaseRebuilding = "rebuilding" // folding the log into the new collection
+	PhaseSwitching  = "switching"  // readers' alias moving; live runners hold their writes
+	PhaseSwitched   = "switched"   // readers use the new collection; the old one is dropped after DropAfter
+	PhaseComparing  = "comparing"  // verify: comparing the scratch collection with the live one
+	PhaseDone       = "done"
+)
+
+// Progress is where a rebuild or a verification stands.
+type Progress struct {
+	Projection string
+	Phase      string
+	Events     int64         // records folded so far
+	Lag        int64         // records left to the head, as last measured
+	Elapsed    time.Duration // since the start
+}
 
 // Report says what a rebuild did.
 type Report struct {
@@ -111,6 +133,8 @@ func Rebuild[V any](ctx context.Context, p runner.Projection[V], cfg Config) (Re
 	if err := b.toHead(ctx, cfg.SwitchLag); err != nil {
 		return Report{}, err
 	}
+	b.phase = PhaseSwitching
+	b.show(0)
 	// Live runners hold their writes from here until the commit, so that
 	// each document's events stay in order (see runner.Aliases).
 	if err := aliases.BeginSwitch(ctx, base, old, target, time.Now().Add(cfg.SwitchTimeout)); err != nil {
@@ -133,6 +157,8 @@ func Rebuild[V any](ctx context.Context, p runner.Projection[V], cfg Config) (Re
 	}
 	switched = true
 	elapsed := time.Since(began)
+	b.phase = PhaseSwitched
+	b.show(0)
 	b.finish()
 	cfg.Logger.Info("readers switched; the old collection is dropped after a grace period", "projection", p.Name, "from", old, "to", target, "drop_after", cfg.DropAfter)
 	select {
@@ -147,6 +173,8 @@ func Rebuild[V any](ctx context.Context, p runner.Projection[V], cfg Config) (Re
 	if err != nil {
 		return Report{}, err
 	}
+	b.phase = PhaseDone
+	b.show(0)
 	return Report{Projection: p.Name, From: old, To: target, Events: b.events, Poison: b.r.Poisoned(), Documents: docs, Elapsed: elapsed}, nil
 }
 
@@ -177,6 +205,11 @@ type builder[V any] struct {
 	events int64
 	bar    *progressbar.ProgressBar
 	total  int64
+	// what OnProgress is told
+	name     string
+	phase    string
+	began    time.Time
+	progress func(Progress)
 }
 
 func newBuilder[V any](ctx context.Context, p runner.Projection[V], cfg Config, coll string) (*builder[V], error) {
@@ -189,7 +222,7 @@ func newBuilder[V any](ctx context.Context, p runner.Projection[V], cfg Config, 
 		return nil, fmt.Errorf("kafka: %w", err)
 	}
 	b := &builder[V]{r: runner.New(p, cfg.Serde, cfg.Store, cfg.Logger).Into(coll), cl: cl, adm: kadm.NewClient(cl),
-		topics: p.Topics, next: map[string]map[int32]int64{}}
+		topics: p.Topics, next: map[string]map[int32]int64{}, name: p.Name, phase: PhaseRebuilding, began: time.Now(), progress: cfg.OnProgress}
 	starts, err := b.adm.ListStartOffsets(ctx, p.Topics...)
 	if err == nil {
 		err = starts.Error()
@@ -323,8 +356,12 @@ func (b *builder[V]) catchUp(ctx context.Context, ends kadm.ListedOffsets) error
 	return nil
 }
 
-// show moves the progress bar: events done out of events done plus lag.
+// show moves the progress bar (events done out of events done plus lag)
+// and tells OnProgress.
 func (b *builder[V]) show(lag int64) {
+	if b.progress != nil {
+		b.progress(Progress{Projection: b.name, Phase: b.phase, Events: b.events, Lag: lag, Elapsed: time.Since(b.began)})
+	}
 	if b.bar == nil {
 		return
 	}

@@ -84,6 +84,7 @@ func Verify[V any](ctx context.Context, p runner.Projection[V], cfg Config) (Ver
 	defer func() { _ = cfg.Store.Collection(scratch).Drop(context.WithoutCancel(ctx)) }()
 	var v Verification
 	for v.Rounds < verifyRounds {
+		b.phase = PhaseRebuilding
 		ends, err := b.heads(ctx)
 		if err != nil {
 			return v, err
@@ -95,6 +96,8 @@ func Verify[V any](ctx context.Context, p runner.Projection[V], cfg Config) (Ver
 			return v, err
 		}
 		v.Rounds++
+		b.phase = PhaseComparing
+		b.show(0)
 		if v.Compared, v.Differences, v.Examples, err = compare(ctx, cfg.Store.Collection(live), cfg.Store.Collection(scratch)); err != nil {
 			return v, err
 		}
@@ -102,6 +105,8 @@ func Verify[V any](ctx context.Context, p runner.Projection[V], cfg Config) (Ver
 			break
 		}
 	}
+	b.phase = PhaseDone
+	b.show(0)
 	b.finish()
 	v.Report = Report{Projection: p.Name, From: live, To: scratch, Events: b.events, Poison: b.r.Poisoned(), Documents: v.Compared, Elapsed: time.Since(began)}
 	v.Live = live

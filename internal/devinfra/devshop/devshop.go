@@ -31,19 +31,17 @@ func Config(e devstack.Endpoints, secrets devstack.Secrets, httpAddr string, log
 }
 
 // served is what GET /dev/endpoints of the admin listener answers: e with
-// the PostgreSQL and MongoDB passwords masked (endpoints.json, mode 0600,
-// keeps them for the tools of the data dir's owner; no tool needs them
-// over HTTP).
+// the PostgreSQL password masked (endpoints.json, mode 0600, keeps it for
+// the tools of the data dir's owner; no tool needs it over HTTP). The
+// MongoDB URI keeps its password, which the tools that read the read
+// models through --admin-target need (shop replay, shop loadtest
+// --target): it is the password of a role that opens the read models'
+// database only (devstack.MongoRole).
 func served(e devstack.Endpoints) devstack.Endpoints {
-	e.PostgresURL, e.MongoURI = redacted(e.PostgresURL), redacted(e.MongoURI)
-	return e
-}
-
-func redacted(raw string) string {
-	if u, err := url.Parse(raw); err == nil && u.User != nil {
-		return u.Redacted()
+	if u, err := url.Parse(e.PostgresURL); err == nil && u.User != nil {
+		e.PostgresURL = u.Redacted()
 	}
-	return raw
+	return e
 }
 
 // Shop is a shop running in this process on its own stack.

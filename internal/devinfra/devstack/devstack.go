@@ -200,6 +200,11 @@ const endpointsFile = "endpoints.json"
 // MongoDB-compatible server's documents.
 const MongoDatabase = "ferretdb"
 
+// MongoRole is the PostgreSQL role that owns MongoDatabase, as which
+// FerretDB connects: the MongoDB stand-in's password is that role's, which
+// opens the read models' database only, not the write side's.
+const MongoRole = "ferret"
+
 // startMongo starts FerretDB on the PostgreSQL backend in pg's database
 // MongoDatabase: its look-ups are index-served (see internal/devinfra/embedded/ferret).
 // A data directory whose read models an older shop dev wrote with the SQLite
@@ -211,7 +216,7 @@ func startMongo(ctx context.Context, cfg Config, pg *postgres.Server, log *slog.
 		log.Warn("the read models are on FerretDB's SQLite backend, whose look-ups scan every document; start from a fresh --data-dir (or delete this directory and rebuild the projections from the log) to move them to PostgreSQL", "dir", sqliteDir)
 		return ferret.Start(ctx, ferret.Config{Dir: sqliteDir, Addr: cfg.MongoAddr, Logger: log})
 	}
-	u, err := pg.Database(ctx, MongoDatabase)
+	u, err := pg.OwnDatabase(ctx, MongoDatabase, MongoRole)
 	if err != nil {
 		return nil, err
 	}

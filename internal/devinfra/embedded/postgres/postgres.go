@@ -915,16 +915,8 @@ const passwordName = "password"
 // acct when the server runs as another account (initdb reads it).
 func ensurePassword(dir string, acct *account) (password, file string, err error) {
 	file = filepath.Join(dir, passwordName)
-	if b, err := os.ReadFile(file); err == nil && len(bytes.TrimSpace(b)) > 0 {
-		return string(bytes.TrimSpace(b)), file, nil
-	}
-	buf := make([]byte, 32)
-	if _, err := rand.Read(buf); err != nil {
-		return "", "", fmt.Errorf("postgres: password: %w", err)
-	}
-	password = hex.EncodeToString(buf)
-	if err := os.WriteFile(file, []byte(password+"\n"), 0o600); err != nil {
-		return "", "", fmt.Errorf("postgres: save password: %w", err)
+	if password, err = ensureSecret(file); err != nil {
+		return "", "", err
 	}
 	if acct != nil {
 		if err := os.Chown(file, int(acct.uid), int(acct.gid)); err != nil {
@@ -980,3 +972,88 @@ func requirePassword(ctx context.Context, s *Server, password string) error {
 // quoteLiteral quotes s as an SQL string literal (ALTER ROLE takes no
 // parameters).
 func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
+// OwnDatabase makes sure database exists and belongs to role, a login role
+// of its own (made the first time, with a random password kept beside the
+// cluster's, mode 0600), and returns the URL that connects to it as role.
+// role owns the database and every schema and table in it (those an older
+// build made as the superuser are handed over), and has no privilege on
+// the other databases' tables: its password opens that database only.
+// The embedded FerretDB connects with it, so the MongoDB stand-in's
+// password is not the cluster's.
+func (s *Server) OwnDatabase(ctx context.Context, database, role string) (string, error) {
+	if database == "" || len(database) > 63 || role == "" || len(role) > 63 || role == superuser {
+		return "", fmt.Errorf("postgres: invalid database %q or role %q", database, role)
+	}
+	password, err := ensureSecret(filepath.Join(filepath.Dir(s.pgdata), passwordName+"-"+role))
+	if err != nil {
+		return "", err
+	}
+	if err := createDatabase(ctx, s, database); err != nil {
+		return "", err
+	}
+	conn, err := pgx.Connect(ctx, s.adminURL())
+	if err != nil {
+		return "", fmt.Errorf("postgres: connect to make role %s: %w", role, err)
+	}
+	defer conn.Close(context.Background())
+	var exists bool
+	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)", role).Scan(&exists); err != nil {
+		return "", err
+	}
+	verb := "CREATE ROLE "
+	if exists {
+		verb = "ALTER ROLE " // the file is the truth: a role left by a deleted file gets the new password
+	}
+	for _, q := range []string{
+		"SET password_encryption = 'scram-sha-256'",
+		verb + pgx.Identifier{role}.Sanitize() + " LOGIN PASSWORD " + quoteLiteral(password),
+		"ALTER DATABASE " + pgx.Identifier{database}.Sanitize() + " OWNER TO " + pgx.Identifier{role}.Sanitize(),
+	} {
+		if _, err := conn.Exec(ctx, q); err != nil {
+			return "", fmt.Errorf("postgres: role %s for database %s: %w", role, database, err)
+		}
+	}
+	u, _ := url.Parse(s.url)
+	u.Path = "/" + database
+	admin := *u
+	u.User = url.UserPassword(role, password)
+	// Schemas and tables the superuser made there (FerretDB as an older
+	// build ran it) go to role, which must be able to drop them.
+	db, err := pgx.Connect(ctx, admin.String())
+	if err != nil {
+		return "", fmt.Errorf("postgres: connect to %s: %w", database, err)
+	}
+	defer db.Close(context.Background())
+	handOver := `DO $$ DECLARE r record; BEGIN
+	FOR r IN SELECT n.nspname FROM pg_namespace n JOIN pg_roles o ON o.oid = n.nspowner
+		WHERE o.rolname = ` + quoteLiteral(superuser) + ` AND n.nspname NOT LIKE 'pg\_%' AND n.nspname <> 'information_schema' LOOP
+		EXECUTE format('ALTER SCHEMA %I OWNER TO %I', r.nspname, ` + quoteLiteral(role) + `);
+	END LOOP;
+	FOR r IN SELECT schemaname, tablename FROM pg_tables
+		WHERE tableowner = ` + quoteLiteral(superuser) + ` AND schemaname NOT IN ('pg_catalog', 'information_schema') LOOP
+		EXECUTE format('ALTER TABLE %I.%I OWNER TO %I', r.schemaname, r.tablename, ` + quoteLiteral(role) + `);
+	END LOOP;
+END $$`
+	if _, err := db.Exec(ctx, handOver); err != nil {
+		return "", fmt.Errorf("postgres: hand %s's tables over to %s: %w", database, role, err)
+	}
+	return u.String(), nil
+}
+
+// ensureSecret returns the secret kept in file, making it (32 random
+// bytes, hex; mode 0600) the first time.
+func ensureSecret(file string) (string, error) {
+	if b, err := os.ReadFile(file); err == nil && len(bytes.TrimSpace(b)) > 0 {
+		return string(bytes.TrimSpace(b)), nil
+	}
+	buf := make([]byte, 32)
+	if _, err := rand.Read(buf); err != nil {
+		return "", fmt.Errorf("postgres: password: %w", err)
+	}
+	secret := hex.EncodeToString(buf)
+	if err := os.WriteFile(file, []byte(secret+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("postgres: save password: %w", err)
+	}
+	return secret, nil
+}

@@ -559,3 +559,63 @@ func TestConnectionsNeedThePassword(t *testing.T) {
 	}
 	exec1(t, connect(t, s2), "SELECT 1") // the password works
 }
+
+// OwnDatabase's role owns its database and what the superuser made there
+// before, keeps its password across calls, and cannot read the write
+// side's tables.
+func TestOwnDatabase(t *testing.T) {
+	requireBinaries(t)
+	t.Parallel()
+	dir := t.TempDir()
+	s := startServer(t, Config{Dir: dir})
+	ctx := t.Context()
+	conn := connect(t, s)
+	exec1(t, conn, "CREATE TABLE orders (id int PRIMARY KEY)")
+	// What an older build left: the database and a schema made by the superuser.
+	if _, err := s.Database(ctx, "reads"); err != nil {
+		t.Fatal(err)
+	}
+	su, _ := url.Parse(s.URL())
+	su.Path = "/reads"
+	old, err := pgx.Connect(ctx, su.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	exec1(t, old, "CREATE SCHEMA shop")
+	exec1(t, old, "CREATE TABLE shop.products (id int)")
+	old.Close(ctx)
+
+	u1, err := s.OwnDatabase(ctx, "reads", "reader")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u2, err := s.OwnDatabase(ctx, "reads", "reader")
+	if err != nil || u2 != u1 {
+		t.Fatalf("second call: %v, URL changed %v", err, u2 != u1)
+	}
+	if pw, _ := url.Parse(u1); pw.User.Username() != "reader" || strings.Contains(s.URL(), func() string { p, _ := pw.User.Password(); return p }()) {
+		t.Fatalf("URL %s: want the role reader with a password of its own", pw.Redacted())
+	}
+	reader, err := pgx.Connect(ctx, u1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reader.Close(ctx)
+	exec1(t, reader, "DROP TABLE shop.products") // handed over: the role may drop it
+	exec1(t, reader, "CREATE TABLE shop.reviews (id int)")
+	// The write side's database: the role may connect (PUBLIC's default)
+	// but reads nothing there.
+	w, _ := url.Parse(u1)
+	w.Path = "/shop"
+	other, err := pgx.Connect(ctx, w.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close(ctx)
+	if _, err := other.Exec(ctx, "SELECT * FROM orders"); err == nil || !strings.Contains(err.Error(), "permission denied") {
+		t.Fatalf("the role read the write side's table: %v", err)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "password-reader")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("the role's password file: %v %v", fi, err)
+	}
+}
