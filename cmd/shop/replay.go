@@ -19,8 +19,8 @@ import (
 	"shopstream/internal/devinfra/devstack"
 	"shopstream/internal/platform/docstore"
 	"shopstream/internal/platform/eventlog"
-	"shopstream/projectors/replay"
 	"shopstream/projectors/readmodels"
+	"shopstream/projectors/replay"
 	"shopstream/schemas"
 )
 

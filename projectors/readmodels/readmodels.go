@@ -27,7 +27,9 @@ var jobs = map[string]Job{
 func jobOf[V any](p runner.Projection[V]) Job {
 	return Job{
 		Rebuild: func(ctx context.Context, c replay.Config) (replay.Report, error) { return replay.Rebuild(ctx, p, c) },
-		Verify:  func(ctx context.Context, c replay.Config) (replay.Verification, error) { return replay.Verify(ctx, p, c) },
+		Verify: func(ctx context.Context, c replay.Config) (replay.Verification, error) {
+			return replay.Verify(ctx, p, c)
+		},
 	}
 }
 

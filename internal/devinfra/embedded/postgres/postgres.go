@@ -253,7 +253,6 @@ func redacted(raw string) string {
 	return "(unparsable URL)"
 }
 
-
 // URL returns the connection URL of the configured database, e.g.
 // postgres://shop:<password>@127.0.0.1:5433/shop?sslmode=disable.
 func (s *Server) URL() string { return s.url }
