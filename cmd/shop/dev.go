@@ -72,9 +72,10 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 		}
 		fmt.Fprintf(stdout, "shop dev ready in %s\n  http:      %s\n  kafka:     %v\n  registry:  %s\n  mongodb:   %s\n  postgres:  %s\n"+
 			"  card psp:  %s\n  sepa bank: %s\n  smtp:      %s (mail in %s)\n  admin:     %s (metrics, lag, endpoints, pprof)\n"+
+			"  console:   %s/console (the pipeline live, in a browser; log in with the staff key)\n"+
 			"  staff key: %s (header X-API-Key; kept in %s)\n  %s\n",
 			time.Since(began).Round(time.Millisecond), e.HTTP, e.Brokers, e.RegistryURL, mask("mongo", e.MongoURI), mask("postgres", e.PostgresURL),
-			e.CardPSPURL, e.SepaBankURL, e.SMTPAddr, e.MailDir, e.Admin, s.StaffKey, filepath.Join(*dataDir, "secrets.json"), demo)
+			e.CardPSPURL, e.SepaBankURL, e.SMTPAddr, e.MailDir, e.Admin, e.Admin, s.StaffKey, filepath.Join(*dataDir, "secrets.json"), demo)
 	}
 	return app.Run(ctx, shop.apply(cfg))
 }

@@ -177,6 +177,12 @@ func (w *wiring) build(rows []component, needs []Need) (addr, admin string, err 
 		}
 		w.prom.MustRegister(metrics.Lag(w.kadm(), w.known, 0, w.log), metrics.DeadLetters(w.kadm(), dlqs, 0, w.log))
 		a.Lag = func(ctx context.Context) ([]lag.Group, error) { return lag.Measure(ctx, w.kadm(), w.known) }
+		con, err := w.console()
+		if err != nil {
+			return "", "", fmt.Errorf("console: %w", err)
+		}
+		w.onClose(con.Close)
+		a.Console = con.Handler()
 	}
 	checks := readinessChecks(w.cfg.Components, w.infraChecks(needs), w.alive)
 	a.Checks = checks

@@ -368,6 +368,7 @@ func buildGateway(ctx context.Context, w *wiring) error {
 	if err := w.group("stockwatch", hub); err != nil {
 		return err
 	}
+	w.hub = hub
 	w.api = func(checks []gateway.Check) *gateway.Gateway {
 		return gateway.New(gateway.Deps{
 			Auth: authn, Login: w.svc.customers.Authenticate, CORSOrigins: w.cfg.CORSOrigins,

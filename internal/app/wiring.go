@@ -26,6 +26,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"shopstream/internal/edge/gateway"
+	"shopstream/internal/edge/stockwatch"
 	"shopstream/internal/platform/eventlog"
 	"shopstream/internal/platform/tracing"
 	"shopstream/processors/charging"
@@ -61,6 +62,7 @@ type wiring struct {
 	api func(checks []gateway.Check) *gateway.Gateway
 
 	payments *charging.Processor // shared by both payments components
+	hub      *stockwatch.Hub     // the gateway's stock notices (the console's feed too)
 
 	ctx     context.Context
 	cancel  context.CancelCauseFunc

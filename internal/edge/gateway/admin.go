@@ -25,7 +25,9 @@ type Admin struct {
 	// infrastructure of `shop dev` (nil elsewhere: 404).
 	DevEndpoints any
 	Checks       []Check
-	Logger       *slog.Logger
+	// Console serves /console and below (nil: 404).
+	Console http.Handler
+	Logger  *slog.Logger
 }
 
 // LagResponse is the JSON of GET /lag: every consumer group of the shop
@@ -64,6 +66,10 @@ func (a Admin) Handler() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, a.DevEndpoints)
 	})
+	if a.Console != nil {
+		mux.Handle("/console", a.Console)
+		mux.Handle("/console/", a.Console)
+	}
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)

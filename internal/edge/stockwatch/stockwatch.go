@@ -100,13 +100,22 @@ func (h *Hub) Watch(ctx context.Context, productID string) <-chan Notice {
 	return ch
 }
 
+// WatchAll subscribes to every product's notices until ctx ends (the
+// console's feed), on the terms of Watch.
+func (h *Hub) WatchAll(ctx context.Context) <-chan Notice { return h.Watch(ctx, everyProduct) }
+
+// everyProduct is the watchers' key of WatchAll: no product id is empty.
+const everyProduct = ""
+
 func (h *Hub) publish(n Notice) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for ch := range h.watchers[n.ProductID] {
-		select {
-		case ch <- n:
-		default:
+	for _, key := range []string{n.ProductID, everyProduct} {
+		for ch := range h.watchers[key] {
+			select {
+			case ch <- n:
+			default:
+			}
 		}
 	}
 }
