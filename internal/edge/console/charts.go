@@ -21,7 +21,7 @@ var funcs = template.FuncMap{
 	"ints":    func(v []int64) []float64 { return floats(v) },
 	"loadcol": loadColumn,
 	"pct":     func(a, b float64) float64 { return percent(a, b) },
-	"barpct": func(p int) template.CSS { return template.CSS(fmt.Sprintf("width:%d%%", min(max(p, 0), 100))) },
+	"barpct":  func(p int) template.CSS { return template.CSS(fmt.Sprintf("width:%d%%", min(max(p, 0), 100))) },
 	"width": func(a, b float64) template.CSS {
 		return template.CSS(fmt.Sprintf("width:%.0f%%", math.Min(100, percent(a, b))))
 	},
