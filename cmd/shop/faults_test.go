@@ -501,6 +501,7 @@ type faultStack struct {
 	pg                   *postgres.Server
 	mongo                *ferret.Server
 	mongoAddr, mongoPGDB string
+	mongoURI             string // with the stand-in's credentials; the same across its restarts
 	reg                  *registry.Server
 	card, bank           *psp.Server
 	smtp                 *smtpd.Server
@@ -543,7 +544,7 @@ func startFaultStack(t *testing.T) *faultStack {
 	fx.pgPort = freePort(t)
 	fx.startPostgres(t)
 	t.Cleanup(func() { _ = fx.pg.Stop(context.Background()) })
-	if fx.mongoPGDB, err = fx.pg.Database(ctx, devstack.MongoDatabase); err != nil {
+	if fx.mongoPGDB, err = fx.pg.OwnDatabase(ctx, devstack.MongoDatabase, devstack.MongoRole); err != nil {
 		t.Fatal(err)
 	}
 	fx.mongoAddr = freeAddr(t)
@@ -574,7 +575,7 @@ func (fx *faultStack) brokers() []string { return []string{"127.0.0.1:" + strcon
 func (fx *faultStack) endpoints() devstack.Endpoints {
 	fx.mu.Lock()
 	defer fx.mu.Unlock()
-	return devstack.Endpoints{Brokers: fx.brokers(), RegistryURL: fx.reg.URL(), MongoURI: "mongodb://" + fx.mongoAddr + "/",
+	return devstack.Endpoints{Brokers: fx.brokers(), RegistryURL: fx.reg.URL(), MongoURI: fx.mongoURI,
 		PostgresURL: fx.pg.URL(), CardPSPURL: fx.card.URL(), SepaBankURL: fx.bank.URL(), SMTPAddr: fx.smtp.Addr(), MailDir: fx.mailDir}
 }
 
@@ -680,7 +681,7 @@ func (fx *faultStack) startMongo(t *testing.T) {
 		t.Fatal(err)
 	}
 	fx.mu.Lock()
-	fx.mongo = srv
+	fx.mongo, fx.mongoURI = srv, srv.URI()
 	fx.mu.Unlock()
 }
 

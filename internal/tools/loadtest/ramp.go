@@ -449,6 +449,7 @@ func (r *rampRun) live(ctx context.Context) {
 		}
 		sec := int(time.Since(r.start)/time.Second) - 1
 		l := r.rec.Second(sec)
+		r.c.toConsole(ctx, "ramp: "+p.name, sec, p.rps, l)
 		lag, _ := r.smp.lastLag()
 		r.out.status("[%s %2d/%ds] target %4.0f orders/s (%4.0f req/s) sent %4d/s answered %4d: ok %4d shed %3d 4xx %3d err %3d p95 %5.0fms | lag %s",
 			p.name, max(0, sec-p.from+1), p.to-p.from, p.rps/r.rpo, p.rps, l.Sent, l.Answered, l.OK, l.Shed, l.Refused, l.Errors, l.P95, lagLine(lag))

@@ -140,6 +140,13 @@ func (r *Recorder) Late() {
 type Live struct {
 	Sent, Answered, OK, Shed, Refused, Errors int64
 	P95                                       float64
+	Routes                                    map[string]RouteLive
+}
+
+// RouteLive is one route's answers in one second.
+type RouteLive struct {
+	Count, Shed int64
+	P95         float64
 }
 
 // Second sums second sec over every route.
@@ -154,7 +161,9 @@ func (r *Recorder) Second(sec int) Live {
 		return l
 	}
 	var all []float64
-	for _, b := range r.seconds[sec] {
+	l.Routes = map[string]RouteLive{}
+	for route, b := range r.seconds[sec] {
+		l.Routes[route] = RouteLive{Count: b.count(), Shed: b.shed, P95: percentile(b.latencies, 95)}
 		l.Answered += b.count()
 		l.OK += b.ok
 		l.Shed += b.shed

@@ -95,7 +95,7 @@ func Run(ctx context.Context, cfg Config) (*report.Report, error) {
 
 	live, stopLive := context.WithCancel(ctx)
 	var liveDone sync.WaitGroup
-	liveDone.Go(func() { s.out.load(live, cfg, s.rec, s.smp, s.start) })
+	liveDone.Go(func() { s.out.load(live, cfg, s.c, s.rec, s.smp, s.start) })
 	drive(ctx, cfg.Profile, s.w, s.c, cfg.Workers, s.start)
 	stopLive()
 	liveDone.Wait()
@@ -287,7 +287,7 @@ func (p *progress) status(format string, args ...any) {
 }
 
 // load shows, once a second, the last complete second of the load.
-func (p *progress) load(ctx context.Context, cfg Config, rec *Recorder, smp *sampler, start time.Time) {
+func (p *progress) load(ctx context.Context, cfg Config, c *client, rec *Recorder, smp *sampler, start time.Time) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {
@@ -298,6 +298,7 @@ func (p *progress) load(ctx context.Context, cfg Config, rec *Recorder, smp *sam
 		}
 		sec := int(time.Since(start)/time.Second) - 1
 		l := rec.Second(sec)
+		c.toConsole(ctx, cfg.Profile.Name, sec, cfg.Profile.Rate(time.Duration(sec)*time.Second), l)
 		lag, _ := smp.lastLag()
 		p.status("[%3ds/%ds] target %4.0f/s sent %4d/s  answered %4d: ok %4d  shed %3d  4xx %3d  err %3d  p95 %5.0fms | lag %s | emails %d/s (quota %d)",
 			sec+1, int(cfg.Profile.Duration/time.Second), cfg.Profile.Rate(time.Duration(sec)*time.Second), l.Sent, l.Answered, l.OK, l.Shed, l.Refused, l.Errors, l.P95,
