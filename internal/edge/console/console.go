@@ -75,7 +75,7 @@ type Config struct {
 	SoldOut func(context.Context) <-chan stockwatch.Notice
 	// IsStaff tells whether key is a staff API key.
 	IsStaff func(key string) bool
-	// Interval between samples (default 1 s).
+	// Interval between samples (default 2 s).
 	Interval time.Duration
 	Logger   *slog.Logger
 }
@@ -104,7 +104,7 @@ type Console struct {
 // New starts a console; Close stops its sampler and replays.
 func New(cfg Config) (*Console, error) {
 	if cfg.Interval <= 0 {
-		cfg.Interval = time.Second
+		cfg.Interval = 2 * time.Second
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
