@@ -8,7 +8,7 @@
 // embedded script (no CDN, no build step) replaces their live parts with
 // the fragments the server pushes over SSE (/console/events) once a
 // sample. The sampler measures only while a page or stream asked within
-// the last minute, so a console nobody watches costs the shop nothing.
+// the last 20 seconds, so a console nobody watches costs the shop nothing.
 //
 // Actions (redrive, starting a replay, a load test's reports) are staff
 // only: the X-API-Key header, or the key given once on /console/login and
@@ -90,15 +90,16 @@ func (c Config) deadLetterTopics() []string {
 
 // Console is the console's state: its sampler, replays and load test.
 type Console struct {
-	cfg   Config
-	smp   *sampler
-	tmpl  *template.Template
-	stop  context.CancelFunc
-	mu    sync.Mutex
-	jobs  []*job
-	load  []LoadSecond
-	seqMu sync.Mutex
-	seq   int64
+	cfg      Config
+	smp      *sampler
+	tmpl     *template.Template
+	stop     context.CancelFunc
+	mu       sync.Mutex
+	jobs     []*job
+	load     []LoadSecond
+	rendered map[string]rendered // by view
+	seqMu    sync.Mutex
+	seq      int64
 }
 
 // New starts a console; Close stops its sampler and replays.
@@ -117,7 +118,7 @@ func New(cfg Config) (*Console, error) {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Console{cfg: cfg, smp: newSampler(ctx, cfg), tmpl: tmpl, stop: cancel}, nil
+	return &Console{cfg: cfg, smp: newSampler(ctx, cfg), tmpl: tmpl, stop: cancel, rendered: map[string]rendered{}}, nil
 }
 
 // Close stops the sampler and every running replay.
@@ -494,6 +495,38 @@ type fragment struct {
 // live names, per view, the template of its live part and its data.
 var live = map[string]string{"pipeline": "pipeline-live", "email": "email-live", "replays": "replays-live", "loadtest": "loadtest-live"}
 
+// liveFragment renders view's live part for smp, once per sample and view
+// however many pages watch it.
+func (c *Console) liveFragment(r *http.Request, view string, smp Sample) (string, error) {
+	c.mu.Lock()
+	if f, ok := c.rendered[view]; ok && f.at.Equal(smp.At) {
+		c.mu.Unlock()
+		return f.html, nil
+	}
+	c.mu.Unlock()
+	var data any = smp
+	switch view {
+	case "replays":
+		data, _ = c.replays(r)
+	case "loadtest":
+		data, _ = c.loadtest(r)
+	}
+	var buf bytes.Buffer
+	if err := c.tmpl.ExecuteTemplate(&buf, live[view], data); err != nil {
+		return "", err
+	}
+	c.mu.Lock()
+	c.rendered[view] = rendered{at: smp.At, html: buf.String()}
+	c.mu.Unlock()
+	return buf.String(), nil
+}
+
+// rendered is a view's live part as rendered for the sample taken at at.
+type rendered struct {
+	at   time.Time
+	html string
+}
+
 // events streams a view's live part once a sample, and on the orders
 // view the stock notices as they come.
 func (c *Console) events(w http.ResponseWriter, r *http.Request) {
@@ -542,23 +575,15 @@ func (c *Console) events(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		case smp := <-samples:
-			name, ok := live[view]
-			if !ok {
+			if _, ok := live[view]; !ok {
 				continue
 			}
-			var data any = smp
-			switch view {
-			case "replays":
-				data, _ = c.replays(r)
-			case "loadtest":
-				data, _ = c.loadtest(r)
-			}
-			var buf bytes.Buffer
-			if err := c.tmpl.ExecuteTemplate(&buf, name, data); err != nil {
+			html, err := c.liveFragment(r, view, smp)
+			if err != nil {
 				c.cfg.Logger.Error("console: render", "view", view, "err", err)
 				return
 			}
-			if !send(fragment{ID: "live", HTML: buf.String()}) {
+			if !send(fragment{ID: "live", HTML: html}) {
 				return
 			}
 		}

@@ -18,7 +18,7 @@ const historyLen = 150
 
 // idleAfter is how long the sampler goes on after the last page or stream
 // asked for a sample: a console nobody watches costs the shop nothing.
-const idleAfter = time.Minute
+const idleAfter = 20 * time.Second
 
 // TopicStat is one topic as the last sample saw it.
 type TopicStat struct {
