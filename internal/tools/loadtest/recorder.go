@@ -196,6 +196,7 @@ func (r *Recorder) Fill(rep *report.Report, seconds int, rate func(sec int) floa
 	}
 	sort.Strings(routes)
 	t := &rep.Totals
+	var all []float64
 	for _, route := range routes {
 		b := r.routes[route]
 		rep.Routes = append(rep.Routes, report.RouteSummary{Route: route, Count: b.count(), OK: b.ok, Shed: b.shed, Refused: b.refused, Errors: b.errors,
@@ -205,7 +206,9 @@ func (r *Recorder) Fill(rep *report.Report, seconds int, rate func(sec int) floa
 		t.Shed += b.shed
 		t.Refused += b.refused
 		t.Errors += b.errors
+		all = append(all, b.latencies...)
 	}
+	t.P50, t.P95, t.P99 = percentile(all, 50), percentile(all, 95), percentile(all, 99)
 	t.Late = r.late
 }
 

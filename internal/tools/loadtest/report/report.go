@@ -65,6 +65,10 @@ type Totals struct {
 	Errors      int64   `json:"errors"`  // 5xx and transport errors
 	Late        int64   `json:"late"`    // requests the generator started after their scheduled time + 1 s (it fell behind)
 	AchievedRPS float64 `json:"achieved_rps"`
+	// Latency percentiles of every answer, all routes together, in ms.
+	P50 float64 `json:"p50_ms"`
+	P95 float64 `json:"p95_ms"`
+	P99 float64 `json:"p99_ms"`
 
 	OrdersAccepted  int64 `json:"orders_accepted"`
 	OrdersConfirmed int64 `json:"orders_confirmed"`
