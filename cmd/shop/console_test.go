@@ -366,29 +366,14 @@ const idleConsole = 22 * time.Second
 // until its read model has it.
 func createProduct(t *testing.T, dev *devProcess, quantity int) string {
 	t.Helper()
-	code, body, err := post(dev.client, dev.base+"/products", fmt.Sprintf(`{"title": "Maillot console", "price_cents": 2500, "quantity": %d}`, quantity))
-	var created struct{ ID string }
-	if err == nil {
-		err = json.Unmarshal(body, &created)
-	}
-	if err != nil || code != http.StatusCreated {
-		t.Fatalf("product: %d %s %v", code, body, err)
-	}
-	dev.waitProduct(t, created.ID)
-	return created.ID
+	id := created(t, dev.client, dev.base+"/products", fmt.Sprintf(`{"title": "Maillot console", "price_cents": 2500, "quantity": %d}`, quantity))
+	dev.waitProduct(t, id)
+	return id
 }
 
 // signUpCustomer signs a customer up (staff may then order on their behalf).
 func signUpCustomer(t *testing.T, dev *devProcess) string {
 	t.Helper()
-	code, body, err := post(dev.client, dev.base+"/customers",
+	return created(t, dev.client, dev.base+"/customers",
 		fmt.Sprintf(`{"email": "console-%d@example.org", "name": "Console", "password": "a password for the tests"}`, time.Now().UnixNano()))
-	var created struct{ ID string }
-	if err == nil {
-		err = json.Unmarshal(body, &created)
-	}
-	if err != nil || code != http.StatusCreated {
-		t.Fatalf("sign up: %d %s %v", code, body, err)
-	}
-	return created.ID
 }

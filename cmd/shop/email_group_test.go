@@ -312,37 +312,36 @@ func stopGracefully(t *testing.T, ps ...*shopRun) {
 
 func groupCustomer(t *testing.T, c *shopRun) string {
 	t.Helper()
-	code, body, err := post(c.client, c.base+"/customers", `{"email": "quota@example.org", "name": "Quota", "password": "a password for the tests"}`)
-	var created struct{ ID string }
+	return created(t, c.client, c.base+"/customers", `{"email": "quota@example.org", "name": "Quota", "password": "a password for the tests"}`)
+}
+
+// created POSTs body to url and returns the id of what the 201 created.
+func created(t *testing.T, c *http.Client, url, body string) string {
+	t.Helper()
+	code, answer, err := post(c, url, body)
+	var made struct{ ID string }
 	if err == nil {
-		err = json.Unmarshal(body, &created)
+		err = json.Unmarshal(answer, &made)
 	}
-	if err != nil || code != http.StatusCreated {
-		t.Fatalf("sign up: %d %s %v", code, body, err)
+	if err != nil || code != http.StatusCreated || made.ID == "" {
+		t.Fatalf("POST %s: %d %s %v", url, code, answer, err)
 	}
-	return created.ID
+	return made.ID
 }
 
 // groupProduct registers a product and waits until the inventory has its
 // units.
 func groupProduct(t *testing.T, c *shopRun, pool *pgxpool.Pool, quantity int) string {
 	t.Helper()
-	code, body, err := post(c.client, c.base+"/products", fmt.Sprintf(`{"title": "Maillot", "price_cents": 2500, "quantity": %d}`, quantity))
-	var created struct{ ID string }
-	if err == nil {
-		err = json.Unmarshal(body, &created)
-	}
-	if err != nil || code != http.StatusCreated {
-		t.Fatalf("product: %d %s %v", code, body, err)
-	}
+	id := created(t, c.client, c.base+"/products", fmt.Sprintf(`{"title": "Maillot", "price_cents": 2500, "quantity": %d}`, quantity))
 	for deadline := time.Now().Add(20 * time.Second); ; {
 		var n int64
-		err := pool.QueryRow(context.Background(), `SELECT available FROM inventory.stock WHERE id = $1`, created.ID).Scan(&n)
+		err := pool.QueryRow(context.Background(), `SELECT available FROM inventory.stock WHERE id = $1`, id).Scan(&n)
 		if err == nil && n == int64(quantity) {
-			return created.ID
+			return id
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("inventory never received product %s (%v, %d)\n%s", created.ID, err, n, c.out)
+			t.Fatalf("inventory never received product %s (%v, %d)\n%s", id, err, n, c.out)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
