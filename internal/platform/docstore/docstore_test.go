@@ -17,6 +17,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"shopstream/internal/devinfra/embedded/ferret"
+	"shopstream/internal/devinfra/embedded/ferret/ferrettest"
 	"shopstream/internal/devinfra/embedded/postgres"
 
 	"shopstream/internal/testinfra/testenv"
@@ -189,8 +190,14 @@ func (r *stmtRecorder) check(t testing.TB, limit int) {
 // Store on a database unique to the test.
 func newStore(tb testing.TB, opts ...Option) (*Store, *stmtRecorder) {
 	tb.Helper()
+	return newStoreAt(tb, serverURI, opts...)
+}
+
+// newStoreAt is newStore on the server at uri.
+func newStoreAt(tb testing.TB, uri string, opts ...Option) (*Store, *stmtRecorder) {
+	tb.Helper()
 	rec := &stmtRecorder{}
-	client, err := mongo.Connect(options.Client().ApplyURI(serverURI).
+	client, err := mongo.Connect(options.Client().ApplyURI(uri).
 		SetMonitor(&event.CommandMonitor{
 			Started:   rec.started,
 			Succeeded: func(context.Context, *event.CommandSucceededEvent) { rec.finished() },
@@ -447,22 +454,27 @@ func TestEmptyAndOptions(t *testing.T) {
 }
 
 // BenchmarkBulkUpsert measures idempotent bulk upserts (ReplaceOne with
-// upsert, filter by _id) of n documents into one collection. The first
+// upsert, filter by _id) of n documents into one collection, on FerretDB's
+// PostgreSQL backend (as shop dev runs it) and on the package's shared
+// server (SQLite unless SHOP_DOCSTORE_BACKEND=postgresql). The first
 // iteration inserts, later ones replace existing documents.
 func BenchmarkBulkUpsert(b *testing.B) {
-	for _, n := range []int{500, 5000} {
-		b.Run(fmt.Sprintf("docs=%d", n), func(b *testing.B) {
-			s, rec := newStore(b)
-			models := upsertModels(n, 1)
-			ctx := rec.guard(b)
-			for b.Loop() {
-				if _, err := s.BulkWrite(ctx, "bench", models); err != nil {
-					failOnHang(ctx, b, "bulk upsert", err)
+	pg := ferrettest.Start(b, ferrettest.PostgreSQL)
+	for _, backend := range []struct{ name, uri string }{{"postgresql", pg.URI()}, {"shared", serverURI}} {
+		for _, n := range []int{500, 5000} {
+			b.Run(fmt.Sprintf("backend=%s/docs=%d", backend.name, n), func(b *testing.B) {
+				s, rec := newStoreAt(b, backend.uri)
+				models := upsertModels(n, 1)
+				ctx := rec.guard(b)
+				for b.Loop() {
+					if _, err := s.BulkWrite(ctx, "bench", models); err != nil {
+						failOnHang(ctx, b, "bulk upsert", err)
+					}
 				}
-			}
-			b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "upserts/s")
-			rec.check(b, DefaultChunk)
-		})
+				b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "upserts/s")
+				rec.check(b, DefaultChunk)
+			})
+		}
 	}
 }
 

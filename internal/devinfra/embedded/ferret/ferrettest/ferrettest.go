@@ -40,7 +40,7 @@ func Start(tb testing.TB, backend string) *ferret.Server {
 			tb.Fatal(err)
 		}
 		tb.Cleanup(func() { _ = pg.Stop(context.Background()) })
-		if cfg.PostgreSQLURL, err = pg.Database(ctx, devstack.MongoDatabase); err != nil {
+		if cfg.PostgreSQLURL, err = pg.OwnDatabase(ctx, devstack.MongoDatabase, devstack.MongoRole); err != nil {
 			tb.Fatal(err)
 		}
 	case SQLite:
