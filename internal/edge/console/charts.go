@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"html/template"
 	"math"
+	"slices"
 	"strings"
 	"time"
 )
@@ -11,6 +12,7 @@ import (
 // funcs are the templates' helpers.
 var funcs = template.FuncMap{
 	"spark":   spark,
+	"versus":  versus,
 	"chart":   chart,
 	"f1":      func(v float64) string { return fmt.Sprintf("%.1f", v) },
 	"f0":      func(v float64) string { return fmt.Sprintf("%.0f", v) },
@@ -80,6 +82,33 @@ func chart(values []float64, limit float64, w, h int) template.HTML {
 		b.WriteString(`<polyline class="line" points="`)
 		for i, v := range values {
 			fmt.Fprintf(&b, "%.1f,%.1f ", float64(i)*step, y(v))
+		}
+		b.WriteString(`"/>`)
+	}
+	fmt.Fprintf(&b, `<text x="2" y="10">%.0f</text></svg>`, top)
+	return template.HTML(b.String())
+}
+
+// versus draws achieved against target (one value a second each) on one
+// scale: the profile asked as a dashed line, what was achieved as a line.
+func versus(target, achieved []float64, w, h int) template.HTML {
+	top := 1.0
+	for _, v := range slices.Concat(target, achieved) {
+		top = math.Max(top, v)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, `<svg class="chart" width="%d" height="%d" viewBox="0 0 %d %d" role="img">`, w, h, w, h)
+	for _, series := range []struct {
+		class  string
+		values []float64
+	}{{"limit", target}, {"line", achieved}} {
+		if len(series.values) == 0 {
+			continue
+		}
+		step := float64(w) / float64(max(len(series.values)-1, 1))
+		fmt.Fprintf(&b, `<polyline class="%s" fill="none" points="`, series.class)
+		for i, v := range series.values {
+			fmt.Fprintf(&b, "%.1f,%.1f ", float64(i)*step, float64(h-2)-v/top*float64(h-4))
 		}
 		b.WriteString(`"/>`)
 	}
