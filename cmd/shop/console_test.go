@@ -284,15 +284,20 @@ func TestConsoleInABrowser(t *testing.T) {
 	}
 	var closed, open []report.Report
 	var fragments []int
+	var cpuClosed, cpuOpen []time.Duration // shop dev's CPU time (its PostgreSQL included) over each run
 	for i := range 2 {
 		// The sampler stops once nobody watched for console.idleAfter: the
 		// second time, the stream that kept it going began a whole run ago.
 		time.Sleep([]time.Duration{idleConsole, 2 * consoleInterval}[i])
+		cpu := treeCPU(dev.cmd.Process.Pid)
 		closed = append(closed, runLoad("console closed"))
+		cpuClosed = append(cpuClosed, treeCPU(dev.cmd.Process.Pid)-cpu)
 		watch, stop := context.WithCancel(context.Background())
 		got := make(chan int, 1)
 		go func() { got <- readStream(watch, console+"/events?view=pipeline") }()
+		cpu = treeCPU(dev.cmd.Process.Pid)
 		open = append(open, runLoad("console open"))
+		cpuOpen = append(cpuOpen, treeCPU(dev.cmd.Process.Pid)-cpu)
 		stop()
 		fragments = append(fragments, <-got)
 	}
@@ -331,11 +336,55 @@ func TestConsoleInABrowser(t *testing.T) {
 	line := fmt.Sprintf("console cost: p99 of every request, console closed %.1f and %.1f ms, its live pipeline streamed (%d and %d fragments) %.1f and %.1f ms: %.2f× (the sums' ratio); p50 %.1f/%.1f closed, %.1f/%.1f open; %d requests, %d errors\n",
 		without[0], without[1], fragments[0], fragments[1], with[0], with[1], (with[0]+with[1])/(without[0]+without[1]),
 		closed[0].Totals.P50, closed[1].Totals.P50, open[0].Totals.P50, open[1].Totals.P50, requests, errors)
+	line += fmt.Sprintf("console cost in CPU: shop dev and its PostgreSQL used %v and %v over the closed runs, %v and %v over the open ones (%.2f×)\n",
+		cpuClosed[0].Round(10*time.Millisecond), cpuClosed[1].Round(10*time.Millisecond), cpuOpen[0].Round(10*time.Millisecond), cpuOpen[1].Round(10*time.Millisecond),
+		float64(cpuOpen[0]+cpuOpen[1])/float64(max(cpuClosed[0]+cpuClosed[1], 1)))
 	t.Log(line)
 	testenv.WriteOut(t, "console.txt", []byte(line))
 	if errors > 0 {
 		t.Errorf("load test errors: %d", errors)
 	}
+}
+
+// treeCPU is the CPU time (user and system) used so far by process pid and
+// every process below it (Linux /proc; 0 elsewhere): shop dev, and the
+// embedded PostgreSQL it runs as children.
+func treeCPU(pid int) time.Duration {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0
+	}
+	parent, ticks := map[int]int{}, map[int]int64{}
+	for _, e := range entries {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid … utime stime: fields after the ")".
+		rest := string(b[strings.LastIndexByte(string(b), ')')+2:])
+		f := strings.Fields(rest)
+		if len(f) < 13 {
+			continue
+		}
+		parent[p], _ = strconv.Atoi(f[1])
+		u, _ := strconv.ParseInt(f[11], 10, 64)
+		st, _ := strconv.ParseInt(f[12], 10, 64)
+		ticks[p] = u + st
+	}
+	var sum int64
+	for p := range ticks {
+		for q := p; q > 1; q = parent[q] {
+			if q == pid {
+				sum += ticks[p]
+				break
+			}
+		}
+	}
+	return time.Duration(sum) * time.Second / 100 // USER_HZ is 100 on Linux
 }
 
 // readStream reads the SSE stream at url until ctx ends, and returns how
