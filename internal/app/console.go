@@ -2,14 +2,13 @@ package app
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
 	"slices"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"shopstream/internal/edge/auth"
 	"shopstream/internal/edge/console"
 	"shopstream/internal/platform/docstore"
 	"shopstream/internal/platform/eventlog"
@@ -35,7 +34,7 @@ func (w *wiring) console() (*console.Console, error) {
 	}
 	cfg := console.Config{
 		Admin: w.kadm(), Kafka: slices.Concat([]kgo.Opt{kgo.SeedBrokers(w.cfg.Brokers...)}, sec),
-		Groups: w.known, EmailGroup: email.Group, EmailRate: rate, IsStaff: staffKeys(w.cfg.Auth.StaffKeys), Logger: w.log,
+		Groups: w.known, EmailGroup: email.Group, EmailRate: rate, IsStaff: auth.StaffKeyCheck(w.cfg.Auth.StaffKeys), Logger: w.log,
 	}
 	for _, t := range schemas.Topics() {
 		cfg.Topics = append(cfg.Topics, t.Name)
@@ -76,23 +75,4 @@ func (w *wiring) console() (*console.Console, error) {
 		cfg.SoldOut = w.hub.WatchAll
 	}
 	return console.New(cfg)
-}
-
-// staffKeys tells whether a key is one of keys, in constant time.
-func staffKeys(keys []string) func(string) bool {
-	sums := make([][32]byte, len(keys))
-	for i, k := range keys {
-		sums[i] = sha256.Sum256([]byte(k))
-	}
-	return func(key string) bool {
-		if key == "" {
-			return false
-		}
-		sum := sha256.Sum256([]byte(key))
-		found := 0
-		for _, s := range sums {
-			found |= subtle.ConstantTimeCompare(s[:], sum[:])
-		}
-		return found == 1
-	}
 }

@@ -84,8 +84,8 @@ type Config struct {
 type Authenticator struct {
 	secret   []byte
 	ttl      time.Duration
-	staff    map[[32]byte]string // SHA-256 of a key → its fingerprint
-	external keyfunc.Keyfunc     // nil without JWKSURL
+	staff    staffKeys
+	external keyfunc.Keyfunc // nil without JWKSURL
 	cfg      Config
 	now      func() time.Time
 }
@@ -99,7 +99,7 @@ func New(ctx context.Context, cfg Config) (*Authenticator, error) {
 	if placeholder(string(cfg.Secret)) {
 		return nil, errors.New("auth: the token secret is the deploy files' placeholder: set a random one (openssl rand -base64 32)")
 	}
-	a := &Authenticator{secret: cfg.Secret, ttl: cfg.TTL, staff: map[[32]byte]string{}, cfg: cfg, now: time.Now}
+	a := &Authenticator{secret: cfg.Secret, ttl: cfg.TTL, staff: hashKeys(cfg.StaffKeys), cfg: cfg, now: time.Now}
 	if a.ttl <= 0 {
 		a.ttl = DefaultTTL
 	}
@@ -110,8 +110,6 @@ func New(ctx context.Context, cfg Config) (*Authenticator, error) {
 		if placeholder(k) {
 			return nil, errors.New("auth: a staff key is the deploy files' placeholder: set a random one")
 		}
-		sum := sha256.Sum256([]byte(k))
-		a.staff[sum] = "key-" + hex.EncodeToString(sum[:4])
 	}
 	if cfg.JWKSURL != "" {
 		if cfg.ExternalIssuer == "" || cfg.ExternalAudience == "" {
@@ -185,17 +183,48 @@ func (a *Authenticator) Authenticate(r *http.Request) (Principal, error) {
 }
 
 func (a *Authenticator) staffKey(key string) (Principal, error) {
+	found, ok := a.staff.lookup(key)
+	if !ok {
+		return Principal{}, &Error{"unknown API key"}
+	}
+	return Principal{Subject: found, Role: RoleStaff}, nil
+}
+
+// staffKeys are staff API keys by their SHA-256, each to its fingerprint
+// (what logs name it by).
+type staffKeys map[[32]byte]string
+
+func hashKeys(keys []string) staffKeys {
+	s := staffKeys{}
+	for _, k := range keys {
+		sum := sha256.Sum256([]byte(k))
+		s[sum] = "key-" + hex.EncodeToString(sum[:4])
+	}
+	return s
+}
+
+// lookup finds key's fingerprint, comparing its SHA-256 with every key's
+// in constant time.
+func (s staffKeys) lookup(key string) (string, bool) {
 	sum := sha256.Sum256([]byte(key))
 	found := ""
-	for k, fp := range a.staff {
+	for k, fp := range s {
 		if subtle.ConstantTimeCompare(k[:], sum[:]) == 1 {
 			found = fp
 		}
 	}
-	if found == "" {
-		return Principal{}, &Error{"unknown API key"}
+	return found, found != ""
+}
+
+// StaffKeyCheck tells whether a key is one of keys, compared as the
+// Authenticator compares staff keys (SHA-256, constant time), for what
+// checks staff outside the gateway (the admin listener's console).
+func StaffKeyCheck(keys []string) func(key string) bool {
+	s := hashKeys(keys)
+	return func(key string) bool {
+		_, ok := s.lookup(key)
+		return ok
 	}
-	return Principal{Subject: found, Role: RoleStaff}, nil
 }
 
 func (a *Authenticator) verify(token string) (Principal, error) {

@@ -24,6 +24,7 @@ import (
 	"html/template"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -141,12 +142,11 @@ func (c *Console) Handler() http.Handler {
 // page renders view with what data returns, in the layout.
 func (c *Console) page(view string, data func(*http.Request) (any, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		d, err := data(r)
+		d, dataErr := data(r)
 		var buf bytes.Buffer
-		err = c.tmpl.ExecuteTemplate(&buf, "layout", map[string]any{
-			"View": view, "Data": d, "Err": errText(err), "Staff": c.isStaff(r), "Msg": r.URL.Query().Get("msg"),
-		})
-		if err != nil {
+		if err := c.tmpl.ExecuteTemplate(&buf, "layout", map[string]any{
+			"View": view, "Data": d, "Err": errText(dataErr), "Staff": c.isStaff(r), "Msg": r.URL.Query().Get("msg"),
+		}); err != nil {
 			c.cfg.Logger.Error("console: render", "view", view, "err", err)
 			http.Error(w, "the console could not render this page", http.StatusInternalServerError)
 			return
@@ -205,7 +205,7 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, "/console", http.StatusSeeOther)
 }
 
-func urlQuery(s string) string { return strings.ReplaceAll(template.URLQueryEscaper(s), "+", "%20") }
+func urlQuery(s string) string { return url.QueryEscape(s) }
 
 // views' data
 

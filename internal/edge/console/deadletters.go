@@ -15,16 +15,15 @@ import (
 // Letter is a dead letter as the page shows it.
 type Letter struct {
 	deadletter.Letter
-	Topic    string
-	Headers  []string
-	Payload  string
-	Redriven bool
+	Headers []string
+	Payload string
 }
 
-// DeadLetters are the dead letters of every topic, pending first.
+// DeadLetters are the dead letters waiting in every topic.
 type DeadLetters struct {
-	Pending, Redriven []Letter
-	Topics            []string // dead-letter topics with pending letters
+	Pending  []Letter
+	Redriven int      // dead letters a redrive already went past
+	Topics   []string // dead-letter topics with pending letters
 }
 
 func (c *Console) deadLetters(r *http.Request) (any, error) {
@@ -36,7 +35,11 @@ func (c *Console) deadLetters(r *http.Request) (any, error) {
 	}
 	var out DeadLetters
 	for _, l := range letters {
-		v := Letter{Letter: l, Topic: l.Record.Topic, Redriven: l.Redriven}
+		if l.Redriven {
+			out.Redriven++ // counted, not shown: no need to decode it
+			continue
+		}
+		v := Letter{Letter: l}
 		for _, h := range l.Record.Headers {
 			v.Headers = append(v.Headers, h.Key+"="+string(h.Value))
 		}
@@ -47,13 +50,9 @@ func (c *Console) deadLetters(r *http.Request) (any, error) {
 				v.Payload = "(does not decode: " + err.Error() + ")"
 			}
 		}
-		if l.Redriven {
-			out.Redriven = append(out.Redriven, v)
-			continue
-		}
 		out.Pending = append(out.Pending, v)
-		if !slices.Contains(out.Topics, v.Topic) {
-			out.Topics = append(out.Topics, v.Topic)
+		if !slices.Contains(out.Topics, l.Record.Topic) {
+			out.Topics = append(out.Topics, l.Record.Topic)
 		}
 	}
 	return out, nil

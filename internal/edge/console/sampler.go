@@ -95,6 +95,7 @@ type Sample struct {
 type sampler struct {
 	cfg      Config
 	interval time.Duration
+	topics   []string // the event-log topics, then their dead-letter topics
 
 	mu       sync.Mutex
 	last     Sample
@@ -109,7 +110,7 @@ type sampler struct {
 }
 
 func newSampler(ctx context.Context, cfg Config) *sampler {
-	return &sampler{cfg: cfg, interval: cfg.Interval, ends: map[string]map[int32]int64{}, commits: map[string]map[string]map[int32]int64{},
+	return &sampler{cfg: cfg, interval: cfg.Interval, topics: slices.Concat(cfg.Topics, cfg.deadLetterTopics()), ends: map[string]map[int32]int64{}, commits: map[string]map[string]map[int32]int64{},
 		history: map[string][]int64{}, subs: map[chan Sample]struct{}{}, stopping: ctx}
 }
 
@@ -191,7 +192,7 @@ func (s *sampler) measure(ctx context.Context) Sample {
 	now := time.Now()
 	smp := Sample{At: now}
 	var errs []string
-	topics := slices.Concat(s.cfg.Topics, s.cfg.deadLetterTopics())
+	topics := s.topics
 	ends, err := s.cfg.Admin.ListEndOffsets(ctx, topics...)
 	if err == nil {
 		err = ends.Error()
