@@ -1,0 +1,169 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os/exec"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Console cost windows: consoleCostPairs pairs of a window with the
+// console's live stream open and one with it closed, each
+// consoleCostWindow long. A closed window starts idleConsole after the
+// stream ended, once the console's sampler has stopped.
+const (
+	consoleCostPairs  = 4
+	consoleCostWindow = 8 * time.Second
+	// consoleProbeEvery is the probe's pace: one request every 20 ms,
+	// sent on schedule whatever the answers take (an open loop, so a
+	// slow answer does not hide the ones it delays).
+	consoleProbeEvery = 20 * time.Millisecond
+)
+
+// probeSample is one probe request: when it was sent and what it took.
+type probeSample struct {
+	at   time.Time
+	took time.Duration
+	ok   bool
+}
+
+// costWindow is a stretch of time with the console open or closed, and
+// the CPU shop dev's process tree used during it.
+type costWindow struct {
+	open     bool
+	from, to time.Time
+	cpu      time.Duration
+}
+
+// measureConsoleCost measures what an open console costs the API, and
+// returns the figures as text. A steady `shop loadtest` runs against dev
+// throughout. Meanwhile the console's live pipeline stream is opened (read
+// as a page reads it) and closed in turn, consoleCostPairs times, and a
+// probe reads GET /products/{id} and GET /orders/{id} every
+// consoleProbeEvery. The windows alternate so that a drift of the machine
+// (these 2 cores are shared with the rest of the suite) falls on both
+// sides alike, and the p99 of each side pools every probe answer of its
+// windows, about 1,600 a side. It fails only if the load test or a probe
+// request fails, or if the stream sent nothing while it was open: the
+// figures are measured, not asserted.
+func measureConsoleCost(t *testing.T, dev *devProcess, bin, dir, console, product, order string) string {
+	t.Helper()
+	pair := 2*consoleCostWindow + idleConsole + 2*consoleInterval
+	loadFor := 12*time.Second + consoleCostPairs*pair
+	load := exec.Command(bin, "loadtest", "--target", dev.base, "--data-dir", dir, "--profile", "steady", "--duration", loadFor.String(),
+		"--base-rps", "20", "--email-quota", "5", "--drain-timeout", "2m", "--out", t.TempDir())
+	var loadOut strings.Builder
+	load.Stdout, load.Stderr = &loadOut, &loadOut
+	if err := load.Start(); err != nil {
+		t.Fatal(err)
+	}
+	loadDone := make(chan error, 1)
+	go func() { loadDone <- load.Wait() }()
+
+	probeCtx, stopProbe := context.WithCancel(context.Background())
+	var mu sync.Mutex
+	var samples []probeSample
+	var probes sync.WaitGroup
+	probes.Go(func() {
+		tick := time.NewTicker(consoleProbeEvery)
+		defer tick.Stop()
+		for i := 0; ; i++ {
+			select {
+			case <-probeCtx.Done():
+				return
+			case <-tick.C:
+			}
+			url := dev.base + "/products/" + product
+			if i%2 == 1 {
+				url = dev.base + "/orders/" + order
+			}
+			probes.Go(func() {
+				at := time.Now()
+				resp, err := dev.client.Get(url)
+				ok := err == nil && resp.StatusCode == http.StatusOK
+				if err == nil {
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+				mu.Lock()
+				samples = append(samples, probeSample{at: at, took: time.Since(at), ok: ok})
+				mu.Unlock()
+			})
+		}
+	})
+
+	time.Sleep(10 * time.Second) // the load test's shoppers sign up and start
+	var windows []costWindow
+	measure := func(open bool) {
+		w := costWindow{open: open, from: time.Now()}
+		cpu := treeCPU(dev.cmd.Process.Pid)
+		time.Sleep(consoleCostWindow)
+		w.to, w.cpu = time.Now(), treeCPU(dev.cmd.Process.Pid)-cpu
+		windows = append(windows, w)
+	}
+	fragments := 0
+	for range consoleCostPairs {
+		watch, stop := context.WithCancel(context.Background())
+		got := make(chan int, 1)
+		go func() { got <- readStream(watch, console+"/events?view=pipeline") }()
+		time.Sleep(consoleInterval) // the sampler is running
+		measure(true)
+		stop()
+		fragments += <-got
+		time.Sleep(idleConsole) // the sampler has stopped
+		measure(false)
+	}
+	stopProbe()
+	probes.Wait()
+	if err := <-loadDone; err != nil {
+		t.Fatalf("load test: %v\n%s", err, tail(loadOut.String(), 30))
+	}
+	if fragments < consoleCostPairs {
+		t.Fatalf("the console's stream sent %d fragments over %d open windows: it was not live", fragments, consoleCostPairs)
+	}
+
+	side := func(open bool) (lat []float64, failed int, cpu, span time.Duration) {
+		for _, w := range windows {
+			if w.open != open {
+				continue
+			}
+			cpu += w.cpu
+			span += w.to.Sub(w.from)
+			for _, s := range samples {
+				if s.at.Before(w.from) || !s.at.Before(w.to) {
+					continue
+				}
+				if !s.ok {
+					failed++
+				}
+				lat = append(lat, float64(s.took)/float64(time.Millisecond))
+			}
+		}
+		slices.Sort(lat)
+		return lat, failed, cpu, span
+	}
+	closedLat, closedFailed, closedCPU, closedSpan := side(false)
+	openLat, openFailed, openCPU, openSpan := side(true)
+	if closedFailed+openFailed > 0 {
+		t.Errorf("probe requests failed: %d with the console closed, %d open", closedFailed, openFailed)
+	}
+	if len(closedLat) == 0 || len(openLat) == 0 {
+		t.Fatalf("no probe answers: %d closed, %d open", len(closedLat), len(openLat))
+	}
+	q := func(lat []float64, p float64) float64 { return lat[min(len(lat)-1, int(p/100*float64(len(lat))))] }
+	cpuShare := func(cpu, span time.Duration) float64 { return float64(cpu) / float64(span) }
+	return fmt.Sprintf("console cost, under a steady load test (20 requests/s) in %d alternating pairs of %v windows, probing GET /products/{id} and GET /orders/{id} every %v:\n"+
+		"  p99 of the API: console closed %.1f ms (%d answers), its live pipeline streamed %.1f ms (%d answers, %d fragments): %.2f×\n"+
+		"  p95: closed %.1f ms, open %.1f ms: %.2f×; p50: closed %.1f ms, open %.1f ms: %.2f×\n"+
+		"  CPU of shop dev and its PostgreSQL: closed %.1f%% of a core, open %.1f%%: %.2f×\n",
+		consoleCostPairs, consoleCostWindow, consoleProbeEvery,
+		q(closedLat, 99), len(closedLat), q(openLat, 99), len(openLat), fragments, q(openLat, 99)/q(closedLat, 99),
+		q(closedLat, 95), q(openLat, 95), q(openLat, 95)/q(closedLat, 95), q(closedLat, 50), q(openLat, 50), q(openLat, 50)/q(closedLat, 50),
+		100*cpuShare(closedCPU, closedSpan), 100*cpuShare(openCPU, openSpan), cpuShare(openCPU, openSpan)/cpuShare(closedCPU, closedSpan))
+}
