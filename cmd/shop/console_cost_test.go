@@ -11,19 +11,28 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/google/pprof/profile"
 )
 
-// Console cost windows: consoleCostPairs pairs of a window with the
-// console's live stream open and one with it closed, each
-// consoleCostWindow long. A closed window starts idleConsole after the
-// stream ended, once the console's sampler has stopped.
+// consoleCostOrder is the order of the windows, open (true) or closed:
+// ABBA then BAAB, so that both sides sit at about the same mean time into
+// the load test, and a load that changes as the run goes on (orders,
+// customers, the email backlog) falls on both alike. A closed window after an open one
+// starts idleConsole after the stream ended, once the console's sampler
+// has stopped.
+var consoleCostOrder = []bool{true, false, false, true, false, true, true, false}
+
+// consoleCostWindow is how long each window lasts; consoleCostWarmUp is
+// the load test's start left out (its shoppers sign up at once, a burst of
+// password hashes).
 const (
-	consoleCostPairs  = 4
+	consoleCostWarmUp = 20 * time.Second
 	consoleCostWindow = 8 * time.Second
-	// consoleProbeEvery is the probe's pace: one request every 20 ms,
+	// consoleProbeEvery is the probe's pace: one request every 10 ms,
 	// sent on schedule whatever the answers take (an open loop, so a
 	// slow answer does not hide the ones it delays).
-	consoleProbeEvery = 20 * time.Millisecond
+	consoleProbeEvery = 10 * time.Millisecond
 )
 
 // probeSample is one probe request: when it was sent and what it took.
@@ -44,18 +53,25 @@ type costWindow struct {
 // measureConsoleCost measures what an open console costs the API, and
 // returns the figures as text. A steady `shop loadtest` runs against dev
 // throughout. Meanwhile the console's live pipeline stream is opened (read
-// as a page reads it) and closed in turn, consoleCostPairs times, and a
-// probe reads GET /products/{id} and GET /orders/{id} every
+// as a page reads it) and closed in turn, in the windows of
+// consoleCostOrder, and a probe reads GET /products/{id} and GET /orders/{id} every
 // consoleProbeEvery. The windows alternate so that a drift of the machine
 // (these 2 cores are shared with the rest of the suite) falls on both
 // sides alike, and the p99 of each side pools every probe answer of its
-// windows, about 1,600 a side. It fails only if the load test or a probe
+// windows, about 3,200 a side. It fails only if the load test or a probe
 // request fails, or if the stream sent nothing while it was open: the
 // figures are measured, not asserted.
 func measureConsoleCost(t *testing.T, dev *devProcess, bin, dir, console, product, order string) string {
 	t.Helper()
-	pair := 2*consoleCostWindow + idleConsole + 2*consoleInterval
-	loadFor := 12*time.Second + consoleCostPairs*pair
+	loadFor := consoleCostWarmUp + 5*time.Second + consoleInterval + consoleProfileFor
+	for i, open := range consoleCostOrder {
+		loadFor += consoleCostWindow
+		if open && (i == 0 || !consoleCostOrder[i-1]) {
+			loadFor += consoleInterval
+		} else if !open && (i == 0 || consoleCostOrder[i-1]) {
+			loadFor += idleConsole
+		}
+	}
 	load := exec.Command(bin, "loadtest", "--target", dev.base, "--data-dir", dir, "--profile", "steady", "--duration", loadFor.String(),
 		"--base-rps", "20", "--email-quota", "5", "--drain-timeout", "2m", "--out", t.TempDir())
 	var loadOut strings.Builder
@@ -98,7 +114,7 @@ func measureConsoleCost(t *testing.T, dev *devProcess, bin, dir, console, produc
 		}
 	})
 
-	time.Sleep(10 * time.Second) // the load test's shoppers sign up and start
+	time.Sleep(consoleCostWarmUp) // the load test's shoppers sign up and start
 	var windows []costWindow
 	measure := func(open bool) {
 		w := costWindow{open: open, from: time.Now()}
@@ -108,24 +124,48 @@ func measureConsoleCost(t *testing.T, dev *devProcess, bin, dir, console, produc
 		windows = append(windows, w)
 	}
 	fragments := 0
-	for range consoleCostPairs {
-		watch, stop := context.WithCancel(context.Background())
-		got := make(chan int, 1)
+	var stop context.CancelFunc
+	var got chan int
+	openStream := func() {
+		var watch context.Context
+		watch, stop = context.WithCancel(context.Background())
+		got = make(chan int, 1)
 		go func() { got <- readStream(watch, console+"/events?view=pipeline") }()
 		time.Sleep(consoleInterval) // the sampler is running
-		measure(true)
+	}
+	closeStream := func() {
 		stop()
 		fragments += <-got
-		time.Sleep(idleConsole) // the sampler has stopped
-		measure(false)
+		stop = nil
+	}
+	for i, open := range consoleCostOrder {
+		switch {
+		case open && stop == nil:
+			openStream()
+		case !open && (i == 0 || consoleCostOrder[i-1]):
+			if stop != nil {
+				closeStream()
+			}
+			time.Sleep(idleConsole) // the sampler has stopped
+		}
+		measure(open)
+	}
+	// A CPU profile of shop dev under the same load, the stream open,
+	// tells the console's own share.
+	if stop == nil {
+		openStream()
+	}
+	share := consoleCPUShare(t, strings.TrimSuffix(console, "/console"))
+	if stop != nil {
+		closeStream()
 	}
 	stopProbe()
 	probes.Wait()
 	if err := <-loadDone; err != nil {
 		t.Fatalf("load test: %v\n%s", err, tail(loadOut.String(), 30))
 	}
-	if fragments < consoleCostPairs {
-		t.Fatalf("the console's stream sent %d fragments over %d open windows: it was not live", fragments, consoleCostPairs)
+	if fragments < len(consoleCostOrder)/2 {
+		t.Fatalf("the console's stream sent %d fragments over %d open windows: it was not live", fragments, len(consoleCostOrder)/2)
 	}
 
 	side := func(open bool) (lat []float64, failed int, cpu, span time.Duration) {
@@ -158,12 +198,65 @@ func measureConsoleCost(t *testing.T, dev *devProcess, bin, dir, console, produc
 	}
 	q := func(lat []float64, p float64) float64 { return lat[min(len(lat)-1, int(p/100*float64(len(lat))))] }
 	cpuShare := func(cpu, span time.Duration) float64 { return float64(cpu) / float64(span) }
-	return fmt.Sprintf("console cost, under a steady load test (20 requests/s) in %d alternating pairs of %v windows, probing GET /products/{id} and GET /orders/{id} every %v:\n"+
+	return fmt.Sprintf("console cost, under a steady load test (20 requests/s) in %d windows of %v, open and closed in ABBA order, probing GET /products/{id} and GET /orders/{id} every %v:\n"+
 		"  p99 of the API: console closed %.1f ms (%d answers), its live pipeline streamed %.1f ms (%d answers, %d fragments): %.2f×\n"+
 		"  p95: closed %.1f ms, open %.1f ms: %.2f×; p50: closed %.1f ms, open %.1f ms: %.2f×\n"+
-		"  CPU of shop dev and its PostgreSQL: closed %.1f%% of a core, open %.1f%%: %.2f×\n",
-		consoleCostPairs, consoleCostWindow, consoleProbeEvery,
+		"  CPU of shop dev and its PostgreSQL: closed %.1f%% of a core, open %.1f%%: %.2f×\n"+
+		"  %s\n",
+		len(consoleCostOrder), consoleCostWindow, consoleProbeEvery,
 		q(closedLat, 99), len(closedLat), q(openLat, 99), len(openLat), fragments, q(openLat, 99)/q(closedLat, 99),
 		q(closedLat, 95), q(openLat, 95), q(openLat, 95)/q(closedLat, 95), q(closedLat, 50), q(openLat, 50), q(openLat, 50)/q(closedLat, 50),
-		100*cpuShare(closedCPU, closedSpan), 100*cpuShare(openCPU, openSpan), cpuShare(openCPU, openSpan)/cpuShare(closedCPU, closedSpan))
+		100*cpuShare(closedCPU, closedSpan), 100*cpuShare(openCPU, openSpan), cpuShare(openCPU, openSpan)/cpuShare(closedCPU, closedSpan), share)
+}
+
+// consoleProfileFor is how long consoleCPUShare profiles shop dev.
+const consoleProfileFor = 10 * time.Second
+
+// consoleCPUShare profiles shop dev's CPU for consoleProfileFor through
+// its admin listener's /debug/pprof/profile, with the console's stream
+// open, and returns what share of the samples the console took: those
+// with a frame of the console's package (its sampler, its pages and
+// streams, and the Kafka admin requests it sends), plus those of the
+// embedded broker answering the requests only the console sends at run
+// time (ListOffsets, DescribeGroups, ListGroups, OffsetFetch). The load
+// test's own lag readings (GET /lag, every second) send those requests
+// too, so the share is an upper bound. It does not see the outbox backlog
+// query's time inside PostgreSQL, one count per sample.
+func consoleCPUShare(t *testing.T, admin string) string {
+	t.Helper()
+	resp, err := http.Get(fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", admin, int(consoleProfileFor/time.Second)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("CPU profile: %s", resp.Status)
+	}
+	prof, err := profile.Parse(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	brokerSide := []string{"kfake.(*Cluster).handleListOffsets", "kfake.(*Cluster).handleDescribeGroups",
+		"kfake.(*Cluster).handleListGroups", "kfake.(*Cluster).handleOffsetFetch"}
+	var all, console int64
+	for _, s := range prof.Sample {
+		n := s.Value[0] // samples
+		all += n
+	sample:
+		for _, loc := range s.Location {
+			for _, line := range loc.Line {
+				name := line.Function.Name
+				if strings.HasPrefix(name, "shopstream/internal/edge/console.") ||
+					slices.ContainsFunc(brokerSide, func(h string) bool { return strings.HasSuffix(name, h) }) {
+					console += n
+					break sample
+				}
+			}
+		}
+	}
+	if all == 0 {
+		t.Fatal("CPU profile: no samples")
+	}
+	return fmt.Sprintf("a CPU profile of shop dev over %v with the console open: the console took %d of %d samples (%.2f%%)",
+		consoleProfileFor, console, all, 100*float64(console)/float64(all))
 }
