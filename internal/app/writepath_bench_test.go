@@ -96,7 +96,7 @@ func BenchmarkWritePath(b *testing.B) {
 
 	var shop shopResult
 	b.Run("shop", func(b *testing.B) {
-		shop = measureShop(b, base, brokers, clients)
+		shop = measureShop(b, base, ds.Stack.Secrets.StaffKey, brokers, clients)
 		b.ReportMetric(shop.acceptedRate(), "accepted_cmd/s")
 		b.ReportMetric(shop.publishedRate(), "published_cmd/s")
 		b.ReportMetric(ms(shop.p50), "p50_ms")
@@ -136,7 +136,9 @@ type shopResult struct {
 func (r shopResult) acceptedRate() float64  { return float64(r.accepted) / r.took.Seconds() }
 func (r shopResult) publishedRate() float64 { return float64(r.accepted) / r.toKafka.Seconds() }
 
-func measureShop(b *testing.B, base string, brokers []string, clients int) shopResult {
+// measureShop registers products as staff (staffKey), from clients
+// clients at once.
+func measureShop(b *testing.B, base, staffKey string, brokers []string, clients int) shopResult {
 	hc := &http.Client{
 		Timeout:   30 * time.Second,
 		Transport: &http.Transport{MaxIdleConns: 2 * clients, MaxIdleConnsPerHost: 2 * clients, IdleConnTimeout: time.Minute},
@@ -145,7 +147,13 @@ func measureShop(b *testing.B, base string, brokers []string, clients int) shopR
 	post := func(i int) (int, string) {
 		body := fmt.Sprintf(`{"title": "Maillot domicile Olympique de Marseille 1993, taille L, n°%d", "price_cents": %d, "quantity": %d}`,
 			i, 8999+i%1000, 1+i%50)
-		resp, err := hc.Post(base+"/products", "application/json", strings.NewReader(body))
+		req, err := http.NewRequest(http.MethodPost, base+"/products", strings.NewReader(body))
+		if err != nil {
+			return 0, err.Error()
+		}
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-API-Key", staffKey)
+		resp, err := hc.Do(req)
 		if err != nil {
 			return 0, err.Error()
 		}
