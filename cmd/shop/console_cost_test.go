@@ -216,12 +216,13 @@ const consoleProfileFor = 10 * time.Second
 // its admin listener's /debug/pprof/profile, with the console's stream
 // open, and returns what share of the samples the console took: those
 // with a frame of the console's package (its sampler, its pages and
-// streams, and the Kafka admin requests it sends), plus those of the
-// embedded broker answering the requests only the console sends at run
-// time (ListOffsets, DescribeGroups, ListGroups, OffsetFetch). The load
-// test's own lag readings (GET /lag, every second) send those requests
-// too, so the share is an upper bound. It does not see the outbox backlog
-// query's time inside PostgreSQL, one count per sample.
+// streams, the Kafka admin requests it sends), plus those of the embedded
+// broker's handlers of the requests the console sends (ListOffsets,
+// DescribeGroups, ListGroups, OffsetFetch; the load test's lag readings
+// send them too). It misses the client's and the broker's work in their
+// own goroutines (encoding, the groups' coordinators) and the outbox count
+// inside PostgreSQL, so it understates the console's cost: it tells how
+// little of the console's cost is its own code, not the whole cost.
 func consoleCPUShare(t *testing.T, admin string) string {
 	t.Helper()
 	resp, err := http.Get(fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", admin, int(consoleProfileFor/time.Second)))
