@@ -71,11 +71,7 @@ type Config struct {
 	SoldOut func(context.Context) <-chan stockwatch.Notice
 	// IsStaff tells whether key is a staff API key.
 	IsStaff func(key string) bool
-	// Interval between samples (default 5 s). Each sample is a burst of
-	// Kafka admin requests, one outbox count and a render: every 2 s, on a
-	// 2-core shop dev under a load test, it raised the API's p99 by about
-	// 1.3× (the median not at all); every 5 s, by 1.01× (cmd/shop
-	// measureConsoleCost).
+	// Interval between samples (default 2 s).
 	Interval time.Duration
 	Logger   *slog.Logger
 }
@@ -105,7 +101,7 @@ type Console struct {
 // New starts a console; Close stops its sampler and replays.
 func New(cfg Config) (*Console, error) {
 	if cfg.Interval <= 0 {
-		cfg.Interval = 5 * time.Second
+		cfg.Interval = 2 * time.Second
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)

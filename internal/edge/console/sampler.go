@@ -14,7 +14,7 @@ import (
 
 // historyLen is how many samples a group's lag chart shows (5 minutes at
 // the default interval).
-const historyLen = 60
+const historyLen = 150
 
 // idleAfter is how long the sampler goes on after the last page or stream
 // asked for a sample: a console nobody watches costs the shop nothing.
