@@ -23,6 +23,21 @@ import (
 // has stopped.
 var consoleCostOrder = []bool{true, false, false, true, false, true, true, false}
 
+// settle is the wait before window i of consoleCostOrder: consoleInterval
+// after the stream is opened, for the sampler to run; idleConsole after it
+// is closed (or before a first closed window), for the sampler to stop;
+// none between two windows alike.
+func settle(i int) time.Duration {
+	prevOpen := i > 0 && consoleCostOrder[i-1]
+	switch open := consoleCostOrder[i]; {
+	case open && !prevOpen:
+		return consoleInterval
+	case !open && (i == 0 || prevOpen):
+		return idleConsole
+	}
+	return 0
+}
+
 // consoleCostWindow is how long each window lasts; consoleCostWarmUp is
 // the load test's start left out (its shoppers sign up at once, a burst of
 // password hashes).
@@ -63,14 +78,11 @@ type costWindow struct {
 // figures are measured, not asserted.
 func measureConsoleCost(t *testing.T, dev *devProcess, bin, dir, console, product, order string) string {
 	t.Helper()
+	// The load lasts the warm-up, every window and what comes before it,
+	// then the profile (after the stream is opened again), and 5 s more.
 	loadFor := consoleCostWarmUp + 5*time.Second + consoleInterval + consoleProfileFor
-	for i, open := range consoleCostOrder {
-		loadFor += consoleCostWindow
-		if open && (i == 0 || !consoleCostOrder[i-1]) {
-			loadFor += consoleInterval
-		} else if !open && (i == 0 || consoleCostOrder[i-1]) {
-			loadFor += idleConsole
-		}
+	for i := range consoleCostOrder {
+		loadFor += settle(i) + consoleCostWindow
 	}
 	load := exec.Command(bin, "loadtest", "--target", dev.base, "--data-dir", dir, "--profile", "steady", "--duration", loadFor.String(),
 		"--base-rps", "20", "--email-quota", "5", "--drain-timeout", "2m", "--out", t.TempDir())
@@ -142,7 +154,7 @@ func measureConsoleCost(t *testing.T, dev *devProcess, bin, dir, console, produc
 		switch {
 		case open && stop == nil:
 			openStream()
-		case !open && (i == 0 || consoleCostOrder[i-1]):
+		case !open && settle(i) > 0:
 			if stop != nil {
 				closeStream()
 			}
@@ -150,15 +162,11 @@ func measureConsoleCost(t *testing.T, dev *devProcess, bin, dir, console, produc
 		}
 		measure(open)
 	}
-	// A CPU profile of shop dev under the same load, the stream open,
-	// tells the console's own share.
-	if stop == nil {
-		openStream()
-	}
-	share := consoleCPUShare(t, strings.TrimSuffix(console, "/console"))
-	if stop != nil {
-		closeStream()
-	}
+	// A CPU profile of shop dev under the same load, the stream open (the
+	// last window is a closed one), tells the console's own share.
+	openStream()
+	share := consoleCPUShare(t, dev.admin)
+	closeStream()
 	stopProbe()
 	probes.Wait()
 	if err := <-loadDone; err != nil {

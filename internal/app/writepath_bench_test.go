@@ -29,6 +29,7 @@ import (
 	"shopstream/internal/devinfra/devshop"
 	"shopstream/internal/devinfra/devstack"
 	"shopstream/internal/devinfra/embedded/postgres"
+	"shopstream/internal/edge/auth"
 	"shopstream/internal/testinfra/kafkatest"
 	"shopstream/internal/testinfra/testenv"
 	"shopstream/schemas"
@@ -139,21 +140,14 @@ func (r shopResult) publishedRate() float64 { return float64(r.accepted) / r.toK
 // measureShop registers products as staff (staffKey), from clients
 // clients at once.
 func measureShop(b *testing.B, base, staffKey string, brokers []string, clients int) shopResult {
-	hc := &http.Client{
-		Timeout:   30 * time.Second,
-		Transport: &http.Transport{MaxIdleConns: 2 * clients, MaxIdleConnsPerHost: 2 * clients, IdleConnTimeout: time.Minute},
-	}
-	defer hc.CloseIdleConnections()
+	tr := &http.Transport{MaxIdleConns: 2 * clients, MaxIdleConnsPerHost: 2 * clients, IdleConnTimeout: time.Minute}
+	defer tr.CloseIdleConnections()
+	hc := auth.StaffClient(staffKey, tr)
+	hc.Timeout = 30 * time.Second
 	post := func(i int) (int, string) {
 		body := fmt.Sprintf(`{"title": "Maillot domicile Olympique de Marseille 1993, taille L, n°%d", "price_cents": %d, "quantity": %d}`,
 			i, 8999+i%1000, 1+i%50)
-		req, err := http.NewRequest(http.MethodPost, base+"/products", strings.NewReader(body))
-		if err != nil {
-			return 0, err.Error()
-		}
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("X-API-Key", staffKey)
-		resp, err := hc.Do(req)
+		resp, err := hc.Post(base+"/products", "application/json", strings.NewReader(body))
 		if err != nil {
 			return 0, err.Error()
 		}
