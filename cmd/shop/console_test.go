@@ -349,7 +349,7 @@ func treeCPU(pid int) time.Duration {
 
 // readStream reads the SSE stream at url until ctx ends, and returns how
 // many fragments came.
-func readStream(ctx context.Context, url string) int {
+func readStream(ctx context.Context, url string, onFragment func()) int {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return 0
@@ -364,6 +364,9 @@ func readStream(ctx context.Context, url string) int {
 	sc.Buffer(make([]byte, 1<<20), 4<<20)
 	for sc.Scan() {
 		if sc.Text() == "event: fragment" {
+			if onFragment != nil {
+				onFragment()
+			}
 			n++
 		}
 	}
