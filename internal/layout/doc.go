@@ -13,7 +13,7 @@
 //	projectors/            the read models (folds and their runner)
 //	processors/            the reactions: saga, stock feed, charging,
 //	                       invoicing, email (they call producers)
-//	internal/edge/         the HTTP edge: gateway and stock watch
+//	internal/edge/         the HTTP edge: gateway, stock watch, event streams, console
 //	internal/app/          the component wiring of one process
 //	internal/devinfra/     the embedded infrastructure of shop dev and tests
 //	internal/testinfra/    test helpers (backends, brokers, serdes, env)

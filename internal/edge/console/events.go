@@ -3,10 +3,10 @@ package console
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"time"
 
+	"shopstream/internal/edge/sse"
 	"shopstream/internal/edge/stockwatch"
 )
 
@@ -58,15 +58,12 @@ type rendered struct {
 // view the stock notices as they come.
 func (c *Console) events(w http.ResponseWriter, r *http.Request) {
 	view := r.URL.Query().Get("view")
-	fl, ok := w.(http.Flusher)
-	if !ok {
+	stream, err := sse.Start(w, nil)
+	if err != nil {
+		c.cfg.Logger.Error("console: event stream", "err", err)
 		http.Error(w, "streaming unsupported", http.StatusInternalServerError)
 		return
 	}
-	w.Header().Set("Content-Type", "text/event-stream")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(http.StatusOK)
-	fl.Flush()
 	ctx := r.Context()
 	send := func(f fragment) bool {
 		c.seqMu.Lock()
@@ -74,28 +71,23 @@ func (c *Console) events(w http.ResponseWriter, r *http.Request) {
 		f.Seq = c.seq
 		c.seqMu.Unlock()
 		b, _ := json.Marshal(f)
-		if _, err := fmt.Fprintf(w, "event: fragment\ndata: %s\n\n", b); err != nil {
-			return false
-		}
-		fl.Flush()
-		return true
+		return stream.Event("fragment", b) == nil
 	}
 	var notices <-chan stockwatch.Notice
 	if view == "orders" && c.cfg.SoldOut != nil {
 		notices = c.cfg.SoldOut(ctx)
 	}
 	samples := c.smp.subscribe(ctx)
-	keepAlive := time.NewTicker(15 * time.Second)
+	keepAlive := time.NewTicker(sse.KeepAlive)
 	defer keepAlive.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-keepAlive.C:
-			if _, err := fmt.Fprint(w, ": keep-alive\n\n"); err != nil {
+			if stream.KeepAlive() != nil {
 				return
 			}
-			fl.Flush()
 		case n := <-notices:
 			var buf bytes.Buffer
 			if err := c.tmpl.ExecuteTemplate(&buf, "notice", map[string]any{"Notice": n, "At": time.Now()}); err != nil || !send(fragment{ID: "notices", HTML: buf.String(), Prepend: true}) {

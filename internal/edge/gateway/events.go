@@ -2,17 +2,11 @@ package gateway
 
 import (
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"time"
+
+	"shopstream/internal/edge/sse"
 )
-
-// keepAlive is how often an idle event stream gets a comment line, so that
-// proxies keep it open.
-const keepAlive = 15 * time.Second
-
-// streamWriteTimeout bounds each write of an event stream.
-const streamWriteTimeout = 10 * time.Second
 
 type stockEvent struct {
 	ProductID string `json:"product_id"`
@@ -33,8 +27,7 @@ func (g *Gateway) productEvents(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer g.leaveStream()
-	flusher, canFlush := w.(http.Flusher)
-	if g.d.Stock == nil || !canFlush {
+	if g.d.Stock == nil {
 		writeProblem(w, r, http.StatusServiceUnavailable, "unavailable", "this instance does not stream events")
 		return
 	}
@@ -45,27 +38,19 @@ func (g *Gateway) productEvents(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	// The stream outlives the server's read and write timeouts: no read
-	// deadline, and a write deadline per write, so that a client that
-	// stopped reading is dropped.
-	rc := http.NewResponseController(w)
-	_ = rc.SetReadDeadline(time.Time{})
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-cache")
-	h.Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
+	stream, err := sse.Start(w, nil)
+	if err != nil {
+		writeProblem(w, r, http.StatusServiceUnavailable, "unavailable", "this instance does not stream events")
+		return
+	}
 	send := func(event string, data any) bool {
 		b, _ := json.Marshal(data)
-		_ = rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
-		_, err := fmt.Fprintf(w, "event: %s\ndata: %s\n\n", event, b)
-		flusher.Flush()
-		return err == nil
+		return stream.Event(event, b) == nil
 	}
 	if !send("stock", stockEvent{ProductID: id, Stock: v.Stock, SoldOut: v.SoldOut}) {
 		return
 	}
-	tick := time.NewTicker(keepAlive)
+	tick := time.NewTicker(sse.KeepAlive)
 	defer tick.Stop()
 	for {
 		select {
@@ -78,11 +63,9 @@ func (g *Gateway) productEvents(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		case <-tick.C:
-			_ = rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
-			if _, err := fmt.Fprint(w, ": keep-alive\n\n"); err != nil {
+			if stream.KeepAlive() != nil {
 				return
 			}
-			flusher.Flush()
 		}
 	}
 }

@@ -93,7 +93,7 @@ func (l Limits) withDefaults() Limits {
 // NewServer is the HTTP server of h under l: a read-header timeout, a
 // read timeout of l.BodyTimeout (slow bodies cut off), a write timeout
 // longer than a body plus the longest deadline (event streams lift it
-// for themselves with http.ResponseController), an idle timeout, and
+// for themselves: package sse), an idle timeout, and
 // the header limit of withHeaderLimit.
 func NewServer(h http.Handler, l Limits) *http.Server {
 	l = l.withDefaults()
