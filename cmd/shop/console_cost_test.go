@@ -152,16 +152,16 @@ func measureConsoleCost(t *testing.T, dev *devProcess, bin, dir, console, produc
 		w.to, w.cpu = time.Now(), treeCPU(dev.cmd.Process.Pid)-cpu
 		windows = append(windows, w)
 	}
-	fragments := 0
 	var arrived []time.Time // when each fragment reached the reader
 	var stop context.CancelFunc
-	var got chan int
+	var read chan struct{}
 	openStream := func() {
 		var watch context.Context
 		watch, stop = context.WithCancel(context.Background())
-		got = make(chan int, 1)
+		read = make(chan struct{})
 		go func() {
-			got <- readStream(watch, console+"/events?view=pipeline", func() {
+			defer close(read)
+			readStream(watch, console+"/events?view=pipeline", func() {
 				mu.Lock()
 				arrived = append(arrived, time.Now())
 				mu.Unlock()
@@ -171,7 +171,7 @@ func measureConsoleCost(t *testing.T, dev *devProcess, bin, dir, console, produc
 	}
 	closeStream := func() {
 		stop()
-		fragments += <-got
+		<-read
 		stop = nil
 	}
 	for i, open := range plan {
@@ -196,19 +196,27 @@ func measureConsoleCost(t *testing.T, dev *devProcess, bin, dir, console, produc
 	if err := <-loadDone; err != nil {
 		t.Fatalf("load test: %v\n%s", err, tail(loadOut.String(), 30))
 	}
+	fragments := len(arrived)
 	if fragments < len(plan)/2 {
 		t.Fatalf("the console's stream sent %d fragments over %d open windows: it was not live", fragments, len(plan)/2)
 	}
 
+	// side pools one side's windows: all of them (half 0), its first half
+	// (1) or its second (2).
 	side := func(open bool, half int) (lat []float64, failed int, cpu, span time.Duration) {
-		nth := 0
+		var ws []costWindow
 		for _, w := range windows {
-			if w.open != open {
-				continue
+			if w.open == open {
+				ws = append(ws, w)
 			}
-			if nth++; half != 0 && (nth <= len(windows)/4) != (half == 1) {
-				continue
-			}
+		}
+		switch half {
+		case 1:
+			ws = ws[:len(ws)/2]
+		case 2:
+			ws = ws[len(ws)/2:]
+		}
+		for _, w := range ws {
 			cpu += w.cpu
 			span += w.to.Sub(w.from)
 			for _, s := range samples {

@@ -347,30 +347,25 @@ func treeCPU(pid int) time.Duration {
 	return time.Duration(sum) * time.Second / 100 // USER_HZ is 100 on Linux
 }
 
-// readStream reads the SSE stream at url until ctx ends, and returns how
-// many fragments came.
-func readStream(ctx context.Context, url string, onFragment func()) int {
+// readStream reads the SSE stream at url until ctx ends, calling
+// onFragment as each fragment arrives.
+func readStream(ctx context.Context, url string, onFragment func()) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return 0
+		return
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return 0
+		return
 	}
 	defer resp.Body.Close()
-	n := 0
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 1<<20), 4<<20)
 	for sc.Scan() {
 		if sc.Text() == "event: fragment" {
-			if onFragment != nil {
-				onFragment()
-			}
-			n++
+			onFragment()
 		}
 	}
-	return n
 }
 
 // idleConsole is a little over the console's idle time (console.idleAfter),

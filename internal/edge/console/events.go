@@ -58,7 +58,7 @@ type rendered struct {
 // view the stock notices as they come.
 func (c *Console) events(w http.ResponseWriter, r *http.Request) {
 	view := r.URL.Query().Get("view")
-	stream, err := sse.Start(w, nil)
+	stream, err := sse.Start(w)
 	if err != nil {
 		c.cfg.Logger.Error("console: event stream", "err", err)
 		http.Error(w, "streaming unsupported", http.StatusInternalServerError)

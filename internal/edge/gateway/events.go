@@ -38,7 +38,7 @@ func (g *Gateway) productEvents(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	stream, err := sse.Start(w, nil)
+	stream, err := sse.Start(w)
 	if err != nil {
 		writeProblem(w, r, http.StatusServiceUnavailable, "unavailable", "this instance does not stream events")
 		return

@@ -34,10 +34,9 @@ type Stream struct {
 }
 
 // Start answers with an event stream: its headers, 200 and a flush, after
-// lifting the server's read and write deadlines from the connection.
-// extra headers are set beside the stream's own. On ErrNoFlush nothing was
-// written, and the caller answers as it sees fit.
-func Start(w http.ResponseWriter, extra http.Header) (*Stream, error) {
+// lifting the server's read and write deadlines from the connection. On
+// an error nothing was written, and the caller answers as it sees fit.
+func Start(w http.ResponseWriter) (*Stream, error) {
 	fl, ok := w.(http.Flusher)
 	if !ok {
 		return nil, ErrNoFlush
@@ -45,9 +44,6 @@ func Start(w http.ResponseWriter, extra http.Header) (*Stream, error) {
 	s := &Stream{w: w, rc: http.NewResponseController(w), fl: fl}
 	_ = s.rc.SetReadDeadline(time.Time{})
 	h := w.Header()
-	for k, v := range extra {
-		h[k] = v
-	}
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
