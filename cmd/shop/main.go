@@ -21,10 +21,20 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
+
+	"shopstream/internal/platform/password"
 )
 
 func main() {
+	// Password hashes run on threads of their own at a lower priority; the
+	// extra Ps let the other goroutines run while they do (see
+	// password.Procs). It fixes GOMAXPROCS: a change of the container's
+	// CPU limit no longer updates it.
+	if os.Getenv("GOMAXPROCS") == "" {
+		runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + password.Procs())
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {

@@ -61,6 +61,15 @@ func Validate(pw string) string {
 // log-ins must queue rather than take the process's memory.
 var slots = make(chan struct{}, max(2, runtime.GOMAXPROCS(0)))
 
+// Procs is how many hashes may run at once in a process. A process that
+// serves latency-sensitive requests beside the hashes should raise
+// GOMAXPROCS by Procs (see cmd/shop): a hash holds a Go P for its whole
+// ~30 ms, and with GOMAXPROCS at the cores' count the goroutines queued
+// on that P wait up to a scheduler time slice (10 ms) for it; with the
+// extra Ps they run at once, and the operating system, which sees the
+// hashes' threads at a lower priority, gives the cores to them first.
+func Procs() int { return cap(slots) }
+
 // inFlight counts the hashes being computed (for the test of slots).
 var inFlight atomic.Int32
 
@@ -68,12 +77,23 @@ func argon(pw, salt []byte, p Params, n uint32) []byte {
 	slots <- struct{}{}
 	inFlight.Add(1)
 	defer func() { inFlight.Add(-1); <-slots }()
-	return argon2.IDKey(pw, salt, p.Time, p.Memory, p.Threads, n)
+	key := make(chan []byte, 1)
+	go func() {
+		// The thread is never unlocked, so it ends with this goroutine and
+		// its lowered priority never reaches other goroutines.
+		runtime.LockOSThread()
+		lowerThreadPriority()
+		key <- argon2.IDKey(pw, salt, p.Time, p.Memory, p.Threads, n)
+	}()
+	return <-key
 }
 
 // Hash returns the PHC-encoded argon2id hash of pw under p. At most
-// max(2, GOMAXPROCS) hashes (Hash and Check together) are computed at
-// once in a process; more wait their turn.
+// Procs hashes (Hash and Check together) are computed at once in a
+// process; more wait their turn. Each runs on an operating-system thread
+// of its own, at a lower scheduling priority where the system has one
+// (Linux: nice HashNice), so that under load the cores go first to the
+// requests that wait for them.
 func Hash(pw string, p Params) (string, error) {
 	salt := make([]byte, 16)
 	if _, err := rand.Read(salt); err != nil {
