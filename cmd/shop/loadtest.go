@@ -7,7 +7,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"shopstream/internal/app"
 	"shopstream/internal/devinfra/devshop"
@@ -15,6 +19,8 @@ import (
 	"shopstream/internal/tools/loadtest"
 	"shopstream/internal/tools/loadtest/invariants"
 	"shopstream/internal/tools/loadtest/report"
+	"shopstream/projectors/orderviews"
+	"shopstream/projectors/products"
 )
 
 func runLoadtest(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -147,6 +153,11 @@ func runLoadtest(ctx context.Context, args []string, getenv func(string) string,
 			return err
 		}
 		defer os.RemoveAll(dir)
+	}
+	if len(brokers) > 0 {
+		if err := noStaleProjectors(ctx, brokers, kafka.opts()); err != nil {
+			return err
+		}
 	}
 	where := "one database"
 	if *shop.databasePerContext {
@@ -312,4 +323,36 @@ func targetDataDir(dir string, given bool) string {
 		return ""
 	}
 	return dir
+}
+
+// noStaleProjectors refuses a broker that holds the projector groups of
+// an earlier shop. An embedded shop starts with empty read models: its
+// projectors, resuming those groups' offsets, would skip what they had
+// folded, and I4 (the read models equal a replay of the log) would fail
+// for want of it. The rest of an earlier shop's log does no harm: the
+// projectors fold it again, and the other invariants read this run's
+// commands.
+func noStaleProjectors(ctx context.Context, brokers []string, opts []kgo.Opt) error {
+	cl, err := kgo.NewClient(append(opts, kgo.SeedBrokers(brokers...))...)
+	if err != nil {
+		return fmt.Errorf("--brokers %s: %w", strings.Join(brokers, ","), err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	listed, err := kadm.NewClient(cl).ListGroups(ctx)
+	if err != nil {
+		return fmt.Errorf("--brokers %s: list consumer groups: %w", strings.Join(brokers, ","), err)
+	}
+	var stale []string
+	for _, g := range []string{products.Projection().Group(), orderviews.Projection().Group()} {
+		if _, ok := listed[g]; ok {
+			stale = append(stale, g)
+		}
+	}
+	if len(stale) > 0 {
+		return fmt.Errorf("--brokers %s: consumer groups %s of an earlier shop are on this broker: this run's shop starts with empty read models, and its projectors would resume those groups and skip what they folded (I4 would fail); delete the groups (kafka-consumer-groups.sh --delete --group …) or reset the broker (deploy/kafka/kafka.sh reset)",
+			strings.Join(brokers, ","), strings.Join(stale, ", "))
+	}
+	return nil
 }

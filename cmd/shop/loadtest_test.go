@@ -12,9 +12,13 @@ import (
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"shopstream/internal/testinfra/kafkatest"
 	"shopstream/internal/tools/loadtest/report"
+	"shopstream/projectors/products"
+	"shopstream/schemas"
 )
 
 // A short Black Friday run of `shop loadtest --embedded`: the spike is
@@ -259,5 +263,38 @@ func TestLoadtestRamp(t *testing.T) {
 	html, err := os.ReadFile(filepath.Join(out, "report.html"))
 	if err != nil || strings.Count(string(html), "<svg") != 8 || !strings.Contains(string(html), `id="capacity"`) {
 		t.Fatalf("report.html: %v, %d charts", err, strings.Count(string(html), "<svg"))
+	}
+}
+
+// A load test's embedded shop on a broker that still holds an earlier
+// shop's projector groups would resume them over empty read models: it is
+// refused before anything starts, naming the groups and the way out.
+func TestLoadtestRefusesABrokerWithStaleProjectorGroups(t *testing.T) {
+	kc, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, schemas.TopicProducts))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(kc.Close)
+	brokers := strings.Join(kc.ListenAddrs(), ",")
+	args := []string{"loadtest", "--embedded", "--brokers", brokers, "--duration", "1s", "--out", t.TempDir()}
+
+	// An earlier shop's products projector committed an offset here.
+	group := products.Projection().Group()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(kc.ListenAddrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	var offsets kadm.Offsets
+	offsets.Add(kadm.Offset{Topic: schemas.TopicProducts, Partition: 0, At: 0})
+	if res, err := kadm.NewClient(cl).CommitOffsets(t.Context(), group, offsets); err != nil || res.Error() != nil {
+		t.Fatalf("commit the earlier shop's offset: %v %v", err, res.Error())
+	}
+	out, _, err := runShop(t, nil, args...)
+	if err == nil || !strings.Contains(err.Error(), "--brokers "+brokers) || !strings.Contains(err.Error(), group) || !strings.Contains(err.Error(), "kafka.sh reset") {
+		t.Fatalf("shop loadtest on a broker with %s: %v", group, err)
+	}
+	if strings.Contains(out, "starting an embedded shop") {
+		t.Errorf("the shop started before the broker was refused:\n%s", out)
 	}
 }
