@@ -37,6 +37,7 @@ import (
 	"shopstream/internal/tools/loadtest"
 	"shopstream/internal/tools/loadtest/invariants"
 	"shopstream/processors/saga"
+	"shopstream/projectors/runner"
 	"shopstream/schemas"
 )
 
@@ -174,7 +175,7 @@ func runFault(t *testing.T, fx *faultStack, d *deployment, row faultRow, seed in
 				l := lagAt{at: start.Add(time.Duration(s.T * float64(time.Second))), groups: len(s.Groups)}
 				for g, n := range s.Groups {
 					l.lag += n
-					if strings.HasPrefix(g, "shop.projector.") {
+					if strings.HasPrefix(g, runner.GroupPrefix) {
 						l.projectors++
 						l.projectorLag += n
 					}

@@ -6,7 +6,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -19,8 +21,7 @@ import (
 	"shopstream/internal/tools/loadtest"
 	"shopstream/internal/tools/loadtest/invariants"
 	"shopstream/internal/tools/loadtest/report"
-	"shopstream/projectors/orderviews"
-	"shopstream/projectors/products"
+	"shopstream/projectors/runner"
 )
 
 func runLoadtest(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -345,8 +346,8 @@ func noStaleProjectors(ctx context.Context, brokers []string, opts []kgo.Opt) er
 		return fmt.Errorf("--brokers %s: list consumer groups: %w", strings.Join(brokers, ","), err)
 	}
 	var stale []string
-	for _, g := range []string{products.Projection().Group(), orderviews.Projection().Group()} {
-		if _, ok := listed[g]; ok {
+	for _, g := range slices.Sorted(maps.Keys(app.Groups())) {
+		if _, ok := listed[g]; ok && strings.HasPrefix(g, runner.GroupPrefix) {
 			stale = append(stale, g)
 		}
 	}

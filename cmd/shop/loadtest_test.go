@@ -18,6 +18,7 @@ import (
 	"shopstream/internal/testinfra/kafkatest"
 	"shopstream/internal/tools/loadtest/report"
 	"shopstream/projectors/products"
+	"shopstream/projectors/runner"
 	"shopstream/schemas"
 )
 
@@ -133,7 +134,7 @@ func forgetProjections(t *testing.T, brokers []string) {
 	}
 	var old []string
 	for _, g := range groups.Groups() {
-		if strings.HasPrefix(g, "shop.projector.") {
+		if strings.HasPrefix(g, runner.GroupPrefix) {
 			old = append(old, g)
 		}
 	}

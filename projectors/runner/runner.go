@@ -72,8 +72,12 @@ type Projection[V any] struct {
 	Readable bson.E
 }
 
+// GroupPrefix begins the consumer group of every projection (see
+// [Projection.Group]), and no other group.
+const GroupPrefix = "shop.projector."
+
 // Group is the projection's consumer group.
-func (p Projection[V]) Group() string { return fmt.Sprintf("shop.projector.%s.v%d", p.Name, p.Version) }
+func (p Projection[V]) Group() string { return fmt.Sprintf("%s%s.v%d", GroupPrefix, p.Name, p.Version) }
 
 // Collection is the projection's MongoDB collection.
 func (p Projection[V]) Collection() string { return fmt.Sprintf("%s_v%d", p.Name, p.Version) }

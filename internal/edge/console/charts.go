@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"shopstream/projectors/runner"
 )
 
 // funcs are the templates' helpers.
@@ -47,7 +49,7 @@ func floats(v []int64) []float64 {
 // groupKind sorts a group into the pipeline's columns.
 func groupKind(group string) string {
 	switch {
-	case strings.HasPrefix(group, "shop.projector."):
+	case strings.HasPrefix(group, runner.GroupPrefix):
 		return "projector"
 	case strings.HasPrefix(group, "shop.processor."):
 		return "processor"
