@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+
+	productsrm "shopstream/projectors/products"
 )
 
 // `shop replay` against a running `shop dev` with a few thousand events:
@@ -114,7 +116,7 @@ func TestReplayAgainstShopDev(t *testing.T) {
 	if failures.Load() > 0 || reads.Load() == 0 {
 		t.Fatalf("%d of %d reads failed, last: %v", failures.Load(), reads.Load(), lastFailure.Load())
 	}
-	if !strings.Contains(out, fmt.Sprintf("%d documents; readers switched from products_v2", products)) {
+	if !strings.Contains(out, fmt.Sprintf("%d documents; readers switched from %s", products, productsrm.Projection().Collection())) {
 		t.Fatalf("replay said %q", out)
 	}
 	if !strings.Contains(progress, "replay products") || !strings.Contains(progress, "events/s") {

@@ -10,6 +10,7 @@ import (
 	"shopstream/processors/invoicing"
 	"shopstream/processors/saga"
 	"shopstream/processors/stockfeed"
+	"shopstream/projectors/listing"
 	"shopstream/projectors/orderviews"
 	"shopstream/projectors/products"
 	"shopstream/schemas"
@@ -73,6 +74,11 @@ func Flows() []asyncapi.Flow {
 			if cfg, ok := consumers[c]; ok {
 				f.Group, f.Reads = cfg.Group, cfg.Topics
 			}
+		}
+		if c == ProjectorProducts {
+			flows = append(flows, f)
+			f = asyncapi.Flow{Component: c, Group: listing.Projection().Group(), Reads: listing.Projection().Topics,
+				Description: "Folds into the catalogue's listing (MongoDB): the order GET /products pages in."}
 		}
 		if c == Gateway {
 			// The gateway's writes, and its stock watch: a group-less

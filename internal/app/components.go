@@ -30,6 +30,7 @@ import (
 	"shopstream/processors/saga"
 	"shopstream/processors/stockfeed"
 	"shopstream/producers/orders"
+	"shopstream/projectors/listing"
 	"shopstream/projectors/orderviews"
 	"shopstream/projectors/products"
 	"shopstream/projectors/runner"
@@ -117,15 +118,16 @@ func table() []component {
 			return w.consume(Billing, p.Config(w.serde))
 		}},
 		{Email, append(processorNeeds, NeedSMTP), append(processorNeeds, NeedSMTP), groups{email.Group: email.Topics}, buildEmail},
-		{ProjectorProducts, projectorNeeds, projectorNeeds, projectionGroups(products.Projection()), func(_ context.Context, w *wiring) error {
-			r := runner.New(products.Projection(), w.serde, docstore.New(w.db), w.log).WithTracing(w.tp)
-			w.prom.MustRegister(checkpointGauge(products.Projection().Name, r.Checkpoint))
-			return w.group(ProjectorProducts, r)
+		// The products projector runs the catalogue's two read models: the
+		// products, and their listing (the order GET /products pages in).
+		{ProjectorProducts, projectorNeeds, projectorNeeds, projectionGroups(products.Projection()).and(projectionGroups(listing.Projection())), func(_ context.Context, w *wiring) error {
+			if err := project(w, ProjectorProducts, products.Projection()); err != nil {
+				return err
+			}
+			return project(w, ProjectorProducts, listing.Projection())
 		}},
 		{ProjectorOrders, projectorNeeds, projectorNeeds, projectionGroups(orderviews.Projection()), func(_ context.Context, w *wiring) error {
-			r := runner.New(orderviews.Projection(), w.serde, docstore.New(w.db), w.log).WithTracing(w.tp)
-			w.prom.MustRegister(checkpointGauge(orderviews.Projection().Name, r.Checkpoint))
-			return w.group(ProjectorOrders, r)
+			return project(w, ProjectorOrders, orderviews.Projection())
 		}},
 		// The gateway writes through the outbox (PostgreSQL) and reads the
 		// read models (MongoDB); Kafka and the registry serve its event
@@ -140,6 +142,21 @@ func table() []component {
 type groups map[string][]string
 
 func projectionGroups[V any](p runner.Projection[V]) groups { return groups{p.Group(): p.Topics} }
+
+// and is g with the groups of more.
+func (g groups) and(more groups) groups {
+	out := maps.Clone(g)
+	maps.Copy(out, more)
+	return out
+}
+
+// project runs p's runner in component name, with its checkpoint gauge;
+// its client's metrics are labelled client=projector-<projection>.
+func project[V any](w *wiring, name string, p runner.Projection[V]) error {
+	r := runner.New(p, w.serde, docstore.New(w.db), w.log).WithTracing(w.tp)
+	w.prom.MustRegister(checkpointGauge(p.Name, r.Checkpoint))
+	return w.groupAs(name, "projector-"+p.Name, r)
+}
 
 // Groups are the consumer groups of every component, with their topics:
 // what GET /lag and shop_consumer_lag show from any instance, a group

@@ -63,7 +63,7 @@ func TestEveryGroupIsDeclaredOnce(t *testing.T) {
 			seen[g] = c.name
 		}
 	}
-	if len(seen) != 8 {
-		t.Errorf("%d groups declared, want 8 (6 processors, 2 projectors): %v", len(seen), seen)
+	if len(seen) != 9 {
+		t.Errorf("%d groups declared, want 9 (6 processors, 3 projectors): %v", len(seen), seen)
 	}
 }

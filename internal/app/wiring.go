@@ -176,11 +176,15 @@ func (w *wiring) kclient(name string, opts ...kgo.Opt) (*kgo.Client, error) {
 func (w *wiring) kadm() *kadm.Client { return kadm.NewClient(w.admin) }
 
 // start runs run until the instance stops; an error from it stops the
-// instance, naming name.
+// instance, naming name. A component may start several runs: it is alive
+// while all of them run.
 func (w *wiring) start(name string, run func(context.Context) error) {
-	flag := &atomic.Bool{}
-	flag.Store(true)
-	w.alive[name] = flag
+	flag := w.alive[name]
+	if flag == nil {
+		flag = &atomic.Bool{}
+		flag.Store(true)
+		w.alive[name] = flag
+	}
 	w.wg.Go(func() {
 		defer flag.Store(false)
 		if err := run(w.ctx); err != nil && w.ctx.Err() == nil {
@@ -190,12 +194,20 @@ func (w *wiring) start(name string, run func(context.Context) error) {
 }
 
 // group runs a consumer group (a processor's or a projector's) as a
-// runner named name, with a client of its own.
-func (w *wiring) group(name string, g interface {
+// runner of component name, with a client of its own, whose metrics are
+// labelled client=name.
+func (w *wiring) group(name string, g groupRunner) error { return w.groupAs(name, name, g) }
+
+// groupRunner runs a consumer group with the client it is given.
+type groupRunner interface {
 	ClientOpts() []kgo.Opt
 	Run(context.Context, *kgo.Client) error
-}) error {
-	cl, err := w.kclient(name, g.ClientOpts()...)
+}
+
+// groupAs is group with the client's metrics labelled client, for a
+// component that runs several groups.
+func (w *wiring) groupAs(name, client string, g groupRunner) error {
+	cl, err := w.kclient(client, g.ClientOpts()...)
 	if err != nil {
 		return err
 	}

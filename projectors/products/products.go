@@ -17,29 +17,34 @@ import (
 	"time"
 
 	"shopstream/internal/platform/eventlog"
+	"shopstream/projectors/listing"
 	"shopstream/projectors/runner"
 	"shopstream/schemas"
 )
 
 // Version of the projection; bump it to rebuild from the log on purpose.
-const Version = 2
+const Version = 3
 
 // LatestReviews is how many reviews a document keeps, newest first.
 const LatestReviews = 10
 
 // View is the read-model document of a product.
 type View struct {
-	Registered  bool           `bson:"registered"`
-	Title       string         `bson:"title"`
-	PriceCents  int64          `bson:"price_cents"`
-	Currency    string         `bson:"currency"`
-	Photo       string         `bson:"photo"`
-	Stock       int64          `bson:"stock"`
-	SoldOut     bool           `bson:"sold_out"`
-	RatingSum   int64          `bson:"rating_sum"`
-	RatingCount int64          `bson:"rating_count"`
-	Reviews     []Review       `bson:"reviews"`
-	Applied     runner.Applied `bson:"applied"`
+	Registered  bool     `bson:"registered"`
+	Title       string   `bson:"title"`
+	PriceCents  int64    `bson:"price_cents"`
+	Currency    string   `bson:"currency"`
+	Photo       string   `bson:"photo"`
+	Stock       int64    `bson:"stock"`
+	SoldOut     bool     `bson:"sold_out"`
+	RatingSum   int64    `bson:"rating_sum"`
+	RatingCount int64    `bson:"rating_count"`
+	Reviews     []Review `bson:"reviews"`
+	// Listed is where the registration folded is in the log: its entry
+	// in the listing (a registration published twice has two; the page
+	// shows this one).
+	Listed  *listing.Position `bson:"listed"`
+	Applied runner.Applied    `bson:"applied"`
 }
 
 // Review is one review as shown with a product.
@@ -82,6 +87,7 @@ func Apply(v View, env eventlog.Envelope) View {
 	switch e := env.Event.(type) {
 	case schemas.ProductRegistered:
 		v.Registered = true
+		v.Listed = &listing.Position{Partition: env.Partition, Offset: env.Offset}
 		v.Title, v.PriceCents, v.Currency = e.Title, e.PriceCents, e.Currency
 		if !fromInventory {
 			v.Stock = int64(e.InitialStock)

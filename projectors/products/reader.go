@@ -2,20 +2,27 @@ package products
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"slices"
 
-	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
+	"shopstream/projectors/listing"
 	"shopstream/projectors/runner"
 )
 
 // Reader reads product documents for the query side.
-type Reader struct{ r *runner.Reader[View] }
+type Reader struct {
+	r       *runner.Reader[View]
+	listing *listing.Reader
+}
 
-// NewReader reads from the projection's collection in db.
-func NewReader(db *mongo.Database) *Reader { return &Reader{r: runner.NewReader(db, Projection())} }
+// NewReader reads from the projection's collection in db, and the
+// listing's for pages.
+func NewReader(db *mongo.Database) *Reader {
+	return &Reader{r: runner.NewReader(db, Projection()), listing: listing.NewReader(db)}
+}
 
 // Get returns a registered product; found is false for an unknown id or a
 // product whose registration has not been projected yet.
@@ -26,20 +33,83 @@ func (r *Reader) Get(ctx context.Context, id string) (View, bool, error) {
 // Product is a product document with its id, as listed.
 type Product = runner.Document[View]
 
-// Page returns up to limit registered products with an id above after,
-// sorted by id, and whether more follow. The id of the last one is the
-// cursor of the next page.
+// ErrNotListed reports a page cursor that is not a listed product: an
+// unknown id, or a product not projected yet.
+var ErrNotListed = errors.New("not a listed product")
+
+// Page returns up to limit registered products after the product after
+// ("" for the first page), in listing order (see package listing: the
+// order of registration in the log, the same after every rebuild), and
+// whether more follow. The id of the last one is the cursor of the next
+// page. An after that is not a listed product is ErrNotListed.
+//
+// It reads the listing window by window (one read by equality each), and
+// the products of each window it needs by id: its cost does not grow
+// with the catalogue. A product listed but not projected yet is left out.
 func (r *Reader) Page(ctx context.Context, after string, limit int) ([]Product, bool, error) {
-	var filter bson.D
+	var from *listing.Position // list what comes after it; nil: from the start
 	if after != "" {
-		filter = append(filter, bson.E{Key: "_id", Value: bson.D{{Key: "$gt", Value: after}}})
+		v, ok, err := r.Get(ctx, after)
+		if err != nil {
+			return nil, false, err
+		}
+		if !ok || v.Listed == nil {
+			return nil, false, fmt.Errorf("%w: %s", ErrNotListed, after)
+		}
+		from = v.Listed
 	}
-	docs, err := r.r.Find(ctx, filter, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}).SetLimit(int64(limit)+1))
+	var page []Product
+	w := int64(0)
+	if from != nil {
+		w = from.Window()
+	}
+	for ; len(page) <= limit; w++ {
+		listed, more, err := r.listing.Window(ctx, w)
+		if err != nil {
+			return nil, false, err
+		}
+		if !more {
+			break
+		}
+		if from != nil {
+			listed = slices.DeleteFunc(listed, func(l listing.Listed) bool { return l.At.Compare(*from) <= 0 })
+		}
+		for len(listed) > 0 && len(page) <= limit {
+			n := min(len(listed), limit+1-len(page))
+			ps, err := r.shown(ctx, listed[:n])
+			if err != nil {
+				return nil, false, err
+			}
+			page, listed = append(page, ps...), listed[n:]
+		}
+	}
+	more := len(page) > limit
+	return page[:min(len(page), limit)], more, nil
+}
+
+// shown are the products of listed that a page shows, in order: those
+// projected, each at the entry their document folded (a registration
+// published twice is shown once).
+func (r *Reader) shown(ctx context.Context, listed []listing.Listed) ([]Product, error) {
+	ids := make([]string, len(listed))
+	for i, l := range listed {
+		ids[i] = l.ProductID
+	}
+	docs, err := r.r.ByIDs(ctx, ids)
 	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
-	more := len(docs) > limit
-	return docs[:min(len(docs), limit)], more, nil
+	byID := make(map[string]Product, len(docs))
+	for _, d := range docs {
+		byID[d.ID] = d
+	}
+	out := make([]Product, 0, len(listed))
+	for _, l := range listed {
+		if d, ok := byID[l.ProductID]; ok && (d.View.Listed == nil || *d.View.Listed == l.At) {
+			out = append(out, d)
+		}
+	}
+	return out, nil
 }
 
 // Many returns the registered products among ids, by id: one look-up per

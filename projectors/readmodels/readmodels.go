@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 
+	"shopstream/projectors/listing"
 	"shopstream/projectors/orderviews"
 	"shopstream/projectors/products"
 	"shopstream/projectors/replay"
@@ -21,6 +22,7 @@ type Job struct {
 
 var jobs = map[string]Job{
 	"products": jobOf(products.Projection()),
+	"listing":  jobOf(listing.Projection()),
 	"orders":   jobOf(orderviews.Projection()),
 }
 

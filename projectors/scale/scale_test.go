@@ -21,6 +21,7 @@ import (
 	"shopstream/internal/platform/docstore"
 	"shopstream/internal/platform/eventlog"
 	"shopstream/internal/testinfra/eventlogtest"
+	"shopstream/projectors/listing"
 	"shopstream/projectors/orderviews"
 	"shopstream/projectors/products"
 	"shopstream/projectors/runner"
@@ -37,6 +38,9 @@ import (
 //     them) registering the catalogue (new documents: look-ups that miss,
 //     inserts), events/s, and adding reviews to existing products (look-ups,
 //     revision-guarded replaces), events/s;
+//   - GET /products' pages (products.Reader.Page, 20 products): the first,
+//     and the one after a random product, p50 and p99, and the listing
+//     projector registering the catalogue, events/s;
 //   - docstore.Store.BulkWrite of upserts of existing documents
 //     (ReplaceOne by _id with upsert, as BenchmarkBulkUpsert), docs/s;
 //
@@ -80,6 +84,8 @@ func TestReadSideScale(t *testing.T) {
 				PriceCents: int64(8999 + i), Currency: "EUR", InitialStock: 50}
 		})
 		r.register = project(ctx, t, pr, recs)
+		// The listing folds the same registrations (GET /products' order).
+		r.listing = project(ctx, t, runner.New(listing.Projection(), serde, store, log), recs)
 		_ = srv.SyncIndexes(ctx)
 
 		// Reviews on existing products: revision-guarded replaces.
@@ -110,14 +116,20 @@ func TestReadSideScale(t *testing.T) {
 			}
 		})
 		r.getP50, r.getP99 = pct(lat, 50), pct(lat, 99)
-		// The first page of the catalogue, as GET /products reads it:
-		// sorted by _id, which FerretDB v1 does not push down.
+		// GET /products: the first page of the catalogue, and the page
+		// after a random product (its cursor) of the first half.
 		lat = sample(4*time.Second, 200, func() {
 			if ps, more, err := pread.Page(ctx, "", 20); err != nil || len(ps) != 20 || !more {
 				t.Fatalf("first page: %d products, more %v, %v", len(ps), more, err)
 			}
 		})
 		r.pageP50, r.pageP99, r.pages = pct(lat, 50), pct(lat, 99), len(lat)
+		lat = sample(4*time.Second, 200, func() {
+			if ps, more, err := pread.Page(ctx, productID(rng.IntN(n/2)), 20); err != nil || len(ps) != 20 || !more {
+				t.Fatalf("a page after a product: %d products, more %v, %v", len(ps), more, err)
+			}
+		})
+		r.deepP50, r.deepP99 = pct(lat, 50), pct(lat, 99)
 		oread := orderviews.NewReader(db)
 		lat = sample(4*time.Second, 500, func() {
 			if os, err := oread.OfCustomer(ctx, customerID(rng.IntN(n/10)), 20); err != nil || len(os) != 10 {
@@ -156,10 +168,12 @@ func TestReadSideScale(t *testing.T) {
 			ms(r.ordP50), ms(r.ordP99), ms(r.ordP50)/ms(b0.ordP50), ms(r.ordP99)/ms(b0.ordP99),
 			r.register, r.register/b0.register, r.review, r.review/b0.review, r.upserts, r.upserts/b0.upserts)
 	}
-	fmt.Fprintf(&b, "%7s | %-36s\n", "docs", "GET /products (first page of 20)")
+	fmt.Fprintf(&b, "%7s | %-36s | %-36s | %s\n", "docs", "GET /products first page of 20", "GET /products after a random product", "listing projector register")
 	for _, r := range rows {
-		fmt.Fprintf(&b, "%7d | %8.2f/%8.2f ms (%6.2f×/%6.2f×), %d reads\n", r.n,
-			ms(r.pageP50), ms(r.pageP99), ms(r.pageP50)/ms(b0.pageP50), ms(r.pageP99)/ms(b0.pageP99), r.pages)
+		fmt.Fprintf(&b, "%7d | %7.2f/%7.2f ms (%5.2f×/%5.2f×) | %7.2f/%7.2f ms (%5.2f×/%5.2f×) | %6.0f ev/s (%5.2f×)\n", r.n,
+			ms(r.pageP50), ms(r.pageP99), ms(r.pageP50)/ms(b0.pageP50), ms(r.pageP99)/ms(b0.pageP99),
+			ms(r.deepP50), ms(r.deepP99), ms(r.deepP50)/ms(b0.deepP50), ms(r.deepP99)/ms(b0.deepP99),
+			r.listing, r.listing/b0.listing)
 	}
 	fmt.Print(b.String())
 }
@@ -168,8 +182,10 @@ type row struct {
 	n                              int
 	getP50, getP99, ordP50, ordP99 time.Duration
 	pageP50, pageP99               time.Duration
+	deepP50, deepP99               time.Duration
 	pages                          int
 	register, review, upserts      float64
+	listing                        float64
 }
 
 func cmpOr(a, b string) string {
@@ -197,7 +213,8 @@ func encode(ctx context.Context, t *testing.T, serde *eventlog.Serde, n int, eve
 			t.Fatal(err)
 		}
 		m := eventlog.Metadata{EventID: fmt.Sprintf("e%d", i), Type: ty.Name, AggregateID: id, AggregateVersion: version, OccurredAt: t0.Add(time.Duration(i) * time.Second)}
-		recs[i] = &kgo.Record{Topic: ty.Topic, Offset: int64(i), Key: []byte(id), Value: value, Headers: m.Headers()}
+		// Over the topics' 6 partitions, offsets numbered per partition.
+		recs[i] = &kgo.Record{Topic: ty.Topic, Partition: int32(i % 6), Offset: int64(i / 6), Key: []byte(id), Value: value, Headers: m.Headers()}
 	}
 	return recs
 }

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"errors"
 	"net/http"
 	"strconv"
 	"time"
@@ -79,8 +80,10 @@ func (g *Gateway) getProduct(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, newProductResponse(id, v))
 }
 
-// productPage is the JSON of GET /products: a page sorted by id; next is
-// the cursor of the following page (pass it as after), null on the last.
+// productPage is the JSON of GET /products: a page in listing order (the
+// order of registration in the log, see projectors/listing); next is the
+// cursor of the following page (pass it as after: the id of the page's
+// last product), null on the last.
 type productPage struct {
 	Items []productResponse `json:"items"`
 	Next  *string           `json:"next"`
@@ -117,6 +120,10 @@ func (g *Gateway) listProducts(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	page, more, err := g.d.Products.Page(r.Context(), after, limit)
+	if errors.Is(err, products.ErrNotListed) {
+		badQuery(w, r, "after", "must be the next of a previous page: no listed product has this id")
+		return
+	}
 	if err != nil {
 		writeError(w, r, g.log, err)
 		return

@@ -202,7 +202,8 @@ func TestCheckOnARealShop(t *testing.T) {
 			t.Errorf("%s checked %d, want %d", invs[i].ID, invs[i].Checked, want)
 		}
 	}
-	if invs[3].Checked < 2+4 || !strings.Contains(invs[3].Detail, "products: 2 documents, 0 differences; orders: 4 documents, 0 differences") {
+	if invs[3].Checked < 2+4 || !strings.Contains(invs[3].Detail, "orders: 4 documents, 0 differences; products: 2 documents, 0 differences") ||
+		!strings.Contains(invs[3].Detail, "listing: ") {
 		t.Errorf("I4 %d: %s", invs[3].Checked, invs[3].Detail)
 	}
 

@@ -39,10 +39,8 @@ import (
 	"shopstream/internal/platform/docstore"
 	"shopstream/internal/platform/eventlog"
 	"shopstream/internal/tools/loadtest/report"
-	"shopstream/projectors/orderviews"
-	"shopstream/projectors/products"
+	"shopstream/projectors/readmodels"
 	"shopstream/projectors/replay"
-	"shopstream/projectors/runner"
 	"shopstream/schemas"
 )
 
@@ -218,15 +216,17 @@ func newSerde(url string) (*eventlog.Serde, error) {
 	return eventlog.NewSerde(rc, cat), nil
 }
 
-// verifyReadModels runs replay.Verify for the products and orders
-// projections, as `shop replay --verify` does, one after the other.
+// verifyReadModels runs replay.Verify for every read model (readmodels.Names),
+// as `shop replay --verify` does, one after the other.
 func verifyReadModels(ctx context.Context, src Sources, serde *eventlog.Serde, log *slog.Logger) []verified {
-	jobs := []struct {
+	type job struct {
 		name   string
 		verify func(context.Context, replay.Config) (replay.Verification, error)
-	}{
-		{"products", verifier(products.Projection())},
-		{"orders", verifier(orderviews.Projection())},
+	}
+	var jobs []job
+	for _, name := range readmodels.Names() {
+		j, _ := readmodels.Lookup(name)
+		jobs = append(jobs, job{name, j.Verify})
 	}
 	out := make([]verified, len(jobs))
 	fail := func(err error) []verified {
@@ -261,10 +261,4 @@ func verifyReadModels(ctx context.Context, src Sources, serde *eventlog.Serde, l
 		out[i] = verified{Name: j.name, V: v, Err: err}
 	}
 	return out
-}
-
-func verifier[V any](p runner.Projection[V]) func(context.Context, replay.Config) (replay.Verification, error) {
-	return func(ctx context.Context, c replay.Config) (replay.Verification, error) {
-		return replay.Verify(ctx, p, c)
-	}
 }

@@ -1,0 +1,97 @@
+package listing
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"testing"
+
+	"shopstream/internal/platform/eventlog"
+	"shopstream/projectors/runner/runnertest"
+	"shopstream/schemas"
+)
+
+// catalogueLog is a log of the catalogue topic over partitions, offsets
+// numbered per partition as Kafka does.
+type catalogueLog struct {
+	next map[int32]int64
+	envs []eventlog.Envelope
+}
+
+func (l *catalogueLog) add(p int32, ev schemas.Event, productID string) {
+	if l.next == nil {
+		l.next = map[int32]int64{}
+	}
+	l.envs = append(l.envs, eventlog.Envelope{Topic: schemas.TopicProducts, Partition: p, Offset: l.next[p], Event: ev,
+		Meta: eventlog.Metadata{EventID: fmt.Sprintf("e%d", len(l.envs)), Type: ev.EventType(), AggregateID: productID}})
+	l.next[p]++
+}
+
+func (l *catalogueLog) register(p int32, id string) {
+	l.add(p, schemas.ProductRegistered{ProductID: id, Title: "T", PriceCents: 100, Currency: "EUR"}, id)
+}
+
+func (l *catalogueLog) restock(p int32, id string) {
+	l.add(p, schemas.ProductRestocked{ProductID: id, Quantity: 1}, id)
+}
+
+// A log of two partitions: registrations, then a long run of restocks
+// alone in partition 0 (whole windows without a registration), a
+// registration published twice, and registrations after all that.
+func sampleLog() *catalogueLog {
+	var l catalogueLog
+	for i := range 2 * (ShelfSize - 10) { // window 0 of both partitions
+		l.register(int32(i%2), fmt.Sprintf("p%03d", i))
+	}
+	for range 3 * ShelfSize {
+		l.restock(0, "p000")
+	}
+	l.register(1, "dup")
+	l.register(1, "dup") // the relay's redelivery, in the same window
+	for i := range 10 {  // the end of window 3 of partition 0
+		l.register(0, fmt.Sprintf("q%03d", i))
+	}
+	return &l
+}
+
+func TestShelvesAreDenseAndListEachRegistrationOnce(t *testing.T) {
+	l := sampleLog()
+	shelves := runnertest.Fold(Apply, Projection().DocID, l.envs)
+	// Partition 0: S-10 registrations, 3S restocks, 10 registrations: 4S
+	// offsets, windows 0-3. Partition 1: S-8 offsets, window 0.
+	want := []string{"0-0", "0-1", "1-0", "2-0", "3-0"}
+	if got := slices.Sorted(maps.Keys(shelves)); !slices.Equal(got, want) {
+		t.Fatalf("shelves %v, want %v", got, want)
+	}
+	for id, s := range shelves {
+		if shelfID(s.Window, s.Partition) != id {
+			t.Errorf("shelf %s says window %d partition %d", id, s.Window, s.Partition)
+		}
+	}
+	if n := len(shelves["0-0"].Products); n != ShelfSize-10 {
+		t.Errorf("shelf 0-0 lists %d products, want %d", n, ShelfSize-10)
+	}
+	if n := len(shelves["1-0"].Products) + len(shelves["2-0"].Products); n != 0 {
+		t.Errorf("restocks listed %d products", n)
+	}
+	p1 := shelves["0-1"].Products
+	if len(p1) != ShelfSize-9 || p1[len(p1)-1] != (Entry{"dup", ShelfSize - 10}) {
+		t.Errorf("shelf 0-1 lists %d products, last %+v; want %d, dup once at offset %d", len(p1), p1[len(p1)-1], ShelfSize-9, ShelfSize-10)
+	}
+	if s := shelves["3-0"]; len(s.Products) != 10 || s.Products[0].Offset != 4*ShelfSize-10 || s.Next != 4*ShelfSize {
+		t.Errorf("shelf 3-0: %+v", s)
+	}
+}
+
+func TestApplyIsIdempotent(t *testing.T) {
+	runnertest.Idempotent(t, Apply, Projection().DocID, sampleLog().envs)
+}
+
+func TestPositionsSortByWindowThenPartitionThenOffset(t *testing.T) {
+	ps := []Position{{1, ShelfSize}, {0, ShelfSize + 1}, {1, 3}, {0, 5}, {0, 2}}
+	slices.SortFunc(ps, Position.Compare)
+	want := []Position{{0, 2}, {0, 5}, {1, 3}, {0, ShelfSize + 1}, {1, ShelfSize}}
+	if !slices.Equal(ps, want) {
+		t.Fatalf("%v, want %v", ps, want)
+	}
+}
