@@ -22,9 +22,10 @@
 //   - A shelf remembers the offset it has folded up to and skips anything
 //     below it: replays and redeliveries leave it unchanged.
 //   - The order is a pure function of the log, the same after every
-//     rebuild: by window, then partition, then offset. Registrations of
-//     one window are listed partition after partition, so the order is
-//     close to that of registration, not equal to it.
+//     rebuild: by window, then time of registration (the events'
+//     OccurredAt), then partition and offset. Within a window it is the
+//     order of registration; windows follow one another as every
+//     partition fills, so across them it is close to it.
 //   - A registration the outbox relay published twice (at-least-once,
 //     after a crash between its produce and its delete) is on two shelves.
 //     The products projection remembers which one it folded first
@@ -32,8 +33,10 @@
 package listing
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
+	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -55,35 +58,27 @@ const Version = 1
 // twice the entries to decode.
 const ShelfSize = 32
 
-// Position is where a registration is in the log.
+// Position is where a registration is in the log, and when it was
+// registered (its OccurredAt, to the millisecond, as BSON keeps it).
 type Position struct {
-	Partition int32 `bson:"partition"`
-	Offset    int64 `bson:"offset"`
+	Partition int32     `bson:"partition"`
+	Offset    int64     `bson:"offset"`
+	At        time.Time `bson:"at"`
+}
+
+// PositionOf is the position of the record env.
+func PositionOf(env eventlog.Envelope) Position {
+	return Position{Partition: env.Partition, Offset: env.Offset, At: env.Meta.OccurredAt.UTC().Truncate(time.Millisecond)}
 }
 
 // Window is the window of offsets p is in.
 func (p Position) Window() int64 { return p.Offset / ShelfSize }
 
-// Compare orders positions as the listing does: by window, then
-// partition, then offset.
+// Compare orders positions as the listing does: by window, then time of
+// registration, then partition, then offset.
 func (p Position) Compare(q Position) int {
-	if c := cmpInt(p.Window(), q.Window()); c != 0 {
-		return c
-	}
-	if c := cmpInt(p.Partition, q.Partition); c != 0 {
-		return c
-	}
-	return cmpInt(p.Offset, q.Offset)
-}
-
-func cmpInt[T int32 | int64](a, b T) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
+	return cmp.Or(cmp.Compare(p.Window(), q.Window()), p.At.Compare(q.At),
+		cmp.Compare(p.Partition, q.Partition), cmp.Compare(p.Offset, q.Offset))
 }
 
 // Shelf is the document of one window of one partition.
@@ -99,8 +94,9 @@ type Shelf struct {
 
 // Entry is one registration on a shelf.
 type Entry struct {
-	ProductID string `bson:"product_id"`
-	Offset    int64  `bson:"offset"`
+	ProductID string    `bson:"product_id"`
+	Offset    int64     `bson:"offset"`
+	At        time.Time `bson:"at"` // the registration's OccurredAt, to the millisecond
 }
 
 // Projection is the listing projection.
@@ -132,7 +128,8 @@ func Apply(s Shelf, env eventlog.Envelope) Shelf {
 	if e, ok := env.Event.(schemas.ProductRegistered); ok &&
 		!slices.ContainsFunc(s.Products, func(x Entry) bool { return x.ProductID == e.ProductID }) {
 		// Clip: the appended entry never lands in the caller's array.
-		s.Products = append(slices.Clip(s.Products), Entry{ProductID: e.ProductID, Offset: env.Offset})
+		pos := PositionOf(env)
+		s.Products = append(slices.Clip(s.Products), Entry{ProductID: e.ProductID, Offset: pos.Offset, At: pos.At})
 	}
 	return s
 }

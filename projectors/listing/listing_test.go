@@ -5,6 +5,7 @@ import (
 	"maps"
 	"slices"
 	"testing"
+	"time"
 
 	"shopstream/internal/platform/eventlog"
 	"shopstream/projectors/runner/runnertest"
@@ -75,7 +76,7 @@ func TestShelvesAreDenseAndListEachRegistrationOnce(t *testing.T) {
 		t.Errorf("restocks listed %d products", n)
 	}
 	p1 := shelves["0-1"].Products
-	if len(p1) != ShelfSize-9 || p1[len(p1)-1] != (Entry{"dup", ShelfSize - 10}) {
+	if len(p1) != ShelfSize-9 || p1[len(p1)-1].ProductID != "dup" || p1[len(p1)-1].Offset != ShelfSize-10 {
 		t.Errorf("shelf 0-1 lists %d products, last %+v; want %d, dup once at offset %d", len(p1), p1[len(p1)-1], ShelfSize-9, ShelfSize-10)
 	}
 	if s := shelves["3-0"]; len(s.Products) != 10 || s.Products[0].Offset != 4*ShelfSize-10 || s.Next != 4*ShelfSize {
@@ -87,10 +88,11 @@ func TestApplyIsIdempotent(t *testing.T) {
 	runnertest.Idempotent(t, Apply, Projection().DocID, sampleLog().envs)
 }
 
-func TestPositionsSortByWindowThenPartitionThenOffset(t *testing.T) {
-	ps := []Position{{1, ShelfSize}, {0, ShelfSize + 1}, {1, 3}, {0, 5}, {0, 2}}
+func TestPositionsSortByWindowThenTimeThenPartitionThenOffset(t *testing.T) {
+	at := func(s int) time.Time { return time.Date(2026, 11, 27, 9, 0, s, 0, time.UTC) }
+	ps := []Position{{1, ShelfSize, at(1)}, {0, ShelfSize + 1, at(0)}, {1, 3, at(1)}, {0, 5, at(9)}, {0, 2, at(1)}, {2, 0, at(0)}}
 	slices.SortFunc(ps, Position.Compare)
-	want := []Position{{0, 2}, {0, 5}, {1, 3}, {0, ShelfSize + 1}, {1, ShelfSize}}
+	want := []Position{{2, 0, at(0)}, {0, 2, at(1)}, {1, 3, at(1)}, {0, 5, at(9)}, {0, ShelfSize + 1, at(0)}, {1, ShelfSize, at(1)}}
 	if !slices.Equal(ps, want) {
 		t.Fatalf("%v, want %v", ps, want)
 	}

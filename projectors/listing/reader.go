@@ -33,7 +33,7 @@ func (r *Reader) Window(ctx context.Context, w int64) ([]Listed, bool, error) {
 	var out []Listed
 	for _, s := range shelves {
 		for _, e := range s.View.Products {
-			out = append(out, Listed{ProductID: e.ProductID, At: Position{Partition: s.View.Partition, Offset: e.Offset}})
+			out = append(out, Listed{ProductID: e.ProductID, At: Position{Partition: s.View.Partition, Offset: e.Offset, At: e.At}})
 		}
 	}
 	slices.SortFunc(out, func(a, b Listed) int { return a.At.Compare(b.At) })

@@ -1,6 +1,7 @@
 package products_test
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"io"
@@ -32,20 +33,27 @@ type catalogue struct {
 	first map[string]listing.Position // each product's first registration
 }
 
+// t0 is when the first record's event occurred; each next one, a second
+// later.
+var t0 = time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)
+
+// at is when the next record's event occurred.
+func (c *catalogue) at() time.Time { return t0.Add(time.Duration(len(c.recs)) * time.Second) }
+
 func (c *catalogue) add(p int32, id string, version int64, ev schemas.Event) {
 	c.t.Helper()
 	value, err := c.serde.Encode(context.Background(), schemas.TopicProducts, ev)
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	m := eventlog.Metadata{EventID: uuid.NewString(), Type: ev.EventType(), AggregateID: id, AggregateVersion: version, OccurredAt: time.Now()}
+	m := eventlog.Metadata{EventID: uuid.NewString(), Type: ev.EventType(), AggregateID: id, AggregateVersion: version, OccurredAt: c.at()}
 	c.recs = append(c.recs, &kgo.Record{Topic: schemas.TopicProducts, Partition: p, Offset: c.next[p], Key: []byte(id), Value: value, Headers: m.Headers()})
 	c.next[p]++
 }
 
 func (c *catalogue) register(p int32, id string) {
 	if _, ok := c.first[id]; !ok {
-		c.first[id] = listing.Position{Partition: p, Offset: c.next[p]}
+		c.first[id] = listing.Position{Partition: p, Offset: c.next[p], At: c.at()}
 	}
 	c.add(p, id, 1, schemas.ProductRegistered{ProductID: id, Title: "T " + id, PriceCents: 100, Currency: "EUR", InitialStock: 1})
 }
@@ -94,7 +102,12 @@ func TestPagesListEveryProductOnceInListingOrder(t *testing.T) {
 	}
 
 	want := slices.Clone(ids)
-	slices.SortFunc(want, func(a, b string) int { return c.first[a].Compare(c.first[b]) })
+	// Listing order, by its definition: by window of offsets, then time of
+	// registration (every record here has a time of its own).
+	slices.SortFunc(want, func(a, b string) int {
+		pa, pb := c.first[a], c.first[b]
+		return cmp.Or(cmp.Compare(pa.Offset/listing.ShelfSize, pb.Offset/listing.ShelfSize), pa.At.Compare(pb.At))
+	})
 	r := products.NewReader(db)
 	var got []string
 	after, pages := "", 0

@@ -87,7 +87,8 @@ func Apply(v View, env eventlog.Envelope) View {
 	switch e := env.Event.(type) {
 	case schemas.ProductRegistered:
 		v.Registered = true
-		v.Listed = &listing.Position{Partition: env.Partition, Offset: env.Offset}
+		pos := listing.PositionOf(env)
+		v.Listed = &pos
 		v.Title, v.PriceCents, v.Currency = e.Title, e.PriceCents, e.Currency
 		if !fromInventory {
 			v.Stock = int64(e.InitialStock)

@@ -39,7 +39,7 @@ var ErrNotListed = errors.New("not a listed product")
 
 // Page returns up to limit registered products after the product after
 // ("" for the first page), in listing order (see package listing: the
-// order of registration in the log, the same after every rebuild), and
+// order of registration, the same after every rebuild), and
 // whether more follow. The id of the last one is the cursor of the next
 // page. An after that is not a listed product is ErrNotListed.
 //

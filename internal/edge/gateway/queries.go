@@ -81,7 +81,7 @@ func (g *Gateway) getProduct(w http.ResponseWriter, r *http.Request) {
 }
 
 // productPage is the JSON of GET /products: a page in listing order (the
-// order of registration in the log, see projectors/listing); next is the
+// order of registration, see projectors/listing); next is the
 // cursor of the following page (pass it as after: the id of the page's
 // last product), null on the last.
 type productPage struct {
