@@ -3,9 +3,12 @@ package listing
 import (
 	"fmt"
 	"maps"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"shopstream/internal/platform/eventlog"
 	"shopstream/projectors/runner/runnertest"
@@ -95,5 +98,29 @@ func TestPositionsSortByWindowThenTimeThenPartitionThenOffset(t *testing.T) {
 	want := []Position{{2, 0, at(0)}, {0, 2, at(1)}, {1, 3, at(1)}, {0, 5, at(9)}, {0, ShelfSize + 1, at(0)}, {1, ShelfSize, at(1)}}
 	if !slices.Equal(ps, want) {
 		t.Fatalf("%v, want %v", ps, want)
+	}
+}
+
+// A shelf's entries survive BSON, stored as one string.
+func TestEntriesRoundTripThroughBSON(t *testing.T) {
+	at := time.Date(2026, 11, 27, 9, 0, 1, 234_000_000, time.UTC)
+	in := Shelf{Window: 3, Partition: 2, Next: 200, Products: Entries{{"p\"1,;", 192, at}, {"p2", 199, at.Add(time.Millisecond)}}}
+	raw, err := bson.Marshal(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err := bson.Raw(raw).LookupErr("products"); err != nil || v.Type != bson.TypeString {
+		t.Fatalf("products stored as %v (%v), want a string", v.Type, err)
+	}
+	var out Shelf
+	if err := bson.Unmarshal(raw, &out); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(in, out) {
+		t.Fatalf("%+v\nbecame %+v", in, out)
+	}
+	var empty Shelf
+	if raw, err = bson.Marshal(Shelf{}); err != nil || bson.Unmarshal(raw, &empty) != nil || empty.Products != nil {
+		t.Fatalf("an empty shelf: %v, %+v", err, empty)
 	}
 }

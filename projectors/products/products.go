@@ -14,6 +14,7 @@ package products
 
 import (
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
 	"time"
 
 	"shopstream/internal/platform/eventlog"
@@ -43,8 +44,12 @@ type View struct {
 	// Listed is where the registration folded is in the log: its entry
 	// in the listing (a registration published twice has two; the page
 	// shows this one).
-	Listed  *listing.Position `bson:"listed"`
-	Applied runner.Applied    `bson:"applied"`
+	Listed *listing.Position `bson:"listed"`
+	// Block is Listed's block (listing.Position.Block), at the top level:
+	// a page reads the products of a block by equality on it, which
+	// FerretDB pushes down (it pushes down no nested path).
+	Block   int64          `bson:"listed_block"`
+	Applied runner.Applied `bson:"applied"`
 }
 
 // Review is one review as shown with a product.
@@ -70,6 +75,7 @@ func Projection() runner.Projection[View] {
 		Topics:   []string{schemas.TopicProducts, schemas.TopicStock, schemas.TopicReviews},
 		DocID:    func(env eventlog.Envelope) string { return env.Meta.AggregateID },
 		Apply:    Apply,
+		Indexes:  []mongo.IndexModel{{Keys: bson.D{{Key: "listed_block", Value: 1}}}},
 		Readable: bson.E{Key: "registered", Value: true},
 	}
 }
@@ -88,7 +94,7 @@ func Apply(v View, env eventlog.Envelope) View {
 	case schemas.ProductRegistered:
 		v.Registered = true
 		pos := listing.PositionOf(env)
-		v.Listed = &pos
+		v.Listed, v.Block = &pos, pos.Block()
 		v.Title, v.PriceCents, v.Currency = e.Title, e.PriceCents, e.Currency
 		if !fromInventory {
 			v.Stock = int64(e.InitialStock)

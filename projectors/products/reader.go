@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 
+	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"shopstream/projectors/listing"
@@ -44,7 +45,7 @@ var ErrNotListed = errors.New("not a listed product")
 // page. An after that is not a listed product is ErrNotListed.
 //
 // It reads the listing window by window (one read by equality each), and
-// the products of each window it needs by id: its cost does not grow
+// the products it needs block by block (likewise): its cost does not grow
 // with the catalogue. A product listed but not projected yet is left out.
 func (r *Reader) Page(ctx context.Context, after string, limit int) ([]Product, bool, error) {
 	var from *listing.Position // list what comes after it; nil: from the start
@@ -89,23 +90,27 @@ func (r *Reader) Page(ctx context.Context, after string, limit int) ([]Product, 
 
 // shown are the products of listed that a page shows, in order: those
 // projected, each at the entry their document folded (a registration
-// published twice is shown once).
+// published twice is shown once). It reads them block by block (one read
+// by equality on listed_block each, index-served), not one by one.
 func (r *Reader) shown(ctx context.Context, listed []listing.Listed) ([]Product, error) {
-	ids := make([]string, len(listed))
-	for i, l := range listed {
-		ids[i] = l.ProductID
+	var blocks []int64
+	for _, l := range listed {
+		blocks = append(blocks, l.At.Block())
 	}
-	docs, err := r.r.ByIDs(ctx, ids)
-	if err != nil {
-		return nil, err
-	}
-	byID := make(map[string]Product, len(docs))
-	for _, d := range docs {
-		byID[d.ID] = d
+	slices.Sort(blocks)
+	byID := make(map[string]Product, len(listed))
+	for _, b := range slices.Compact(blocks) {
+		docs, err := r.r.Find(ctx, bson.D{{Key: "listed_block", Value: b}}, nil)
+		if err != nil {
+			return nil, err
+		}
+		for _, d := range docs {
+			byID[d.ID] = d
+		}
 	}
 	out := make([]Product, 0, len(listed))
 	for _, l := range listed {
-		if d, ok := byID[l.ProductID]; ok && (d.View.Listed == nil || *d.View.Listed == l.At) {
+		if d, ok := byID[l.ProductID]; ok && d.View.Listed != nil && d.View.Listed.Compare(l.At) == 0 {
 			out = append(out, d)
 		}
 	}
