@@ -79,6 +79,9 @@ func Flows() []asyncapi.Flow {
 			flows = append(flows, f)
 			f = asyncapi.Flow{Component: c, Group: listing.Projection().Group(), Reads: listing.Projection().Topics,
 				Description: "Folds into the catalogue's listing (MongoDB): the order GET /products pages in."}
+			flows = append(flows, f)
+			f = asyncapi.Flow{Component: c, Group: listing.Heads().Group(), Reads: listing.Heads().Topics,
+				Description: "Folds into the listing's heads (MongoDB): where GET /products' pages end."}
 		}
 		if c == Gateway {
 			// The gateway's writes, and its stock watch: a group-less

@@ -118,14 +118,23 @@ func table() []component {
 			return w.consume(Billing, p.Config(w.serde))
 		}},
 		{Email, append(processorNeeds, NeedSMTP), append(processorNeeds, NeedSMTP), groups{email.Group: email.Topics}, buildEmail},
-		// The products projector runs the catalogue's two read models: the
-		// products, and their listing (the order GET /products pages in).
-		{ProjectorProducts, projectorNeeds, projectorNeeds, projectionGroups(products.Projection()).and(projectionGroups(listing.Projection())), func(_ context.Context, w *wiring) error {
-			if err := project(w, ProjectorProducts, products.Projection()); err != nil {
-				return err
-			}
-			return project(w, ProjectorProducts, listing.Projection())
-		}},
+		// The products projector runs the catalogue's read models: the
+		// products, and their listing (the order GET /products pages in)
+		// with its heads.
+		{ProjectorProducts, projectorNeeds, projectorNeeds,
+			projectionGroups(products.Projection()).and(projectionGroups(listing.Projection())).and(projectionGroups(listing.Heads())),
+			func(_ context.Context, w *wiring) error {
+				for _, run := range []func() error{
+					func() error { return project(w, ProjectorProducts, products.Projection()) },
+					func() error { return project(w, ProjectorProducts, listing.Projection()) },
+					func() error { return project(w, ProjectorProducts, listing.Heads()) },
+				} {
+					if err := run(); err != nil {
+						return err
+					}
+				}
+				return nil
+			}},
 		{ProjectorOrders, projectorNeeds, projectorNeeds, projectionGroups(orderviews.Projection()), func(_ context.Context, w *wiring) error {
 			return project(w, ProjectorOrders, orderviews.Projection())
 		}},

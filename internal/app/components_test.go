@@ -63,7 +63,7 @@ func TestEveryGroupIsDeclaredOnce(t *testing.T) {
 			seen[g] = c.name
 		}
 	}
-	if len(seen) != 9 {
-		t.Errorf("%d groups declared, want 9 (6 processors, 3 projectors): %v", len(seen), seen)
+	if len(seen) != 10 {
+		t.Errorf("%d groups declared, want 10 (6 processors, 4 projectors): %v", len(seen), seen)
 	}
 }

@@ -1,8 +1,14 @@
 // Package listing projects the catalogue's order of listing: where in the
 // log each product was registered. It consumes shop.catalog.products.v1 in
-// the consumer group shop.projector.listing.v<N>, and keeps one document,
-// a shelf, per window of [ShelfSize] offsets of each partition of the
-// topic: the registrations among those offsets, in offset order.
+// two consumer groups:
+//
+//   - shop.projector.listing.v<N> keeps one document, a shelf, per window
+//     of [ShelfSize] offsets of each partition of the topic that holds a
+//     registration: the registrations among those offsets, in offset
+//     order;
+//   - shop.projector.listing_heads.v<N> keeps one document per partition,
+//     its head ([Heads]): the last window holding a registration, where a
+//     page stops.
 //
 // It exists because a page of the catalogue sorted by a field is a
 // whole-collection read on the embedded FerretDB, which pushes down no
@@ -13,19 +19,17 @@
 // projection composes the page (products.Reader.Page).
 //
 // Guarantees:
-//   - Every record of the topic marks its shelf, registration or not, so
-//     the windows are dense: the shelf of window w of a partition exists
-//     once the partition holds a record past w*ShelfSize and it is
-//     projected. The topics keep everything (retention.ms=-1), so their
-//     offsets start at 0 and have no holes. The first window that no
-//     partition has is therefore the end of the listing.
-//   - A shelf remembers the offset it has folded up to and skips anything
-//     below it: replays and redeliveries leave it unchanged.
+//   - A shelf, and a head, remember the offset they have folded up to and
+//     skip anything below it: replays and redeliveries leave them
+//     unchanged.
 //   - The order is a pure function of the log, the same after every
 //     rebuild: by window, then time of registration (the events'
 //     OccurredAt), then partition and offset. Within a window it is the
 //     order of registration; windows follow one another as every
 //     partition fills, so across them it is close to it.
+//   - A page reads the windows up to the heads' last one: a window
+//     without a registration costs it one read that finds nothing, and
+//     the records after the last registration cost it nothing.
 //   - A registration the outbox relay published twice (at-least-once,
 //     after a crash between its produce and its delete) is on two shelves.
 //     The products projection remembers which one it folded first
@@ -54,7 +58,7 @@ const Version = 1
 // ShelfSize is how many offsets of a partition one shelf covers. A window
 // holds at most ShelfSize registrations per partition, so a page of the
 // catalogue reads one window where registrations are dense; where the
-// topic holds mostly restocks and photos, it reads more. Measured on the
+// topic holds mostly restocks and photos, it reads more windows. Measured on the
 // embedded FerretDB with 1,000 products over 6 partitions, reading window
 // 0 took 1.6 ms at 32, 2.5 ms at 64 and 4.9 ms at 128, and a first page
 // of 20 6.0, 6.5 and 10.1 ms: 64 halves the reads of sparse stretches for
@@ -166,8 +170,8 @@ func Projection() runner.Projection[Shelf] {
 		Version: Version,
 		Topics:  []string{schemas.TopicProducts},
 		DocID: func(env eventlog.Envelope) string {
-			if env.Topic != schemas.TopicProducts {
-				return ""
+			if _, ok := env.Event.(schemas.ProductRegistered); !ok || env.Topic != schemas.TopicProducts {
+				return "" // only registrations are listed
 			}
 			return shelfID(env.Offset/ShelfSize, env.Partition)
 		},

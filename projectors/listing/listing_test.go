@@ -58,14 +58,15 @@ func sampleLog() *catalogueLog {
 	return &l
 }
 
-func TestShelvesAreDenseAndListEachRegistrationOnce(t *testing.T) {
+func TestShelvesListEachRegistrationOnce(t *testing.T) {
 	l := sampleLog()
 	shelves := runnertest.Fold(Apply, Projection().DocID, l.envs)
 	// Partition 0: S-10 registrations, 3S restocks, 10 registrations: 4S
-	// offsets, windows 0-3. Partition 1: S-8 offsets, window 0.
-	want := []string{"0-0", "0-1", "1-0", "2-0", "3-0"}
+	// offsets, windows 0-3, registrations in 0 and 3. Partition 1: S-8
+	// offsets, window 0.
+	want := []string{"0-0", "0-1", "3-0"}
 	if got := slices.Sorted(maps.Keys(shelves)); !slices.Equal(got, want) {
-		t.Fatalf("shelves %v, want %v", got, want)
+		t.Fatalf("shelves %v, want %v (restocks make none)", got, want)
 	}
 	for id, s := range shelves {
 		if shelfID(s.Window, s.Partition) != id {
@@ -75,9 +76,6 @@ func TestShelvesAreDenseAndListEachRegistrationOnce(t *testing.T) {
 	if n := len(shelves["0-0"].Products); n != ShelfSize-10 {
 		t.Errorf("shelf 0-0 lists %d products, want %d", n, ShelfSize-10)
 	}
-	if n := len(shelves["1-0"].Products) + len(shelves["2-0"].Products); n != 0 {
-		t.Errorf("restocks listed %d products", n)
-	}
 	p1 := shelves["0-1"].Products
 	if len(p1) != ShelfSize-9 || p1[len(p1)-1].ProductID != "dup" || p1[len(p1)-1].Offset != ShelfSize-10 {
 		t.Errorf("shelf 0-1 lists %d products, last %+v; want %d, dup once at offset %d", len(p1), p1[len(p1)-1], ShelfSize-9, ShelfSize-10)
@@ -85,6 +83,24 @@ func TestShelvesAreDenseAndListEachRegistrationOnce(t *testing.T) {
 	if s := shelves["3-0"]; len(s.Products) != 10 || s.Products[0].Offset != 4*ShelfSize-10 || s.Next != 4*ShelfSize {
 		t.Errorf("shelf 3-0: %+v", s)
 	}
+}
+
+// Each partition's head knows its last window holding a registration,
+// whatever follows it.
+func TestHeadsKnowTheLastListedWindow(t *testing.T) {
+	l := sampleLog()
+	for range 2 * ShelfSize { // restocks after partition 1's last registration
+		l.restock(1, "p001")
+	}
+	heads := runnertest.Fold(ApplyHead, Heads().DocID, l.envs)
+	want := map[string]Head{
+		"0": {Partition: 0, Next: 4 * ShelfSize, Listed: true, LastWindow: 3},
+		"1": {Partition: 1, Next: 3*ShelfSize - 8, Listed: true, LastWindow: 0},
+	}
+	if !reflect.DeepEqual(heads, want) {
+		t.Fatalf("heads %+v, want %+v", heads, want)
+	}
+	runnertest.Idempotent(t, ApplyHead, Heads().DocID, l.envs)
 }
 
 func TestApplyIsIdempotent(t *testing.T) {

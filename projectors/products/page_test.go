@@ -7,11 +7,15 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.mongodb.org/mongo-driver/v2/event"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"shopstream/internal/devinfra/embedded/ferret/ferrettest"
 	"shopstream/internal/platform/docstore"
@@ -64,7 +68,15 @@ func (c *catalogue) register(p int32, id string) {
 func TestPagesListEveryProductOnceInListingOrder(t *testing.T) {
 	ctx := context.Background()
 	serde, _ := eventlogtest.Serde(t)
-	db := ferrettest.Connect(t, ferrettest.Start(t, "")).Database("shop")
+	// The windows a page reads, watched on the wire.
+	var maxWindow atomic.Int64
+	watch := &event.CommandMonitor{Started: func(_ context.Context, e *event.CommandStartedEvent) {
+		coll, _ := e.Command.Lookup("find").StringValueOK()
+		if w, ok := e.Command.Lookup("filter", "window").AsInt64OK(); ok && strings.HasPrefix(coll, "listing_v") && w > maxWindow.Load() {
+			maxWindow.Store(w)
+		}
+	}}
+	db := ferrettest.Connect(t, ferrettest.Start(t, ""), options.Client().SetMonitor(watch)).Database("shop")
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	c := &catalogue{t: t, serde: serde, next: map[int32]int64{}, first: map[string]listing.Position{}}
 	var ids []string
@@ -90,13 +102,18 @@ func TestPagesListEveryProductOnceInListingOrder(t *testing.T) {
 	// products projection has not folded yet.
 	pr := runner.New(products.Projection(), serde, docstore.New(db), log)
 	lr := runner.New(listing.Projection(), serde, docstore.New(db), log)
+	hr := runner.New(listing.Heads(), serde, docstore.New(db), log)
 	if err := pr.Apply(ctx, c.recs); err != nil {
 		t.Fatal(err)
 	}
 	late := uuid.NewString()
 	c.register(2, late)
+	for range 5 * listing.ShelfSize { // partition 2 ends with windows of restocks alone
+		c.add(2, ids[2], 2, schemas.ProductRestocked{ProductID: ids[2], Quantity: 1})
+	}
+	last := max(c.first[ids[len(ids)-1]].Window(), c.first[late].Window()) // the last window holding a registration
 	for lo := 0; lo < len(c.recs); lo += 100 {
-		if err := lr.Apply(ctx, c.recs[lo:min(lo+100, len(c.recs))]); err != nil {
+		if err := errors.Join(lr.Apply(ctx, c.recs[lo:min(lo+100, len(c.recs))]), hr.Apply(ctx, c.recs[lo:min(lo+100, len(c.recs))])); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -133,6 +150,9 @@ func TestPagesListEveryProductOnceInListingOrder(t *testing.T) {
 	}
 	if pages != (len(ids)+6)/7 {
 		t.Errorf("%d pages for %d products by 7", pages, len(ids))
+	}
+	if maxWindow.Load() != last {
+		t.Errorf("the pages read windows up to %d; the last holding a registration is %d", maxWindow.Load(), last)
 	}
 
 	for _, cursor := range []string{uuid.NewString(), late} {

@@ -44,9 +44,11 @@ var ErrNotListed = errors.New("not a listed product")
 // whether more follow. The id of the last one is the cursor of the next
 // page. An after that is not a listed product is ErrNotListed.
 //
-// It reads the listing window by window (one read by equality each), and
-// the products it needs block by block (likewise): its cost does not grow
-// with the catalogue. A product listed but not projected yet is left out.
+// It reads the listing's heads (one document per partition), then the
+// listing window by window up to the last one holding a registration (one
+// read by equality each), and the products it needs block by block
+// (likewise): its cost does not grow with the catalogue, nor with the
+// records after its last registration. A product listed but not projected yet is left out.
 func (r *Reader) Page(ctx context.Context, after string, limit int) ([]Product, bool, error) {
 	var from *listing.Position // list what comes after it; nil: from the start
 	if after != "" {
@@ -59,18 +61,19 @@ func (r *Reader) Page(ctx context.Context, after string, limit int) ([]Product, 
 		}
 		from = v.Listed
 	}
+	last, listed, err := r.listing.LastWindow(ctx)
+	if err != nil || !listed {
+		return nil, false, err
+	}
 	var page []Product
 	w := int64(0)
 	if from != nil {
 		w = from.Window()
 	}
-	for ; len(page) <= limit; w++ {
-		listed, more, err := r.listing.Window(ctx, w)
+	for ; len(page) <= limit && w <= last; w++ {
+		listed, err := r.listing.Window(ctx, w)
 		if err != nil {
 			return nil, false, err
-		}
-		if !more {
-			break
 		}
 		if from != nil {
 			listed = slices.DeleteFunc(listed, func(l listing.Listed) bool { return l.At.Compare(*from) <= 0 })

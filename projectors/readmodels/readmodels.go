@@ -21,9 +21,10 @@ type Job struct {
 }
 
 var jobs = map[string]Job{
-	"products": jobOf(products.Projection()),
-	"listing":  jobOf(listing.Projection()),
-	"orders":   jobOf(orderviews.Projection()),
+	"products":      jobOf(products.Projection()),
+	"listing":       jobOf(listing.Projection()),
+	"listing_heads": jobOf(listing.Heads()),
+	"orders":        jobOf(orderviews.Projection()),
 }
 
 func jobOf[V any](p runner.Projection[V]) Job {

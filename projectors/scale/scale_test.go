@@ -86,6 +86,7 @@ func TestReadSideScale(t *testing.T) {
 		r.register = project(ctx, t, pr, recs)
 		// The listing folds the same registrations (GET /products' order).
 		r.listing = project(ctx, t, runner.New(listing.Projection(), serde, store, log), recs)
+		project(ctx, t, runner.New(listing.Heads(), serde, store, log), recs)
 		_ = srv.SyncIndexes(ctx)
 
 		// Reviews on existing products: revision-guarded replaces.
