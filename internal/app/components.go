@@ -124,16 +124,13 @@ func table() []component {
 		{ProjectorProducts, projectorNeeds, projectorNeeds,
 			projectionGroups(products.Projection()).and(projectionGroups(listing.Projection())).and(projectionGroups(listing.Heads())),
 			func(_ context.Context, w *wiring) error {
-				for _, run := range []func() error{
-					func() error { return project(w, ProjectorProducts, products.Projection()) },
-					func() error { return project(w, ProjectorProducts, listing.Projection()) },
-					func() error { return project(w, ProjectorProducts, listing.Heads()) },
-				} {
-					if err := run(); err != nil {
-						return err
-					}
+				if err := project(w, ProjectorProducts, products.Projection()); err != nil {
+					return err
 				}
-				return nil
+				if err := project(w, ProjectorProducts, listing.Projection()); err != nil {
+					return err
+				}
+				return project(w, ProjectorProducts, listing.Heads())
 			}},
 		{ProjectorOrders, projectorNeeds, projectorNeeds, projectionGroups(orderviews.Projection()), func(_ context.Context, w *wiring) error {
 			return project(w, ProjectorOrders, orderviews.Projection())

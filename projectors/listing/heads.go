@@ -56,7 +56,7 @@ func ApplyHead(h Head, env eventlog.Envelope) Head {
 	}
 	h.Partition, h.Next = env.Partition, env.Offset+1
 	if _, ok := env.Event.(schemas.ProductRegistered); ok {
-		h.Listed, h.LastWindow = true, env.Offset/ShelfSize
+		h.Listed, h.LastWindow = true, windowOf(env.Offset)
 	}
 	return h
 }

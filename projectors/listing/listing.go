@@ -86,7 +86,10 @@ func PositionOf(env eventlog.Envelope) Position {
 }
 
 // Window is the window of offsets p is in.
-func (p Position) Window() int64 { return p.Offset / ShelfSize }
+func (p Position) Window() int64 { return windowOf(p.Offset) }
+
+// windowOf is the window of offset.
+func windowOf(offset int64) int64 { return offset / ShelfSize }
 
 // Block is the block of offsets p is in (see BlockSize).
 func (p Position) Block() int64 { return p.Offset / BlockSize }
@@ -173,7 +176,7 @@ func Projection() runner.Projection[Shelf] {
 			if _, ok := env.Event.(schemas.ProductRegistered); !ok || env.Topic != schemas.TopicProducts {
 				return "" // only registrations are listed
 			}
-			return shelfID(env.Offset/ShelfSize, env.Partition)
+			return shelfID(windowOf(env.Offset), env.Partition)
 		},
 		Apply:   Apply,
 		Indexes: []mongo.IndexModel{{Keys: bson.D{{Key: "window", Value: 1}}}},
@@ -188,7 +191,7 @@ func Apply(s Shelf, env eventlog.Envelope) Shelf {
 	if env.Topic != schemas.TopicProducts || env.Offset < s.Next {
 		return s
 	}
-	s.Window, s.Partition, s.Next = env.Offset/ShelfSize, env.Partition, env.Offset+1
+	s.Window, s.Partition, s.Next = windowOf(env.Offset), env.Partition, env.Offset+1
 	if e, ok := env.Event.(schemas.ProductRegistered); ok &&
 		!slices.ContainsFunc(s.Products, func(x Entry) bool { return x.ProductID == e.ProductID }) {
 		// Clip: the appended entry never lands in the caller's array.

@@ -61,11 +61,12 @@ func (r *Reader) Page(ctx context.Context, after string, limit int) ([]Product, 
 		}
 		from = v.Listed
 	}
-	last, listed, err := r.listing.LastWindow(ctx)
-	if err != nil || !listed {
+	last, found, err := r.listing.LastWindow(ctx)
+	if err != nil || !found {
 		return nil, false, err
 	}
 	var page []Product
+	blocks := blockCache{read: map[int64]bool{}, byID: map[string]Product{}}
 	w := int64(0)
 	if from != nil {
 		w = from.Window()
@@ -80,7 +81,7 @@ func (r *Reader) Page(ctx context.Context, after string, limit int) ([]Product, 
 		}
 		for len(listed) > 0 && len(page) <= limit {
 			n := min(len(listed), limit+1-len(page))
-			ps, err := r.shown(ctx, listed[:n])
+			ps, err := r.shown(ctx, &blocks, listed[:n])
 			if err != nil {
 				return nil, false, err
 			}
@@ -91,29 +92,35 @@ func (r *Reader) Page(ctx context.Context, after string, limit int) ([]Product, 
 	return page[:min(len(page), limit)], more, nil
 }
 
+// blockCache holds the blocks of products a page has read.
+type blockCache struct {
+	read map[int64]bool
+	byID map[string]Product
+}
+
 // shown are the products of listed that a page shows, in order: those
 // projected, each at the entry their document folded (a registration
 // published twice is shown once). It reads them block by block (one read
-// by equality on listed_block each, index-served), not one by one.
-func (r *Reader) shown(ctx context.Context, listed []listing.Listed) ([]Product, error) {
-	var blocks []int64
+// by equality on listed_block each, index-served), not one by one, and
+// each block once per page (blocks).
+func (r *Reader) shown(ctx context.Context, blocks *blockCache, listed []listing.Listed) ([]Product, error) {
 	for _, l := range listed {
-		blocks = append(blocks, l.At.Block())
-	}
-	slices.Sort(blocks)
-	byID := make(map[string]Product, len(listed))
-	for _, b := range slices.Compact(blocks) {
+		b := l.At.Block()
+		if blocks.read[b] {
+			continue
+		}
 		docs, err := r.r.Find(ctx, bson.D{{Key: "listed_block", Value: b}}, nil)
 		if err != nil {
 			return nil, err
 		}
 		for _, d := range docs {
-			byID[d.ID] = d
+			blocks.byID[d.ID] = d
 		}
+		blocks.read[b] = true
 	}
 	out := make([]Product, 0, len(listed))
 	for _, l := range listed {
-		if d, ok := byID[l.ProductID]; ok && d.View.Listed != nil && d.View.Listed.Compare(l.At) == 0 {
+		if d, ok := blocks.byID[l.ProductID]; ok && d.View.Listed != nil && d.View.Listed.Compare(l.At) == 0 {
 			out = append(out, d)
 		}
 	}
