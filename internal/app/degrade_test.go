@@ -5,12 +5,15 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/google/uuid"
 )
 
 // TestBadInputAndMuxAnswersAreProblemsOnTheRealStack: NUL and invalid
 // UTF-8 reach no command (422 naming the field, not PostgreSQL's 22P05
-// as a 500), an unsupported method is 405 with Allow, and a 1.1 MB URL is
-// 431, all problem+json, through the server `shop run` builds.
+// as a 500), an unsupported method is 405 with Allow, a page cursor that
+// is no listed product is 400 naming after, and a 1.1 MB URL is 431, all
+// problem+json, through the server `shop run` builds.
 func TestBadInputAndMuxAnswersAreProblemsOnTheRealStack(t *testing.T) {
 	s := startShop(t, t.TempDir())
 	for _, c := range []struct{ method, path, body, field string }{
@@ -30,6 +33,14 @@ func TestBadInputAndMuxAnswersAreProblemsOnTheRealStack(t *testing.T) {
 	code, h, b := s.do(http.MethodPut, "/orders", "application/json", `{}`)
 	if code != http.StatusMethodNotAllowed || h.Get("Allow") != "POST" || h.Get("Content-Type") != "application/problem+json" {
 		t.Errorf("PUT /orders: %d Allow %q %s, want 405 problem with Allow: POST", code, h.Get("Allow"), b)
+	}
+	// A page cursor that is a UUID but no listed product.
+	code, h, b = s.do(http.MethodGet, "/products?after="+uuid.NewString(), "", "")
+	var p struct {
+		Errors []struct{ Field string } `json:"errors"`
+	}
+	if _ = json.Unmarshal(b, &p); code != http.StatusBadRequest || h.Get("Content-Type") != "application/problem+json" || len(p.Errors) != 1 || p.Errors[0].Field != "after" {
+		t.Errorf("GET /products?after=<unknown product>: %d %s, want 400 problem+json naming after", code, b)
 	}
 	code, h, _ = s.do(http.MethodGet, "/products?q="+strings.Repeat("x", 1100_000), "", "")
 	if code != http.StatusRequestHeaderFieldsTooLarge || h.Get("Content-Type") != "application/problem+json" {
