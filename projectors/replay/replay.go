@@ -213,10 +213,16 @@ type builder[V any] struct {
 }
 
 func newBuilder[V any](ctx context.Context, p runner.Projection[V], cfg Config, coll string) (*builder[V], error) {
+	// Fetches of at most 128 KiB per partition (franz-go's default is
+	// 1 MiB): the first fetch of a log of tens of thousands of records
+	// would bring it all at once, and the fold would wait for all of it.
+	// Smaller fetches let the fold of one overlap the next (see catchUp).
+	// A partition that has reached the head is not waited on for long.
 	cl, err := kgo.NewClient(append(cfg.Kafka,
 		kgo.ConsumeTopics(p.Topics...),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.FetchMaxWait(100*time.Millisecond),
+		kgo.FetchMaxWait(10*time.Millisecond),
+		kgo.FetchMaxPartitionBytes(128<<10),
 	)...)
 	if err != nil {
 		return nil, fmt.Errorf("kafka: %w", err)
@@ -305,26 +311,67 @@ func (b *builder[V]) toHead(ctx context.Context, within int64) error {
 	}
 }
 
-// FoldBatch is how many records a rebuild folds at once. The rebuild's
-// runner holds the documents it folds and writes them at the end of each
-// catch-up (see runner.Runner.Into): most documents are written once, as
-// inserts, whatever the number of batches.
-const FoldBatch = 50_000
+// FoldBatch is how many records a rebuild hands its runner at once. The
+// rebuild's runner holds the documents it folds and writes them at the end
+// of each catch-up (see runner.Runner.Into): most documents are written
+// once, as inserts, whatever the number of batches, so batches are small
+// enough for the fold of one to overlap the fetch of the next.
+const FoldBatch = 10_000
 
-// catchUp folds records until every partition has reached ends, in batches
-// of up to FoldBatch records, and writes the documents folded.
+// catchUp folds records until every partition has reached ends, and writes
+// the documents folded. The fetches and the fold run side by side: one
+// goroutine folds batches of up to FoldBatch records, in the order they
+// were fetched, while this one fetches the next (at most two batches
+// wait between them).
 func (b *builder[V]) catchUp(ctx context.Context, ends kadm.ListedOffsets) error {
-	var pending []*kgo.Record
-	flush := func() error {
-		err := b.r.ApplyWithRetry(ctx, pending)
-		pending = pending[:0]
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	batches := make(chan []*kgo.Record, 2)
+	folded := make(chan error, 1)
+	go func() {
+		var err error
+		for recs := range batches {
+			if err == nil {
+				if err = b.r.ApplyWithRetry(ctx, recs); err != nil {
+					cancel(err)
+				}
+			}
+		}
+		folded <- err
+	}()
+	err := b.fetch(ctx, ends, batches)
+	close(batches)
+	if ferr := <-folded; ferr != nil {
+		return ferr
+	}
+	if err != nil {
 		return err
+	}
+	if err := b.r.Flush(ctx); err != nil {
+		return err
+	}
+	b.show(0)
+	return nil
+}
+
+// fetch polls records until every partition has reached ends, and sends
+// them to batches in batches of up to FoldBatch records.
+func (b *builder[V]) fetch(ctx context.Context, ends kadm.ListedOffsets, batches chan<- []*kgo.Record) error {
+	var pending []*kgo.Record
+	send := func() error {
+		select {
+		case batches <- pending:
+			pending = nil
+			return nil
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
 	}
 	for lag := b.lag(ends); lag > 0; lag = b.lag(ends) {
 		b.show(lag)
-		fs := b.cl.PollRecords(ctx, 5000)
-		if err := ctx.Err(); err != nil {
-			return err
+		fs := b.cl.PollRecords(ctx, FoldBatch)
+		if ctx.Err() != nil {
+			return context.Cause(ctx)
 		}
 		var fetchErr error
 		fs.EachError(func(topic string, p int32, err error) {
@@ -341,18 +388,14 @@ func (b *builder[V]) catchUp(ctx context.Context, ends kadm.ListedOffsets) error
 		}
 		b.events += int64(len(recs))
 		if pending = append(pending, recs...); len(pending) >= FoldBatch {
-			if err := flush(); err != nil {
+			if err := send(); err != nil {
 				return err
 			}
 		}
 	}
-	if err := flush(); err != nil {
-		return err
+	if len(pending) > 0 {
+		return send()
 	}
-	if err := b.r.Flush(ctx); err != nil {
-		return err
-	}
-	b.show(0)
 	return nil
 }
 

@@ -96,6 +96,7 @@ type Runner[V any] struct {
 	store   *docstore.Store
 	aliases *Aliases
 	log     *slog.Logger
+	group   string      // p.Group()
 	fixed   string      // the collection to write, "" for the alias target
 	rebuild *rebuild[V] // a runner made by Into: what it holds and wrote; nil for a live runner
 
@@ -103,6 +104,7 @@ type Runner[V any] struct {
 	poisoned atomic.Int64
 
 	tracer trace.Tracer
+	traced bool // WithTracing was given a provider: records get consumer spans
 	// progress is when Run last committed a batch or found itself caught
 	// up (unix ns); waiting is when Run began waiting for records with
 	// none in hand (0 while it has some); fetched is when the client last
@@ -124,17 +126,18 @@ func (f *fetchWatch) OnBrokerRead(_ kgo.BrokerMetadata, key int16, _ int, _, _ t
 
 // New returns a runner of p writing through store.
 func New[V any](p Projection[V], serde *eventlog.Serde, store *docstore.Store, log *slog.Logger) *Runner[V] {
-	return &Runner[V]{p: p, serde: serde, store: store, aliases: NewAliases(store.Database()),
+	return &Runner[V]{p: p, serde: serde, store: store, aliases: NewAliases(store.Database()), group: p.Group(),
 		log: log.With("component", "projector", "projection", p.Name), tracer: tracing.OrNoop(nil).Tracer(tracerName)}
 }
 
 const tracerName = "shopstream/projectors/runner"
 
 // WithTracing makes r trace with tp: every record it folds runs under a
-// consumer span, child of the record's traceparent. Without it, spans are
-// no-ops. Call it before Run; it returns r.
+// consumer span, child of the record's traceparent. Without it (or with a
+// nil tp), records get no span at all. Call it before Run; it returns r.
 func (r *Runner[V]) WithTracing(tp trace.TracerProvider) *Runner[V] {
 	r.tracer = tracing.OrNoop(tp).Tracer(tracerName)
+	r.traced = tp != nil
 	return r
 }
 
@@ -147,8 +150,8 @@ func (r *Runner[V]) WithTracing(tp trace.TracerProvider) *Runner[V] {
 // Its batches must be applied one at a time, and Flush called before the
 // collection is read.
 func (r *Runner[V]) Into(coll string) *Runner[V] {
-	return &Runner[V]{p: r.p, serde: r.serde, store: r.store, aliases: r.aliases, log: r.log.With("collection", coll), fixed: coll, tracer: r.tracer,
-		rebuild: newRebuild[V]()}
+	return &Runner[V]{p: r.p, serde: r.serde, store: r.store, aliases: r.aliases, group: r.group, log: r.log.With("collection", coll), fixed: coll,
+		tracer: r.tracer, traced: r.traced, rebuild: newRebuild[V]()}
 }
 
 // Checkpoint is the last time Run was known to be up to date: the later
@@ -326,8 +329,10 @@ func (r *Runner[V]) apply(ctx context.Context, recs []*kgo.Record, poison func(c
 	for i := range decoded {
 		d := &decoded[i]
 		if errors.Is(d.err, eventlog.ErrPoison) {
-			tracing.End(d.span, d.err)
-			d.span = nil
+			if d.span != nil {
+				tracing.End(d.span, d.err)
+				d.span = nil
+			}
 			r.log.Error("poison record skipped", "topic", d.rec.Topic, "partition", d.rec.Partition, "offset", d.rec.Offset, "err", d.err)
 			if poison != nil {
 				if err := poison(ctx, d.rec, d.err); err != nil {
@@ -356,22 +361,59 @@ func (r *Runner[V]) apply(ctx context.Context, recs []*kgo.Record, poison func(c
 	if err != nil {
 		return err
 	}
-	changes := make([]change[V], 0, len(order))
-	for _, id := range order {
-		cur := current[id]
-		next := cur.doc.View
-		for _, env := range byDoc[id] {
-			next = r.p.Apply(next, env)
-		}
-		if cur.doc.Rev > 0 && reflect.DeepEqual(next, cur.doc.View) {
-			continue // a redelivery: nothing to write
-		}
-		changes = append(changes, change[V]{doc: Document[V]{ID: id, Rev: cur.stored + 1, View: next}, stored: cur.stored})
-	}
+	changes := r.fold(order, byDoc, current, len(recs))
 	if r.rebuild != nil {
 		return r.rebuild.hold(ctx, r, coll, changes)
 	}
 	return r.write(ctx, coll, changes)
+}
+
+// fold folds each document's events, in order, into the document as the
+// batch found it, and returns the documents that changed, in the order of
+// ids. A batch of many records is folded on every core, each document on
+// one (Apply is pure).
+func (r *Runner[V]) fold(ids []string, events map[string][]eventlog.Envelope, current map[string]change[V], records int) []change[V] {
+	out := make([]change[V], len(ids))
+	changed := make([]bool, len(ids))
+	foldRange := func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			cur := current[ids[i]]
+			next := cur.doc.View
+			for _, env := range events[ids[i]] {
+				next = r.p.Apply(next, env)
+			}
+			if cur.doc.Rev > 0 && reflect.DeepEqual(next, cur.doc.View) {
+				continue // a redelivery: nothing to write
+			}
+			out[i] = change[V]{doc: Document[V]{ID: ids[i], Rev: cur.stored + 1, View: next}, stored: cur.stored}
+			changed[i] = true
+		}
+	}
+	spread(len(ids), records >= parallelBatch, foldRange)
+	n := 0
+	for i := range out {
+		if changed[i] {
+			out[n] = out[i]
+			n++
+		}
+	}
+	return out[:n]
+}
+
+// spread runs do over [0, n) in contiguous runs, one per core when
+// parallel is set, else at once on the caller's goroutine.
+func spread(n int, parallel bool, do func(lo, hi int)) {
+	workers := runtime.GOMAXPROCS(0)
+	if !parallel || workers == 1 || n < 2 {
+		do(0, n)
+		return
+	}
+	var wg sync.WaitGroup
+	per := (n + workers - 1) / workers
+	for lo := 0; lo < n; lo += per {
+		wg.Go(func() { do(lo, min(lo+per, n)) })
+	}
+	wg.Wait()
 }
 
 // decoded is one record of a batch, read.
@@ -382,32 +424,25 @@ type decoded struct {
 	span trace.Span // ended with the batch
 }
 
-// parallelDecode is the batch size from which decode spreads the records
-// over GOMAXPROCS goroutines.
-const parallelDecode = 512
+// parallelBatch is the batch size from which decode and fold spread their
+// work over GOMAXPROCS goroutines.
+const parallelBatch = 512
 
-// decode reads recs, in order, each under its consumer span; a large batch
-// is read on every core, in contiguous runs.
+// decode reads recs, in order, each under its consumer span when r is
+// traced; a large batch is read on every core, in contiguous runs.
 func (r *Runner[V]) decode(ctx context.Context, recs []*kgo.Record) []decoded {
 	out := make([]decoded, len(recs))
-	read := func(lo, hi int) {
+	spread(len(recs), len(recs) >= parallelBatch, func(lo, hi int) {
 		for i := lo; i < hi; i++ {
-			rctx, span := tracing.StartConsumer(ctx, r.tracer, r.p.Group(), recs[i])
-			env, err := r.serde.Read(rctx, recs[i])
-			out[i] = decoded{rec: recs[i], env: env, err: err, span: span}
+			d := decoded{rec: recs[i]}
+			rctx := ctx
+			if r.traced {
+				rctx, d.span = tracing.StartConsumer(ctx, r.tracer, r.group, recs[i])
+			}
+			d.env, d.err = r.serde.Read(rctx, recs[i])
+			out[i] = d
 		}
-	}
-	workers := runtime.GOMAXPROCS(0)
-	if len(recs) < parallelDecode || workers == 1 {
-		read(0, len(recs))
-		return out
-	}
-	var wg sync.WaitGroup
-	per := (len(recs) + workers - 1) / workers
-	for lo := 0; lo < len(recs); lo += per {
-		wg.Go(func() { read(lo, min(lo+per, len(recs))) })
-	}
-	wg.Wait()
+	})
 	return out
 }
 
