@@ -158,12 +158,11 @@ func (a *Aliases) replace(ctx context.Context, cur, next aliasDoc) error {
 }
 
 // aliasCache is the query side's view of one alias: resolved at most once
-// per ttl, and again at once when a read misses (the collection may just
-// have been switched and dropped).
+// per ReaderAliasTTL, and again when a read misses unless it was resolved within
+// ReaderMissRecheck (the collection may just have been switched).
 type aliasCache struct {
 	aliases *Aliases
 	base    string
-	ttl     time.Duration
 
 	mu      sync.Mutex
 	target  string
@@ -174,10 +173,20 @@ type aliasCache struct {
 // waits longer than this after a switch before it drops the old collection.
 const ReaderAliasTTL = time.Second
 
-func (c *aliasCache) get(ctx context.Context, fresh bool) (string, error) {
+// ReaderMissRecheck is how recently a reader must have resolved its alias
+// for a read that finds nothing not to resolve it again. A document that
+// existed before a switch is in both collections, so it is never missed;
+// one created in the new collection right after the switch may be missed
+// for this long, on top of the projection's own lag. Without it, every
+// read that finds nothing (a listing window with no registration, an
+// unknown id) would cost a second look-up, of the alias.
+const ReaderMissRecheck = 50 * time.Millisecond
+
+// get is the alias target, resolved again if it is older than maxAge.
+func (c *aliasCache) get(ctx context.Context, maxAge time.Duration) (string, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !fresh && c.target != "" && time.Since(c.fetched) < c.ttl {
+	if c.target != "" && time.Since(c.fetched) < maxAge {
 		return c.target, nil
 	}
 	t, err := c.aliases.Resolve(ctx, c.base)

@@ -14,9 +14,10 @@ import (
 
 // Reader reads a projection's documents for the query side, through the
 // projection's alias: during a rebuild it reads the old collection, after
-// the switch the new one, never a half-built one. A read that misses right
-// after a switch resolves the alias again and retries once, so a product
-// never goes missing while its collection is swapped.
+// the switch the new one, never a half-built one. A read that finds nothing
+// resolves the alias again (unless that was done within ReaderMissRecheck)
+// and retries once if it moved, so a product never goes missing while its
+// collection is swapped.
 //
 // Only the projection's Readable documents are ever read.
 type Reader[V any] struct {
@@ -29,7 +30,7 @@ type Reader[V any] struct {
 // NewReader reads p's documents in db.
 func NewReader[V any](db *mongo.Database, p Projection[V]) *Reader[V] {
 	return &Reader[V]{name: p.Name, db: db, readable: p.Readable,
-		alias: &aliasCache{aliases: NewAliases(db), base: p.Collection(), ttl: ReaderAliasTTL}}
+		alias: &aliasCache{aliases: NewAliases(db), base: p.Collection()}}
 }
 
 // Get returns document id; found is false when there is none, or it is not
@@ -48,7 +49,7 @@ func (r *Reader[V]) Find(ctx context.Context, filter bson.D, opts *options.FindO
 	if r.readable.Key != "" {
 		filter = append(bson.D{r.readable}, filter...)
 	}
-	target, err := r.alias.get(ctx, false)
+	target, err := r.alias.get(ctx, ReaderAliasTTL)
 	if err != nil {
 		return nil, err
 	}
@@ -57,7 +58,7 @@ func (r *Reader[V]) Find(ctx context.Context, filter bson.D, opts *options.FindO
 		return docs, err
 	}
 	// Nothing found: the alias may have been switched since it was cached.
-	fresh, err := r.alias.get(ctx, true)
+	fresh, err := r.alias.get(ctx, ReaderMissRecheck)
 	if err != nil || fresh == target {
 		return docs, err
 	}
@@ -71,7 +72,7 @@ func (r *Reader[V]) ByIDs(ctx context.Context, ids []string) ([]Document[V], err
 	if r.readable.Key != "" {
 		extra = bson.D{r.readable}
 	}
-	target, err := r.alias.get(ctx, false)
+	target, err := r.alias.get(ctx, ReaderAliasTTL)
 	if err != nil {
 		return nil, err
 	}
@@ -79,7 +80,7 @@ func (r *Reader[V]) ByIDs(ctx context.Context, ids []string) ([]Document[V], err
 	if err != nil || len(docs) > 0 || len(ids) == 0 {
 		return docs, err
 	}
-	fresh, err := r.alias.get(ctx, true)
+	fresh, err := r.alias.get(ctx, ReaderMissRecheck)
 	if err != nil || fresh == target {
 		return docs, err
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/event"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
@@ -31,7 +32,11 @@ type fixture struct {
 	r     *runner.Runner[products.View]
 }
 
-func setup(t *testing.T) *fixture {
+func setup(t *testing.T) *fixture { return setupWatched(t, nil) }
+
+// setupWatched is setup with the MongoDB client's commands seen by watch
+// (nil: none).
+func setupWatched(t *testing.T, watch *event.CommandMonitor) *fixture {
 	t.Helper()
 	ctx := context.Background()
 	serde, _ := eventlogtest.Serde(t)
@@ -48,7 +53,7 @@ func setup(t *testing.T) *fixture {
 		t.Cleanup(func() { _ = fdb.Stop(ctx) })
 		uri = fdb.URI()
 	}
-	mc, err := mongo.Connect(options.Client().ApplyURI(uri))
+	mc, err := mongo.Connect(options.Client().ApplyURI(uri).SetMonitor(watch))
 	if err != nil {
 		t.Fatal(err)
 	}
