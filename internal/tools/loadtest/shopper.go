@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/url"
 	"sync"
 	"time"
 
@@ -73,7 +74,13 @@ type world struct {
 	accepted  Accepted
 	zipf      *rand.Zipf
 	zipfMu    sync.Mutex
+	// cursors are the last pages' next cursors, as GET /products gave
+	// them: a second page follows one, as a shopper follows "next".
+	cursors []string
 }
+
+// maxCursors is how many next cursors the world remembers.
+const maxCursors = 64
 
 type product struct {
 	id, title string
@@ -323,11 +330,23 @@ func (w *world) run(ctx context.Context, c *client, j job) {
 	switch j.action {
 	case "browse":
 		path := "/products?limit=20"
-		if j.r1%3 == 0 { // a second page now and then
-			p := w.products[j.r2%uint64(len(w.products))]
-			path += "&after=" + p.id
+		w.mu.Lock()
+		if j.r1%3 == 0 && len(w.cursors) > 0 { // a second page now and then
+			path += "&after=" + url.QueryEscape(w.cursors[j.r2%uint64(len(w.cursors))])
 		}
-		c.do(ctx, asAnonymous, "GET /products", http.MethodGet, path, nil)
+		w.mu.Unlock()
+		var page struct {
+			Next *string `json:"next"`
+		}
+		if r := c.doJSON(ctx, asAnonymous, "GET /products", http.MethodGet, path, nil, &page); ok(r) && page.Next != nil {
+			w.mu.Lock()
+			if len(w.cursors) < maxCursors {
+				w.cursors = append(w.cursors, *page.Next)
+			} else {
+				w.cursors[j.r2%maxCursors] = *page.Next
+			}
+			w.mu.Unlock()
+		}
 	case "view":
 		c.do(ctx, asAnonymous, "GET /products/{id}", http.MethodGet, "/products/"+w.hot().id, nil)
 	case "cart":
