@@ -92,11 +92,16 @@ const (
 // Projection is the orders projection.
 func Projection() runner.Projection[View] {
 	return runner.Projection[View]{
-		Name:     "orders",
-		Version:  Version,
-		Topics:   []string{schemas.TopicOrders, schemas.TopicStock, schemas.TopicPayments, schemas.TopicInvoices, schemas.TopicEmails},
-		DocID:    DocID,
-		Apply:    Apply,
+		Name:    "orders",
+		Version: Version,
+		Topics:  []string{schemas.TopicOrders, schemas.TopicStock, schemas.TopicPayments, schemas.TopicInvoices, schemas.TopicEmails},
+		DocID:   DocID,
+		Apply:   Apply,
+		// An order's document is created by its placement, the first
+		// event of its stream.
+		Creates: func(env eventlog.Envelope) bool {
+			return env.Topic == schemas.TopicOrders && env.Meta.AggregateVersion == 1
+		},
 		Indexes:  []mongo.IndexModel{{Keys: bson.D{{Key: "customer_id", Value: 1}, {Key: "placed_at", Value: -1}}}},
 		Readable: bson.E{Key: "placed", Value: true},
 	}

@@ -70,11 +70,16 @@ var streams = map[string]string{
 // Projection is the products projection.
 func Projection() runner.Projection[View] {
 	return runner.Projection[View]{
-		Name:     "products",
-		Version:  Version,
-		Topics:   []string{schemas.TopicProducts, schemas.TopicStock, schemas.TopicReviews},
-		DocID:    func(env eventlog.Envelope) string { return env.Meta.AggregateID },
-		Apply:    Apply,
+		Name:    "products",
+		Version: Version,
+		Topics:  []string{schemas.TopicProducts, schemas.TopicStock, schemas.TopicReviews},
+		DocID:   func(env eventlog.Envelope) string { return env.Meta.AggregateID },
+		Apply:   Apply,
+		// A product's document is created by its registration, the first
+		// event of its catalogue stream.
+		Creates: func(env eventlog.Envelope) bool {
+			return env.Topic == schemas.TopicProducts && env.Meta.AggregateVersion == 1
+		},
 		Indexes:  []mongo.IndexModel{{Keys: bson.D{{Key: "listed_block", Value: 1}}}},
 		Readable: bson.E{Key: "registered", Value: true},
 	}

@@ -58,6 +58,15 @@ type Projection[V any] struct {
 	// Apply folds one event into a document. Pure; it must leave the
 	// document unchanged for an event it has already applied.
 	Apply func(doc V, env eventlog.Envelope) V
+	// Creates, when set, reports whether env is the event that creates its
+	// document (a registration: the first version of its stream). A live
+	// runner does not look up a document whose first event in a batch
+	// creates it, and inserts it. If the document exists after all (the
+	// event redelivered, or events of another stream folded before it),
+	// the insert fails on its _id, and the batch is folded and written
+	// again with every document looked up: nothing is lost, the look-up is
+	// saved in the common case.
+	Creates func(env eventlog.Envelope) bool
 	// Indexes the query side needs (beside _id's): every field a reader
 	// filters on, first. Created (CreateMany, idempotent) on every
 	// collection the projection is written to, when its runner starts and
@@ -357,15 +366,43 @@ func (r *Runner[V]) apply(ctx context.Context, recs []*kgo.Record, poison func(c
 	if len(order) == 0 {
 		return nil
 	}
-	current, err := r.current(ctx, coll, order)
+	err = r.foldAndWrite(ctx, coll, order, byDoc, len(recs), r.rebuild == nil && r.p.Creates != nil)
+	if errors.Is(err, errCreatedBefore) {
+		err = r.foldAndWrite(ctx, coll, order, byDoc, len(recs), false)
+	}
+	return err
+}
+
+// errCreatedBefore reports that a document the batch assumed new exists.
+var errCreatedBefore = errors.New("a document assumed new exists")
+
+// foldAndWrite loads the documents of ids, folds their events and writes
+// (or, for a rebuild, holds) the changes. With guess set, a document whose
+// first event creates it (Projection.Creates) is not loaded but taken as
+// new; if one exists, the write fails with errCreatedBefore.
+func (r *Runner[V]) foldAndWrite(ctx context.Context, coll string, ids []string, events map[string][]eventlog.Envelope, records int, guess bool) error {
+	var assumedNew map[string]bool
+	if guess {
+		assumedNew = map[string]bool{}
+		for _, id := range ids {
+			if r.p.Creates(events[id][0]) {
+				assumedNew[id] = true
+			}
+		}
+	}
+	current, err := r.current(ctx, coll, ids, assumedNew)
 	if err != nil {
 		return err
 	}
-	changes := r.fold(order, byDoc, current, len(recs))
+	changes := r.fold(ids, events, current, records)
 	if r.rebuild != nil {
 		return r.rebuild.hold(ctx, r, coll, changes)
 	}
-	return r.write(ctx, coll, changes)
+	err = r.write(ctx, coll, changes)
+	if len(assumedNew) > 0 && mongo.IsDuplicateKeyError(err) {
+		return fmt.Errorf("%w: %w", errCreatedBefore, err)
+	}
+	return err
 }
 
 // fold folds each document's events, in order, into the document as the
@@ -455,11 +492,19 @@ type change[V any] struct {
 
 // current is, for each of ids, the document as the batch finds it and the
 // revision stored: a rebuild's held document, or the stored one, or a zero
-// document at revision 0.
-func (r *Runner[V]) current(ctx context.Context, coll string, ids []string) (map[string]change[V], error) {
+// document at revision 0 (without a look-up for those in assumedNew).
+func (r *Runner[V]) current(ctx context.Context, coll string, ids []string, assumedNew map[string]bool) (map[string]change[V], error) {
 	load := ids
-	if r.rebuild != nil {
+	switch {
+	case r.rebuild != nil:
 		load = r.rebuild.mayExist(ids)
+	case len(assumedNew) > 0:
+		load = make([]string, 0, len(ids)-len(assumedNew))
+		for _, id := range ids {
+			if !assumedNew[id] {
+				load = append(load, id)
+			}
+		}
 	}
 	stored, err := r.load(ctx, coll, load)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"reflect"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -262,5 +263,53 @@ func TestLargeBatchDecodesInOrderAndSkipsPoison(t *testing.T) {
 	}
 	if n := len(doc.View.Reviews); n == 0 || doc.View.Reviews[0].CustomerID != "c700" && doc.View.Reviews[n-1].CustomerID != "c700" {
 		t.Errorf("latest reviews %+v: want c700's at one end (the fold saw the log's order)", doc.View.Reviews)
+	}
+}
+
+// A batch of registrations (Projection.Creates) inserts its products
+// without looking them up; a registration whose document exists already
+// (the inventory's stock folded first, or the registration redelivered)
+// fails its insert on the _id and the batch is folded again with every
+// document looked up, so the document ends as a batch looked up from the
+// start would leave it.
+func TestCreatingEventsSkipTheLookUpAndFallBackWhenTheDocumentExists(t *testing.T) {
+	var finds atomic.Int64
+	f := setupWatched(t, &event.CommandMonitor{Started: func(_ context.Context, e *event.CommandStartedEvent) {
+		if coll, _ := e.Command.Lookup("find").StringValueOK(); coll == products.Projection().Collection() {
+			finds.Add(1)
+		}
+	}})
+	ctx := context.Background()
+	register := func(offset int64, id string) *kgo.Record {
+		return f.record(t, offset, id, 1, schemas.ProductRegistered{ProductID: id, Title: "T" + id, PriceCents: 100, Currency: "EUR", InitialStock: 2})
+	}
+	var batch []*kgo.Record
+	for i, id := range []string{"p1", "p2", "p3"} {
+		batch = append(batch, register(int64(i), id))
+	}
+	if err := f.r.Apply(ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+	if n := finds.Load(); n != 0 {
+		t.Fatalf("a batch of registrations looked up %d documents; want none", n)
+	}
+	// p4's stock arrives before its registration, which then comes with p1's again.
+	stock := f.record(t, 10, "p4", 1, schemas.StockReceived{ProductID: "p4", Quantity: 7, Available: 7, CatalogVersion: 1})
+	if err := f.r.Apply(ctx, []*kgo.Record{stock}); err != nil {
+		t.Fatal(err)
+	}
+	before := f.docs(t)
+	if err := f.r.Apply(ctx, []*kgo.Record{register(3, "p4"), register(0, "p1")}); err != nil {
+		t.Fatal(err)
+	}
+	p4, ok := f.load(t, products.Projection().Collection(), "p4")
+	if !ok || !p4.View.Registered || p4.View.Stock != 7 || p4.View.Title != "Tp4" || p4.Rev != 2 {
+		t.Fatalf("p4 after its registration: %+v (found %v); want registered, stock 7 from the inventory, title Tp4, revision 2", p4, ok)
+	}
+	if p1, _ := f.load(t, products.Projection().Collection(), "p1"); p1.Rev != 1 {
+		t.Fatalf("p1 rewritten by its redelivered registration: revision %d", p1.Rev)
+	}
+	if len(before) != 4 {
+		t.Fatalf("%d documents before p4's registration, want 4", len(before))
 	}
 }
