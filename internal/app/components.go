@@ -157,9 +157,14 @@ func (g groups) and(more groups) groups {
 }
 
 // project runs p's runner in component name, with its checkpoint gauge;
-// its client's metrics are labelled client=projector-<projection>.
+// its client's metrics are labelled client=projector-<projection>. Its
+// records get consumer spans only when spans are kept: a projector
+// produces nothing that would carry their context on.
 func project[V any](w *wiring, name string, p runner.Projection[V]) error {
-	r := runner.New(p, w.serde, docstore.New(w.db), w.log).WithTracing(w.tp)
+	r := runner.New(p, w.serde, docstore.New(w.db), w.log)
+	if w.exporting {
+		r.WithTracing(w.tp)
+	}
 	w.prom.MustRegister(checkpointGauge(p.Name, r.Checkpoint))
 	return w.groupAs(name, "projector-"+p.Name, r)
 }

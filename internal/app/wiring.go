@@ -38,10 +38,13 @@ import (
 // infrastructure their needs connected (nil where none needs it) and the
 // instance's registry, tracer and runners.
 type wiring struct {
-	cfg  Config
-	log  *slog.Logger
-	tp   trace.TracerProvider
-	prom *prometheus.Registry
+	cfg Config
+	log *slog.Logger
+	tp  trace.TracerProvider
+	// exporting: tp keeps spans (cfg.Tracing, or OTEL_* asking for an
+	// exporter); otherwise tp only propagates trace context.
+	exporting bool
+	prom      *prometheus.Registry
 
 	// Connected on need (see connect).
 	admin *kgo.Client     // NeedKafka
@@ -135,6 +138,7 @@ func (w *wiring) registry(ctx context.Context) error {
 // shut down at close.
 func (w *wiring) tracing(ctx context.Context) error {
 	if w.tp = w.cfg.Tracing; w.tp != nil {
+		w.exporting = true
 		return nil
 	}
 	getenv := w.cfg.Getenv
@@ -152,7 +156,7 @@ func (w *wiring) tracing(ctx context.Context) error {
 			w.log.Warn("tracing: spans not flushed", "err", err)
 		}
 	})
-	w.tp = p
+	w.tp, w.exporting = p, p.Enabled
 	w.log.Info("tracing", "exporting", p.Enabled)
 	return nil
 }
