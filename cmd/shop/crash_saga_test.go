@@ -236,7 +236,7 @@ func TestCrashKillSagaFiresPendingDeadlinesOnce(t *testing.T) {
 		}
 		return false
 	}
-	if got := kafkatest.CountWhere(t, e.Brokers, from, 3*time.Second, released); got != n {
+	if got := kafkatest.CountWhere(t, e.Brokers, from, n, 3*time.Second, released); got != n {
 		t.Fatalf("%d StockReleased after the restart, want %d: one per order", got, n)
 	}
 	var available int64

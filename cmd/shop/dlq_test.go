@@ -65,7 +65,7 @@ func TestDLQListAndRedrive(t *testing.T) {
 			t.Fatalf("second redrive: %v %s", err, said)
 		}
 		// Once: after a second redrive the topic still holds one copy.
-		if n := kafkatest.CountWhere(t, brokers, from, 3*time.Second, ours); n != 1 {
+		if n := kafkatest.CountWhere(t, brokers, from, 1, 3*time.Second, ours); n != 1 {
 			t.Fatalf("after a second redrive, %d copies of the record on %s, want 1", n, schemas.TopicOrders)
 		}
 		if _, _, err := runShop(t, nil, "dlq", "redrive", dir); err == nil || !strings.Contains(err.Error(), "--topic") {

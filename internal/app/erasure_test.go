@@ -105,7 +105,7 @@ func TestErasureShredsTheCustomersData(t *testing.T) {
 	if ev, _, err := serde.Decode(ctx, erased[0].Topic, erased[0].Value); err != nil || ev.EventType() != (schemas.CustomerErased{}).EventType() {
 		t.Fatalf("the erasure's record decodes as %v (%v), want CustomerErased", ev, err)
 	}
-	if n := kafkatest.CountWhere(t, s.stack.Endpoints.Brokers, from, 2*time.Second, func(r *kgo.Record) bool {
+	if n := kafkatest.CountWhere(t, s.stack.Endpoints.Brokers, from, 1, 2*time.Second, func(r *kgo.Record) bool {
 		ev, _, err := serde.Decode(ctx, r.Topic, r.Value)
 		return err == nil && string(r.Key) == c.ID && ev.EventType() == (schemas.CustomerErased{}).EventType()
 	}); n != 1 {

@@ -119,21 +119,34 @@ func Consume(t testing.TB, brokers []string, from map[string]map[int32]kgo.Offse
 	return ConsumeWhere(t, brokers, from, n, timeout, nil)
 }
 
-// CountWhere counts the records from `from` that keep accepts, reading for
-// the whole of d: for checking that something was written once, and not
-// again.
-func CountWhere(t testing.TB, brokers []string, from map[string]map[int32]kgo.Offset, d time.Duration, keep func(*kgo.Record) bool) int {
+// CountTimeout is how long CountWhere waits for the records it expects.
+const CountTimeout = 60 * time.Second
+
+// CountWhere counts the records from `from` that keep accepts: it reads
+// until want of them have arrived (waiting at most CountTimeout), then for
+// settle more. It checks that something was written want times, and not
+// again: a slow broker or a loaded machine does not make it miss the
+// records expected, and a duplicate that follows them within settle is
+// counted.
+func CountWhere(t testing.TB, brokers []string, from map[string]map[int32]kgo.Offset, want int, settle time.Duration, keep func(*kgo.Record) bool) int {
 	t.Helper()
 	cl := Client(t, brokers, kgo.ConsumePartitions(from))
-	ctx, cancel := context.WithTimeout(context.Background(), d)
+	ctx, cancel := context.WithTimeout(context.Background(), CountTimeout)
 	defer cancel()
 	n := 0
+	settled := false
 	for ctx.Err() == nil {
 		cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
 			if keep(r) {
 				n++
 			}
 		})
+		if n >= want && !settled {
+			settled = true
+			var stop context.CancelFunc
+			ctx, stop = context.WithTimeout(context.Background(), settle)
+			defer stop()
+		}
 	}
 	return n
 }
