@@ -49,42 +49,42 @@ func (r *Reader[V]) Find(ctx context.Context, filter bson.D, opts *options.FindO
 	if r.readable.Key != "" {
 		filter = append(bson.D{r.readable}, filter...)
 	}
+	return r.throughAlias(ctx, func(coll string) ([]Document[V], error) { return r.find(ctx, coll, filter, opts) })
+}
+
+// throughAlias reads with read from the collection the alias names. When
+// read finds nothing, it resolves the alias again (unless that was done
+// within ReaderMissRecheck) and, if the alias moved, reads once more from
+// the new collection.
+func (r *Reader[V]) throughAlias(ctx context.Context, read func(coll string) ([]Document[V], error)) ([]Document[V], error) {
 	target, err := r.alias.get(ctx, ReaderAliasTTL)
 	if err != nil {
 		return nil, err
 	}
-	docs, err := r.find(ctx, target, filter, opts)
+	docs, err := read(target)
 	if err != nil || len(docs) > 0 {
 		return docs, err
 	}
-	// Nothing found: the alias may have been switched since it was cached.
 	fresh, err := r.alias.get(ctx, ReaderMissRecheck)
 	if err != nil || fresh == target {
 		return docs, err
 	}
-	return r.find(ctx, fresh, filter, opts)
+	return read(fresh)
 }
 
 // ByIDs returns the readable documents among ids, in no particular order,
 // each look-up served by the _id index (see docstore.FindByIDs).
 func (r *Reader[V]) ByIDs(ctx context.Context, ids []string) ([]Document[V], error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
 	var extra bson.D
 	if r.readable.Key != "" {
 		extra = bson.D{r.readable}
 	}
-	target, err := r.alias.get(ctx, ReaderAliasTTL)
-	if err != nil {
-		return nil, err
-	}
-	docs, err := docstore.FindByIDs[Document[V]](ctx, r.db, target, ids, extra)
-	if err != nil || len(docs) > 0 || len(ids) == 0 {
-		return docs, err
-	}
-	fresh, err := r.alias.get(ctx, ReaderMissRecheck)
-	if err != nil || fresh == target {
-		return docs, err
-	}
-	return docstore.FindByIDs[Document[V]](ctx, r.db, fresh, ids, extra)
+	return r.throughAlias(ctx, func(coll string) ([]Document[V], error) {
+		return docstore.FindByIDs[Document[V]](ctx, r.db, coll, ids, extra)
+	})
 }
 
 func (r *Reader[V]) find(ctx context.Context, coll string, filter bson.D, opts *options.FindOptionsBuilder) ([]Document[V], error) {

@@ -218,7 +218,7 @@ func (r *Runner[V]) Target(ctx context.Context) (string, error) {
 // anything else (logging, metrics).
 func (r *Runner[V]) ClientOpts() []kgo.Opt {
 	return append([]kgo.Opt{
-		kgo.ConsumerGroup(r.p.Group()),
+		kgo.ConsumerGroup(r.group),
 		kgo.ConsumeTopics(r.p.Topics...),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.DisableAutoCommit(),
@@ -277,7 +277,7 @@ func (r *Runner[V]) deadLetter(client *kgo.Client) func(context.Context, *kgo.Re
 		if parked[rec] {
 			return nil
 		}
-		if err := client.ProduceSync(ctx, eventlog.DeadLetter(rec, r.p.Group(), cause, time.Now())).FirstErr(); err != nil {
+		if err := client.ProduceSync(ctx, eventlog.DeadLetter(rec, r.group, cause, time.Now())).FirstErr(); err != nil {
 			return fmt.Errorf("dead-letter %s/%d@%d: %w", rec.Topic, rec.Partition, rec.Offset, err)
 		}
 		parked[rec] = true
