@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -31,6 +30,7 @@ import (
 	"shopstream/internal/devinfra/embedded/postgres"
 	"shopstream/internal/edge/auth"
 	"shopstream/internal/testinfra/kafkatest"
+	"shopstream/internal/testinfra/latency"
 	"shopstream/internal/testinfra/testenv"
 	"shopstream/schemas"
 )
@@ -252,10 +252,8 @@ func measureShop(b *testing.B, base, staffKey string, brokers []string, clients 
 	r.accepted = len(lat)
 	r.toKafka = waitKafka(before + int64(r.accepted)).Sub(start)
 	r.cpu = sampleCPU().since(cpu0, r.toKafka)
-	slices.Sort(lat)
-	if len(lat) > 0 {
-		r.p50, r.p99 = lat[(len(lat)-1)*50/100], lat[(len(lat)-1)*99/100]
-	}
+	sorted := latency.Sort(lat)
+	r.p50, r.p99 = sorted.At(50), sorted.At(99)
 	if len(r.refused) > 0 {
 		b.Errorf("%d of %d commands refused %v; first: %s", sent-r.accepted, sent, r.refused, r.firstRefusal)
 	}

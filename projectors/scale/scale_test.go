@@ -7,8 +7,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
-	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -21,6 +19,8 @@ import (
 	"shopstream/internal/platform/docstore"
 	"shopstream/internal/platform/eventlog"
 	"shopstream/internal/testinfra/eventlogtest"
+	"shopstream/internal/testinfra/latency"
+	"shopstream/internal/testinfra/testenv"
 	"shopstream/projectors/listing"
 	"shopstream/projectors/orderviews"
 	"shopstream/projectors/products"
@@ -50,18 +50,7 @@ import (
 //
 //	SHOP_SCALE_SIZES=1000,10000,100000 go test -run TestReadSideScale -v -timeout 30m ./projectors/scale
 func TestReadSideScale(t *testing.T) {
-	env := os.Getenv("SHOP_SCALE_SIZES")
-	if env == "" {
-		t.Skip("set SHOP_SCALE_SIZES=1000,10000,100000 to measure the read side at scale")
-	}
-	var sizes []int
-	for _, f := range strings.Split(env, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || n < 100 {
-			t.Fatalf("SHOP_SCALE_SIZES: %q is not a size of at least 100", f)
-		}
-		sizes = append(sizes, n)
-	}
+	sizes := testenv.Sizes(t, "SHOP_SCALE_SIZES", "1000,10000,100000")
 	ctx := context.Background()
 	backend := cmpOr(os.Getenv("SHOP_SCALE_BACKEND"), ferrettest.PostgreSQL)
 	srv := ferrettest.Start(t, backend)
@@ -111,33 +100,33 @@ func TestReadSideScale(t *testing.T) {
 		}
 
 		pread := products.NewReader(db)
-		lat := sample(4*time.Second, 1000, func() {
+		lat := latency.Sample(4*time.Second, 20, 1000, func() {
 			if _, found, err := pread.Get(ctx, productID(rng.IntN(n))); err != nil || !found {
 				t.Fatalf("product: found %v, %v", found, err)
 			}
 		})
-		r.getP50, r.getP99 = pct(lat, 50), pct(lat, 99)
+		r.getP50, r.getP99 = lat.At(50), lat.At(99)
 		// GET /products: the first page of the catalogue, and the page
 		// after a random product (its cursor) of the first half.
-		lat = sample(4*time.Second, 200, func() {
+		lat = latency.Sample(4*time.Second, 20, 200, func() {
 			if ps, more, err := pread.Page(ctx, "", 20); err != nil || len(ps) != 20 || !more {
 				t.Fatalf("first page: %d products, more %v, %v", len(ps), more, err)
 			}
 		})
-		r.pageP50, r.pageP99, r.pages = pct(lat, 50), pct(lat, 99), len(lat)
-		lat = sample(4*time.Second, 200, func() {
+		r.pageP50, r.pageP99, r.pages = lat.At(50), lat.At(99), len(lat)
+		lat = latency.Sample(4*time.Second, 20, 200, func() {
 			if ps, more, err := pread.Page(ctx, productID(rng.IntN(n/2)), 20); err != nil || len(ps) != 20 || !more {
 				t.Fatalf("a page after a product: %d products, more %v, %v", len(ps), more, err)
 			}
 		})
-		r.deepP50, r.deepP99 = pct(lat, 50), pct(lat, 99)
+		r.deepP50, r.deepP99 = lat.At(50), lat.At(99)
 		oread := orderviews.NewReader(db)
-		lat = sample(4*time.Second, 500, func() {
+		lat = latency.Sample(4*time.Second, 20, 500, func() {
 			if os, err := oread.OfCustomer(ctx, customerID(rng.IntN(n/10)), 20); err != nil || len(os) != 10 {
 				t.Fatalf("orders of a customer: %d, %v", len(os), err)
 			}
 		})
-		r.ordP50, r.ordP99 = pct(lat, 50), pct(lat, 99)
+		r.ordP50, r.ordP99 = lat.At(50), lat.At(99)
 
 		// Bulk upserts of existing documents.
 		upserted, start := 0, time.Now()
@@ -250,22 +239,6 @@ func fillOrders(ctx context.Context, t *testing.T, coll *mongo.Collection, n int
 			t.Fatal(err)
 		}
 	}
-}
-
-func sample(budget time.Duration, max int, op func()) []time.Duration {
-	var lat []time.Duration
-	start := time.Now()
-	for len(lat) < max && (len(lat) < 20 || time.Since(start) < budget) {
-		t0 := time.Now()
-		op()
-		lat = append(lat, time.Since(t0))
-	}
-	slices.Sort(lat)
-	return lat
-}
-
-func pct(sorted []time.Duration, p int) time.Duration {
-	return sorted[min(len(sorted)-1, len(sorted)*p/100)]
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

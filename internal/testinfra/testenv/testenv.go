@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -41,6 +42,28 @@ func Int(tb testing.TB, name string, def int) int {
 		tb.Fatalf("%s=%q: want a positive integer", name, v)
 	}
 	return n
+}
+
+// Sizes reads the sizes a measurement runs at from the environment
+// variable name, a comma-separated list of integers of at least 100 (e.g.
+// 1000,10000,100000). When it is unset, tb is skipped with a message that
+// says how to set it, e.g. 1000,10000,100000; a malformed size fails tb,
+// naming the variable.
+func Sizes(tb testing.TB, name, example string) []int {
+	tb.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		tb.Skipf("set %s=%s to run this measurement", name, example)
+	}
+	var sizes []int
+	for _, f := range strings.Split(v, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 100 {
+			tb.Fatalf("%s: %q is not a size of at least 100", name, f)
+		}
+		sizes = append(sizes, n)
+	}
+	return sizes
 }
 
 // OutVar names the folder where tests write the figures and artifacts a

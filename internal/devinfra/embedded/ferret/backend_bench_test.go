@@ -6,7 +6,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +16,8 @@ import (
 
 	"shopstream/internal/devinfra/embedded/postgres"
 	"shopstream/internal/platform/docstore"
+	"shopstream/internal/testinfra/latency"
+	"shopstream/internal/testinfra/testenv"
 )
 
 // TestBackendCosts measures, in one run, what the read side's queries
@@ -42,18 +43,7 @@ import (
 // SHOP_FERRET_PG_PARAMS adds parameters to FerretDB's PostgreSQL URL
 // (e.g. synchronous_commit=off).
 func TestBackendCosts(t *testing.T) {
-	sizesEnv := os.Getenv("SHOP_FERRET_BACKENDS")
-	if sizesEnv == "" {
-		t.Skip("set SHOP_FERRET_BACKENDS=1000,10000[,100000] to measure the backends")
-	}
-	var sizes []int
-	for _, f := range strings.Split(sizesEnv, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || n < 100 {
-			t.Fatalf("SHOP_FERRET_BACKENDS: %q is not a size of at least 100", f)
-		}
-		sizes = append(sizes, n)
-	}
+	sizes := testenv.Sizes(t, "SHOP_FERRET_BACKENDS", "1000,10000[,100000]")
 	backends := []string{"sqlite", "pg", "pg+twins"}
 	if only := os.Getenv("SHOP_FERRET_BACKENDS_ONLY"); only != "" {
 		backends = strings.Split(only, ",")
@@ -110,14 +100,14 @@ func TestBackendCosts(t *testing.T) {
 
 			r := row{backend: backend, n: n}
 			rng := rand.New(rand.NewPCG(uint64(n), 1))
-			lat := sample(3*time.Second, 300, func() {
+			lat := latency.Sample(3*time.Second, 10, 300, func() {
 				var d bson.M
 				if err := coll.FindOne(ctx, bson.D{{Key: "_id", Value: docID(rng.IntN(n))}}).Decode(&d); err != nil {
 					t.Fatal(err)
 				}
 			})
-			r.idP50, r.idP99, r.idSamples = pct(lat, 50), pct(lat, 99), len(lat)
-			lat = sample(3*time.Second, 100, func() {
+			r.idP50, r.idP99, r.idSamples = lat.At(50), lat.At(99), len(lat)
+			lat = latency.Sample(3*time.Second, 10, 100, func() {
 				cur, err := coll.Find(ctx, bson.D{{Key: "customer_id", Value: customerID(rng.IntN(n / 10))}})
 				if err != nil {
 					t.Fatal(err)
@@ -127,7 +117,7 @@ func TestBackendCosts(t *testing.T) {
 					t.Fatalf("customer: %d documents, %v", len(ds), err)
 				}
 			})
-			r.custP50, r.custSamples = pct(lat, 50), len(lat)
+			r.custP50, r.custSamples = lat.At(50), len(lat)
 
 			store := docstore.New(db)
 			written, start := 0, time.Now()
@@ -207,25 +197,4 @@ func fill(ctx context.Context, t *testing.T, coll *mongo.Collection, n int) {
 			t.Fatal(err)
 		}
 	}
-}
-
-// sample runs op until budget has passed (at least 10 times) or max
-// times, and returns the latencies sorted.
-func sample(budget time.Duration, max int, op func()) []time.Duration {
-	var lat []time.Duration
-	start := time.Now()
-	for len(lat) < max && (len(lat) < 10 || time.Since(start) < budget) {
-		t0 := time.Now()
-		op()
-		lat = append(lat, time.Since(t0))
-	}
-	slices.Sort(lat)
-	return lat
-}
-
-func pct(sorted []time.Duration, p int) time.Duration {
-	if len(sorted) == 0 {
-		return 0
-	}
-	return sorted[min(len(sorted)-1, len(sorted)*p/100)]
 }
