@@ -65,7 +65,7 @@ func TestOneMemberUsesTheWholeQuota(t *testing.T) {
 
 // On a virtual clock that stands still, a member owning every partition is
 // handed every slot in turn: over 10 s of slots that is Rate/(1+Margin)
-// sends per second, 96% of the quota; owning 2 of 6 partitions it is handed
+// sends per second, 92.6% of the quota; owning 2 of 6 partitions it is handed
 // exactly a third of them, each slot its own partition's.
 func TestOneMemberIsHandedEverySlot(t *testing.T) {
 	const rate, partitions = 20, 6
