@@ -5,8 +5,11 @@
 // and only then commit the offsets (the checkpoint).
 //
 // Guarantees: at-least-once input, exactly-once effect. A batch is applied
-// as: load the touched documents, fold every event in order, replace each
-// document with a filter on the revision it was loaded at. The folds skip
+// as: load the touched documents (a live runner takes those it wrote or
+// read last from memory, and those the batch creates as new, without a
+// look-up), fold every event in order, replace each document with a
+// filter on the revision it was loaded at (a wrong guess fails it, and
+// the batch is folded again from look-ups). The folds skip
 // events whose aggregate version a document has already seen, so a
 // redelivered or replayed event changes nothing; the revision filter makes
 // a concurrent writer (a rebalance handing a partition over mid-batch) lose
@@ -109,7 +112,8 @@ type Runner[V any] struct {
 	fixed   string      // the collection to write, "" for the alias target
 	rebuild *rebuild[V] // a runner made by Into: what it holds and wrote; nil for a live runner
 
-	indexed  sync.Map // collection -> true once its indexes exist
+	indexed  sync.Map  // collection -> true once its indexes exist
+	recent   recent[V] // a live runner's documents as it last wrote or read them
 	poisoned atomic.Int64
 
 	tracer trace.Tracer
@@ -366,31 +370,40 @@ func (r *Runner[V]) apply(ctx context.Context, recs []*kgo.Record, poison func(c
 	if len(order) == 0 {
 		return nil
 	}
-	err = r.foldAndWrite(ctx, coll, order, byDoc, len(recs), r.rebuild == nil && r.p.Creates != nil)
-	if errors.Is(err, errCreatedBefore) {
+	err = r.foldAndWrite(ctx, coll, order, byDoc, len(recs), r.rebuild == nil)
+	if errors.Is(err, errGuessedWrong) {
 		err = r.foldAndWrite(ctx, coll, order, byDoc, len(recs), false)
 	}
 	return err
 }
 
-// errCreatedBefore reports that a document the batch assumed new exists.
-var errCreatedBefore = errors.New("a document assumed new exists")
+// errGuessedWrong reports that a document a live runner did not look up
+// was not as it guessed: one taken as new exists, or one it remembered has
+// moved on.
+var errGuessedWrong = errors.New("a document was not as guessed")
 
 // foldAndWrite loads the documents of ids, folds their events and writes
-// (or, for a rebuild, holds) the changes. With guess set, a document whose
-// first event creates it (Projection.Creates) is not loaded but taken as
-// new; if one exists, the write fails with errCreatedBefore.
+// (or, for a rebuild, holds) the changes. With guess set (a live runner),
+// a document is not looked up when the runner remembers it as it last
+// wrote or read it (see [RecentDocs]), nor when its first event creates it
+// (Projection.Creates), which takes it as new; if a guess was wrong, the
+// write fails with errGuessedWrong, what it wrote is left as the revision
+// guards make it, and the guessed documents are forgotten.
 func (r *Runner[V]) foldAndWrite(ctx context.Context, coll string, ids []string, events map[string][]eventlog.Envelope, records int, guess bool) error {
 	var assumedNew map[string]bool
+	var remembered map[string]Document[V]
 	if guess {
-		assumedNew = map[string]bool{}
-		for _, id := range ids {
-			if r.p.Creates(events[id][0]) {
-				assumedNew[id] = true
+		remembered = r.recent.get(coll, ids)
+		if r.p.Creates != nil {
+			assumedNew = map[string]bool{}
+			for _, id := range ids {
+				if _, known := remembered[id]; !known && r.p.Creates(events[id][0]) {
+					assumedNew[id] = true
+				}
 			}
 		}
 	}
-	current, err := r.current(ctx, coll, ids, assumedNew)
+	current, err := r.current(ctx, coll, ids, assumedNew, remembered)
 	if err != nil {
 		return err
 	}
@@ -399,10 +412,32 @@ func (r *Runner[V]) foldAndWrite(ctx context.Context, coll string, ids []string,
 		return r.rebuild.hold(ctx, r, coll, changes)
 	}
 	err = r.write(ctx, coll, changes)
-	if len(assumedNew) > 0 && mongo.IsDuplicateKeyError(err) {
-		return fmt.Errorf("%w: %w", errCreatedBefore, err)
+	if err != nil {
+		if len(assumedNew) > 0 && mongo.IsDuplicateKeyError(err) || len(remembered) > 0 && errors.Is(err, ErrConcurrentWrite) {
+			r.recent.forget(ids)
+			return fmt.Errorf("%w: %w", errGuessedWrong, err)
+		}
+		return err
 	}
-	return err
+	if r.rebuild == nil {
+		r.remember(coll, current, changes)
+	}
+	return nil
+}
+
+// remember notes the documents a batch found (those that exist) and then
+// those it wrote, at their new revisions.
+func (r *Runner[V]) remember(coll string, current map[string]change[V], changes []change[V]) {
+	docs := make([]Document[V], 0, len(current)+len(changes))
+	for _, c := range current {
+		if c.stored > 0 {
+			docs = append(docs, c.doc)
+		}
+	}
+	for _, c := range changes {
+		docs = append(docs, c.doc)
+	}
+	r.recent.put(coll, docs)
 }
 
 // fold folds each document's events, in order, into the document as the
@@ -491,17 +526,18 @@ type change[V any] struct {
 }
 
 // current is, for each of ids, the document as the batch finds it and the
-// revision stored: a rebuild's held document, or the stored one, or a zero
-// document at revision 0 (without a look-up for those in assumedNew).
-func (r *Runner[V]) current(ctx context.Context, coll string, ids []string, assumedNew map[string]bool) (map[string]change[V], error) {
+// revision stored: a rebuild's held document, or the remembered one, or
+// the stored one, or a zero document at revision 0 (without a look-up for
+// those in assumedNew).
+func (r *Runner[V]) current(ctx context.Context, coll string, ids []string, assumedNew map[string]bool, remembered map[string]Document[V]) (map[string]change[V], error) {
 	load := ids
 	switch {
 	case r.rebuild != nil:
 		load = r.rebuild.mayExist(ids)
-	case len(assumedNew) > 0:
-		load = make([]string, 0, len(ids)-len(assumedNew))
+	case len(assumedNew) > 0 || len(remembered) > 0:
+		load = make([]string, 0, len(ids))
 		for _, id := range ids {
-			if !assumedNew[id] {
+			if _, known := remembered[id]; !known && !assumedNew[id] {
 				load = append(load, id)
 			}
 		}
@@ -516,7 +552,10 @@ func (r *Runner[V]) current(ctx context.Context, coll string, ids []string, assu
 			out[id] = held
 			continue
 		}
-		doc, ok := stored[id]
+		doc, ok := remembered[id]
+		if !ok {
+			doc, ok = stored[id]
+		}
 		if !ok {
 			doc.ID = id
 		}

@@ -133,6 +133,24 @@ func TestRedeliveredBatchesChangeNothing(t *testing.T) {
 }
 
 // load reads the document id of coll.
+// setupCountingFinds is setup, with the finds on the products collection
+// counted.
+func setupCountingFinds(t *testing.T) (*fixture, *atomic.Int64) {
+	var finds atomic.Int64
+	f := setupWatched(t, &event.CommandMonitor{Started: func(_ context.Context, e *event.CommandStartedEvent) {
+		if coll, _ := e.Command.Lookup("find").StringValueOK(); coll == products.Projection().Collection() {
+			finds.Add(1)
+		}
+	}})
+	return f, &finds
+}
+
+// fresh is another runner of the fixture's projection on the same
+// database, with nothing in memory.
+func (f *fixture) fresh() *runner.Runner[products.View] {
+	return runner.New(products.Projection(), f.serde, docstore.New(f.db), slog.New(slog.NewTextHandler(io.Discard, nil)))
+}
+
 func (f *fixture) load(t *testing.T, coll, id string) (runner.Document[products.View], bool) {
 	t.Helper()
 	var doc runner.Document[products.View]
@@ -273,12 +291,7 @@ func TestLargeBatchDecodesInOrderAndSkipsPoison(t *testing.T) {
 // document looked up, so the document ends as a batch looked up from the
 // start would leave it.
 func TestCreatingEventsSkipTheLookUpAndFallBackWhenTheDocumentExists(t *testing.T) {
-	var finds atomic.Int64
-	f := setupWatched(t, &event.CommandMonitor{Started: func(_ context.Context, e *event.CommandStartedEvent) {
-		if coll, _ := e.Command.Lookup("find").StringValueOK(); coll == products.Projection().Collection() {
-			finds.Add(1)
-		}
-	}})
+	f, finds := setupCountingFinds(t)
 	ctx := context.Background()
 	register := func(offset int64, id string) *kgo.Record {
 		return f.record(t, offset, id, 1, schemas.ProductRegistered{ProductID: id, Title: "T" + id, PriceCents: 100, Currency: "EUR", InitialStock: 2})
@@ -293,13 +306,15 @@ func TestCreatingEventsSkipTheLookUpAndFallBackWhenTheDocumentExists(t *testing.
 	if n := finds.Load(); n != 0 {
 		t.Fatalf("a batch of registrations looked up %d documents; want none", n)
 	}
-	// p4's stock arrives before its registration, which then comes with p1's again.
+	// p4's stock arrives before its registration, which then comes with
+	// p1's again, to a runner that remembers neither (another instance, or
+	// this one restarted).
 	stock := f.record(t, 10, "p4", 1, schemas.StockReceived{ProductID: "p4", Quantity: 7, Available: 7, CatalogVersion: 1})
 	if err := f.r.Apply(ctx, []*kgo.Record{stock}); err != nil {
 		t.Fatal(err)
 	}
 	before := f.docs(t)
-	if err := f.r.Apply(ctx, []*kgo.Record{register(3, "p4"), register(0, "p1")}); err != nil {
+	if err := f.fresh().Apply(ctx, []*kgo.Record{register(3, "p4"), register(0, "p1")}); err != nil {
 		t.Fatal(err)
 	}
 	p4, ok := f.load(t, products.Projection().Collection(), "p4")
@@ -311,5 +326,64 @@ func TestCreatingEventsSkipTheLookUpAndFallBackWhenTheDocumentExists(t *testing.
 	}
 	if len(before) != 4 {
 		t.Fatalf("%d documents before p4's registration, want 4", len(before))
+	}
+}
+
+// A live runner does not look up the documents it wrote last: it folds
+// onto them as it remembers them. When one has moved on since (another
+// runner wrote it, as during a rebalance), the write's revision filter
+// fails, and the batch is folded again from documents looked up: nothing
+// is lost and nothing is folded twice.
+func TestRemembersWhatItWroteAndRefoldsWhenItMovedOn(t *testing.T) {
+	f, finds := setupCountingFinds(t)
+	ctx := context.Background()
+	review := func(offset int64, id string, v int64) *kgo.Record {
+		return f.record(t, offset, id, v, schemas.ReviewAdded{ReviewID: fmt.Sprintf("%s-r%d", id, v), ProductID: id, CustomerID: "c", Rating: int32(v)})
+	}
+	var registrations []*kgo.Record
+	for i, id := range []string{"p1", "p2"} {
+		registrations = append(registrations, f.record(t, int64(i), id, 1, schemas.ProductRegistered{ProductID: id, Title: "T" + id, PriceCents: 100, Currency: "EUR", InitialStock: 2}))
+	}
+	if err := f.r.Apply(ctx, registrations); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.r.Apply(ctx, []*kgo.Record{review(10, "p1", 1), review(11, "p2", 1)}); err != nil {
+		t.Fatal(err)
+	}
+	if n := finds.Load(); n != 0 {
+		t.Fatalf("reviews of the products it had just written: %d look-ups, want none", n)
+	}
+
+	// Another runner adds p1's second review; this one still remembers p1
+	// at revision 2.
+	if err := f.fresh().Apply(ctx, []*kgo.Record{review(12, "p1", 2)}); err != nil {
+		t.Fatal(err)
+	}
+	finds.Store(0)
+	if err := f.r.Apply(ctx, []*kgo.Record{review(13, "p1", 3), review(14, "p2", 2)}); err != nil {
+		t.Fatal(err)
+	}
+	if finds.Load() == 0 {
+		t.Error("the runner wrote over a document that had moved on without looking it up")
+	}
+	for _, want := range []struct {
+		id         string
+		count, sum int64
+		rev        int64
+	}{{"p1", 3, 6, 4}, {"p2", 2, 3, 3}} {
+		doc, _ := f.load(t, products.Projection().Collection(), want.id)
+		if doc.View.RatingCount != want.count || doc.View.RatingSum != want.sum || doc.Rev != want.rev {
+			t.Errorf("%s: %d ratings summing %d at revision %d; want %d summing %d at revision %d",
+				want.id, doc.View.RatingCount, doc.View.RatingSum, doc.Rev, want.count, want.sum, want.rev)
+		}
+	}
+
+	// What it refolded it remembers again.
+	finds.Store(0)
+	if err := f.r.Apply(ctx, []*kgo.Record{review(15, "p1", 4)}); err != nil {
+		t.Fatal(err)
+	}
+	if n := finds.Load(); n != 0 {
+		t.Errorf("after the refold: %d look-ups, want none", n)
 	}
 }
