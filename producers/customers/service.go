@@ -3,6 +3,7 @@ package customers
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 
@@ -70,9 +71,9 @@ func (s *Service) signUp(ctx context.Context, meta command.Meta, cmd SignUp) (co
 	if _, err := Decide(Customer{}, 0, cmd); err != nil {
 		return command.Result{}, err // refused before paying for a hash
 	}
-	hash, err := password.Hash(string(cmd.Password), s.Hashing)
+	hash, err := password.Hash(ctx, string(cmd.Password), s.Hashing)
 	if err != nil {
-		return command.Result{}, err
+		return command.Result{}, hashError(err)
 	}
 	key, err := pii.NewKey()
 	if err != nil {
@@ -162,7 +163,16 @@ func (s *Service) Reveal(ctx context.Context, keyID, sealed string) (string, err
 
 // dummyHash is checked against when no account has the email, so that a
 // log-in costs the same whether or not the email is known.
-var dummyHash, _ = password.Hash("no account has this password", password.Default)
+var dummyHash, _ = password.Hash(context.Background(), "no account has this password", password.Default)
+
+// hashError reports a hash refused for want of a slot as the overload it
+// is (the gateway answers 429 with Retry-After).
+func hashError(err error) error {
+	if errors.Is(err, password.ErrBusy) {
+		return fmt.Errorf("%w: %w", command.ErrOverloaded, err)
+	}
+	return err
+}
 
 // Authenticate returns the id of the customer whose email and password
 // these are; ok is false for an unknown email or a wrong password (the
@@ -175,9 +185,9 @@ func (s *Service) Authenticate(ctx context.Context, email string, pw password.Pl
 	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 		return "", false, err
 	}
-	match, cerr := password.Check(hash, string(pw))
+	match, cerr := password.Check(ctx, hash, string(pw))
 	if cerr != nil {
-		return "", false, cerr
+		return "", false, hashError(cerr)
 	}
 	return customerID, match && customerID != "", nil
 }

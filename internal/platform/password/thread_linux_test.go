@@ -39,7 +39,7 @@ func TestHashesRunOnLowPriorityThreadsOfTheirOwn(t *testing.T) {
 
 	done := make(chan error, 1)
 	go func() {
-		_, err := Hash("correct horse battery", Params{Memory: 64 * 1024, Time: 4, Threads: 1}) // a few hundred ms
+		_, err := Hash(ctx, "correct horse battery", Params{Memory: 64 * 1024, Time: 4, Threads: 1}) // a few hundred ms
 		done <- err
 	}()
 	found := false
