@@ -388,7 +388,7 @@ var errGuessedWrong = errors.New("a document was not as guessed")
 // wrote or read it (see [RecentDocs]), nor when its first event creates it
 // (Projection.Creates), which takes it as new; if a guess was wrong, the
 // write fails with errGuessedWrong, what it wrote is left as the revision
-// guards make it, and the guessed documents are forgotten.
+// guards make it, and the batch's documents are forgotten.
 func (r *Runner[V]) foldAndWrite(ctx context.Context, coll string, ids []string, events map[string][]eventlog.Envelope, records int, guess bool) error {
 	var assumedNew map[string]bool
 	var remembered map[string]Document[V]
@@ -419,9 +419,7 @@ func (r *Runner[V]) foldAndWrite(ctx context.Context, coll string, ids []string,
 		}
 		return err
 	}
-	if r.rebuild == nil {
-		r.remember(coll, current, changes)
-	}
+	r.remember(coll, current, changes)
 	return nil
 }
 
