@@ -26,7 +26,7 @@ const (
 	legendRowHeight  = 16 // pixels from one legend row to the next
 	legendPad        = 8  // inside the legend box
 	legendMargin     = 14 // between the plot (and its y axis) and the legend
-	legendMaxLabel   = 34 // longer labels are cut with an ellipsis
+	legendMaxLabel   = 40 // longer labels are cut with an ellipsis
 	legendMinPadding = 20 // right padding of a chart without a legend
 )
 
@@ -55,6 +55,17 @@ var (
 func hex(s string) drawing.Color { return drawing.ColorFromHex(s) }
 
 func paletteColor(i int) drawing.Color { return palette[i%len(palette)] }
+
+// paletteDashes are the strokes of "one line per thing" series once the
+// palette's colours have all been used: solid, then dashed, then dotted.
+var paletteDashes = [][]float64{nil, {8, 4}, {2, 3}}
+
+// series is the i-th "one line per thing" line of a chart: the palette's
+// colours in turn, solid, then again dashed, then dotted, so that no two
+// lines of a chart with up to three times the palette's length look alike.
+func series(i int, name string) line {
+	return line{name: name, color: paletteColor(i), width: 2, dash: paletteDashes[i/len(palette)%len(paletteDashes)]}
+}
 
 // namedChart is one chart of the report: built once, rendered as a PNG file
 // and as inline SVG.
@@ -113,7 +124,7 @@ func throughputChart(r *Report) chart.Chart {
 	routes := routeNames(r)
 	perRoute := make([]line, len(routes))
 	for i, name := range routes {
-		perRoute[i] = line{name: name, color: paletteColor(i), width: 2}
+		perRoute[i] = series(i, name)
 	}
 	// The target is drawn last, dashed in a lighter colour, so that it shows
 	// on top of the total when the shop keeps up.
@@ -147,7 +158,7 @@ func latencyChart(r *Report) chart.Chart {
 	routes := routeNames(r)
 	lines := make([]line, 0, len(routes)+1)
 	for i, name := range routes {
-		l := line{name: name + " p95", color: paletteColor(i), width: 2}
+		l := series(i, name+" p95")
 		for _, s := range r.Seconds {
 			if rs, ok := s.Routes[name]; ok && rs.Count > 0 {
 				l.add(float64(s.T), rs.P95)
@@ -187,7 +198,7 @@ func lagChart(r *Report) chart.Chart {
 	names := slices.Sorted(maps.Keys(groups))
 	lines := make([]line, len(names))
 	for i, g := range names {
-		lines[i] = line{name: strings.TrimPrefix(g, "shop."), color: paletteColor(i), width: 2}
+		lines[i] = series(i, strings.TrimPrefix(g, "shop."))
 		for _, s := range r.Lag {
 			if v, ok := s.Groups[g]; ok {
 				lines[i].add(s.T, float64(v))
@@ -234,7 +245,7 @@ func stockChart(r *Report) chart.Chart {
 		if name == "" {
 			name = st.ProductID
 		}
-		lines[i] = line{name: name, color: paletteColor(i), width: 2}
+		lines[i] = series(i, name)
 		for _, p := range st.Points {
 			lines[i].add(p.T, float64(p.Stock))
 		}

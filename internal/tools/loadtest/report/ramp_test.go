@@ -1,6 +1,7 @@
 package report
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -93,5 +94,19 @@ func TestRampChartEdgeCases(t *testing.T) {
 				t.Errorf("%s: %s as SVG: %v", name, c.File, err)
 			}
 		}
+	}
+}
+
+// A chart with more lines than the palette has colours (the ramp's stages:
+// thirteen) draws no two of them alike.
+func TestSeriesLinesAreDistinct(t *testing.T) {
+	seen := map[string]int{}
+	for i := range 3 * len(palette) {
+		l := series(i, "x")
+		key := fmt.Sprintf("%v %v", l.color, l.dash)
+		if j, dup := seen[key]; dup {
+			t.Fatalf("lines %d and %d are both drawn %s", j, i, key)
+		}
+		seen[key] = i
 	}
 }

@@ -66,7 +66,7 @@ func rampStagesChart(rp *Ramp) chart.Chart {
 	}
 	lines := make([]line, len(names))
 	for i, n := range names {
-		lines[i] = line{name: strings.TrimPrefix(n, "shop."), color: paletteColor(i), width: 2}
+		lines[i] = series(i, strings.TrimPrefix(n, "shop."))
 		if n == rp.Bottleneck {
 			lines[i].name += " (bottleneck)"
 			lines[i].width = 4
