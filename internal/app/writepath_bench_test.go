@@ -138,7 +138,7 @@ func BenchmarkWritePath(b *testing.B) {
 		}
 	}
 	sizes := rowSizes{
-		state:  avgSize(b, e.PostgresURL, `SELECT avg(pg_column_size(state)) FROM catalog.products`),
+		state:  scalar[float64](b, e.PostgresURL, `SELECT avg(pg_column_size(state)) FROM catalog.products`),
 		record: float64(shape.recordBytes()),
 	}
 	res := writePathResult{shops: shops, pg: pg, sizes: sizes}
@@ -244,16 +244,7 @@ func sampleCommand(b *testing.B, p *poster, pgURL string, brokers []string) comm
 	if code, msg := p.post(sampleID); code/100 != 2 {
 		b.Fatalf("sample POST /products: %d %s", code, msg)
 	}
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, pgURL)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	var shape commandShape
-	if err := conn.QueryRow(ctx, `SELECT state::text FROM catalog.products ORDER BY updated_at DESC LIMIT 1`).Scan(&shape.state); err != nil {
-		b.Fatalf("the sample's state row: %v", err)
-	}
+	shape := commandShape{state: scalar[string](b, pgURL, `SELECT state::text FROM catalog.products ORDER BY updated_at DESC LIMIT 1`)}
 	from := kafkatest.From(b, brokers, schemas.TopicProducts)
 	for p, o := range from[schemas.TopicProducts] {
 		if end := o.EpochOffset().Offset; end > 0 {
@@ -394,18 +385,19 @@ func productRecords(b *testing.B, adm *kadm.Client) int64 {
 	return n
 }
 
-func avgSize(b *testing.B, url, query string) float64 {
+// scalar is the one value query answers on the database at url.
+func scalar[T any](b *testing.B, url, query string) T {
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, url)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer conn.Close(ctx)
-	var avg float64
-	if err := conn.QueryRow(ctx, query).Scan(&avg); err != nil {
+	var v T
+	if err := conn.QueryRow(ctx, query).Scan(&v); err != nil {
 		b.Fatalf("%s: %v", query, err)
 	}
-	return avg
+	return v
 }
 
 // pgbenchSQL is the baseline transaction, the shop's registration as
@@ -494,8 +486,8 @@ func runPgbench(b *testing.B, url string, clients, seconds int, shape commandSha
 	r.cpu.pgbench = (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds() / time.Since(began).Seconds()
 	r.tps = parseFloat(b, out.Bytes(), `tps = ([0-9.]+) \(without initial connection time\)`)
 	r.latency = parseFloat(b, out.Bytes(), `latency average = ([0-9.]+) ms`)
-	r.stateBytes = avgSize(b, url, `SELECT avg(pg_column_size(state)) FROM writepath_bench.state`)
-	r.rowBytes = avgSize(b, url, `SELECT avg(octet_length(key) + octet_length(value) + octet_length(headers::text)) FROM writepath_bench.records`)
+	r.stateBytes = scalar[float64](b, url, `SELECT avg(pg_column_size(state)) FROM writepath_bench.state`)
+	r.rowBytes = scalar[float64](b, url, `SELECT avg(octet_length(key) + octet_length(value) + octet_length(headers::text)) FROM writepath_bench.records`)
 	return r, nil
 }
 
