@@ -260,8 +260,9 @@ func (s *Server) URL() string { return s.url }
 // Stop shuts the server down with a fast shutdown (SIGINT: active
 // transactions are rolled back, committed data is checkpointed) and waits for
 // the postmaster to exit. If it has not exited after 20 s, or when ctx is done
-// first, it is killed with SIGKILL (committed data is still safe; the next
-// Start runs crash recovery) and an error is returned.
+// first, it and every other process of the cluster are killed with SIGKILL
+// (committed data is still safe; the next Start runs crash recovery), and
+// an error is returned once none of them runs.
 //
 // Stop is safe to call more than once and concurrently; later calls wait for
 // the first and return its result. If the server had already exited (for
@@ -323,13 +324,43 @@ func (s *Server) kill() {
 	_ = s.killHard()
 }
 
+// killHard kills the postmaster with SIGKILL, then whatever of its cluster
+// still runs (see reapCluster), and returns once none of it is alive.
 func (s *Server) killHard() error {
+	pid := s.cmd.Process.Pid
 	_ = s.cmd.Process.Signal(syscall.SIGKILL)
 	select {
 	case <-s.done:
-		return nil
 	case <-time.After(killTimeout):
-		return fmt.Errorf("pid %d did not exit after SIGKILL", s.cmd.Process.Pid)
+		return fmt.Errorf("pid %d did not exit after SIGKILL", pid)
+	}
+	if !reapCluster(s.pgdata, killTimeout) {
+		return fmt.Errorf("processes of pid %d's cluster still alive %s after SIGKILL", pid, killTimeout)
+	}
+	return nil
+}
+
+// reapCluster kills with SIGKILL the processes left of the cluster of
+// pgdata whose postmaster is gone (see clusterProcesses) and waits, at most
+// timeout, until none is alive. A postmaster killed alone leaves its
+// backends and auxiliary processes to notice its death and exit; until the
+// last one has, the cluster's shared memory is still attached and a new
+// postmaster refuses to start ("pre-existing shared memory block is still
+// in use"). It reports whether none is left.
+func reapCluster(pgdata string, timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for {
+		left := clusterProcesses(pgdata)
+		if len(left) == 0 {
+			return true
+		}
+		for _, pid := range left {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 
@@ -558,6 +589,15 @@ func stopStalePostmaster(ctx context.Context, pgdata string, logger *slog.Logger
 		return nil
 	}
 	if !processAlive(pid) {
+		// A postmaster killed alone (SIGKILL from outside) leaves its
+		// backends to notice its death and exit; a new postmaster started
+		// before they have is refused while they hold the shared memory.
+		if len(clusterProcesses(pgdata)) > 0 {
+			logger.Warn("processes of a dead postmaster still run; killing them", "pid", pid)
+			if !reapCluster(pgdata, killTimeout) {
+				return fmt.Errorf("postgres: processes of dead postmaster %d (from %s) did not exit", pid, pidFile)
+			}
+		}
 		logger.Debug("postmaster.pid left by a dead server; postgres will replace it", "pid", pid)
 		return nil
 	}

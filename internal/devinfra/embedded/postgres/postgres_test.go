@@ -508,6 +508,9 @@ func TestStopCanceledContextKills(t *testing.T) {
 		t.Fatalf("Stop: %v, want nil or context.Canceled", err)
 	}
 	t.Logf("Stop with canceled ctx: %v", err)
+	if left := clusterProcesses(s.pgdata); err != nil && len(left) > 0 {
+		t.Fatalf("processes %v of the killed server outlived Stop", left)
+	}
 	if err2 := s.Stop(t.Context()); err2 != err {
 		t.Fatalf("second Stop = %v, want the first result %v", err2, err)
 	}
@@ -515,6 +518,48 @@ func TestStopCanceledContextKills(t *testing.T) {
 	s2 := startServer(t, Config{Dir: dir})
 	if got := queryName(t, s2, 3); got != "cog" {
 		t.Fatalf("after kill: name = %q, want cog", got)
+	}
+}
+
+// A postmaster killed alone from outside (kill -9 of its pid) leaves its
+// backends running for a moment; the next Start on the same Dir kills
+// them instead of failing on the shared memory they still hold.
+func TestStartAfterThePostmasterAloneWasKilled(t *testing.T) {
+	requireBinaries(t)
+	t.Parallel()
+	dir := t.TempDir()
+	s := startServer(t, Config{Dir: dir})
+	conn := connect(t, s) // a backend, left open across the kill
+	exec1(t, conn, "CREATE TABLE items (id int PRIMARY KEY, name text NOT NULL)")
+	exec1(t, conn, "INSERT INTO items VALUES (3, 'cog')")
+	// Stop the backends and auxiliary processes first (SIGSTOP) so that
+	// they are sure to outlive the postmaster, as they can on a loaded
+	// machine.
+	pid := s.cmd.Process.Pid
+	var children []int
+	for _, p := range clusterProcesses(s.pgdata) {
+		if p != pid {
+			children = append(children, p)
+			if err := syscall.Kill(p, syscall.SIGSTOP); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if len(children) == 0 {
+		t.Fatal("the server has no processes beside its postmaster: the test proves nothing")
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-s.done
+	s2 := startServer(t, Config{Dir: dir})
+	if got := queryName(t, s2, 3); got != "cog" {
+		t.Fatalf("after the kill: name = %q, want cog", got)
+	}
+	for _, p := range children {
+		if processAlive(p) {
+			t.Fatalf("process %d of the dead postmaster still runs after the new Start", p)
+		}
 	}
 }
 

@@ -53,3 +53,36 @@ func isZombie(pid int) bool {
 	}
 	return s[i+2] == 'Z' || s[i+2] == 'X'
 }
+
+// clusterProcesses lists the live (not zombie) processes of the cluster of
+// pgdata: postgres processes whose working directory is pgdata, as every
+// process of a cluster has (each backend is a session of its own, so the
+// postmaster's process group does not hold them).
+func clusterProcesses(pgdata string) []int {
+	want, err := filepath.EvalSymlinks(pgdata)
+	if err != nil {
+		return nil
+	}
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		dir := "/proc/" + e.Name()
+		if cwd, err := os.Readlink(dir + "/cwd"); err != nil || filepath.Clean(cwd) != want {
+			continue
+		}
+		if exe, err := os.Readlink(dir + "/exe"); err != nil || filepath.Base(exe) != "postgres" {
+			continue
+		}
+		if !isZombie(pid) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}

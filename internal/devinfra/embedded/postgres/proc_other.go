@@ -19,3 +19,7 @@ func serverSysProcAttr() *syscall.SysProcAttr {
 func isPostmasterOf(pid int, pgdata string) (bool, error) { return false, errUnverifiable }
 
 func isZombie(pid int) bool { return false }
+
+// clusterProcesses: outside Linux the processes of a cluster cannot be
+// told; a new postmaster started too early fails and says so.
+func clusterProcesses(pgdata string) []int { return nil }
