@@ -545,6 +545,11 @@ func TestStartAfterThePostmasterAloneWasKilled(t *testing.T) {
 			}
 		}
 	}
+	t.Cleanup(func() { // a failed Start leaves them stopped
+		for _, p := range children {
+			_ = syscall.Kill(p, syscall.SIGKILL)
+		}
+	})
 	if len(children) == 0 {
 		t.Fatal("the server has no processes beside its postmaster: the test proves nothing")
 	}
