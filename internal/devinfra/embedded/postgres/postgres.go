@@ -334,7 +334,7 @@ func (s *Server) killHard() error {
 	case <-time.After(killTimeout):
 		return fmt.Errorf("pid %d did not exit after SIGKILL", pid)
 	}
-	if !reapCluster(s.pgdata, killTimeout) {
+	if _, gone := reapCluster(s.pgdata, killTimeout); !gone {
 		return fmt.Errorf("processes of pid %d's cluster still alive %s after SIGKILL", pid, killTimeout)
 	}
 	return nil
@@ -346,19 +346,20 @@ func (s *Server) killHard() error {
 // backends and auxiliary processes to notice its death and exit; until the
 // last one has, the cluster's shared memory is still attached and a new
 // postmaster refuses to start ("pre-existing shared memory block is still
-// in use"). It reports whether none is left.
-func reapCluster(pgdata string, timeout time.Duration) bool {
+// in use"). It reports how many it found left, and whether none is now.
+func reapCluster(pgdata string, timeout time.Duration) (found int, gone bool) {
 	deadline := time.Now().Add(timeout)
 	for {
 		left := clusterProcesses(pgdata)
 		if len(left) == 0 {
-			return true
+			return found, true
 		}
+		found = max(found, len(left))
 		for _, pid := range left {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
 		if time.Now().After(deadline) {
-			return false
+			return found, false
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -592,11 +593,12 @@ func stopStalePostmaster(ctx context.Context, pgdata string, logger *slog.Logger
 		// A postmaster killed alone (SIGKILL from outside) leaves its
 		// backends to notice its death and exit; a new postmaster started
 		// before they have is refused while they hold the shared memory.
-		if len(clusterProcesses(pgdata)) > 0 {
-			logger.Warn("processes of a dead postmaster still run; killing them", "pid", pid)
-			if !reapCluster(pgdata, killTimeout) {
-				return fmt.Errorf("postgres: processes of dead postmaster %d (from %s) did not exit", pid, pidFile)
-			}
+		found, gone := reapCluster(pgdata, killTimeout)
+		if !gone {
+			return fmt.Errorf("postgres: processes of dead postmaster %d (from %s) did not exit", pid, pidFile)
+		}
+		if found > 0 {
+			logger.Warn("killed the processes a dead postmaster left running", "pid", pid, "processes", found)
 		}
 		logger.Debug("postmaster.pid left by a dead server; postgres will replace it", "pid", pid)
 		return nil
